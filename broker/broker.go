@@ -1,0 +1,43 @@
+// Package broker carries envelopes between server instances. A Broker is a
+// publish/subscribe transport on named channels; the helper decides what to
+// subscribe to (the channels its local clients are an audience of) and how
+// to read what arrives. This package holds the interface and an in-process
+// implementation; the Redis one lives in broker/redisbroker.
+package broker
+
+import (
+	"context"
+	"errors"
+)
+
+// Handler receives every message published on a channel the broker is
+// subscribed to. The broker calls it from its read loop, so it must not block;
+// messages of one channel arrive in publish order.
+type Handler func(channel string, payload []byte)
+
+// Broker is a cross-instance publish/subscribe transport.
+//
+// Subscribe and Unsubscribe take effect before they return (or fail), so a
+// caller that has subscribed can tell its peers it is listening. A broker
+// whose connection drops re-subscribes by itself to exactly the channels it
+// holds at that time.
+type Broker interface {
+	// Start connects and begins calling h for every message on subscribed
+	// channels. It returns once the broker can publish and subscribe.
+	Start(ctx context.Context, h Handler) error
+	// Publish sends payload to everyone subscribed to channel, this
+	// instance included.
+	Publish(ctx context.Context, channel string, payload []byte) error
+	// Subscribe adds channels to the set this instance receives.
+	Subscribe(ctx context.Context, channels ...string) error
+	// Unsubscribe removes channels from that set.
+	Unsubscribe(ctx context.Context, channels ...string) error
+	// Close stops delivery and releases connections. It is idempotent.
+	Close() error
+}
+
+// ErrClosed is returned by a broker used after Close.
+var ErrClosed = errors.New("broker: closed")
+
+// ErrNotStarted is returned by a broker used before Start.
+var ErrNotStarted = errors.New("broker: not started")

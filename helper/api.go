@@ -1,0 +1,114 @@
+package helper
+
+import (
+	"sync/atomic"
+)
+
+// JoinRoom puts a local client in room, without validation (server-side
+// join). Internal names (ws:…) are refused. It reports whether the client
+// is now a member.
+func (h *WebSocketServerHelper) JoinRoom(clientID, room string) bool {
+	c := h.reg.get(clientID)
+	if c == nil {
+		return false
+	}
+	return h.reg.join(c, room)
+}
+
+// LeaveRoom takes a local client out of room. A client's own-id room cannot
+// be left. It reports whether the client was a member.
+func (h *WebSocketServerHelper) LeaveRoom(clientID, room string) bool {
+	c := h.reg.get(clientID)
+	if c == nil {
+		return false
+	}
+	return h.reg.leave(c, room)
+}
+
+// GetClients returns a snapshot of every local client.
+func (h *WebSocketServerHelper) GetClients() []ClientView {
+	h.reg.mu.RLock()
+	defer h.reg.mu.RUnlock()
+	out := make([]ClientView, 0, len(h.reg.clients))
+	for _, c := range h.reg.clients {
+		out = append(out, c.view())
+	}
+	return out
+}
+
+// GetClient returns a snapshot of one local client.
+func (h *WebSocketServerHelper) GetClient(id string) (ClientView, bool) {
+	h.reg.mu.RLock()
+	defer h.reg.mu.RUnlock()
+	c := h.reg.clients[id]
+	if c == nil {
+		return ClientView{}, false
+	}
+	return c.view(), true
+}
+
+// GetClientsByUser returns snapshots of the local connections of a user.
+func (h *WebSocketServerHelper) GetClientsByUser(userID string) []ClientView {
+	h.reg.mu.RLock()
+	defer h.reg.mu.RUnlock()
+	set := h.reg.users[userID]
+	out := make([]ClientView, 0, len(set))
+	for c := range set {
+		out = append(out, c.view())
+	}
+	return out
+}
+
+// GetClientsByRoom returns snapshots of the local members of a room.
+func (h *WebSocketServerHelper) GetClientsByRoom(room string) []ClientView {
+	h.reg.mu.RLock()
+	defer h.reg.mu.RUnlock()
+	set := h.reg.rooms[room]
+	out := make([]ClientView, 0, len(set))
+	for c := range set {
+		out = append(out, c.view())
+	}
+	return out
+}
+
+// Stats are the helper's counters.
+type Stats struct {
+	// Clients is the number of local connections; Authenticated, those
+	// past authentication; Rooms and Users, the non-empty local indexes.
+	Clients, Authenticated, Rooms, Users int
+	// Subscriptions is the number of broker channels held for the local
+	// audience (ws:broadcast not included).
+	Subscriptions int
+	// ConnectionsTotal counts every upgrade since start.
+	ConnectionsTotal uint64
+	// Delivered counts frames handed to sockets; DroppedBackpressure,
+	// messages not queued because a client's buffer was full.
+	Delivered, DroppedBackpressure uint64
+	// PublishErrors counts failed broker publishes; BadEnvelopes, envelopes
+	// dropped as unreadable; HandlerErrors, failed message callbacks.
+	PublishErrors, BadEnvelopes, HandlerErrors uint64
+}
+
+type counters struct {
+	connections, delivered, droppedBackpressure atomic.Uint64
+	publishErrors, badEnvelopes, handlerErrors  atomic.Uint64
+	authenticated                               atomic.Int64
+}
+
+// Stats returns the current counters.
+func (h *WebSocketServerHelper) Stats() Stats {
+	clients, rooms, users := h.reg.counts()
+	return Stats{
+		Clients:             clients,
+		Authenticated:       int(h.stats.authenticated.Load()),
+		Rooms:               rooms,
+		Users:               users,
+		Subscriptions:       h.subs.count(),
+		ConnectionsTotal:    h.stats.connections.Load(),
+		Delivered:           h.stats.delivered.Load(),
+		DroppedBackpressure: h.stats.droppedBackpressure.Load(),
+		PublishErrors:       h.stats.publishErrors.Load(),
+		BadEnvelopes:        h.stats.badEnvelopes.Load(),
+		HandlerErrors:       h.stats.handlerErrors.Load(),
+	}
+}

@@ -1,0 +1,133 @@
+package helper
+
+import (
+	"context"
+	"maps"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fxws/websocket/protocol"
+)
+
+// client is one WebSocket connection. Its identity fields are written once,
+// before the client becomes authenticated, and read freely after; its rooms
+// belong to the registry's lock; its outbound queue to wmu.
+type client struct {
+	id   string
+	h    *WebSocketServerHelper
+	conn net.Conn
+	raw  *rawConn // nil when the conn is not a plain socket
+
+	done chan struct{} // closed once the client is gone
+
+	state        atomic.Int32 // a stateIndex
+	lastActivity atomic.Int64 // unix nanos of the last data frame
+	lastSeen     atomic.Int64 // unix nanos of the last frame of any kind
+	connectedAt  time.Time
+	remoteAddr   string
+
+	mu        sync.Mutex
+	req       *http.Request // upgrade request, kept until authentication ends
+	authTimer *time.Timer
+	info      identity
+
+	// Guarded by the registry lock.
+	rooms     map[string]struct{}
+	gone      bool   // removed from the registry for good
+	bound     bool   // indexed under its user and own channel
+	boundUser string // the user it is indexed under
+
+	out outbound
+}
+
+// identity is what authentication decided about a client.
+type identity struct {
+	userID          string
+	metadata        map[string]any
+	encrypted       bool
+	serverPublicKey string
+	salt            string
+}
+
+const (
+	stUnauthorized int32 = iota
+	stAuthenticating
+	stAuthenticated
+	stDisconnected
+)
+
+var stateNames = [...]protocol.ClientState{
+	stUnauthorized:   protocol.StateUnauthorized,
+	stAuthenticating: protocol.StateAuthenticating,
+	stAuthenticated:  protocol.StateAuthenticated,
+	stDisconnected:   protocol.StateDisconnected,
+}
+
+func (c *client) authenticated() bool { return c.state.Load() == stAuthenticated }
+
+func (c *client) identity() identity {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.info
+}
+
+// context returns a context that ends when the client disconnects, for the
+// callbacks that run on its behalf. It costs no allocation beyond its header.
+func (c *client) context() context.Context { return clientContext{c} }
+
+type clientContext struct{ c *client }
+
+func (clientContext) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (x clientContext) Done() <-chan struct{}     { return x.c.done }
+func (x clientContext) Err() error {
+	select {
+	case <-x.c.done:
+		return context.Canceled
+	default:
+		return nil
+	}
+}
+func (clientContext) Value(any) any { return nil }
+
+// ClientView is a snapshot of one client, safe to keep and share.
+type ClientView struct {
+	ID       string
+	UserID   string // empty for anonymous clients
+	State    protocol.ClientState
+	Rooms    []string // sorted
+	Metadata map[string]any
+	// Encrypted is true once the encryption handshake succeeded.
+	Encrypted       bool
+	ServerPublicKey string
+	Salt            string
+	RemoteAddr      string
+	ConnectedAt     time.Time
+	LastActivity    time.Time
+}
+
+// view snapshots c; the caller holds the registry's read lock (for rooms).
+func (c *client) view() ClientView {
+	info := c.identity()
+	rooms := make([]string, 0, len(c.rooms))
+	for r := range c.rooms {
+		rooms = append(rooms, r)
+	}
+	slices.Sort(rooms)
+	return ClientView{
+		ID:              c.id,
+		UserID:          info.userID,
+		State:           stateNames[c.state.Load()],
+		Rooms:           rooms,
+		Metadata:        maps.Clone(info.metadata),
+		Encrypted:       info.encrypted,
+		ServerPublicKey: info.serverPublicKey,
+		Salt:            info.salt,
+		RemoteAddr:      c.remoteAddr,
+		ConnectedAt:     c.connectedAt,
+		LastActivity:    time.Unix(0, c.lastActivity.Load()),
+	}
+}

@@ -1,0 +1,376 @@
+package helper
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/fxws/websocket/protocol"
+	"github.com/gobwas/ws"
+	"go.uber.org/zap"
+)
+
+// ErrInvalidData is returned when a message's data cannot be encoded as JSON.
+var ErrInvalidData = errors.New("websocket: data is not valid JSON")
+
+// marshalData encodes a send's data once. A json.RawMessage is used as is
+// (after validation); nil means "no data".
+func marshalData(data any) (json.RawMessage, error) {
+	switch d := data.(type) {
+	case nil:
+		return nil, nil
+	case json.RawMessage:
+		if d == nil {
+			return nil, nil
+		}
+		if !json.Valid(d) {
+			return nil, ErrInvalidData
+		}
+		return d, nil
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // as JSON.stringify
+	if err := enc.Encode(data); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidData, err)
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+}
+
+// encodeMessage builds `{"event":…,"data":…}` (data omitted when nil), the
+// way the original's JSON.stringify({event, data}) does.
+func encodeMessage(event string, data json.RawMessage) []byte {
+	b := make([]byte, 0, len(event)+len(data)+24)
+	b = append(b, `{"event":`...)
+	b = appendJSONString(b, event)
+	if data != nil {
+		b = append(b, `,"data":`...)
+		b = append(b, data...)
+	}
+	return append(b, '}')
+}
+
+// appendJSONString quotes s as JSON.stringify would (no HTML escaping).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			case c < 0x20:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}
+
+// outgoing is one message on its way to local clients: encoded and framed
+// once, shared by every plain recipient.
+type outgoing struct {
+	event string
+	data  json.RawMessage
+	frame []byte
+}
+
+func newOutgoing(event string, data json.RawMessage) *outgoing {
+	return &outgoing{event: event, data: data, frame: compileFrame(ws.OpText, encodeMessage(event, data))}
+}
+
+// sendError sends an error event; it is the one event that reaches clients
+// that have not authenticated.
+func (h *WebSocketServerHelper) sendError(c *client, text string) {
+	data, _ := json.Marshal(protocol.ErrorData{Message: text})
+	c.send(compileFrame(ws.OpText, encodeMessage(protocol.EventError, data)))
+}
+
+// deliver hands m to each authenticated recipient not in exclude. Plain
+// clients get the shared frame; encrypted clients go through the outbound
+// transformer, in parallel up to EncryptedBatchLimit, before deliver returns,
+// so that one client's messages keep their order.
+func (h *WebSocketServerHelper) deliver(recipients []*client, m *outgoing, exclude []string) int {
+	var encrypted []*client
+	n := 0
+	transform := h.handlers.OutboundTransformer != nil
+	for _, c := range recipients {
+		if !c.authenticated() || (len(exclude) > 0 && contains(exclude, c.id)) {
+			continue
+		}
+		if transform && c.info.encrypted {
+			encrypted = append(encrypted, c)
+			continue
+		}
+		if c.send(m.frame) == sent {
+			n++
+		}
+	}
+	if len(encrypted) > 0 {
+		n += h.deliverEncrypted(encrypted, m)
+	}
+	h.stats.delivered.Add(uint64(n))
+	return n
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *WebSocketServerHelper) deliverEncrypted(clients []*client, m *outgoing) int {
+	limit := min(h.opts.EncryptedBatchLimit, len(clients))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	n := 0
+	next := 0
+	worker := func() {
+		defer wg.Done()
+		for {
+			mu.Lock()
+			if next >= len(clients) {
+				mu.Unlock()
+				return
+			}
+			c := clients[next]
+			next++
+			mu.Unlock()
+			if h.deliverOneEncrypted(c, m) {
+				mu.Lock()
+				n++
+				mu.Unlock()
+			}
+		}
+	}
+	wg.Add(limit)
+	for i := 1; i < limit; i++ {
+		go worker()
+	}
+	worker()
+	wg.Wait()
+	return n
+}
+
+func (h *WebSocketServerHelper) deliverOneEncrypted(c *client, m *outgoing) bool {
+	var out *protocol.Message
+	err := safeCall(func() error {
+		var err error
+		out, err = h.handlers.OutboundTransformer(c.context(), OutboundRequest{
+			Client: h.viewOf(c), Event: m.event, Data: m.data,
+		})
+		return err
+	})
+	if err != nil {
+		h.log.Error("outbound transformer failed; message dropped for client", zapClient(c.id), zap.Error(err))
+		return false
+	}
+	frame := m.frame
+	if out != nil {
+		frame = compileFrame(ws.OpText, encodeMessage(out.Event, out.Data))
+	}
+	return c.send(frame) == sent
+}
+
+func (h *WebSocketServerHelper) viewOf(c *client) ClientView {
+	h.reg.mu.RLock()
+	defer h.reg.mu.RUnlock()
+	return c.view()
+}
+
+// SendToClient delivers to one local, authenticated client. It reports
+// whether the client is here.
+func (h *WebSocketServerHelper) SendToClient(clientID, event string, data any) (bool, error) {
+	d, err := marshalData(data)
+	if err != nil {
+		return false, err
+	}
+	c := h.reg.get(clientID)
+	if c == nil {
+		return false, nil
+	}
+	h.deliver([]*client{c}, newOutgoing(event, d), nil)
+	return true, nil
+}
+
+// SendToRoom delivers to the local members of room, except the clients
+// listed in exclude. It returns the number of clients reached.
+func (h *WebSocketServerHelper) SendToRoom(room, event string, data any, exclude ...string) (int, error) {
+	d, err := marshalData(data)
+	if err != nil {
+		return 0, err
+	}
+	return h.localRoom(room, newOutgoing(event, d), exclude), nil
+}
+
+// Broadcast delivers to every local authenticated client except those in
+// exclude. It returns the number of clients reached.
+func (h *WebSocketServerHelper) Broadcast(event string, data any, exclude ...string) (int, error) {
+	d, err := marshalData(data)
+	if err != nil {
+		return 0, err
+	}
+	return h.localBroadcast(newOutgoing(event, d), exclude), nil
+}
+
+// SendToUser delivers to every connection of userID on every instance:
+// locally, and through the broker (ws:user:<id>) to the others.
+func (h *WebSocketServerHelper) SendToUser(ctx context.Context, userID, event string, data any) error {
+	d, err := marshalData(data)
+	if err != nil {
+		return err
+	}
+	h.localUser(userID, newOutgoing(event, d))
+	return h.publish(ctx, protocol.TypeUser, userID, event, d, nil)
+}
+
+// Send is the cluster-wide send of the original's public API. With no
+// destination it broadcasts; a destination that is a local client or a
+// local room is delivered here and published; any other destination is
+// published as a room, which reaches a client of that id on another
+// instance too (every client is a member of its own-id room). An empty
+// topic or nil data sends nothing. The error is a publish failure; local
+// delivery has happened regardless.
+func (h *WebSocketServerHelper) Send(ctx context.Context, destination, topic string, data any) error {
+	if topic == "" || data == nil {
+		return nil
+	}
+	d, err := marshalData(data)
+	if err != nil {
+		return err
+	}
+	if d == nil {
+		return nil
+	}
+	m := newOutgoing(topic, d)
+	switch {
+	case destination == "":
+		h.localBroadcast(m, nil)
+		return h.publish(ctx, protocol.TypeBroadcast, "", topic, d, nil)
+	case h.reg.get(destination) != nil:
+		h.localClient(destination, m)
+		return h.publish(ctx, protocol.TypeClient, destination, topic, d, nil)
+	case h.reg.hasRoom(destination):
+		h.localRoom(destination, m, nil)
+		return h.publish(ctx, protocol.TypeRoom, destination, topic, d, nil)
+	default:
+		return h.publish(ctx, protocol.TypeRoom, destination, topic, d, nil)
+	}
+}
+
+// Publish sends an envelope to the other instances only, as the emitter
+// does but with this instance's id.
+func (h *WebSocketServerHelper) Publish(ctx context.Context, typ protocol.MessageType, target, event string, data any, exclude ...string) error {
+	d, err := marshalData(data)
+	if err != nil {
+		return err
+	}
+	return h.publish(ctx, typ, target, event, d, exclude)
+}
+
+func (h *WebSocketServerHelper) publish(ctx context.Context, typ protocol.MessageType, target, event string, data json.RawMessage, exclude []string) error {
+	if !typ.Valid() {
+		return fmt.Errorf("websocket: publish: unknown message type %q", typ)
+	}
+	if typ != protocol.TypeBroadcast && target == "" {
+		return fmt.Errorf("websocket: publish: %s envelope needs a target", typ)
+	}
+	env := protocol.Envelope{ServerID: h.serverID, Type: typ, Target: target, Event: event, Data: data, Exclude: exclude}
+	payload, err := json.Marshal(&env)
+	if err != nil {
+		return fmt.Errorf("websocket: publish: encode envelope: %w", err)
+	}
+	if err := h.broker.Publish(ctx, env.Channel(), payload); err != nil {
+		h.stats.publishErrors.Add(1)
+		h.log.Warn("publish failed", zap.String("channel", env.Channel()), zap.Error(err))
+		return fmt.Errorf("websocket: publish to %s: %w", env.Channel(), err)
+	}
+	return nil
+}
+
+func (h *WebSocketServerHelper) localClient(id string, m *outgoing) int {
+	c := h.reg.get(id)
+	if c == nil {
+		return 0
+	}
+	return h.deliver([]*client{c}, m, nil)
+}
+
+func (h *WebSocketServerHelper) localRoom(room string, m *outgoing, exclude []string) int {
+	rs := getRecipients()
+	defer putRecipients(rs)
+	*rs = h.reg.appendRoom(*rs, room)
+	return h.deliver(*rs, m, exclude)
+}
+
+func (h *WebSocketServerHelper) localUser(userID string, m *outgoing) int {
+	rs := getRecipients()
+	defer putRecipients(rs)
+	*rs = h.reg.appendUser(*rs, userID)
+	return h.deliver(*rs, m, nil)
+}
+
+func (h *WebSocketServerHelper) localBroadcast(m *outgoing, exclude []string) int {
+	rs := getRecipients()
+	defer putRecipients(rs)
+	*rs = h.reg.appendAll(*rs)
+	return h.deliver(*rs, m, exclude)
+}
+
+// onBrokerMessage delivers an envelope from another instance or an emitter.
+func (h *WebSocketServerHelper) onBrokerMessage(channel string, payload []byte) {
+	env, err := protocol.DecodeEnvelope(payload)
+	if err != nil {
+		h.stats.badEnvelopes.Add(1)
+		h.log.Warn("dropping unreadable envelope", zap.String("channel", channel), zap.Error(err))
+		return
+	}
+	if env.ServerID == h.serverID {
+		return
+	}
+	m := newOutgoing(env.Event, env.Data)
+	switch env.Type {
+	case protocol.TypeBroadcast:
+		h.localBroadcast(m, env.Exclude)
+	case protocol.TypeRoom:
+		if env.Target != "" {
+			h.localRoom(env.Target, m, env.Exclude)
+		}
+	case protocol.TypeClient:
+		if env.Target != "" {
+			h.localClient(env.Target, m)
+		}
+	case protocol.TypeUser:
+		if env.Target != "" {
+			h.localUser(env.Target, m)
+		}
+	default:
+		h.stats.badEnvelopes.Add(1)
+		h.log.Warn("dropping envelope of unknown type", zap.String("channel", channel), zap.String("type", string(env.Type)))
+	}
+}

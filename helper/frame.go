@@ -1,0 +1,185 @@
+package helper
+
+import (
+	"encoding/binary"
+	"errors"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+)
+
+// Frames are parsed from and compiled into plain byte slices rather than
+// through ws.ReadHeader/ws.WriteFrame: the reader parses straight out of a
+// pooled buffer, and an outbound frame is compiled once into one slice that
+// every recipient's socket is handed unchanged.
+
+// frameHeader is a parsed frame header.
+type frameHeader struct {
+	fin    bool
+	rsv    byte
+	op     ws.OpCode
+	masked bool
+	mask   [4]byte
+	length int64
+}
+
+// closeError is a protocol violation that ends the connection with a close
+// frame carrying code and reason.
+type closeError struct {
+	code   ws.StatusCode
+	reason string
+}
+
+func (e *closeError) Error() string { return "websocket: close " + e.reason }
+
+func protocolError(reason string) error {
+	return &closeError{code: ws.StatusProtocolError, reason: reason}
+}
+
+var errNeedMore = errors.New("need more bytes")
+
+// parseHeader reads a header from b. It returns errNeedMore when b does not
+// yet hold the whole header.
+func parseHeader(b []byte) (h frameHeader, n int, err error) {
+	if len(b) < 2 {
+		return h, 0, errNeedMore
+	}
+	h.fin = b[0]&0x80 != 0
+	h.rsv = (b[0] >> 4) & 0x07
+	h.op = ws.OpCode(b[0] & 0x0f)
+	h.masked = b[1]&0x80 != 0
+	n = 2
+	switch l := b[1] & 0x7f; l {
+	case 126:
+		if len(b) < 4 {
+			return h, 0, errNeedMore
+		}
+		h.length = int64(binary.BigEndian.Uint16(b[2:4]))
+		n = 4
+	case 127:
+		if len(b) < 10 {
+			return h, 0, errNeedMore
+		}
+		u := binary.BigEndian.Uint64(b[2:10])
+		if u>>63 != 0 {
+			return h, 0, protocolError("invalid frame length")
+		}
+		h.length = int64(u)
+		n = 10
+	default:
+		h.length = int64(l)
+	}
+	if h.masked {
+		if len(b) < n+4 {
+			return h, 0, errNeedMore
+		}
+		copy(h.mask[:], b[n:n+4])
+		n += 4
+	}
+	return h, n, nil
+}
+
+// checkClientHeader applies RFC 6455's rules for frames sent by a client.
+func checkClientHeader(h frameHeader) error {
+	if h.rsv != 0 {
+		return protocolError("reserved bits set")
+	}
+	if !h.masked {
+		return protocolError("unmasked client frame")
+	}
+	switch h.op {
+	case ws.OpContinuation, ws.OpText, ws.OpBinary:
+		return nil
+	case ws.OpClose, ws.OpPing, ws.OpPong:
+		if !h.fin {
+			return protocolError("fragmented control frame")
+		}
+		if h.length > 125 {
+			return protocolError("control frame too long")
+		}
+		return nil
+	}
+	return protocolError("unknown opcode")
+}
+
+// unmask applies the client's mask to p in place.
+func unmask(p []byte, mask [4]byte) {
+	ws.Cipher(p, mask, 0)
+}
+
+// compileFrame returns a final, unmasked frame of op carrying payload.
+func compileFrame(op ws.OpCode, payload []byte) []byte {
+	n := len(payload)
+	var hdr int
+	switch {
+	case n < 126:
+		hdr = 2
+	case n <= 0xffff:
+		hdr = 4
+	default:
+		hdr = 10
+	}
+	b := make([]byte, hdr+n)
+	b[0] = 0x80 | byte(op)
+	switch hdr {
+	case 2:
+		b[1] = byte(n)
+	case 4:
+		b[1] = 126
+		binary.BigEndian.PutUint16(b[2:], uint16(n))
+	default:
+		b[1] = 127
+		binary.BigEndian.PutUint64(b[2:], uint64(n))
+	}
+	copy(b[hdr:], payload)
+	return b
+}
+
+// closeFrame compiles a close frame with code and reason. Reasons are cut to
+// fit the 125-byte control payload without splitting a character.
+func closeFrame(code ws.StatusCode, reason string) []byte {
+	if len(reason) > 123 {
+		reason = reason[:123]
+		for !utf8.ValidString(reason) {
+			reason = reason[:len(reason)-1]
+		}
+	}
+	p := make([]byte, 2+len(reason))
+	binary.BigEndian.PutUint16(p, uint16(code))
+	copy(p[2:], reason)
+	return compileFrame(ws.OpClose, p)
+}
+
+// parseClosePayload validates a client's close frame payload and returns the
+// code to echo.
+func parseClosePayload(p []byte) (ws.StatusCode, error) {
+	switch {
+	case len(p) == 0:
+		return ws.StatusNormalClosure, nil
+	case len(p) == 1:
+		return 0, protocolError("invalid close payload")
+	}
+	code := ws.StatusCode(binary.BigEndian.Uint16(p))
+	if !validCloseCode(code) {
+		return 0, protocolError("invalid close code")
+	}
+	if !utf8.Valid(p[2:]) {
+		return 0, &closeError{code: ws.StatusInvalidFramePayloadData, reason: "invalid UTF-8 in close reason"}
+	}
+	return code, nil
+}
+
+// validCloseCode reports whether a peer may send code (RFC 6455 7.4).
+func validCloseCode(code ws.StatusCode) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1011:
+		return true
+	case code >= 3000 && code <= 4999:
+		return true
+	}
+	return false
+}
+
+var (
+	pingFrame = compileFrame(ws.OpPing, nil)
+)

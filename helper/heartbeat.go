@@ -1,0 +1,63 @@
+package helper
+
+import (
+	"context"
+	"time"
+
+	"github.com/fxws/websocket/protocol"
+	"github.com/gobwas/ws"
+)
+
+// heartbeat runs the two clocks of liveness in one goroutine (no timer per
+// connection): the application heartbeat sweep, which closes authenticated
+// clients that sent no message for HeartbeatTimeout (4002), and the
+// transport's idle check, which pings quiet sockets and cuts those silent
+// for IdleTimeout. A pong counts for the idle check, not for the heartbeat.
+func (h *WebSocketServerHelper) heartbeat(ctx context.Context) {
+	sweep := time.NewTicker(h.opts.HeartbeatInterval)
+	defer sweep.Stop()
+	idleEvery := max(h.opts.IdleTimeout/4, 10*time.Millisecond)
+	idle := time.NewTicker(idleEvery)
+	defer idle.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sweep.C:
+			h.sweepHeartbeats(time.Now())
+		case <-idle.C:
+			h.sweepIdle(time.Now())
+		}
+	}
+}
+
+func (h *WebSocketServerHelper) sweepHeartbeats(now time.Time) {
+	deadline := now.Add(-h.opts.HeartbeatTimeout).UnixNano()
+	all := getRecipients()
+	defer putRecipients(all)
+	*all = h.reg.appendAll(*all)
+	for _, c := range *all {
+		if c.authenticated() && c.lastActivity.Load() < deadline {
+			h.log.Info("heartbeat timeout", zapClient(c.id))
+			c.closeWith(ws.StatusCode(protocol.CloseHeartbeatTimeout), protocol.ReasonHeartbeatTimeout)
+		}
+	}
+}
+
+func (h *WebSocketServerHelper) sweepIdle(now time.Time) {
+	cut := now.Add(-h.opts.IdleTimeout).UnixNano()
+	ping := now.Add(-h.opts.IdleTimeout / 2).UnixNano()
+	all := getRecipients()
+	defer putRecipients(all)
+	*all = h.reg.appendAll(*all)
+	for _, c := range *all {
+		seen := c.lastSeen.Load()
+		switch {
+		case seen < cut:
+			h.log.Debug("idle timeout", zapClient(c.id))
+			c.closeWith(ws.StatusGoingAway, protocol.ReasonIdleTimeout)
+		case seen < ping && !h.opts.DisablePings:
+			c.sendControl(pingFrame)
+		}
+	}
+}

@@ -1,0 +1,284 @@
+// Package helper is the WebSocket server of the Ignis protocol: it upgrades
+// connections on gobwas/ws, runs each client through authentication, keeps
+// the client, room and user indexes, delivers messages locally and through a
+// broker to other instances, and shuts down gracefully.
+//
+// It is usable without fx: build a Config, call New, mount the helper as an
+// http.Handler, call Start, and Shutdown when done.
+package helper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fxws/websocket/broker"
+	"github.com/fxws/websocket/protocol"
+	"github.com/gobwas/ws"
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+)
+
+// WebSocketServerHelper is the server. It is safe for concurrent use; every
+// send method may be called from any goroutine, before or after Start.
+type WebSocketServerHelper struct {
+	opts     Options
+	handlers Handlers
+	broker   broker.Broker
+	log      *zap.Logger
+	serverID string
+
+	reg  *registry
+	subs *subscriptions
+
+	upgrader ws.HTTPUpgrader
+
+	started  atomic.Bool
+	closing  atomic.Bool
+	stopOnce sync.Once
+	cancel   context.CancelFunc
+	loops    sync.WaitGroup // heartbeat and subscription goroutines
+	conns    sync.WaitGroup // read loops
+	tasks    sync.WaitGroup // callbacks running off the read loops
+
+	stats counters
+}
+
+// New checks cfg and builds a helper. It does no I/O.
+func New(cfg Config) (*WebSocketServerHelper, error) {
+	if cfg.Handlers.Authenticate == nil {
+		return nil, errors.New("websocket: an authenticate handler is required")
+	}
+	if err := cfg.Options.Validate(); err != nil {
+		return nil, fmt.Errorf("websocket: invalid options: %w", err)
+	}
+	if cfg.Options.RequireEncryption && cfg.Handlers.Handshake == nil {
+		return nil, errors.New("websocket: RequireEncryption needs a handshake handler")
+	}
+	opts := cfg.Options.withDefaults()
+	log := cfg.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	b := cfg.Broker
+	if b == nil {
+		b = broker.NewMemory()
+	}
+	serverID := opts.ServerID
+	if serverID == "" {
+		serverID = uuid.NewString()
+	}
+	log = log.With(zap.String("ws", opts.Identifier), zap.String("serverId", serverID))
+	h := &WebSocketServerHelper{
+		opts:     opts,
+		handlers: cfg.Handlers,
+		broker:   b,
+		log:      log,
+		serverID: serverID,
+	}
+	h.subs = newSubscriptions(b, log)
+	h.reg = newRegistry(h.subs)
+	return h, nil
+}
+
+// ServerID is this instance's id on the broker.
+func (h *WebSocketServerHelper) ServerID() string { return h.serverID }
+
+// Path is where the helper upgrades connections.
+func (h *WebSocketServerHelper) Path() string { return h.opts.Path }
+
+// Options returns the options in force, defaults filled in.
+func (h *WebSocketServerHelper) Options() Options { return h.opts }
+
+// Start connects the broker, subscribes to broadcasts and starts the
+// heartbeat. Connections are accepted only after Start.
+func (h *WebSocketServerHelper) Start(ctx context.Context) error {
+	if h.closing.Load() {
+		return errors.New("websocket: helper already shut down")
+	}
+	if !h.started.CompareAndSwap(false, true) {
+		return errors.New("websocket: helper already started")
+	}
+	if err := h.broker.Start(ctx, h.onBrokerMessage); err != nil {
+		h.started.Store(false)
+		return fmt.Errorf("websocket: start broker: %w", err)
+	}
+	if err := h.broker.Subscribe(ctx, protocol.ChannelBroadcast); err != nil {
+		h.started.Store(false)
+		_ = h.broker.Close()
+		return fmt.Errorf("websocket: subscribe %s: %w", protocol.ChannelBroadcast, err)
+	}
+	loopCtx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	h.loops.Add(2)
+	go func() { defer h.loops.Done(); h.subs.run(loopCtx) }()
+	go func() { defer h.loops.Done(); h.heartbeat(loopCtx) }()
+	h.log.Info("websocket server ready", zap.String("path", h.opts.Path))
+	return nil
+}
+
+// ServeHTTP upgrades a request on the configured path to a WebSocket
+// connection. Other paths get 404; requests before Start or during shutdown
+// get 503.
+func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != h.opts.Path {
+		http.NotFound(w, r)
+		return
+	}
+	if !h.started.Load() || h.closing.Load() {
+		http.Error(w, "WebSocket server not accepting connections", http.StatusServiceUnavailable)
+		return
+	}
+	if h.opts.CheckOrigin != nil && !h.opts.CheckOrigin(r) {
+		http.Error(w, "Origin not allowed", http.StatusForbidden)
+		return
+	}
+	conn, rw, _, err := h.upgrader.Upgrade(r, w)
+	if err != nil {
+		h.log.Debug("upgrade failed", zap.Error(err), zap.String("remote", r.RemoteAddr))
+		return
+	}
+	var pending []byte
+	if n := rw.Reader.Buffered(); n > 0 {
+		pending, _ = rw.Reader.Peek(n)
+		pending = append([]byte(nil), pending...)
+	}
+	now := time.Now()
+	c := &client{
+		id:          uuid.NewString(),
+		h:           h,
+		conn:        conn,
+		raw:         newRawConn(conn),
+		done:        make(chan struct{}),
+		connectedAt: now,
+		remoteAddr:  r.RemoteAddr,
+		req:         r.WithContext(context.Background()),
+	}
+	c.lastActivity.Store(now.UnixNano())
+	c.lastSeen.Store(now.UnixNano())
+	h.conns.Add(1)
+	h.reg.add(c)
+	h.stats.connections.Add(1)
+	if h.closing.Load() {
+		// Shutdown began while upgrading; it may have missed this client.
+		c.closeWith(ws.StatusGoingAway, protocol.ReasonShuttingDown)
+	}
+	c.mu.Lock()
+	c.authTimer = time.AfterFunc(h.opts.AuthTimeout, func() { h.authTimedOut(c, stUnauthorized) })
+	c.mu.Unlock()
+	h.log.Debug("client connected (unauthorized)", zapClient(c.id))
+	go c.readLoop(pending)
+}
+
+// disconnect is the end of every connection: indexes, timers, callback.
+func (h *WebSocketServerHelper) disconnect(c *client) {
+	if c.state.Swap(stDisconnected) == stAuthenticated {
+		h.stats.authenticated.Add(-1)
+	}
+	c.mu.Lock()
+	if c.authTimer != nil {
+		c.authTimer.Stop()
+		c.authTimer = nil
+	}
+	c.req = nil
+	info := c.info
+	c.mu.Unlock()
+	h.reg.remove(c)
+	close(c.done)
+	h.log.Debug("client disconnected", zapClient(c.id), zap.String("userId", info.userID))
+	if cb := h.handlers.ClientDisconnected; cb != nil {
+		err := safeCall(func() error {
+			return cb(context.Background(), ClientInfo{ClientID: c.id, UserID: info.userID, Metadata: info.metadata})
+		})
+		if err != nil {
+			h.log.Error("client-disconnected handler failed", zapClient(c.id), zap.Error(err))
+		}
+	}
+}
+
+// Shutdown closes every connection with 1001 "Server shutting down", waits
+// for their disconnect callbacks, stops the heartbeat and closes the broker.
+// Connections still open when ctx ends are cut.
+func (h *WebSocketServerHelper) Shutdown(ctx context.Context) error {
+	var err error
+	h.stopOnce.Do(func() { err = h.shutdown(ctx) })
+	return err
+}
+
+func (h *WebSocketServerHelper) shutdown(ctx context.Context) error {
+	h.closing.Store(true)
+	h.log.Info("websocket server shutting down", zap.Int("clients", h.reg.len()))
+	if h.cancel != nil {
+		h.cancel() // heartbeat and subscription changes stop first
+	}
+	all := getRecipients()
+	*all = h.reg.appendAll(*all)
+	for _, c := range *all {
+		c.closeWith(ws.StatusGoingAway, protocol.ReasonShuttingDown)
+	}
+	putRecipients(all)
+
+	var errs []error
+	if err := waitGroup(ctx, &h.conns); err != nil {
+		// Cut what did not close in time; the read loops then end at once.
+		all := getRecipients()
+		*all = h.reg.appendAll(*all)
+		for _, c := range *all {
+			_ = c.conn.Close()
+		}
+		putRecipients(all)
+		h.conns.Wait()
+		errs = append(errs, fmt.Errorf("websocket: shutdown: connections did not close in time: %w", err))
+	}
+	if err := waitGroup(ctx, &h.tasks); err != nil {
+		errs = append(errs, fmt.Errorf("websocket: shutdown: callbacks still running: %w", err))
+	}
+	h.loops.Wait()
+	if err := h.broker.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("websocket: shutdown: close broker: %w", err))
+	}
+	h.log.Info("websocket server stopped")
+	return errors.Join(errs...)
+}
+
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// goTask runs f off the read loop, tracked for shutdown.
+func (h *WebSocketServerHelper) goTask(f func()) {
+	h.tasks.Add(1)
+	go func() {
+		defer h.tasks.Done()
+		f()
+	}()
+}
+
+// safeCall runs a user callback, turning a panic into an error.
+func safeCall(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return f()
+}
+
+func zapClient(id string) zap.Field { return zap.String("clientId", id) }
+func zapErr(err error) zap.Field    { return zap.Error(err) }
+
+const (
+	closeBackpressure  = ws.StatusCode(protocol.CloseBackpressure)
+	reasonBackpressure = protocol.ReasonBackpressure
+)

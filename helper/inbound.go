@@ -1,0 +1,303 @@
+package helper
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/fxws/websocket/protocol"
+	"github.com/gobwas/ws"
+	"go.uber.org/zap"
+)
+
+// inboundMessage keeps every field raw so that wrong types are detected
+// rather than silently zeroed.
+type inboundMessage struct {
+	Event json.RawMessage `json:"event"`
+	Data  json.RawMessage `json:"data"`
+	ID    json.RawMessage `json:"id"`
+}
+
+// handleMessage is the protocol's inbound dispatch, run on the client's read
+// loop: messages of one client are handled in order.
+func (h *WebSocketServerHelper) handleMessage(c *client, raw []byte) {
+	trimmed := bytes.TrimLeft(raw, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		// The original parses with JSON.parse: invalid JSON answers with an
+		// error, valid non-objects have no event and are ignored. It crashes
+		// on `null`; we answer it like invalid input.
+		if !json.Valid(raw) || bytes.Equal(bytes.TrimSpace(trimmed), []byte("null")) {
+			h.sendError(c, protocol.ErrTextInvalidFormat)
+			return
+		}
+		h.log.Debug("message without event ignored", zapClient(c.id))
+		return
+	}
+	var m inboundMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		h.sendError(c, protocol.ErrTextInvalidFormat)
+		return
+	}
+	var event string
+	if !decodeJSONString(m.Event, &event) || event == "" {
+		h.log.Debug("message without a string event ignored", zapClient(c.id))
+		return
+	}
+	switch event {
+	case protocol.EventHeartbeat:
+		return
+	case protocol.EventAuthenticate:
+		h.handleAuthenticate(c, m.Data)
+		return
+	}
+	if !c.authenticated() {
+		h.sendError(c, protocol.ErrTextNotAuthenticated)
+		return
+	}
+	switch event {
+	case protocol.EventJoin:
+		h.handleJoin(c, m.Data)
+	case protocol.EventLeave:
+		h.handleLeave(c, m.Data)
+	case protocol.EventConnected, protocol.EventDisconnect, protocol.EventError:
+		// Server-to-client events; a client sending them is ignored.
+	default:
+		cb := h.handlers.Message
+		if cb == nil {
+			return
+		}
+		msg := protocol.Message{Event: event, Data: m.Data}
+		decodeJSONString(m.ID, &msg.ID)
+		info := c.identity()
+		err := safeCall(func() error {
+			return cb(c.context(), MessageRequest{ClientID: c.id, UserID: info.userID, Message: msg})
+		})
+		if err != nil {
+			h.stats.handlerErrors.Add(1)
+			h.log.Error("message handler failed", zapClient(c.id), zap.String("event", event), zap.Error(err))
+		}
+	}
+}
+
+func decodeJSONString(raw json.RawMessage, dst *string) bool {
+	if len(raw) == 0 || raw[0] != '"' {
+		return false
+	}
+	return json.Unmarshal(raw, dst) == nil
+}
+
+// decodeRooms reads `{"rooms": [...]}` and keeps the string members. Wrong
+// shapes yield nothing; the original would throw on some of them.
+func decodeRooms(data json.RawMessage) []string {
+	var d struct {
+		Rooms json.RawMessage `json:"rooms"`
+	}
+	if len(data) == 0 || data[0] != '{' || json.Unmarshal(data, &d) != nil {
+		return nil
+	}
+	if len(d.Rooms) == 0 || d.Rooms[0] != '[' {
+		return nil
+	}
+	var items []json.RawMessage
+	if json.Unmarshal(d.Rooms, &items) != nil {
+		return nil
+	}
+	rooms := make([]string, 0, len(items))
+	for _, it := range items {
+		var s string
+		if decodeJSONString(it, &s) {
+			rooms = append(rooms, s)
+		}
+	}
+	return rooms
+}
+
+func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
+	requested := decodeRooms(data)
+	rooms := requested[:0:0]
+	seen := make(map[string]struct{}, len(requested))
+	for _, r := range requested {
+		if _, dup := seen[r]; dup || !protocol.ValidRoomName(r) {
+			continue
+		}
+		seen[r] = struct{}{}
+		rooms = append(rooms, r)
+	}
+	if len(rooms) == 0 {
+		h.log.Debug("join rejected: no valid room names", zapClient(c.id))
+		return
+	}
+	cb := h.handlers.ValidateRoom
+	if cb == nil {
+		h.log.Debug("join rejected: no validate-room handler", zapClient(c.id))
+		return
+	}
+	info := c.identity()
+	var allowed []string
+	err := safeCall(func() error {
+		var err error
+		allowed, err = cb(c.context(), ValidateRoomRequest{ClientID: c.id, UserID: info.userID, Rooms: rooms})
+		return err
+	})
+	if err != nil {
+		h.log.Error("validate-room handler failed", zapClient(c.id), zap.Error(err))
+		return
+	}
+	for _, r := range allowed {
+		if protocol.ValidRoomName(r) {
+			h.reg.join(c, r)
+		}
+	}
+}
+
+func (h *WebSocketServerHelper) handleLeave(c *client, data json.RawMessage) {
+	for _, r := range decodeRooms(data) {
+		h.reg.leave(c, r)
+	}
+}
+
+// handleAuthenticate starts authentication. The callbacks run on their own
+// goroutine: a slow authenticator delays nobody, and the client's later
+// messages are answered meanwhile (with "Not authenticated").
+func (h *WebSocketServerHelper) handleAuthenticate(c *client, data json.RawMessage) {
+	if !c.state.CompareAndSwap(stUnauthorized, stAuthenticating) {
+		h.sendError(c, protocol.ErrTextAlreadyAuthenticated)
+		return
+	}
+	c.mu.Lock()
+	if c.authTimer != nil {
+		c.authTimer.Stop()
+	}
+	c.authTimer = time.AfterFunc(protocol.AuthInProgressFactor*h.opts.AuthTimeout,
+		func() { h.authTimedOut(c, stAuthenticating) })
+	req := c.req
+	c.mu.Unlock()
+	if len(data) == 0 || string(data) == "null" {
+		data = json.RawMessage("{}")
+	}
+	h.goTask(func() { h.authenticate(c, data, req) })
+}
+
+func (h *WebSocketServerHelper) authTimedOut(c *client, expected int32) {
+	if c.state.Load() == expected {
+		h.log.Info("authentication timeout", zapClient(c.id))
+		c.closeWith(ws.StatusCode(protocol.CloseAuthTimeout), protocol.ReasonAuthTimeout)
+	}
+}
+
+func (h *WebSocketServerHelper) authenticate(c *client, data json.RawMessage, req *http.Request) {
+	ctx := c.context()
+	var res *AuthResult
+	err := safeCall(func() error {
+		var err error
+		res, err = h.handlers.Authenticate(ctx, AuthenticateRequest{ClientID: c.id, Data: data, Request: req})
+		return err
+	})
+	if ctx.Err() != nil {
+		return // gone meanwhile: nothing more happens
+	}
+	switch {
+	case err != nil:
+		h.log.Warn("authentication error", zapClient(c.id), zap.Error(err))
+		h.rejectAuth(c, protocol.ErrTextAuthError)
+		return
+	case res == nil:
+		h.log.Info("authentication rejected", zapClient(c.id))
+		h.rejectAuth(c, protocol.ErrTextAuthFailed)
+		return
+	}
+	info := identity{userID: res.UserID, metadata: res.Metadata}
+
+	if h.opts.RequireEncryption {
+		hs := h.handlers.Handshake
+		if hs == nil { // New refuses this; kept for safety
+			c.closeWith(ws.StatusCode(protocol.CloseEncryptionRequired), protocol.ReasonEncryptionRequired)
+			return
+		}
+		var hr *HandshakeResult
+		err := safeCall(func() error {
+			var err error
+			hr, err = hs(ctx, HandshakeRequest{ClientID: c.id, UserID: info.userID, Data: data})
+			return err
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil || hr == nil {
+			h.log.Info("encryption handshake failed", zapClient(c.id), zap.Error(err))
+			h.sendError(c, protocol.ErrTextHandshakeFailed)
+			c.closeWith(ws.StatusCode(protocol.CloseEncryptionRequired), protocol.ReasonEncryptionRequired)
+			return
+		}
+		info.encrypted = true
+		info.serverPublicKey = hr.ServerPublicKey
+		info.salt = hr.Salt
+	}
+	h.finishAuthentication(c, info)
+}
+
+func (h *WebSocketServerHelper) rejectAuth(c *client, text string) {
+	h.sendError(c, text)
+	c.closeWith(ws.StatusCode(protocol.CloseAuthFailed), protocol.ReasonAuthFailed)
+}
+
+// finishAuthentication indexes the client, waits until the broker listens
+// for it, sends `connected` and runs the connected callback.
+func (h *WebSocketServerHelper) finishAuthentication(c *client, info identity) {
+	c.mu.Lock()
+	c.info = info
+	c.req = nil
+	if c.authTimer != nil {
+		c.authTimer.Stop()
+		c.authTimer = nil
+	}
+	c.mu.Unlock()
+	if !h.reg.bind(c, info.userID) {
+		return
+	}
+	h.reg.join(c, c.id)
+	for _, r := range h.opts.DefaultRooms {
+		h.reg.join(c, r)
+	}
+	// Become visible to deliveries only once indexed, and restart the
+	// heartbeat clock now: slow authentication is not silence.
+	c.lastActivity.Store(time.Now().UnixNano())
+	if !c.state.CompareAndSwap(stAuthenticating, stAuthenticated) {
+		return // disconnected meanwhile; disconnect undoes the indexes
+	}
+	h.stats.authenticated.Add(1)
+
+	ctx, cancel := context.WithTimeout(c.context(), h.opts.SubscribeTimeout)
+	if err := h.subs.sync(ctx); err != nil && c.context().Err() == nil {
+		h.log.Warn("broker did not confirm subscriptions in time; cross-instance delivery to this client may lag",
+			zapClient(c.id), zap.Error(err))
+	}
+	cancel()
+	if c.context().Err() != nil {
+		return
+	}
+
+	cd := protocol.ConnectedData{
+		ID:     c.id,
+		UserID: info.userID,
+		Time:   time.Now().UTC().Format("2006-01-02T15:04:05.000Z"),
+	}
+	if info.encrypted {
+		cd.ServerPublicKey, cd.Salt = info.serverPublicKey, info.salt
+	}
+	payload, _ := json.Marshal(cd)
+	c.send(compileFrame(ws.OpText, encodeMessage(protocol.EventConnected, payload)))
+	h.log.Info("client authenticated", zapClient(c.id), zap.String("userId", info.userID),
+		zap.Bool("encrypted", info.encrypted))
+
+	if cb := h.handlers.ClientConnected; cb != nil {
+		err := safeCall(func() error {
+			return cb(c.context(), ClientInfo{ClientID: c.id, UserID: info.userID, Metadata: info.metadata})
+		})
+		if err != nil {
+			h.log.Error("client-connected handler failed", zapClient(c.id), zap.Error(err))
+		}
+	}
+}

@@ -1,0 +1,258 @@
+package helper
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/fxws/websocket/broker"
+	"github.com/fxws/websocket/protocol"
+	"go.uber.org/zap"
+)
+
+// Options configures a server helper. The zero value of every field means
+// the documented default, which is the original implementation's.
+type Options struct {
+	// Identifier names the server in logs. Default "WEBSOCKET_SERVER".
+	Identifier string
+	// Path is where connections are upgraded. Default "/ws".
+	Path string
+	// DefaultRooms are joined by every client after it authenticates.
+	// Nil means ["ws-default", "ws-notification"]; an empty, non-nil
+	// slice means none.
+	DefaultRooms []string
+	// AuthTimeout is how long a new connection may take to send
+	// authenticate (close 4001 after). Once authentication has begun, the
+	// client gets 3× this for the callbacks to finish. Default 5 s.
+	AuthTimeout time.Duration
+	// HeartbeatInterval is the period of the sweep that closes silent
+	// authenticated clients. Default 30 s.
+	HeartbeatInterval time.Duration
+	// HeartbeatTimeout is how long an authenticated client may send nothing
+	// before it is closed with 4002. Default 90 s.
+	HeartbeatTimeout time.Duration
+	// RequireEncryption runs the handshake callback during authentication
+	// and delivers through the outbound transformer. Default false.
+	RequireEncryption bool
+	// MaxPayloadLength is the largest inbound message in bytes; larger ones
+	// close the connection with 1009. Default 131072.
+	MaxPayloadLength int
+	// IdleTimeout closes a connection that has sent no frame at all (pongs
+	// included) for this long. Default 60 s.
+	IdleTimeout time.Duration
+	// DisablePings turns off the protocol-level pings sent to idle
+	// connections (the original's sendPings, which defaults to true).
+	DisablePings bool
+	// BackpressureLimit is how many bytes may wait in one client's
+	// outbound buffer. Default 1 MiB.
+	BackpressureLimit int
+	// CloseOnBackpressureLimit closes a client whose buffer is full with
+	// 4008 "Backpressure limit exceeded"; otherwise the message that does
+	// not fit is dropped for that client and counted.
+	CloseOnBackpressureLimit bool
+	// WriteTimeout bounds one write to a client's socket; a client that
+	// accepts nothing for this long is disconnected. Default 10 s.
+	WriteTimeout time.Duration
+	// EncryptedBatchLimit is how many outbound transformations may run at
+	// once for one fan-out. Default 10.
+	EncryptedBatchLimit int
+	// ServerID identifies this instance on the broker; envelopes carrying
+	// it are ignored. Default: a random UUID.
+	ServerID string
+	// SubscribeTimeout bounds the wait for the broker to confirm the
+	// subscriptions of a newly authenticated client before `connected` is
+	// sent. Default 5 s.
+	SubscribeTimeout time.Duration
+	// CheckOrigin decides whether an upgrade request's Origin is accepted.
+	// Nil accepts every origin, as the original does.
+	CheckOrigin func(r *http.Request) bool
+}
+
+// Validate reports the first option that cannot work.
+func (o Options) Validate() error {
+	var errs []error
+	neg := func(name string, d time.Duration) {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative, got %v", name, d))
+		}
+	}
+	neg("AuthTimeout", o.AuthTimeout)
+	neg("HeartbeatInterval", o.HeartbeatInterval)
+	neg("HeartbeatTimeout", o.HeartbeatTimeout)
+	neg("IdleTimeout", o.IdleTimeout)
+	neg("WriteTimeout", o.WriteTimeout)
+	neg("SubscribeTimeout", o.SubscribeTimeout)
+	if o.MaxPayloadLength < 0 {
+		errs = append(errs, fmt.Errorf("MaxPayloadLength must not be negative, got %d", o.MaxPayloadLength))
+	}
+	if o.BackpressureLimit < 0 {
+		errs = append(errs, fmt.Errorf("BackpressureLimit must not be negative, got %d", o.BackpressureLimit))
+	}
+	if o.EncryptedBatchLimit < 0 {
+		errs = append(errs, fmt.Errorf("EncryptedBatchLimit must not be negative, got %d", o.EncryptedBatchLimit))
+	}
+	if o.Path != "" && !strings.HasPrefix(o.Path, "/") {
+		errs = append(errs, fmt.Errorf("Path must start with '/', got %q", o.Path))
+	}
+	for _, r := range o.DefaultRooms {
+		if r == "" || strings.HasPrefix(r, protocol.InternalPrefix) {
+			errs = append(errs, fmt.Errorf("DefaultRooms: %q is not a usable room name", r))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// withDefaults fills zero values.
+func (o Options) withDefaults() Options {
+	if o.Identifier == "" {
+		o.Identifier = protocol.DefaultIdentifier
+	}
+	if o.Path == "" {
+		o.Path = protocol.DefaultPath
+	}
+	if o.DefaultRooms == nil {
+		o.DefaultRooms = protocol.DefaultRooms()
+	} else {
+		o.DefaultRooms = append([]string(nil), o.DefaultRooms...)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&o.AuthTimeout, protocol.DefaultAuthTimeout)
+	def(&o.HeartbeatInterval, protocol.DefaultHeartbeatInterval)
+	def(&o.HeartbeatTimeout, protocol.DefaultHeartbeatTimeout)
+	def(&o.IdleTimeout, protocol.DefaultIdleTimeout)
+	def(&o.WriteTimeout, 10*time.Second)
+	def(&o.SubscribeTimeout, 5*time.Second)
+	if o.MaxPayloadLength == 0 {
+		o.MaxPayloadLength = protocol.DefaultMaxPayloadLength
+	}
+	if o.BackpressureLimit == 0 {
+		o.BackpressureLimit = protocol.DefaultBackpressureLimit
+	}
+	if o.EncryptedBatchLimit == 0 {
+		o.EncryptedBatchLimit = protocol.DefaultEncryptedBatchLimit
+	}
+	return o
+}
+
+// AuthenticateRequest is what the authenticate callback gets.
+type AuthenticateRequest struct {
+	ClientID string
+	// Data is the authenticate event's data, `{}` when absent.
+	Data json.RawMessage
+	// Request is the HTTP upgrade request (headers, remote address). Its
+	// body is gone; do not read it.
+	Request *http.Request
+}
+
+// AuthResult accepts a client. An empty UserID means anonymous.
+type AuthResult struct {
+	UserID   string
+	Metadata map[string]any
+}
+
+// AuthenticateFunc decides whether a client may use the server. A nil result
+// rejects it ("Authentication failed", 4003); an error or panic is a failure
+// ("Authentication error", 4003). It is required.
+type AuthenticateFunc func(ctx context.Context, req AuthenticateRequest) (*AuthResult, error)
+
+// ValidateRoomRequest is what the validate-room callback gets.
+type ValidateRoomRequest struct {
+	ClientID string
+	UserID   string
+	// Rooms are the requested names that passed the protocol's checks.
+	Rooms []string
+}
+
+// ValidateRoomFunc returns the subset of the requested rooms the client may
+// join. Without one, clients cannot join rooms themselves.
+type ValidateRoomFunc func(ctx context.Context, req ValidateRoomRequest) ([]string, error)
+
+// ClientInfo identifies a client to the lifecycle callbacks.
+type ClientInfo struct {
+	ClientID string
+	UserID   string
+	Metadata map[string]any
+}
+
+// ClientConnectedFunc runs after a client has authenticated and received
+// `connected`. Its error is logged; it never disconnects anyone.
+type ClientConnectedFunc func(ctx context.Context, info ClientInfo) error
+
+// ClientDisconnectedFunc runs after a client is gone, authenticated or not.
+// Its error is logged.
+type ClientDisconnectedFunc func(ctx context.Context, info ClientInfo) error
+
+// MessageRequest is an application message from an authenticated client.
+type MessageRequest struct {
+	ClientID string
+	UserID   string
+	Message  protocol.Message
+}
+
+// MessageFunc handles application events. Its error or panic is logged; the
+// connection stays open. Messages of one client are handled one at a time,
+// in order.
+type MessageFunc func(ctx context.Context, req MessageRequest) error
+
+// HandshakeRequest is what the handshake callback gets, during
+// authentication, when encryption is required.
+type HandshakeRequest struct {
+	ClientID string
+	UserID   string
+	// Data is the authenticate event's data.
+	Data json.RawMessage
+}
+
+// HandshakeResult enables encryption for a client; both fields are sent to
+// it in the `connected` event.
+type HandshakeResult struct {
+	ServerPublicKey string
+	Salt            string
+}
+
+// HandshakeFunc negotiates a client's encryption. A nil result or an error
+// closes the client with 4004 after "Encryption handshake failed".
+type HandshakeFunc func(ctx context.Context, req HandshakeRequest) (*HandshakeResult, error)
+
+// OutboundRequest is one message on its way to one encrypted client.
+type OutboundRequest struct {
+	Client ClientView
+	Event  string
+	// Data is the message's data as JSON; nil when the message has none.
+	Data json.RawMessage
+}
+
+// OutboundTransformerFunc rewrites a message for one encrypted client (for
+// example into an `encrypted` event). A nil result sends the message as it
+// is; an error drops it for that client (logged).
+type OutboundTransformerFunc func(ctx context.Context, req OutboundRequest) (*protocol.Message, error)
+
+// Handlers are the application's callbacks. Only Authenticate is required.
+type Handlers struct {
+	Authenticate        AuthenticateFunc
+	ValidateRoom        ValidateRoomFunc
+	ClientConnected     ClientConnectedFunc
+	ClientDisconnected  ClientDisconnectedFunc
+	Message             MessageFunc
+	Handshake           HandshakeFunc
+	OutboundTransformer OutboundTransformerFunc
+}
+
+// Config is everything New needs.
+type Config struct {
+	Options  Options
+	Handlers Handlers
+	// Broker carries envelopes to other instances. Nil means an in-process
+	// broker: a single instance.
+	Broker broker.Broker
+	// Logger receives the helper's logs. Nil means no logging.
+	Logger *zap.Logger
+}

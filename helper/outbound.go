@@ -1,0 +1,176 @@
+package helper
+
+import (
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// closeGrace is how long a connection is kept after the server's close frame
+// went out, for the peer's close reply; then the socket is closed.
+const closeGrace = time.Second
+
+// outbound is a client's queue of compiled frames. Frames are shared,
+// read-only slices (one per message, whatever the number of recipients).
+//
+// A frame is first written straight to the socket without blocking; only
+// what the socket does not take is queued, and a writer goroutine exists only
+// while the queue is not empty. An idle client therefore holds no goroutine
+// and no buffer for writing.
+type outbound struct {
+	mu         sync.Mutex
+	queue      [][]byte
+	queued     int  // bytes waiting in queue
+	writing    bool // a writer goroutine owns the socket's write side
+	closing    bool // a close frame is queued or sent; nothing more is accepted
+	readerDone bool // the read loop has ended; close the socket once drained
+	dropped    uint64
+}
+
+// sendResult says what became of a frame handed to a client.
+type sendResult int
+
+const (
+	sent sendResult = iota
+	droppedClosing
+	droppedBackpressure
+)
+
+// send queues a data frame, applying the backpressure limit.
+func (c *client) send(frame []byte) sendResult {
+	return c.push(frame, false)
+}
+
+// push hands frame to the socket or the queue. Control frames skip the
+// backpressure limit: they are small and keep the connection healthy.
+func (c *client) push(frame []byte, control bool) sendResult {
+	o := &c.out
+	o.mu.Lock()
+	if o.closing || o.readerDone {
+		o.mu.Unlock()
+		return droppedClosing
+	}
+	if !control && o.queued > 0 && o.queued+len(frame) > c.h.opts.BackpressureLimit {
+		o.dropped++
+		o.mu.Unlock()
+		c.h.stats.droppedBackpressure.Add(1)
+		if c.h.opts.CloseOnBackpressureLimit {
+			c.h.log.Warn("backpressure limit exceeded, closing client", zapClient(c.id))
+			c.closeWith(closeBackpressure, reasonBackpressure)
+		}
+		return droppedBackpressure
+	}
+	c.enqueueLocked(frame)
+	o.mu.Unlock()
+	return sent
+}
+
+// enqueueLocked writes what it can now and queues the rest; o.mu is held.
+func (c *client) enqueueLocked(frame []byte) {
+	o := &c.out
+	if !o.writing && c.raw != nil {
+		n, err := c.raw.tryWrite(frame)
+		if err != nil {
+			// The socket is broken: the read loop will notice and clean up.
+			_ = c.conn.Close()
+			return
+		}
+		if n == len(frame) {
+			return
+		}
+		frame = frame[n:]
+	}
+	o.queue = append(o.queue, frame)
+	o.queued += len(frame)
+	if !o.writing {
+		o.writing = true
+		go c.writeLoop()
+	}
+}
+
+// writeLoop drains the queue with blocking, deadline-bounded writes and
+// exits when it is empty.
+func (c *client) writeLoop() {
+	o := &c.out
+	var bufs net.Buffers
+	for {
+		o.mu.Lock()
+		if len(o.queue) == 0 {
+			o.writing = false
+			readerDone := o.readerDone
+			o.mu.Unlock()
+			if readerDone {
+				_ = c.conn.Close()
+			}
+			return
+		}
+		bufs = append(bufs[:0], o.queue...)
+		clear(o.queue)
+		o.queue = o.queue[:0]
+		o.mu.Unlock()
+
+		_ = c.conn.SetWriteDeadline(time.Now().Add(c.h.opts.WriteTimeout))
+		n, err := bufs.WriteTo(c.conn)
+
+		o.mu.Lock()
+		o.queued -= int(n)
+		if err != nil {
+			o.writing = false
+			o.queue, o.queued = nil, 0
+			o.mu.Unlock()
+			c.h.log.Debug("write failed, dropping client", zapClient(c.id), zapErr(err))
+			_ = c.conn.Close()
+			return
+		}
+		o.mu.Unlock()
+	}
+}
+
+// sendControl queues a control frame (pong, ping).
+func (c *client) sendControl(frame []byte) { c.push(frame, true) }
+
+// closeWith starts the closing handshake: the close frame goes out after
+// what is already queued, nothing is accepted after it, and the socket is
+// closed once the peer answers or closeGrace has passed.
+func (c *client) closeWith(code ws.StatusCode, reason string) {
+	o := &c.out
+	o.mu.Lock()
+	if o.closing || o.readerDone {
+		o.mu.Unlock()
+		return
+	}
+	o.closing = true
+	c.enqueueLocked(closeFrame(code, reason))
+	o.mu.Unlock()
+	// The peer has closeGrace to take what is queued and answer; a peer
+	// that reads nothing cannot hold the socket longer than that.
+	_ = c.conn.SetReadDeadline(time.Now().Add(closeGrace))
+	time.AfterFunc(closeGrace+100*time.Millisecond, func() { _ = c.conn.Close() })
+}
+
+// readerExited is called once by the read loop on its way out. Queued frames
+// are still written (bounded by the write timeout); then the socket closes.
+func (c *client) readerExited() {
+	o := &c.out
+	o.mu.Lock()
+	o.readerDone = true
+	writing := o.writing
+	o.mu.Unlock()
+	if !writing {
+		_ = c.conn.Close()
+	}
+}
+
+func (c *client) droppedCount() uint64 {
+	c.out.mu.Lock()
+	defer c.out.mu.Unlock()
+	return c.out.dropped
+}
+
+func (c *client) closing() bool {
+	c.out.mu.Lock()
+	defer c.out.mu.Unlock()
+	return c.out.closing
+}

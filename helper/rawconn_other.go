@@ -1,0 +1,15 @@
+//go:build !linux
+
+package helper
+
+import "net"
+
+// rawConn is only available on Linux; elsewhere the connection loop reads
+// into a pooled buffer held while blocked and writes from a goroutine.
+type rawConn struct{}
+
+func newRawConn(net.Conn) *rawConn { return nil }
+
+func (*rawConn) waitReadable() error { return nil }
+
+func (*rawConn) tryWrite([]byte) (int, error) { return 0, nil }

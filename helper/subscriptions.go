@@ -1,0 +1,155 @@
+package helper
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/fxws/websocket/broker"
+	"go.uber.org/zap"
+)
+
+// subscriptions turns the registry's audience changes into broker
+// Subscribe/Unsubscribe calls. Changes are recorded without I/O (they happen
+// under the registry lock) and applied by one goroutine in batches, so a
+// burst of joins costs one round trip, and a subscribe followed by an
+// unsubscribe of the same channel before the batch runs costs none.
+type subscriptions struct {
+	broker broker.Broker
+	log    *zap.Logger
+
+	mu      sync.Mutex
+	dirty   map[string]bool // channel → wanted
+	have    map[string]bool
+	gen     uint64 // bumped by every change
+	applied uint64 // the gen whose changes are all applied
+	settled chan struct{}
+	kick    chan struct{}
+}
+
+func newSubscriptions(b broker.Broker, log *zap.Logger) *subscriptions {
+	return &subscriptions{
+		broker:  b,
+		log:     log,
+		dirty:   make(map[string]bool),
+		have:    make(map[string]bool),
+		settled: make(chan struct{}),
+		kick:    make(chan struct{}, 1),
+	}
+}
+
+func (s *subscriptions) want(ch string)   { s.mark(ch, true) }
+func (s *subscriptions) unwant(ch string) { s.mark(ch, false) }
+
+func (s *subscriptions) mark(ch string, wanted bool) {
+	s.mu.Lock()
+	s.dirty[ch] = wanted
+	s.gen++
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run applies changes until ctx ends.
+func (s *subscriptions) run(ctx context.Context) {
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.kick:
+		case <-retry.C:
+		}
+		if !s.apply(ctx) {
+			retry.Reset(time.Second)
+		}
+	}
+}
+
+// apply makes one batch of changes; false if some must be retried.
+func (s *subscriptions) apply(ctx context.Context) bool {
+	s.mu.Lock()
+	gen := s.gen
+	var sub, unsub []string
+	for ch, wanted := range s.dirty {
+		if s.have[ch] != wanted {
+			if wanted {
+				sub = append(sub, ch)
+			} else {
+				unsub = append(unsub, ch)
+			}
+		}
+	}
+	clear(s.dirty)
+	s.mu.Unlock()
+
+	ok := true
+	const batch = 512
+	call := func(chans []string, f func(context.Context, ...string) error, wanted bool) {
+		for len(chans) > 0 {
+			n := min(batch, len(chans))
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := f(cctx, chans[:n]...)
+			cancel()
+			s.mu.Lock()
+			for _, ch := range chans[:n] {
+				if err == nil {
+					if wanted {
+						s.have[ch] = true
+					} else {
+						delete(s.have, ch)
+					}
+				} else if _, changed := s.dirty[ch]; !changed {
+					s.dirty[ch] = wanted // retry unless overridden since
+				}
+			}
+			s.mu.Unlock()
+			if err != nil {
+				ok = false
+				s.log.Warn("broker subscription change failed; will retry",
+					zap.Bool("subscribe", wanted), zap.Int("channels", n), zap.Error(err))
+			}
+			chans = chans[n:]
+		}
+	}
+	call(sub, s.broker.Subscribe, true)
+	call(unsub, s.broker.Unsubscribe, false)
+
+	s.mu.Lock()
+	if gen > s.applied {
+		s.applied = gen
+		close(s.settled)
+		s.settled = make(chan struct{})
+	}
+	s.mu.Unlock()
+	return ok
+}
+
+// sync waits until every change recorded before the call has been applied
+// (or attempted), or ctx ends.
+func (s *subscriptions) sync(ctx context.Context) error {
+	s.mu.Lock()
+	target := s.gen
+	for s.applied < target {
+		ch := s.settled
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		s.mu.Lock()
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *subscriptions) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.have)
+}

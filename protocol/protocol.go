@@ -1,0 +1,299 @@
+// Package protocol holds the wire vocabulary of the Ignis WebSocket protocol:
+// events, client states, Redis channels and message types, defaults, close
+// codes, error texts, and the message and envelope types. It does no I/O and
+// depends on nothing but the standard library, so clients, emitters and
+// servers can all share it.
+package protocol
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// System events. Any other event name is an application event.
+const (
+	EventAuthenticate = "authenticate"
+	EventConnected    = "connected"
+	EventDisconnect   = "disconnect"
+	EventJoin         = "join"
+	EventLeave        = "leave"
+	EventError        = "error"
+	EventHeartbeat    = "heartbeat"
+	EventEncrypted    = "encrypted"
+)
+
+// IsSystemEvent reports whether event is one of the protocol's own events.
+func IsSystemEvent(event string) bool {
+	switch event {
+	case EventAuthenticate, EventConnected, EventDisconnect, EventJoin,
+		EventLeave, EventError, EventHeartbeat, EventEncrypted:
+		return true
+	}
+	return false
+}
+
+// ClientState is where a connection stands in the authentication lifecycle.
+type ClientState string
+
+// Client states, in lifecycle order.
+const (
+	StateUnauthorized   ClientState = "unauthorized"
+	StateAuthenticating ClientState = "authenticating"
+	StateAuthenticated  ClientState = "authenticated"
+	StateDisconnected   ClientState = "disconnected"
+)
+
+// Redis channels shared by every server instance and emitter.
+const (
+	ChannelBroadcast     = "ws:broadcast"
+	ChannelRoomPrefix    = "ws:room:"
+	ChannelClientPrefix  = "ws:client:"
+	ChannelUserPrefix    = "ws:user:"
+	ChannelRoomPattern   = ChannelRoomPrefix + "*"
+	ChannelClientPattern = ChannelClientPrefix + "*"
+	ChannelUserPattern   = ChannelUserPrefix + "*"
+)
+
+// RoomChannel is the Redis channel of a room.
+func RoomChannel(room string) string { return ChannelRoomPrefix + room }
+
+// ClientChannel is the Redis channel of one client.
+func ClientChannel(clientID string) string { return ChannelClientPrefix + clientID }
+
+// UserChannel is the Redis channel of one user's connections.
+func UserChannel(userID string) string { return ChannelUserPrefix + userID }
+
+// MessageType says which audience a Redis envelope targets.
+type MessageType string
+
+// Envelope types.
+const (
+	TypeClient    MessageType = "client"
+	TypeUser      MessageType = "user"
+	TypeRoom      MessageType = "room"
+	TypeBroadcast MessageType = "broadcast"
+)
+
+// Valid reports whether t is one of the four envelope types.
+func (t MessageType) Valid() bool {
+	switch t {
+	case TypeClient, TypeUser, TypeRoom, TypeBroadcast:
+		return true
+	}
+	return false
+}
+
+// Channel is the Redis channel an envelope of this type and target is
+// published on, or "" for an unknown type.
+func (t MessageType) Channel(target string) string {
+	switch t {
+	case TypeBroadcast:
+		return ChannelBroadcast
+	case TypeRoom:
+		return RoomChannel(target)
+	case TypeClient:
+		return ClientChannel(target)
+	case TypeUser:
+		return UserChannel(target)
+	}
+	return ""
+}
+
+// EmitterServerID is the serverId every standalone emitter publishes with.
+const EmitterServerID = "emitter"
+
+// Defaults of the original implementation, kept for wire compatibility.
+const (
+	DefaultPath                = "/ws"
+	DefaultRoom                = "ws-default"
+	DefaultNotificationRoom    = "ws-notification"
+	InternalBroadcastTopic     = "ws:internal:broadcast"
+	DefaultMaxPayloadLength    = 128 * 1024
+	DefaultIdleTimeout         = 60 * time.Second
+	DefaultBackpressureLimit   = 1024 * 1024
+	DefaultSendPings           = true
+	DefaultPublishToSelf       = false
+	DefaultAuthTimeout         = 5 * time.Second
+	DefaultHeartbeatInterval   = 30 * time.Second
+	DefaultHeartbeatTimeout    = 90 * time.Second
+	DefaultEncryptedBatchLimit = 10
+	DefaultIdentifier          = "WEBSOCKET_SERVER"
+	// AuthInProgressFactor multiplies the auth timeout once authentication
+	// has started, so a slow authenticate callback cannot hold a socket forever.
+	AuthInProgressFactor = 3
+)
+
+// DefaultRooms returns a fresh copy of the rooms every client joins after
+// authenticating, unless configured otherwise.
+func DefaultRooms() []string { return []string{DefaultRoom, DefaultNotificationRoom} }
+
+// Room names.
+const (
+	// InternalPrefix marks names reserved for the server; clients can never
+	// join such a room and no room with it has members.
+	InternalPrefix = "ws:"
+	// MaxRoomNameLength is counted in UTF-16 code units, as JavaScript
+	// counts string length, so both implementations accept the same names.
+	MaxRoomNameLength = 256
+)
+
+// ValidRoomName reports whether a client may ask to join room: non-empty,
+// at most MaxRoomNameLength UTF-16 code units, valid UTF-8, and not internal.
+func ValidRoomName(room string) bool {
+	if room == "" || strings.HasPrefix(room, InternalPrefix) || !utf8.ValidString(room) {
+		return false
+	}
+	if len(room) <= MaxRoomNameLength { // every code unit is at least one byte
+		return true
+	}
+	units := 0
+	for _, r := range room {
+		units++
+		if r >= 0x10000 {
+			units++
+		}
+		if units > MaxRoomNameLength {
+			return false
+		}
+	}
+	return true
+}
+
+// Close codes sent by the server.
+const (
+	CloseNormal          = 1000
+	CloseGoingAway       = 1001 // server shutting down
+	CloseProtocolError   = 1002
+	CloseUnsupportedData = 1003
+	CloseInvalidPayload  = 1007 // text frame that is not UTF-8
+	ClosePolicyViolation = 1008
+	CloseMessageTooBig   = 1009
+	CloseInternalError   = 1011
+
+	CloseAuthTimeout        = 4001
+	CloseHeartbeatTimeout   = 4002
+	CloseAuthFailed         = 4003
+	CloseEncryptionRequired = 4004
+	// CloseBackpressure is ours (the original never closes a slow client):
+	// the client's outbound buffer passed the backpressure limit.
+	CloseBackpressure = 4008
+)
+
+// Close reasons that go with the codes above.
+const (
+	ReasonAuthTimeout        = "Authentication timeout"
+	ReasonHeartbeatTimeout   = "Heartbeat timeout"
+	ReasonAuthFailed         = "Authentication failed"
+	ReasonEncryptionRequired = "Encryption required"
+	ReasonShuttingDown       = "Server shutting down"
+	ReasonMessageTooBig      = "Message too big"
+	ReasonBackpressure       = "Backpressure limit exceeded"
+	ReasonIdleTimeout        = "Idle timeout"
+)
+
+// Texts of the error event's `message` field.
+const (
+	ErrTextInvalidFormat        = "Invalid message format"
+	ErrTextNotAuthenticated     = "Not authenticated"
+	ErrTextAlreadyAuthenticated = "Already authenticated"
+	ErrTextAuthFailed           = "Authentication failed"
+	ErrTextAuthError            = "Authentication error"
+	ErrTextHandshakeFailed      = "Encryption handshake failed"
+)
+
+// Message is one frame of the wire protocol: a JSON object with an event
+// name, optional data and an optional id. Data stays raw JSON so that it is
+// decoded only by whoever needs it.
+type Message struct {
+	Event string          `json:"event"`
+	Data  json.RawMessage `json:"data,omitempty"`
+	ID    string          `json:"id,omitempty"`
+}
+
+// ErrorData is the data of an error event.
+type ErrorData struct {
+	Message string `json:"message"`
+}
+
+// ConnectedData is the data of the connected event. UserID is omitted for
+// anonymous clients; the key fields are present only for encrypted clients.
+type ConnectedData struct {
+	ID              string `json:"id"`
+	UserID          string `json:"userId,omitempty"`
+	Time            string `json:"time"`
+	ServerPublicKey string `json:"serverPublicKey,omitempty"`
+	Salt            string `json:"salt,omitempty"`
+}
+
+// RoomsData is the data of join and leave events.
+type RoomsData struct {
+	Rooms []string `json:"rooms"`
+}
+
+// Envelope is what server instances and emitters publish on Redis.
+type Envelope struct {
+	ServerID string          `json:"serverId"`
+	Type     MessageType     `json:"type"`
+	Target   string          `json:"target,omitempty"`
+	Event    string          `json:"event"`
+	Data     json.RawMessage `json:"data,omitempty"`
+	Exclude  []string        `json:"exclude,omitempty"`
+}
+
+// Channel is the Redis channel this envelope belongs on.
+func (e *Envelope) Channel() string { return e.Type.Channel(e.Target) }
+
+// DecodeEnvelope parses a Redis envelope and checks its shape as the original
+// does: a JSON object with a string serverId and a string event. Type and
+// target are not checked here; receivers ignore unknown types.
+func DecodeEnvelope(b []byte) (*Envelope, error) {
+	var raw struct {
+		ServerID json.RawMessage `json:"serverId"`
+		Type     json.RawMessage `json:"type"`
+		Target   json.RawMessage `json:"target"`
+		Event    json.RawMessage `json:"event"`
+		Data     json.RawMessage `json:"data"`
+		Exclude  json.RawMessage `json:"exclude"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("protocol: envelope is not a JSON object: %w", err)
+	}
+	env := &Envelope{Data: raw.Data}
+	if !decodeString(raw.ServerID, &env.ServerID) {
+		return nil, errors.New("protocol: envelope has no string serverId")
+	}
+	if !decodeString(raw.Event, &env.Event) {
+		return nil, errors.New("protocol: envelope has no string event")
+	}
+	var typ string
+	if decodeString(raw.Type, &typ) {
+		env.Type = MessageType(typ)
+	}
+	decodeString(raw.Target, &env.Target)
+	if len(raw.Exclude) > 0 && raw.Exclude[0] == '[' {
+		// Non-string members are ignored rather than failing the envelope:
+		// they cannot name a client anyway.
+		var ids []any
+		if json.Unmarshal(raw.Exclude, &ids) == nil {
+			for _, id := range ids {
+				if s, ok := id.(string); ok {
+					env.Exclude = append(env.Exclude, s)
+				}
+			}
+		}
+	}
+	return env, nil
+}
+
+// decodeString unmarshals a raw JSON string into dst; false if raw is absent
+// or not a string.
+func decodeString(raw json.RawMessage, dst *string) bool {
+	if len(raw) == 0 || raw[0] != '"' {
+		return false
+	}
+	return json.Unmarshal(raw, dst) == nil
+}
