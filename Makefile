@@ -1,0 +1,29 @@
+# fxws: the two commands that matter are `make run` and `make test`.
+GO      ?= go
+PKGS    ?= ./...
+BENCH   ?= .
+TIMEOUT ?= 20m
+
+.PHONY: run test bench lint cover fuzz interop compare tidy
+
+## run: the demo server on the embedded (in-process) broker; no Redis needed
+run:
+	$(GO) run ./examples/demo
+
+## test: every test with the race detector
+test:
+	$(GO) test -race -count=1 -timeout $(TIMEOUT) $(PKGS)
+
+## bench: benchmarks (figures only, no assertions)
+bench:
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem $(PKGS)
+
+## lint: gofmt check and go vet
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+## cover: coverage profile and per-function summary
+cover:
+	$(GO) test -count=1 -coverprofile=cover.out $(PKGS)
+	$(GO) tool cover -func=cover.out | tail -n 1

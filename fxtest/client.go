@@ -1,0 +1,342 @@
+package fxtest
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/fxws/websocket/protocol"
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+)
+
+// DefaultTimeout bounds every Expect that is not given a deadline.
+const DefaultTimeout = 5 * time.Second
+
+// Client is a protocol client for tests: it speaks the Ignis wire protocol
+// to any server (ours or the original), records what arrives, and lets a test
+// wait for an event or a close code. It also writes raw frames, so tests can
+// send what a well-behaved client never would.
+type Client struct {
+	conn net.Conn
+
+	wmu sync.Mutex
+
+	mu       sync.Mutex
+	inbox    []protocol.Message
+	changed  chan struct{}
+	closed   bool
+	code     ws.StatusCode
+	reason   string
+	readErr  error
+	pings    int
+	received int
+}
+
+// Dial connects to a WebSocket URL such as ws://127.0.0.1:3000/ws.
+func Dial(ctx context.Context, url string) (*Client, error) {
+	return DialHeader(ctx, url, nil)
+}
+
+// DialHeader is Dial with extra request headers (Origin, cookies…).
+func DialHeader(ctx context.Context, url string, header http.Header) (*Client, error) {
+	d := ws.Dialer{Header: ws.HandshakeHeaderHTTP(header)}
+	conn, br, _, err := d.Dial(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("fxtest: dial %s: %w", url, err)
+	}
+	c := &Client{conn: conn, changed: make(chan struct{})}
+	var r io.Reader = conn
+	if br != nil {
+		// The server spoke right after the handshake; br holds those bytes
+		// and reads on from conn once drained.
+		r = br
+	}
+	go c.readLoop(r)
+	return c, nil
+}
+
+func (c *Client) readLoop(r io.Reader) {
+	for {
+		h, err := ws.ReadHeader(r)
+		if err != nil {
+			c.finish(0, "", err)
+			return
+		}
+		payload := make([]byte, h.Length)
+		if _, err := io.ReadFull(r, payload); err != nil {
+			c.finish(0, "", err)
+			return
+		}
+		if h.Masked {
+			ws.Cipher(payload, h.Mask, 0)
+		}
+		switch h.OpCode {
+		case ws.OpPing:
+			c.mu.Lock()
+			c.pings++
+			c.mu.Unlock()
+			_ = c.WriteFrame(ws.NewPongFrame(payload))
+		case ws.OpPong:
+		case ws.OpClose:
+			code, reason := ws.StatusNoStatusRcvd, ""
+			if len(payload) >= 2 {
+				code = ws.StatusCode(binary.BigEndian.Uint16(payload))
+				reason = string(payload[2:])
+			}
+			_ = c.WriteFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(code, "")))
+			c.finish(code, reason, nil)
+			return
+		case ws.OpText, ws.OpBinary:
+			var m protocol.Message
+			var raw struct {
+				Event string          `json:"event"`
+				Data  json.RawMessage `json:"data"`
+			}
+			if err := json.Unmarshal(payload, &raw); err != nil {
+				m = protocol.Message{Event: "", Data: append(json.RawMessage(nil), payload...)}
+			} else {
+				m = protocol.Message{Event: raw.Event, Data: raw.Data}
+			}
+			c.mu.Lock()
+			c.inbox = append(c.inbox, m)
+			c.received++
+			c.signalLocked()
+			c.mu.Unlock()
+		}
+	}
+}
+
+func (c *Client) signalLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+func (c *Client) finish(code ws.StatusCode, reason string, err error) {
+	c.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		c.code, c.reason, c.readErr = code, reason, err
+		c.signalLocked()
+	}
+	c.mu.Unlock()
+	_ = c.conn.Close()
+}
+
+// WriteFrame writes one frame as is, masked as a client must (unless the
+// frame says otherwise through its header, for negative tests).
+func (c *Client) WriteFrame(f ws.Frame) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if !f.Header.Masked {
+		f = ws.MaskFrameInPlace(f)
+	}
+	return ws.WriteFrame(c.conn, f)
+}
+
+// WriteRaw writes bytes to the socket without any framing.
+func (c *Client) WriteRaw(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_, err := c.conn.Write(b)
+	return err
+}
+
+// SendText sends one text message.
+func (c *Client) SendText(s string) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return wsutil.WriteClientText(c.conn, []byte(s))
+}
+
+// Emit sends `{"event": event, "data": data}`; nil data is left out.
+func (c *Client) Emit(event string, data any) error {
+	m := map[string]any{"event": event}
+	if data != nil {
+		m["data"] = data
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return c.SendText(string(b))
+}
+
+// Authenticate sends authenticate with data and waits for `connected`,
+// returning its data. An error event or a close before it is an error.
+func (c *Client) Authenticate(ctx context.Context, data any) (protocol.ConnectedData, error) {
+	var cd protocol.ConnectedData
+	if err := c.Emit(protocol.EventAuthenticate, data); err != nil {
+		return cd, err
+	}
+	m, err := c.ExpectAny(ctx, protocol.EventConnected, protocol.EventError)
+	if err != nil {
+		return cd, err
+	}
+	if m.Event == protocol.EventError {
+		return cd, fmt.Errorf("fxtest: authentication refused: %s", m.Data)
+	}
+	err = json.Unmarshal(m.Data, &cd)
+	return cd, err
+}
+
+// Join asks to join rooms (no answer is sent by the protocol).
+func (c *Client) Join(rooms ...string) error {
+	return c.Emit(protocol.EventJoin, protocol.RoomsData{Rooms: rooms})
+}
+
+// Leave asks to leave rooms.
+func (c *Client) Leave(rooms ...string) error {
+	return c.Emit(protocol.EventLeave, protocol.RoomsData{Rooms: rooms})
+}
+
+// Heartbeat sends the application heartbeat.
+func (c *Client) Heartbeat() error { return c.Emit(protocol.EventHeartbeat, nil) }
+
+// ErrClosed is returned by Expect when the connection closed first.
+var ErrClosed = errors.New("fxtest: connection closed")
+
+// Expect waits for the next message of event (earlier messages of other
+// events stay in the inbox) until ctx ends or DefaultTimeout passes.
+func (c *Client) Expect(ctx context.Context, event string) (protocol.Message, error) {
+	return c.ExpectAny(ctx, event)
+}
+
+// ExpectAny waits for the first message whose event is one of events.
+func (c *Client) ExpectAny(ctx context.Context, events ...string) (protocol.Message, error) {
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	for {
+		c.mu.Lock()
+		for i, m := range c.inbox {
+			for _, e := range events {
+				if m.Event == e {
+					c.inbox = append(c.inbox[:i:i], c.inbox[i+1:]...)
+					c.mu.Unlock()
+					return m, nil
+				}
+			}
+		}
+		closed, ch := c.closed, c.changed
+		code, reason := c.code, c.reason
+		c.mu.Unlock()
+		if closed {
+			return protocol.Message{}, fmt.Errorf("%w (code %d %q) while waiting for %v", ErrClosed, code, reason, events)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return protocol.Message{}, fmt.Errorf("fxtest: no %v: %w", events, ctx.Err())
+		}
+	}
+}
+
+// ExpectError waits for an error event and returns its message text.
+func (c *Client) ExpectError(ctx context.Context) (string, error) {
+	m, err := c.Expect(ctx, protocol.EventError)
+	if err != nil {
+		return "", err
+	}
+	var d protocol.ErrorData
+	err = json.Unmarshal(m.Data, &d)
+	return d.Message, err
+}
+
+// ExpectClose waits for the server to close the connection and returns the
+// close code and reason (ws.StatusNoStatusRcvd if the socket just ended).
+func (c *Client) ExpectClose(ctx context.Context) (ws.StatusCode, string, error) {
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	for {
+		c.mu.Lock()
+		closed, ch, code, reason := c.closed, c.changed, c.code, c.reason
+		c.mu.Unlock()
+		if closed {
+			if code == 0 {
+				code = ws.StatusNoStatusRcvd
+			}
+			return code, reason, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, "", fmt.Errorf("fxtest: connection still open: %w", ctx.Err())
+		}
+	}
+}
+
+// ExpectNothing asserts that no message of event arrives within d.
+func (c *Client) ExpectNothing(event string, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	m, err := c.Expect(ctx, event)
+	if err == nil {
+		return fmt.Errorf("fxtest: unexpected %q: %s", event, m.Data)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return nil
+	}
+	return err
+}
+
+// Messages returns and clears the inbox.
+func (c *Client) Messages() []protocol.Message {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.inbox
+	c.inbox = nil
+	return out
+}
+
+// Received is the number of messages received so far.
+func (c *Client) Received() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.received
+}
+
+// Pings is the number of protocol pings the server sent.
+func (c *Client) Pings() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pings
+}
+
+// Closed reports whether the connection has ended.
+func (c *Client) Closed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// Close sends a normal close frame and ends the connection.
+func (c *Client) Close() error {
+	_ = c.WriteFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, "")))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, _, _ = c.ExpectClose(ctx)
+	return c.conn.Close()
+}
+
+// Abort drops the TCP connection without a close frame.
+func (c *Client) Abort() error { return c.conn.Close() }
+
+// Conn is the underlying connection, for tests that need it.
+func (c *Client) Conn() net.Conn { return c.conn }
+
+func withDefault(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, DefaultTimeout)
+}
