@@ -261,23 +261,12 @@ func (h *WebSocketServerHelper) finishAuthentication(c *client, info identity) {
 	for _, r := range h.opts.DefaultRooms {
 		h.reg.join(c, r)
 	}
-	// Become visible to deliveries only once indexed, and restart the
-	// heartbeat clock now: slow authentication is not silence.
-	c.lastActivity.Store(time.Now().UnixNano())
-	if !c.state.CompareAndSwap(stAuthenticating, stAuthenticated) {
-		return // disconnected meanwhile; disconnect undoes the indexes
-	}
-	h.stats.authenticated.Add(1)
-
 	ctx, cancel := context.WithTimeout(c.context(), h.opts.SubscribeTimeout)
 	if err := h.subs.sync(ctx); err != nil && c.context().Err() == nil {
 		h.log.Warn("broker did not confirm subscriptions in time; cross-instance delivery to this client may lag",
 			zapClient(c.id), zap.Error(err))
 	}
 	cancel()
-	if c.context().Err() != nil {
-		return
-	}
 
 	cd := protocol.ConnectedData{
 		ID:     c.id,
@@ -288,7 +277,22 @@ func (h *WebSocketServerHelper) finishAuthentication(c *client, info identity) {
 		cd.ServerPublicKey, cd.Salt = info.serverPublicKey, info.salt
 	}
 	payload, _ := json.Marshal(cd)
-	c.send(compileFrame(ws.OpText, encodeMessage(protocol.EventConnected, payload)))
+	frame := compileFrame(ws.OpText, encodeMessage(protocol.EventConnected, payload))
+
+	// Become visible to deliveries and queue `connected` under the outbound
+	// lock: a delivery that sees the client authenticated waits for that
+	// lock, so `connected` is always the first thing an authenticated
+	// client receives. The heartbeat clock restarts now: slow
+	// authentication is not silence.
+	c.lastActivity.Store(time.Now().UnixNano())
+	c.out.mu.Lock()
+	if c.out.closing || c.out.readerDone || !c.state.CompareAndSwap(stAuthenticating, stAuthenticated) {
+		c.out.mu.Unlock()
+		return // disconnected meanwhile; disconnect undoes the indexes
+	}
+	c.enqueueLocked(frame)
+	c.out.mu.Unlock()
+	h.stats.authenticated.Add(1)
 	h.log.Info("client authenticated", zapClient(c.id), zap.String("userId", info.userID),
 		zap.Bool("encrypted", info.encrypted))
 
