@@ -56,13 +56,21 @@ func (h *WebSocketServerHelper) handleMessage(c *client, raw []byte) {
 		h.sendError(c, protocol.ErrTextNotAuthenticated)
 		return
 	}
+	if event == protocol.EventEncrypted && c.info.encrypted && h.handlers.InboundTransformer != nil {
+		var ok bool
+		if event, m, ok = h.transformInbound(c, m); !ok {
+			return
+		}
+	}
 	switch event {
 	case protocol.EventJoin:
 		h.handleJoin(c, m.Data)
 	case protocol.EventLeave:
 		h.handleLeave(c, m.Data)
-	case protocol.EventConnected, protocol.EventDisconnect, protocol.EventError:
-		// Server-to-client events; a client sending them is ignored.
+	case protocol.EventConnected, protocol.EventDisconnect, protocol.EventError,
+		protocol.EventHeartbeat, protocol.EventAuthenticate:
+		// Server-to-client events; a client sending them is ignored. The
+		// other two reach here only from inside an encrypted message.
 	default:
 		cb := h.handlers.Message
 		if cb == nil {
@@ -79,6 +87,32 @@ func (h *WebSocketServerHelper) handleMessage(c *client, raw []byte) {
 			h.log.Error("message handler failed", zapClient(c.id), zap.String("event", event), zap.Error(err))
 		}
 	}
+}
+
+// transformInbound runs the inbound transformer on an `encrypted` event and
+// returns the message it stands for; false drops it.
+func (h *WebSocketServerHelper) transformInbound(c *client, m inboundMessage) (string, inboundMessage, bool) {
+	msg := protocol.Message{Event: protocol.EventEncrypted, Data: m.Data}
+	decodeJSONString(m.ID, &msg.ID)
+	var out protocol.Message
+	err := safeCall(func() error {
+		var err error
+		out, err = h.handlers.InboundTransformer(c.context(), InboundRequest{ClientID: c.id, UserID: c.info.userID, Message: msg})
+		return err
+	})
+	if err != nil {
+		h.log.Warn("inbound transformer failed; message dropped", zapClient(c.id), zap.Error(err))
+		return "", m, false
+	}
+	if out.Event == "" || out.Event == protocol.EventEncrypted {
+		h.log.Debug("transformed message without a usable event ignored", zapClient(c.id))
+		return "", m, false
+	}
+	m = inboundMessage{Data: out.Data}
+	if out.ID != "" {
+		m.ID, _ = json.Marshal(out.ID)
+	}
+	return out.Event, m, true
 }
 
 func decodeJSONString(raw json.RawMessage, dst *string) bool {

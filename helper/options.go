@@ -235,6 +235,21 @@ type OutboundRequest struct {
 // is; an error drops it for that client (logged).
 type OutboundTransformerFunc func(ctx context.Context, req OutboundRequest) (*protocol.Message, error)
 
+// InboundRequest is an `encrypted` event sent by an encrypted client.
+type InboundRequest struct {
+	ClientID string
+	UserID   string
+	Message  protocol.Message
+}
+
+// InboundTransformerFunc turns an `encrypted` event of an encrypted client
+// into the message it stands for (for example by decrypting it); the result
+// is then dispatched as if the client had sent it in plain text (heartbeat,
+// join, leave or an application event). An error drops the message (logged).
+// This is an extension: the original passes such events to the message
+// callback unchanged.
+type InboundTransformerFunc func(ctx context.Context, req InboundRequest) (protocol.Message, error)
+
 // Handlers are the application's callbacks. Only Authenticate is required.
 type Handlers struct {
 	Authenticate        AuthenticateFunc
@@ -244,6 +259,7 @@ type Handlers struct {
 	Message             MessageFunc
 	Handshake           HandshakeFunc
 	OutboundTransformer OutboundTransformerFunc
+	InboundTransformer  InboundTransformerFunc
 }
 
 // Config is everything New needs.
