@@ -93,8 +93,8 @@ func TestJoinSanitisingAndValidation(t *testing.T) {
 		c, cd := k.login("u1")
 		long256 := strings.Repeat("a", 256)
 		long257 := strings.Repeat("a", 257)
-		clef128 := strings.Repeat("𝄞", 128) // 256 UTF-16 code units, 512 bytes
-		clef129 := strings.Repeat("𝄞", 129) // 258 units
+		clef128 := strings.Repeat("𝄞", 128)   // 256 UTF-16 code units, 512 bytes
+		clef129 := strings.Repeat("𝄞", 129)   // 258 units
 		eacute256 := strings.Repeat("é", 256) // 256 units, 512 bytes
 		raw, _ := json.Marshal(map[string]any{"event": "join", "data": map[string]any{"rooms": []any{
 			"room-a", "", "ws:internal:broadcast", "ws:x", 7, nil, true, []string{"x"}, map[string]any{},

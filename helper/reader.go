@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/fxws/websocket/protocol"
 	"github.com/gobwas/ws"
 )
 
@@ -151,6 +152,7 @@ func (c *client) readLoop(pending []byte) {
 	max := h.opts.MaxPayloadLength
 	var fragments []byte // a fragmented message being reassembled
 	fragmented := false
+	fragmentedBinary := false
 	for {
 		hdr, payload, err := rd.next(max)
 		if err != nil {
@@ -178,11 +180,12 @@ func (c *client) readLoop(pending []byte) {
 			}
 			if !hdr.fin {
 				fragmented = true
+				fragmentedBinary = hdr.op == ws.OpBinary
 				fragments = append(fragments[:0], payload...)
 				break
 			}
 			c.lastActivity.Store(now)
-			if !c.deliverInbound(payload) {
+			if !c.deliverInbound(payload, hdr.op == ws.OpBinary) {
 				return
 			}
 		case ws.OpContinuation:
@@ -198,7 +201,7 @@ func (c *client) readLoop(pending []byte) {
 			if hdr.fin {
 				fragmented = false
 				c.lastActivity.Store(now)
-				if !c.deliverInbound(fragments) {
+				if !c.deliverInbound(fragments, fragmentedBinary) {
 					return
 				}
 				fragments = nil
@@ -210,12 +213,18 @@ func (c *client) readLoop(pending []byte) {
 
 // deliverInbound validates a complete message and hands it on. Binary
 // messages are read as text, as the original does (it calls toString() on
-// them); either must be UTF-8.
-func (c *client) deliverInbound(msg []byte) bool {
+// them). A text message must be UTF-8 (RFC 6455 closes with 1007); a binary
+// one may hold anything, so one that is not UTF-8 is merely not JSON and
+// gets the protocol's error event, as in the original.
+func (c *client) deliverInbound(msg []byte, binary bool) bool {
 	if c.closing() {
 		return true // the server has said goodbye; only the close reply matters
 	}
 	if !utf8.Valid(msg) {
+		if binary {
+			c.h.sendError(c, protocol.ErrTextInvalidFormat)
+			return true
+		}
 		c.readFailed(&closeError{code: ws.StatusInvalidFramePayloadData, reason: "Invalid UTF-8"})
 		return false
 	}
