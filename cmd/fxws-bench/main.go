@@ -22,6 +22,9 @@
 //	encrypted  broadcast to clients that did the ECDH handshake (server run
 //	           with REQUIRE_ENCRYPTION=1)
 //
+// "fxws-bench report results.jsonl" turns result lines labelled with -label
+// (ours, original) and -case into a Markdown table of medians and ratios.
+//
 // Human progress goes to stderr; each result is one JSON line on stdout.
 // Server CPU and RSS come from /proc for the pids given with -server-pid.
 package main
@@ -67,10 +70,19 @@ type config struct {
 	settle          time.Duration
 	drain           time.Duration
 	label           string
+	caseName        string
+	drainMax        time.Duration
 	rep             int
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "report" {
+		if err := runReport(os.Args[2:], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) > 1 && os.Args[1] == "worker" {
 		if err := runWorkerProcess(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -114,7 +126,7 @@ var scenarioDefaults = map[string]struct {
 
 func usage(fs *flag.FlagSet) func() {
 	return func() {
-		fmt.Fprintf(os.Stderr, "usage: fxws-bench <conns|broadcast|rooms|echo|cross|encrypted> [flags]\n\n")
+		fmt.Fprintf(os.Stderr, "usage: fxws-bench <conns|broadcast|rooms|echo|cross|encrypted> [flags]\n       fxws-bench report [-a original -b ours] results.jsonl\n\n")
 		fs.PrintDefaults()
 	}
 }
@@ -153,7 +165,9 @@ func parseConfig(args []string) (config, error) {
 	fs.IntVar(&cfg.inflight, "inflight", 1, "echo: round trips in flight per client")
 	fs.DurationVar(&cfg.settle, "settle", time.Second, "pause after connecting, before measuring")
 	fs.DurationVar(&cfg.drain, "drain", 3*time.Second, "after publishing, wait this long without new arrivals before counting missing messages")
-	fs.StringVar(&cfg.label, "label", "", "free text copied into the result (e.g. ours, original)")
+	fs.StringVar(&cfg.label, "label", "", "implementation under test, copied into the result (e.g. ours, original)")
+	fs.StringVar(&cfg.caseName, "case", "", "name of the comparison case, copied into the result (e.g. bcast-1k)")
+	fs.DurationVar(&cfg.drainMax, "drain-max", time.Minute, "longest wait for deliveries after publishing")
 	fs.IntVar(&cfg.rep, "rep", 0, "repetition number copied into the result")
 	if err := fs.Parse(args[1:]); err != nil {
 		return cfg, err

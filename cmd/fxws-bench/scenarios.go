@@ -13,6 +13,7 @@ import (
 type result struct {
 	Scenario string   `json:"scenario"`
 	Label    string   `json:"label,omitempty"`
+	Case     string   `json:"case,omitempty"`
 	Rep      int      `json:"rep,omitempty"`
 	URLs     []string `json:"urls"`
 	Clients  int      `json:"clients"`
@@ -294,7 +295,7 @@ func (m *cpuMeter) stop() (float64, float64, error) {
 
 func run(ctx context.Context, cfg config) (*result, error) {
 	r := &result{
-		Scenario: cfg.scenario, Label: cfg.label, Rep: cfg.rep, URLs: cfg.urls, Clients: cfg.n,
+		Scenario: cfg.scenario, Label: cfg.label, Case: cfg.caseName, Rep: cfg.rep, URLs: cfg.urls, Clients: cfg.n,
 		Procs: cfg.procs, Sources: cfg.sources, Time: time.Now().UTC().Format(time.RFC3339),
 	}
 	for _, p := range cfg.serverPids {
@@ -481,7 +482,7 @@ func runPublish(ctx context.Context, f *fleet, r *result) error {
 		if p.Received != lastCount {
 			lastCount, lastChange = p.Received, time.Now()
 		}
-		if !publishing && (p.Received >= want || time.Since(lastChange) > cfg.drain) {
+		if !publishing && (p.Received >= want || time.Since(lastChange) > cfg.drain || time.Since(start) > cfg.duration+cfg.drainMax) {
 			break
 		}
 	}
