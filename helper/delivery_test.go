@@ -1,0 +1,298 @@
+package helper_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/fxws/websocket/broker"
+	"github.com/fxws/websocket/helper"
+	"github.com/fxws/websocket/protocol"
+)
+
+// pair serves two helpers on one in-process hub: two instances.
+func pair(t *testing.T, tr transport) (a, b *kit) {
+	hub := broker.NewMemoryHub()
+	a = newKit(t, tr, func(c *helper.Config) { c.Broker = hub.NewBroker() })
+	b = newKit(t, tr, func(c *helper.Config) { c.Broker = hub.NewBroker() })
+	return a, b
+}
+
+func dataOf(t *testing.T, c interface {
+	Expect(context.Context, string) (protocol.Message, error)
+}, event string) string {
+	t.Helper()
+	m, err := c.Expect(context.Background(), event)
+	if err != nil {
+		t.Fatalf("expected %q: %v", event, err)
+	}
+	return string(m.Data)
+}
+
+func TestSendToClient(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		k := newKit(t, tr, nil)
+		c, cd := k.login("u1")
+		other, _ := k.login("u2")
+		ok, err := k.h.SendToClient(cd.ID, "direct", map[string]any{"n": 1, "html": "<b>&"})
+		if !ok || err != nil {
+			t.Fatalf("SendToClient = %v %v", ok, err)
+		}
+		if got := dataOf(t, c, "direct"); got != `{"html":"<b>&","n":1}` {
+			t.Fatalf("data %s", got)
+		}
+		expectNothing(t, other, "direct")
+		if ok, _ := k.h.SendToClient("no-such-client", "direct", 1); ok {
+			t.Fatal("unknown client reported as here")
+		}
+		if _, err := k.h.SendToClient(cd.ID, "bad", func() {}); err == nil {
+			t.Fatal("unencodable data accepted")
+		}
+		if _, err := k.h.SendToClient(cd.ID, "bad", json.RawMessage(`{nope`)); !errors.Is(err, helper.ErrInvalidData) {
+			t.Fatalf("invalid raw JSON: %v", err)
+		}
+		_, _ = k.h.SendToClient(cd.ID, "raw", json.RawMessage(`[1,2]`))
+		if got := dataOf(t, c, "raw"); got != `[1,2]` {
+			t.Fatalf("raw data %s", got)
+		}
+		_, _ = k.h.SendToClient(cd.ID, "nodata", nil)
+		m := expectEvent(t, c, "nodata")
+		if m.Data != nil {
+			t.Fatalf("nil data sent as %s", m.Data)
+		}
+
+		// Deliberate difference: only error events reach unauthenticated clients.
+		u := k.dial()
+		id := k.unauthorizedID()
+		_, _ = k.h.SendToClient(id, "direct", 1)
+		_, _ = k.h.Broadcast("everyone", 1)
+		_, _ = k.h.SendToRoom(id, "own-room", 1)
+		expectNothing(t, u, "direct")
+		expectNothing(t, u, "everyone")
+		expectNothing(t, u, "own-room")
+	})
+}
+
+func TestSendToUserAcrossInstances(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		a, b := pair(t, tr)
+		a1, _ := a.login("alice")
+		a2, _ := a.login("alice")
+		b1, _ := b.login("alice")
+		bob, _ := a.login("bob")
+		if err := a.h.SendToUser(context.Background(), "alice", "for-alice", "hi"); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []interface {
+			Expect(context.Context, string) (protocol.Message, error)
+		}{a1, a2, b1} {
+			if got := dataOf(t, c, "for-alice"); got != `"hi"` {
+				t.Fatalf("data %s", got)
+			}
+		}
+		expectNothing(t, bob, "for-alice")
+		expectNothing(t, a1, "for-alice") // once, not twice via the broker
+	})
+}
+
+func TestSendToRoomAndBroadcastExclude(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		k := newKit(t, tr, nil)
+		x, xcd := k.login("x")
+		y, _ := k.login("y")
+		z, zcd := k.login("z")
+		_ = x.Join("team")
+		_ = y.Join("team")
+		roundTrip(t, x)
+		roundTrip(t, y)
+		n, err := k.h.SendToRoom("team", "team-msg", 1, xcd.ID)
+		if err != nil || n != 1 {
+			t.Fatalf("SendToRoom = %d %v, want 1", n, err)
+		}
+		expectEvent(t, y, "team-msg")
+		expectNothing(t, x, "team-msg")
+		expectNothing(t, z, "team-msg")
+		if n, _ := k.h.SendToRoom("empty-room", "e", 1); n != 0 {
+			t.Fatalf("empty room reached %d", n)
+		}
+		if n, _ := k.h.SendToRoom("ws:internal:broadcast", "e", 1); n != 0 {
+			t.Fatalf("internal room reached %d", n)
+		}
+
+		unauth := k.dial()
+		n, err = k.h.Broadcast("all", 2, zcd.ID, "not-a-client")
+		if err != nil || n != 2 {
+			t.Fatalf("Broadcast = %d %v, want 2", n, err)
+		}
+		expectEvent(t, x, "all")
+		expectEvent(t, y, "all")
+		expectNothing(t, z, "all")
+		expectNothing(t, unauth, "all")
+		if s := k.h.Stats(); s.Delivered < 3 {
+			t.Fatalf("Delivered = %d", s.Delivered)
+		}
+	})
+}
+
+// Public Send resolves its destination in the spec's order.
+func TestSendResolution(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		a, b := pair(t, tr)
+		ctx := context.Background()
+		ac, acd := a.login("ua")
+		bc, bcd := b.login("ub")
+		_ = ac.Join("room-a")
+		_ = bc.Join("room-b")
+		_ = bc.Join("shared")
+		_ = ac.Join("shared")
+		roundTrip(t, ac)
+		roundTrip(t, bc)
+
+		// No destination: everyone, on every instance.
+		if err := a.h.Send(ctx, "", "t-all", 1); err != nil {
+			t.Fatal(err)
+		}
+		expectEvent(t, ac, "t-all")
+		expectEvent(t, bc, "t-all")
+
+		// A local client: delivered here and published (ws:client:<id>).
+		_ = a.h.Send(ctx, acd.ID, "t-local-client", 1)
+		expectEvent(t, ac, "t-local-client")
+		expectNothing(t, ac, "t-local-client")
+
+		// A local room: delivered here and on the other instance's members.
+		_ = a.h.Send(ctx, "shared", "t-shared", 1)
+		expectEvent(t, ac, "t-shared")
+		expectEvent(t, bc, "t-shared")
+		expectNothing(t, ac, "t-shared")
+
+		// Neither: published as a room, which reaches a remote client by its
+		// own-id room, and a remote room.
+		_ = a.h.Send(ctx, bcd.ID, "t-remote-client", 1)
+		expectEvent(t, bc, "t-remote-client")
+		_ = a.h.Send(ctx, "room-b", "t-remote-room", 1)
+		expectEvent(t, bc, "t-remote-room")
+		expectNothing(t, ac, "t-remote-room")
+
+		// Empty topic or absent data: nothing.
+		_ = a.h.Send(ctx, "", "", 1)
+		_ = a.h.Send(ctx, "", "t-nil", nil)
+		_ = a.h.Send(ctx, "", "t-nil-raw", json.RawMessage(nil))
+		expectNothing(t, ac, "t-nil")
+		expectNothing(t, bc, "t-nil-raw")
+		if got := ac.Messages(); len(got) != 0 {
+			t.Fatalf("unexpected messages %+v", got)
+		}
+	})
+}
+
+// Envelopes from other instances: own serverId ignored, bad ones counted.
+func TestBrokerEnvelopes(t *testing.T) {
+	hub := broker.NewMemoryHub()
+	k := newKit(t, rawSocket, func(c *helper.Config) { c.Broker = hub.NewBroker() })
+	c, cd := k.login("u1")
+	emitter := hub.NewBroker()
+	if err := emitter.Start(context.Background(), func(string, []byte) {}); err != nil {
+		t.Fatal(err)
+	}
+	defer emitter.Close()
+	pub := func(ch, payload string) {
+		t.Helper()
+		if err := emitter.Publish(context.Background(), ch, []byte(payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub(protocol.ChannelBroadcast, `not json`)
+	pub(protocol.ChannelBroadcast, `{"serverId":1,"type":"broadcast","event":"x"}`)
+	pub(protocol.ChannelBroadcast, `{"serverId":"emitter","type":"broadcast"}`)
+	pub(protocol.ChannelBroadcast, `{"serverId":"emitter","type":"bogus","event":"x"}`)
+	pub(protocol.ChannelBroadcast, `{"serverId":"`+k.h.ServerID()+`","type":"broadcast","event":"mine"}`)
+	pub(protocol.ChannelBroadcast, `{"serverId":"emitter","type":"broadcast","event":"excluded","exclude":["`+cd.ID+`"]}`)
+	pub(protocol.ClientChannel(cd.ID), `{"serverId":"emitter","type":"client","target":"`+cd.ID+`","event":"to-client","data":{"a":1}}`)
+	pub(protocol.UserChannel("u1"), `{"serverId":"emitter","type":"user","target":"u1","event":"to-user"}`)
+	pub(protocol.RoomChannel(protocol.DefaultRoom), `{"serverId":"emitter","type":"room","target":"ws-default","event":"to-room","exclude":[5,null]}`)
+	if got := dataOf(t, c, "to-client"); got != `{"a":1}` {
+		t.Fatalf("data %s", got)
+	}
+	expectEvent(t, c, "to-user")
+	expectEvent(t, c, "to-room")
+	expectNothing(t, c, "mine")
+	expectNothing(t, c, "excluded")
+	if s := k.h.Stats(); s.BadEnvelopes != 4 {
+		t.Fatalf("BadEnvelopes = %d, want 4", s.BadEnvelopes)
+	}
+}
+
+// Server-side JoinRoom/LeaveRoom skip validation but keep the invariants.
+func TestServerSideJoinLeave(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		k := newKit(t, tr, nil)
+		c, cd := k.login("u1")
+		long := strings.Repeat("r", 300)
+		for _, r := range []string{"deny-vip", long} {
+			if !k.h.JoinRoom(cd.ID, r) {
+				t.Fatalf("JoinRoom %q refused", r)
+			}
+		}
+		if k.h.JoinRoom(cd.ID, "ws:internal:broadcast") || k.h.JoinRoom(cd.ID, "") {
+			t.Fatal("internal or empty room joined")
+		}
+		if k.h.JoinRoom("nobody", "x") || k.h.LeaveRoom("nobody", "x") {
+			t.Fatal("unknown client joined or left")
+		}
+		_, _ = k.h.SendToRoom("deny-vip", "vip", 1)
+		expectEvent(t, c, "vip")
+		if k.h.LeaveRoom(cd.ID, cd.ID) {
+			t.Fatal("own-id room left")
+		}
+		if !k.h.LeaveRoom(cd.ID, "deny-vip") || k.h.LeaveRoom(cd.ID, "deny-vip") {
+			t.Fatal("LeaveRoom result wrong")
+		}
+		if len(k.h.GetClientsByRoom("deny-vip")) != 0 {
+			t.Fatal("room not emptied")
+		}
+	})
+}
+
+// Introspection returns copies.
+func TestIntrospectionReturnsCopies(t *testing.T) {
+	k := newKit(t, rawSocket, nil)
+	_, cd := k.login("u1")
+	_, _ = k.login("u1")
+	_, _ = k.login("u2")
+	if n := len(k.h.GetClients()); n != 3 {
+		t.Fatalf("%d clients", n)
+	}
+	if n := len(k.h.GetClientsByUser("u1")); n != 2 {
+		t.Fatalf("%d clients of u1", n)
+	}
+	if n := len(k.h.GetClientsByRoom(protocol.DefaultRoom)); n != 3 {
+		t.Fatalf("%d clients in default room", n)
+	}
+	if n := len(k.h.GetClientsByUser("nobody")) + len(k.h.GetClientsByRoom("nowhere")); n != 0 {
+		t.Fatal("phantom clients")
+	}
+	v, ok := k.h.GetClient(cd.ID)
+	if !ok {
+		t.Fatal("client not found")
+	}
+	v.Rooms[0] = "mutated"
+	v.Metadata["role"] = "admin"
+	for _, views := range [][]helper.ClientView{k.h.GetClientsByUser("u1"), k.h.GetClients()} {
+		for _, w := range views {
+			if w.ID == cd.ID && (slices.Contains(w.Rooms, "mutated") || w.Metadata["role"] != "user") {
+				t.Fatalf("introspection shares state: %+v", w)
+			}
+		}
+	}
+	if _, ok := k.h.GetClient("nobody"); ok {
+		t.Fatal("unknown client found")
+	}
+	s := k.h.Stats()
+	if s.Clients != 3 || s.Authenticated != 3 || s.Users != 2 || s.ConnectionsTotal != 3 {
+		t.Fatalf("stats %+v", s)
+	}
+}
