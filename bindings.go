@@ -1,0 +1,85 @@
+package websocket
+
+// Binding keys: the fx names under which Module consumes values. Each
+// constant is a complete fx tag (`name:"…"`), ready for fx.ResultTags:
+//
+//	fx.Provide(fx.Annotate(newAuthenticator, fx.ResultTags(websocket.AuthenticateHandlerKey)))
+//
+// The names are the Ignis WebSocketBindingKeys (`@app/websocket/…`), so a
+// value bound under a key in Ignis is provided under the same key here. The
+// With… helpers in module.go do the annotation for you.
+//
+// Only AuthenticateHandlerKey is required; an app that provides nothing
+// under it fails in fx.New (and fx.ValidateApp) with an error naming it.
+// Every other binding is optional and has the default documented on it.
+const (
+	// ServerOptionsKey: a ServerOptions value. Optional; absent means
+	// every default (path /ws, own listener on :3000, rooms ws-default and
+	// ws-notification, the timeouts of the original).
+	ServerOptionsKey = `name:"@app/websocket/server-options"`
+
+	// RedisConnectionKey: a redis.UniversalClient (go-redis v9: a single
+	// node, Sentinel or Cluster client) that carries envelopes to the other
+	// instances on the Ignis channels. Optional; absent means the in-process
+	// broker, a single instance (a warning says so). The module pings it on
+	// start and never closes it: the client belongs to the app. Exclusive
+	// with BrokerKey.
+	RedisConnectionKey = `name:"@app/websocket/redis-connection"`
+
+	// AuthenticateHandlerKey: a helper.AuthenticateFunc. Required. It
+	// decides who may use the server: a nil result rejects the client
+	// (4003 "Authentication failed").
+	AuthenticateHandlerKey = `name:"@app/websocket/authenticate-handler"`
+
+	// ValidateRoomHandlerKey: a helper.ValidateRoomFunc returning the
+	// subset of requested rooms a client may join. Optional; absent means
+	// clients cannot join rooms themselves (server-side joins still work).
+	ValidateRoomHandlerKey = `name:"@app/websocket/validate-room-handler"`
+
+	// ClientConnectedHandlerKey: a helper.ClientConnectedFunc, called after
+	// a client authenticated and got `connected`. Optional; absent means
+	// nothing is called.
+	ClientConnectedHandlerKey = `name:"@app/websocket/client-connected-handler"`
+
+	// ClientDisconnectedHandlerKey: a helper.ClientDisconnectedFunc, called
+	// after any client is gone. Optional; absent means nothing is called.
+	ClientDisconnectedHandlerKey = `name:"@app/websocket/client-disconnected-handler"`
+
+	// MessageHandlerKey: a helper.MessageFunc for application events.
+	// Optional; absent means application events are dropped.
+	MessageHandlerKey = `name:"@app/websocket/message-handler"`
+
+	// OutboundTransformerKey: a helper.OutboundTransformerFunc that rewrites
+	// each message to an encrypted client (e.g. into an `encrypted` event).
+	// Optional; absent means encrypted clients get messages as they are.
+	OutboundTransformerKey = `name:"@app/websocket/outbound-transformer"`
+
+	// HandshakeHandlerKey: a helper.HandshakeFunc that negotiates a
+	// client's encryption during authentication. Optional, but required
+	// when ServerOptions.RequireEncryption is set (fx.New fails otherwise).
+	HandshakeHandlerKey = `name:"@app/websocket/handshake-handler"`
+
+	// HTTPMuxKey: an *http.ServeMux on which the module mounts its handler
+	// at ServerOptions.Path. Optional; absent means the module listens on
+	// ServerOptions.Addr with its own http.Server. With a mux, the app
+	// serves the mux itself. Exclusive with ListenerKey.
+	HTTPMuxKey = `name:"@app/websocket/http-mux"`
+
+	// ListenerKey: a net.Listener the module's own http.Server serves on
+	// instead of listening on ServerOptions.Addr (socket activation, tests
+	// on an ephemeral port). Optional. The module closes it on stop.
+	ListenerKey = `name:"@app/websocket/listener"`
+
+	// BrokerKey: any broker.Broker (a custom transport, or a
+	// broker.MemoryHub's broker to run several instances in one process).
+	// Optional; absent means Redis when RedisConnectionKey is given, else
+	// the in-process broker. The helper closes it on stop. Exclusive with
+	// RedisConnectionKey.
+	BrokerKey = `name:"@app/websocket/broker"`
+
+	// LoggerKey: a *zap.Logger for the module only. Optional; absent means
+	// the app's unnamed *zap.Logger if there is one, else no logging. The
+	// module never provides a logger; it scopes the one it gets with
+	// Named("websocket").
+	LoggerKey = `name:"@app/websocket/logger"`
+)

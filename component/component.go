@@ -1,0 +1,252 @@
+// Package component is the fx glue of the WebSocket module: it gathers the
+// values an application binds under the module's names (see the websocket
+// package's binding keys), checks them, builds the server helper without any
+// I/O, and ties its life to the fx lifecycle: OnStart verifies Redis,
+// starts the helper and starts serving; OnStop shuts down gracefully.
+//
+// Applications use websocket.Module; this package is what it is made of.
+package component
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/fxws/websocket/broker"
+	"github.com/fxws/websocket/helper"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/fx"
+	"go.uber.org/zap"
+)
+
+// Params are the module's dependencies. The name tags are the binding keys
+// of the websocket package (bindings.go), which documents each one; only the
+// authenticate handler is required.
+type Params struct {
+	fx.In
+
+	Lifecycle fx.Lifecycle
+	// Ref, when provided (websocket.Module does), is filled with the helper.
+	Ref *HelperRef `optional:"true"`
+
+	Options Options               `name:"@app/websocket/server-options" optional:"true"`
+	Redis   redis.UniversalClient `name:"@app/websocket/redis-connection" optional:"true"`
+
+	Authenticate        helper.AuthenticateFunc        `name:"@app/websocket/authenticate-handler"`
+	ValidateRoom        helper.ValidateRoomFunc        `name:"@app/websocket/validate-room-handler" optional:"true"`
+	ClientConnected     helper.ClientConnectedFunc     `name:"@app/websocket/client-connected-handler" optional:"true"`
+	ClientDisconnected  helper.ClientDisconnectedFunc  `name:"@app/websocket/client-disconnected-handler" optional:"true"`
+	Message             helper.MessageFunc             `name:"@app/websocket/message-handler" optional:"true"`
+	OutboundTransformer helper.OutboundTransformerFunc `name:"@app/websocket/outbound-transformer" optional:"true"`
+	Handshake           helper.HandshakeFunc           `name:"@app/websocket/handshake-handler" optional:"true"`
+
+	Mux      *http.ServeMux `name:"@app/websocket/http-mux" optional:"true"`
+	Listener net.Listener   `name:"@app/websocket/listener" optional:"true"`
+	Broker   broker.Broker  `name:"@app/websocket/broker" optional:"true"`
+
+	// Logger is the module's own logger; AppLogger, the app's unnamed one,
+	// used when Logger is absent.
+	Logger    *zap.Logger `name:"@app/websocket/logger" optional:"true"`
+	AppLogger *zap.Logger `optional:"true"`
+}
+
+// Key names, for error messages (the websocket package exports them as tags).
+const (
+	keyServerOptions = "@app/websocket/server-options"
+	keyRedis         = "@app/websocket/redis-connection"
+	keyAuthenticate  = "@app/websocket/authenticate-handler"
+	keyHandshake     = "@app/websocket/handshake-handler"
+	keyMux           = "@app/websocket/http-mux"
+	keyListener      = "@app/websocket/listener"
+	keyBroker        = "@app/websocket/broker"
+)
+
+// New validates p, builds the helper and registers the lifecycle hooks. It
+// does no I/O: Redis is contacted, and sockets are opened, in OnStart.
+func New(p Params) (*helper.WebSocketServerHelper, error) {
+	if err := validate(p); err != nil {
+		return nil, err
+	}
+	opts := p.Options.withDefaults()
+
+	log := p.Logger
+	if log == nil {
+		log = p.AppLogger
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	log = log.Named("websocket")
+
+	b := p.Broker
+	if p.Redis != nil {
+		var err error
+		if b, err = newRedisBroker(p.Redis, log); err != nil {
+			return nil, err
+		}
+	}
+	if b == nil {
+		log.Warn("no Redis connection provided: using the in-process broker; " +
+			"this server is a single instance and its sends reach only its own clients (bind " + keyRedis + " to run several)")
+		b = broker.NewMemory()
+	}
+
+	h, err := helper.New(helper.Config{
+		Options: opts.Options,
+		Handlers: helper.Handlers{
+			Authenticate:        p.Authenticate,
+			ValidateRoom:        p.ValidateRoom,
+			ClientConnected:     p.ClientConnected,
+			ClientDisconnected:  p.ClientDisconnected,
+			Message:             p.Message,
+			Handshake:           p.Handshake,
+			OutboundTransformer: p.OutboundTransformer,
+		},
+		Broker: b,
+		Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("websocket: %w", err)
+	}
+
+	if p.Ref != nil {
+		p.Ref.set(h)
+	}
+	s := &server{h: h, opts: opts, redis: p.Redis, listener: p.Listener, log: log}
+	if p.Mux != nil {
+		if err := mount(p.Mux, h.Path(), h); err != nil {
+			return nil, err
+		}
+		s.mounted = true
+	}
+	p.Lifecycle.Append(fx.Hook{OnStart: s.start, OnStop: s.stop})
+	return h, nil
+}
+
+// validate fails with an error that names the binding to fix.
+func validate(p Params) error {
+	var errs []error
+	if p.Authenticate == nil {
+		errs = append(errs, fmt.Errorf("no authenticate handler: provide a helper.AuthenticateFunc named %q (websocket.WithAuthenticate)", keyAuthenticate))
+	}
+	if err := p.Options.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("invalid server options (%s): %w", keyServerOptions, err))
+	}
+	if p.Options.RequireEncryption && p.Handshake == nil {
+		errs = append(errs, fmt.Errorf("RequireEncryption is set but there is no handshake handler: provide a helper.HandshakeFunc named %q (websocket.WithHandshake)", keyHandshake))
+	}
+	if p.Redis != nil && p.Broker != nil {
+		errs = append(errs, fmt.Errorf("both a Redis connection (%s) and a broker (%s) are provided: provide one", keyRedis, keyBroker))
+	}
+	if p.Mux != nil && p.Listener != nil {
+		errs = append(errs, fmt.Errorf("both an HTTP mux (%s) and a listener (%s) are provided: with a mux the app serves it, so provide one", keyMux, keyListener))
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("websocket: %w", errors.Join(errs...))
+}
+
+// mount registers h on mux, turning the mux's panic on a conflicting or
+// malformed pattern into an error.
+func mount(mux *http.ServeMux, path string, h http.Handler) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("websocket: mount the handler at %q on the HTTP mux (%s): %v", path, keyMux, r)
+		}
+	}()
+	mux.Handle(path, h)
+	return nil
+}
+
+// server runs the helper for the lifecycle.
+type server struct {
+	h        *helper.WebSocketServerHelper
+	opts     Options
+	redis    redis.UniversalClient
+	listener net.Listener
+	mounted  bool
+	log      *zap.Logger
+
+	srv    *http.Server
+	served sync.WaitGroup
+}
+
+// start verifies Redis, starts the helper, then serves. It returns once the
+// socket is bound; a bind error is returned here, not logged from a goroutine.
+func (s *server) start(ctx context.Context) error {
+	if s.redis != nil {
+		if err := s.pingRedis(ctx); err != nil {
+			if s.listener != nil {
+				_ = s.listener.Close()
+			}
+			return err
+		}
+	}
+	if err := s.h.Start(ctx); err != nil {
+		if s.listener != nil {
+			_ = s.listener.Close()
+		}
+		return err
+	}
+	if s.mounted {
+		s.log.Info("websocket handler mounted on the app's HTTP mux", zap.String("path", s.h.Path()))
+		return nil
+	}
+	ln := s.listener
+	if ln == nil {
+		var lc net.ListenConfig
+		var err error
+		ln, err = lc.Listen(ctx, "tcp", s.opts.Addr)
+		if err != nil {
+			// The helper started: stop it so that nothing is left running.
+			_ = s.h.Shutdown(ctx)
+			return fmt.Errorf("websocket: listen on %s: %w", s.opts.Addr, err)
+		}
+	}
+	s.srv = &http.Server{
+		Handler:           s.h,
+		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
+		ErrorLog:          zap.NewStdLog(s.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
+	}
+	s.served.Add(1)
+	go func() {
+		defer s.served.Done()
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("websocket listener stopped", zap.Error(err))
+		}
+	}()
+	s.log.Info("websocket server listening", zap.String("addr", ln.Addr().String()), zap.String("path", s.h.Path()))
+	return nil
+}
+
+func (s *server) pingRedis(ctx context.Context) error {
+	pctx, cancel := context.WithTimeout(ctx, s.opts.RedisPingTimeout)
+	defer cancel()
+	start := time.Now()
+	if err := s.redis.Ping(pctx).Err(); err != nil {
+		return fmt.Errorf("websocket: the Redis connection (%s) did not answer PING within %v: %w", keyRedis, s.opts.RedisPingTimeout, err)
+	}
+	s.log.Debug("redis ping", zap.Duration("took", time.Since(start)))
+	return nil
+}
+
+// stop closes every client with 1001 first (the helper), then the listener,
+// all within ctx.
+func (s *server) stop(ctx context.Context) error {
+	var errs []error
+	if err := s.h.Shutdown(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if s.srv != nil {
+		if err := s.srv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("websocket: stop the listener: %w", err))
+		}
+		s.served.Wait()
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,189 @@
+package fxtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	websocket "github.com/fxws/websocket"
+	"github.com/fxws/websocket/broker"
+	"github.com/fxws/websocket/helper"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/fx"
+)
+
+// StartTimeout bounds the start and the stop of an app started by the kit.
+const StartTimeout = 15 * time.Second
+
+// Server is a running fx app with websocket.Module, serving on an ephemeral
+// port of 127.0.0.1.
+type Server struct {
+	app    *fx.App
+	helper *helper.WebSocketServerHelper
+	addr   string
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Start builds and starts an fx app made of websocket.Module, a listener on
+// 127.0.0.1:0 (bound under websocket.ListenerKey) and opts: the handlers,
+// options and anything else the app needs. fx's own event log is off unless
+// opts set fx.WithLogger. Without WithHub or WithRedis the server runs on its
+// own in-process broker.
+//
+// The app must not bind an HTTP mux (websocket.HTTPMuxKey): the kit serves
+// the module on its own listener. Call Stop when done.
+func Start(opts ...fx.Option) (*Server, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("fxtest: listen: %w", err)
+	}
+	s := &Server{addr: ln.Addr().String()}
+	all := append([]fx.Option{
+		fx.NopLogger,
+		websocket.Module,
+		websocket.WithListener(ln),
+		fx.Populate(&s.helper),
+	}, opts...)
+	app := fx.New(all...)
+	if err := app.Err(); err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("fxtest: build the app: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
+	defer cancel()
+	if err := app.Start(ctx); err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("fxtest: start the app: %w", err)
+	}
+	s.app = app
+	return s, nil
+}
+
+// StartServer is Start for tests: it fails tb if the app does not start and
+// stops the app when the test ends.
+func StartServer(tb testing.TB, opts ...fx.Option) *Server {
+	tb.Helper()
+	s, err := Start(opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			tb.Errorf("fxtest: stop: %v", err)
+		}
+	})
+	return s
+}
+
+// StartCluster starts n servers sharing one broker, as n instances of a
+// deployment: a fresh in-process hub when redisAddr is empty, else the Redis
+// server at redisAddr (host:port or a redis:// URL). opts apply to every
+// server. They are stopped when the test ends.
+func StartCluster(tb testing.TB, n int, redisAddr string, opts ...fx.Option) []*Server {
+	tb.Helper()
+	var shared fx.Option
+	if redisAddr == "" {
+		hub := broker.NewMemoryHub()
+		shared = WithHub(hub)
+	}
+	servers := make([]*Server, n)
+	for i := range servers {
+		link := shared
+		if redisAddr != "" {
+			link = WithRedis(redisAddr)
+		}
+		servers[i] = StartServer(tb, append([]fx.Option{link}, opts...)...)
+	}
+	return servers
+}
+
+// WithHub binds a broker of hub (websocket.BrokerKey), so that the servers
+// given the same hub reach each other's clients, as instances on one Redis.
+// Each app gets its own broker, made when the app is built.
+func WithHub(hub *broker.MemoryHub) fx.Option {
+	return fx.Provide(fx.Annotate(
+		func() broker.Broker { return hub.NewBroker() },
+		fx.ResultTags(websocket.BrokerKey),
+	))
+}
+
+// WithRedis binds a go-redis client for addr (host:port or a redis:// URL)
+// under websocket.RedisConnectionKey, closed when the app stops.
+func WithRedis(addr string) fx.Option {
+	return fx.Provide(fx.Annotate(
+		func(lc fx.Lifecycle) (redis.UniversalClient, error) {
+			opt := &redis.Options{Addr: addr}
+			if strings.Contains(addr, "://") {
+				var err error
+				if opt, err = redis.ParseURL(addr); err != nil {
+					return nil, fmt.Errorf("fxtest: redis address %q: %w", addr, err)
+				}
+			}
+			c := redis.NewClient(opt)
+			lc.Append(fx.StopHook(c.Close))
+			return c, nil
+		},
+		fx.ResultTags(websocket.RedisConnectionKey),
+	))
+}
+
+// URL is the WebSocket URL of the server, e.g. ws://127.0.0.1:41234/ws.
+func (s *Server) URL() string { return "ws://" + s.addr + s.helper.Path() }
+
+// HTTPURL is the server's HTTP base URL, e.g. http://127.0.0.1:41234.
+func (s *Server) HTTPURL() string { return "http://" + s.addr }
+
+// Addr is the server's host:port.
+func (s *Server) Addr() string { return s.addr }
+
+// Helper is the app's server helper, to send from a test or look at clients.
+func (s *Server) Helper() *helper.WebSocketServerHelper { return s.helper }
+
+// App is the fx app.
+func (s *Server) App() *fx.App { return s.app }
+
+// Stop stops the app (every client gets 1001) within StartTimeout. It is
+// idempotent and returns the first call's error.
+func (s *Server) Stop() error {
+	s.stopOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
+		defer cancel()
+		s.stopErr = s.app.Stop(ctx)
+	})
+	return s.stopErr
+}
+
+// Dial connects a protocol client to the server, failing tb on error; the
+// client is closed when the test ends.
+func (s *Server) Dial(tb testing.TB) *Client {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultTimeout)
+	defer cancel()
+	c, err := Dial(ctx, s.URL())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = c.Abort() })
+	return c
+}
+
+// Connect dials and authenticates with data, failing tb unless the server
+// answers `connected`; it returns the client and the connected data's id.
+func (s *Server) Connect(tb testing.TB, data any) (*Client, string) {
+	tb.Helper()
+	c := s.Dial(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultTimeout)
+	defer cancel()
+	cd, err := c.Authenticate(ctx, data)
+	if err != nil {
+		tb.Fatal(errors.Join(errors.New("fxtest: connect"), err))
+	}
+	return c, cd.ID
+}
