@@ -1,0 +1,592 @@
+// Package redisbroker is the Redis implementation of broker.Broker, on
+// go-redis's redis.UniversalClient: one code path for a single node,
+// Sentinel (a failover client) and Cluster. It carries the Ignis channels
+// (ws:broadcast, ws:room:<r>, ws:client:<id>, ws:user:<u>) unchanged, so our
+// instances, Ignis instances and Ignis emitters can share one Redis.
+//
+// # Subscription modes
+//
+// ModeAudience (the default) subscribes to exactly the channels the helper
+// asks for: ws:broadcast plus the room, client and user channels that have
+// local members. Cross-node traffic per instance then follows its own
+// audience: an instance receives a room message only if one of its clients
+// is in that room. Use it when rooms, users and clients are spread over the
+// instances (the common case); it is wire-compatible with Ignis publishers
+// and emitters, which use classic PUBLISH.
+//
+// ModePattern is the original's scheme: SUBSCRIBE ws:broadcast and
+// PSUBSCRIBE ws:room:*, ws:client:*, ws:user:*. Every instance receives
+// every message and drops what has no local audience. It costs no
+// subscription commands when clients join and leave, so it fits small
+// fleets (two or three instances) with very high churn of rooms, or tools
+// that want to observe all traffic.
+//
+// ModeSharded uses sharded pub/sub (SSUBSCRIBE/SPUBLISH, Redis 7+), which is
+// what scales on Redis Cluster: a classic PUBLISH is forwarded to every node
+// of a cluster, a sharded one only to the node that owns the channel's slot,
+// and patterns do not exist there. The broker keeps one subscription
+// connection per master and sends each channel's SSUBSCRIBE to the node
+// owning it. Trade-off: sharded and classic pub/sub are separate namespaces,
+// so in this mode our instances neither receive Ignis instances' or Ignis
+// emitters' classic PUBLISH nor reach Ignis subscribers; use it for fleets
+// made only of our servers and our emitter (emitter.Options.Sharded).
+//
+// # Faults
+//
+// The broker reads its pub/sub connections itself (PubSub.ReceiveTimeout,
+// never the lossy Channel()) and hands messages off to a few workers, one
+// per hash of the channel name, so per-channel order is kept and delivery
+// never blocks the read loop. When a connection fails, or stays silent past
+// a probe (a PING on the subscription connection that must come back within
+// PingTimeout), the broker drops the whole subscription session and builds
+// a new one with exponential backoff, subscribed to exactly the channels
+// held at that moment. Publishes fail within PublishTimeout while Redis is
+// unreachable, and return the error.
+package redisbroker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fxws/websocket/broker"
+	"github.com/fxws/websocket/protocol"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+)
+
+// Mode selects how the broker subscribes; see the package documentation.
+type Mode int
+
+// Subscription modes.
+const (
+	// ModeAudience subscribes to the channels of the local audience only.
+	ModeAudience Mode = iota
+	// ModePattern subscribes to ws:broadcast and the patterns ws:room:*,
+	// ws:client:*, ws:user:*, as the original does.
+	ModePattern
+	// ModeSharded uses SSUBSCRIBE/SPUBLISH per channel (Redis Cluster).
+	ModeSharded
+)
+
+// String names the mode.
+func (m Mode) String() string {
+	switch m {
+	case ModeAudience:
+		return "audience"
+	case ModePattern:
+		return "pattern"
+	case ModeSharded:
+		return "sharded"
+	}
+	return "Mode(" + strconv.Itoa(int(m)) + ")"
+}
+
+// ParseMode reads "audience", "pattern" or "sharded" ("" is audience).
+func ParseMode(s string) (Mode, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "audience":
+		return ModeAudience, nil
+	case "pattern":
+		return ModePattern, nil
+	case "sharded":
+		return ModeSharded, nil
+	}
+	return 0, fmt.Errorf("redisbroker: unknown mode %q (want audience, pattern or sharded)", s)
+}
+
+// Options tunes a Broker. Zero values mean the documented defaults.
+type Options struct {
+	// Mode is the subscription scheme. Default ModeAudience.
+	Mode Mode
+	// PublishTimeout bounds one publish, so that sends fail fast while
+	// Redis is unreachable. Default 2 s.
+	PublishTimeout time.Duration
+	// PingTimeout bounds the reply to a probe and to the PING with which
+	// Start checks the connection. Default 2 s.
+	PingTimeout time.Duration
+	// ProbeInterval is how long a subscription connection may stay silent
+	// before it is probed. Default 5 s.
+	ProbeInterval time.Duration
+	// ReconnectBackoffMin and ReconnectBackoffMax bound the exponential
+	// backoff between attempts to rebuild the subscriptions. Defaults
+	// 100 ms and 5 s.
+	ReconnectBackoffMin, ReconnectBackoffMax time.Duration
+	// SubscribeBatch is the most channels sent in one (un)subscribe
+	// command. Default 512.
+	SubscribeBatch int
+	// Workers is how many goroutines run the handler; a channel always
+	// goes to the same one, which keeps its order. Default 4.
+	Workers int
+	// QueueSize is each worker's backlog; a message arriving when it is
+	// full is dropped and counted rather than stalling the read loop.
+	// Default 8192.
+	QueueSize int
+	// Logger receives connection events and dropped messages. Default: none.
+	Logger *zap.Logger
+}
+
+func (o Options) withDefaults() Options {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.PublishTimeout, 2*time.Second)
+	def(&o.PingTimeout, 2*time.Second)
+	def(&o.ProbeInterval, 5*time.Second)
+	def(&o.ReconnectBackoffMin, 100*time.Millisecond)
+	def(&o.ReconnectBackoffMax, 5*time.Second)
+	if o.ReconnectBackoffMax < o.ReconnectBackoffMin {
+		o.ReconnectBackoffMax = o.ReconnectBackoffMin
+	}
+	if o.SubscribeBatch <= 0 {
+		o.SubscribeBatch = 512
+	}
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = 8192
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	return o
+}
+
+// ErrUnavailable is returned by Subscribe and Unsubscribe while the
+// subscription connection is being rebuilt. The change is kept: the new
+// connection is subscribed to it.
+var ErrUnavailable = errors.New("redisbroker: subscription connection unavailable")
+
+// patterns of ModePattern, and the channel prefixes they cover.
+var patternPrefixes = []string{protocol.ChannelRoomPrefix, protocol.ChannelClientPrefix, protocol.ChannelUserPrefix}
+
+var patterns = []string{protocol.ChannelRoomPattern, protocol.ChannelClientPattern, protocol.ChannelUserPattern}
+
+// Broker is a broker.Broker on Redis pub/sub. Make one with New.
+type Broker struct {
+	client  redis.UniversalClient
+	cluster *redis.ClusterClient // set when sharded on a cluster
+	opts    Options
+	log     *zap.Logger
+
+	// opMu serialises everything that sends (un)subscribe commands, so the
+	// set a new session subscribes to and later changes never cross.
+	opMu sync.Mutex
+
+	mu      sync.Mutex
+	want    map[string]struct{} // channels held, pattern-covered ones included
+	sess    *session
+	handler broker.Handler
+	started bool
+	closed  bool
+	cancel  context.CancelFunc
+	wake    chan struct{} // signalled when a session dies
+
+	queues  []chan delivery
+	loops   sync.WaitGroup // supervisor and workers
+	readers sync.WaitGroup // read loops of every session
+
+	stats struct {
+		received, dropped, published, publishErrors atomic.Uint64
+		reconnects, probeFailures, sessions        atomic.Uint64
+	}
+	lastDropLog atomic.Int64
+}
+
+type delivery struct {
+	channel string
+	payload string
+}
+
+var _ broker.Broker = (*Broker)(nil)
+
+// New returns a broker on client. It does no I/O; Start connects. The
+// broker never closes client, which its owner may share.
+func New(client redis.UniversalClient, opts Options) *Broker {
+	o := opts.withDefaults()
+	b := &Broker{
+		client: client,
+		opts:   o,
+		log:    o.Logger.With(zap.String("broker", "redis"), zap.Stringer("mode", o.Mode)),
+		want:   make(map[string]struct{}),
+		wake:   make(chan struct{}, 1),
+	}
+	if cc, ok := client.(*redis.ClusterClient); ok && o.Mode == ModeSharded {
+		b.cluster = cc
+	}
+	return b
+}
+
+// Mode is the broker's subscription mode.
+func (b *Broker) Mode() Mode { return b.opts.Mode }
+
+// Start checks Redis, subscribes to the channels held so far and begins
+// calling h. It retries with backoff until ctx ends, so a Redis that is
+// still starting is waited for; the error then carries the last failure.
+func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
+	if h == nil {
+		return errors.New("redisbroker: start: nil handler")
+	}
+	if b.opts.Mode < ModeAudience || b.opts.Mode > ModeSharded {
+		return fmt.Errorf("redisbroker: start: unknown mode %d", b.opts.Mode)
+	}
+	b.mu.Lock()
+	switch {
+	case b.closed:
+		b.mu.Unlock()
+		return broker.ErrClosed
+	case b.started:
+		b.mu.Unlock()
+		return errors.New("redisbroker: already started")
+	}
+	b.started = true
+	b.handler = h
+	runCtx, cancel := context.WithCancel(context.Background())
+	b.cancel = cancel
+	b.queues = make([]chan delivery, b.opts.Workers)
+	for i := range b.queues {
+		b.queues[i] = make(chan delivery, b.opts.QueueSize)
+	}
+	b.mu.Unlock()
+
+	b.loops.Add(len(b.queues))
+	for _, q := range b.queues {
+		go b.work(runCtx, q)
+	}
+
+	backoff := b.opts.ReconnectBackoffMin
+	for {
+		err := b.connect(ctx)
+		if err == nil {
+			break
+		}
+		b.log.Warn("redis not ready; retrying", zap.Error(err), zap.Duration("backoff", backoff))
+		select {
+		case <-ctx.Done():
+			cancel()
+			b.loops.Wait()
+			b.mu.Lock()
+			b.started = false
+			b.mu.Unlock()
+			return fmt.Errorf("redisbroker: start: %w (last error: %v)", ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, b.opts.ReconnectBackoffMax)
+	}
+	b.loops.Add(1)
+	go b.supervise(runCtx)
+	b.log.Info("redis broker started")
+	return nil
+}
+
+// connect pings Redis, builds a session subscribed to the channels held
+// now and installs it.
+func (b *Broker) connect(ctx context.Context) error {
+	pctx, cancel := context.WithTimeout(ctx, b.opts.PingTimeout)
+	err := b.client.Ping(pctx).Err()
+	cancel()
+	if err != nil {
+		return fmt.Errorf("ping: %w", err)
+	}
+	if b.cluster != nil {
+		b.cluster.ReloadState(ctx)
+	}
+	b.opMu.Lock()
+	defer b.opMu.Unlock()
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return broker.ErrClosed
+	}
+	chans := make([]string, 0, len(b.want))
+	for ch := range b.want {
+		chans = append(chans, ch)
+	}
+	b.mu.Unlock()
+	s := b.newSession()
+	sctx, scancel := context.WithTimeout(ctx, b.opts.PingTimeout+time.Duration(len(chans)/1000+1)*time.Second)
+	defer scancel()
+	if err := s.init(sctx, chans); err != nil {
+		s.close()
+		return err
+	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		s.close()
+		return broker.ErrClosed
+	}
+	b.sess = s
+	b.mu.Unlock()
+	b.stats.sessions.Add(1)
+	return nil
+}
+
+// supervise rebuilds the session whenever it dies, until ctx ends.
+func (b *Broker) supervise(ctx context.Context) {
+	defer b.loops.Done()
+	for {
+		b.mu.Lock()
+		s := b.sess
+		b.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.dead:
+		}
+		b.log.Warn("redis subscription lost; reconnecting", zap.Error(s.cause()))
+		b.mu.Lock()
+		if b.sess == s {
+			b.sess = nil
+		}
+		b.mu.Unlock()
+		s.close()
+		backoff := b.opts.ReconnectBackoffMin
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err := b.connect(cctx)
+			cancel()
+			if err == nil {
+				b.stats.reconnects.Add(1)
+				b.log.Info("redis subscription restored", zap.Int("channels", b.Stats().Channels))
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			b.log.Warn("redis reconnect failed", zap.Error(err), zap.Duration("backoff", backoff))
+			backoff = min(2*backoff, b.opts.ReconnectBackoffMax)
+		}
+	}
+}
+
+// work runs the handler for one queue.
+func (b *Broker) work(ctx context.Context, q chan delivery) {
+	defer b.loops.Done()
+	h := b.handler
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case d := <-q:
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						b.log.Error("broker handler panicked", zap.String("channel", d.channel), zap.Any("panic", r))
+					}
+				}()
+				h(d.channel, []byte(d.payload))
+			}()
+		}
+	}
+}
+
+// dispatch hands a message to its channel's worker without blocking.
+func (b *Broker) dispatch(channel, payload string) {
+	b.stats.received.Add(1)
+	q := b.queues[0]
+	if len(b.queues) > 1 {
+		f := fnv.New32a()
+		_, _ = f.Write([]byte(channel))
+		q = b.queues[f.Sum32()%uint32(len(b.queues))]
+	}
+	select {
+	case q <- delivery{channel, payload}:
+	default:
+		n := b.stats.dropped.Add(1)
+		now := time.Now().UnixNano()
+		if last := b.lastDropLog.Load(); now-last > int64(time.Second) && b.lastDropLog.CompareAndSwap(last, now) {
+			b.log.Error("broker queue full; dropping messages", zap.String("channel", channel), zap.Uint64("droppedTotal", n))
+		}
+	}
+}
+
+// Publish sends payload on channel (SPUBLISH in ModeSharded), within
+// PublishTimeout.
+func (b *Broker) Publish(ctx context.Context, channel string, payload []byte) error {
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		return broker.ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.opts.PublishTimeout)
+	defer cancel()
+	var err error
+	if b.opts.Mode == ModeSharded {
+		err = b.client.SPublish(ctx, channel, payload).Err()
+	} else {
+		err = b.client.Publish(ctx, channel, payload).Err()
+	}
+	if err != nil {
+		b.stats.publishErrors.Add(1)
+		return fmt.Errorf("redisbroker: publish %s: %w", channel, err)
+	}
+	b.stats.published.Add(1)
+	return nil
+}
+
+// Subscribe adds channels; it returns once Redis has confirmed them. While
+// the connection is being rebuilt it returns ErrUnavailable, and the new
+// connection subscribes to them.
+func (b *Broker) Subscribe(ctx context.Context, channels ...string) error {
+	return b.change(ctx, true, channels)
+}
+
+// Unsubscribe removes channels; it returns once Redis has confirmed.
+func (b *Broker) Unsubscribe(ctx context.Context, channels ...string) error {
+	return b.change(ctx, false, channels)
+}
+
+func (b *Broker) change(ctx context.Context, add bool, channels []string) error {
+	if len(channels) == 0 {
+		return nil
+	}
+	b.opMu.Lock()
+	defer b.opMu.Unlock()
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return broker.ErrClosed
+	}
+	var send []string
+	for _, ch := range channels {
+		if add {
+			b.want[ch] = struct{}{}
+		} else {
+			delete(b.want, ch)
+		}
+		// A channel already held is sent again: harmless for Redis, and it
+		// makes a retry after an uncertain failure effective.
+		if !b.covered(ch) {
+			send = append(send, ch)
+		}
+	}
+	s := b.sess
+	started := b.started
+	b.mu.Unlock()
+	if len(send) == 0 {
+		return nil
+	}
+	if !started {
+		return nil // Start subscribes to everything held
+	}
+	if s == nil {
+		return ErrUnavailable
+	}
+	verb := "subscribe"
+	if !add {
+		verb = "unsubscribe"
+	}
+	if err := s.apply(ctx, add, send); err != nil {
+		return fmt.Errorf("redisbroker: %s %d channels: %w", verb, len(send), err)
+	}
+	return nil
+}
+
+// covered reports whether ModePattern's patterns already receive ch.
+func (b *Broker) covered(ch string) bool {
+	if b.opts.Mode != ModePattern {
+		return false
+	}
+	for _, p := range patternPrefixes {
+		if strings.HasPrefix(ch, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Close stops delivery and closes the subscription connections. It does
+// not close the Redis client. It is idempotent.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	s := b.sess
+	b.sess = nil
+	cancel := b.cancel
+	b.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	b.loops.Wait()
+	b.opMu.Lock() // a connect in flight has finished and seen closed
+	b.opMu.Unlock()
+	if s != nil {
+		s.close()
+	}
+	b.readers.Wait()
+	return nil
+}
+
+// Stats are the broker's counters.
+type Stats struct {
+	// Connected reports whether a subscription session is live.
+	Connected bool
+	// Channels is the number of channels held (pattern-covered ones
+	// included).
+	Channels int
+	// Received counts messages read from Redis; Dropped, those lost to a
+	// full worker queue.
+	Received, Dropped uint64
+	// Published and PublishErrors count publishes.
+	Published, PublishErrors uint64
+	// Sessions counts subscription sessions built (1 after Start);
+	// Reconnects, the ones that replaced a lost session; ProbeFailures,
+	// sessions found dead by a probe.
+	Sessions, Reconnects, ProbeFailures uint64
+}
+
+// Stats returns the current counters.
+func (b *Broker) Stats() Stats {
+	b.mu.Lock()
+	st := Stats{Connected: b.sess != nil, Channels: len(b.want)}
+	b.mu.Unlock()
+	st.Received = b.stats.received.Load()
+	st.Dropped = b.stats.dropped.Load()
+	st.Published = b.stats.published.Load()
+	st.PublishErrors = b.stats.publishErrors.Load()
+	st.Sessions = b.stats.sessions.Load()
+	st.Reconnects = b.stats.reconnects.Load()
+	st.ProbeFailures = b.stats.probeFailures.Load()
+	return st
+}
+
+// Channels returns the channels held, sorted.
+func (b *Broker) Channels() []string {
+	b.mu.Lock()
+	out := make([]string, 0, len(b.want))
+	for ch := range b.want {
+		out = append(out, ch)
+	}
+	b.mu.Unlock()
+	sort.Strings(out)
+	return out
+}
+
+// isTimeout reports a read deadline, which is how an idle connection
+// shows up; it is not a failure.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -1,0 +1,376 @@
+package redisbroker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+)
+
+// session is one generation of subscription connections: one connection,
+// or one per cluster master in ModeSharded. Any failure kills the whole
+// session and the supervisor builds the next one from the channels held,
+// which is simpler and safer than repairing connections one by one.
+type session struct {
+	b   *Broker
+	ctx context.Context // cancelled by close
+
+	stop context.CancelFunc
+
+	mu    sync.Mutex
+	conns map[string]*conn // by node address ("" without a cluster)
+
+	dead     chan struct{}
+	deadOnce sync.Once
+	err      error
+	closed   atomic.Bool
+}
+
+// conn is one pub/sub connection and its read loop.
+type conn struct {
+	s   *session
+	key string
+	ps  *redis.PubSub
+
+	mu      sync.Mutex
+	waiters map[string]chan struct{} // barrier PING payload → waiter
+	seq     atomic.Uint64
+}
+
+func (b *Broker) newSession() *session {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &session{b: b, ctx: ctx, stop: cancel, conns: make(map[string]*conn), dead: make(chan struct{})}
+}
+
+// fail marks the session dead; the first cause is kept.
+func (s *session) fail(err error) {
+	s.deadOnce.Do(func() {
+		s.err = err
+		close(s.dead)
+	})
+}
+
+func (s *session) cause() error {
+	select {
+	case <-s.dead:
+		return s.err
+	default:
+		return nil
+	}
+}
+
+// close closes every connection; the read loops end on their own.
+func (s *session) close() {
+	if !s.closed.CompareAndSwap(false, true) {
+		return
+	}
+	s.fail(errors.New("session closed"))
+	s.stop()
+	s.mu.Lock()
+	conns := s.conns
+	s.conns = nil
+	s.mu.Unlock()
+	for _, c := range conns {
+		_ = c.ps.Close()
+	}
+}
+
+// init subscribes a fresh session to chans (and, in ModePattern, to the
+// patterns) and waits until Redis has confirmed all of it.
+func (s *session) init(ctx context.Context, chans []string) error {
+	b := s.b
+	if b.opts.Mode == ModePattern {
+		c, err := s.connFor(ctx, "", nil)
+		if err != nil {
+			return err
+		}
+		if err := c.ps.PSubscribe(ctx, patterns...); err != nil {
+			return fmt.Errorf("psubscribe: %w", err)
+		}
+		var plain []string
+		for _, ch := range chans {
+			if !b.covered(ch) {
+				plain = append(plain, ch)
+			}
+		}
+		chans = plain
+	} else if b.cluster == nil {
+		// One connection exists even with nothing to subscribe yet, so the
+		// session can be probed and reports a dead Redis.
+		if _, err := s.connFor(ctx, "", nil); err != nil {
+			return err
+		}
+	}
+	return s.apply(ctx, true, chans)
+}
+
+// apply sends (un)subscribe commands for chans, batched, and waits for
+// Redis to have processed them on every connection involved.
+func (s *session) apply(ctx context.Context, add bool, chans []string) error {
+	if len(chans) == 0 {
+		return s.barrierAll(ctx)
+	}
+	groups, err := s.group(ctx, chans)
+	if err != nil {
+		return err
+	}
+	touched := make(map[*conn]struct{}, len(groups))
+	for _, g := range groups {
+		for start := 0; start < len(g.chans); start += s.b.opts.SubscribeBatch {
+			batch := g.chans[start:min(start+s.b.opts.SubscribeBatch, len(g.chans))]
+			if err := g.conn.send(ctx, add, batch); err != nil {
+				s.fail(err)
+				return err
+			}
+		}
+		touched[g.conn] = struct{}{}
+	}
+	for c := range touched {
+		if err := c.barrier(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type group struct {
+	conn  *conn
+	chans []string
+}
+
+// group splits chans by connection and, in ModeSharded, by hash slot: one
+// SSUBSCRIBE may only name channels of one slot on a cluster.
+func (s *session) group(ctx context.Context, chans []string) ([]group, error) {
+	b := s.b
+	if b.opts.Mode != ModeSharded {
+		c, err := s.connFor(ctx, "", nil)
+		if err != nil {
+			return nil, err
+		}
+		return []group{{c, chans}}, nil
+	}
+	type key struct {
+		node string
+		slot int
+	}
+	idx := make(map[key]int)
+	var out []group
+	for _, ch := range chans {
+		node := ""
+		var nc *redis.Client
+		if b.cluster != nil {
+			var err error
+			nc, err = b.cluster.MasterForKey(ctx, ch)
+			if err != nil {
+				return nil, fmt.Errorf("find the node of %s: %w", ch, err)
+			}
+			node = nc.Options().Addr
+		}
+		k := key{node, slot(ch)}
+		i, ok := idx[k]
+		if !ok {
+			c, err := s.connFor(ctx, node, nc)
+			if err != nil {
+				return nil, err
+			}
+			i = len(out)
+			idx[k] = i
+			out = append(out, group{conn: c})
+		}
+		out[i].chans = append(out[i].chans, ch)
+	}
+	return out, nil
+}
+
+// connFor returns the session's connection to node (nc is that node's
+// client on a cluster, nil otherwise), opening it and starting its read
+// loop on first use.
+func (s *session) connFor(ctx context.Context, node string, nc *redis.Client) (*conn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conns == nil {
+		return nil, errors.New("session closed")
+	}
+	if c := s.conns[node]; c != nil {
+		return c, nil
+	}
+	b := s.b
+	var ps *redis.PubSub
+	switch {
+	case nc != nil:
+		ps = nc.SSubscribe(ctx)
+	case b.opts.Mode == ModeSharded:
+		ps = b.client.SSubscribe(ctx)
+	default:
+		ps = b.client.Subscribe(ctx)
+	}
+	c := &conn{s: s, key: node, ps: ps, waiters: make(map[string]chan struct{})}
+	// Open the connection now and read the PING reply here, before the
+	// read loop exists, so that a dead Redis fails this call.
+	token := "fxws-open"
+	err := ps.Ping(ctx, token)
+	if err == nil {
+		err = c.readUntil(ctx, token)
+	}
+	if err != nil {
+		_ = ps.Close()
+		return nil, fmt.Errorf("open subscription connection %s: %w", nodeName(node), err)
+	}
+	s.conns[node] = c
+	b.readers.Add(1)
+	go c.read()
+	return c, nil
+}
+
+func nodeName(node string) string {
+	if node == "" {
+		return "to redis"
+	}
+	return "to " + node
+}
+
+// send writes one (un)subscribe command without waiting for the reply.
+func (c *conn) send(ctx context.Context, add bool, chans []string) error {
+	sharded := c.s.b.opts.Mode == ModeSharded
+	var err error
+	switch {
+	case add && sharded:
+		err = c.ps.SSubscribe(ctx, chans...)
+	case add:
+		err = c.ps.Subscribe(ctx, chans...)
+	case sharded:
+		err = c.ps.SUnsubscribe(ctx, chans...)
+	default:
+		err = c.ps.Unsubscribe(ctx, chans...)
+	}
+	return err
+}
+
+// barrier sends a PING with a unique payload and waits for its reply: Redis
+// answers in order, so every command written before has been processed.
+func (c *conn) barrier(ctx context.Context) error {
+	token := "fxws-barrier-" + strconv.FormatUint(c.seq.Add(1), 10)
+	ch := make(chan struct{})
+	c.mu.Lock()
+	c.waiters[token] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.waiters, token)
+		c.mu.Unlock()
+	}()
+	if err := c.ps.Ping(ctx, token); err != nil {
+		return fmt.Errorf("ping: %w", err)
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-c.s.dead:
+		return fmt.Errorf("subscription connection lost: %w", c.s.cause())
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for redis to confirm: %w", ctx.Err())
+	}
+}
+
+// readUntil reads the connection directly until the PING reply token
+// arrives; only used before the read loop starts.
+func (c *conn) readUntil(ctx context.Context, token string) error {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(c.s.b.opts.PingTimeout)
+	}
+	for {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return fmt.Errorf("no reply to ping within the deadline: %w", context.DeadlineExceeded)
+		}
+		msg, err := c.ps.ReceiveTimeout(ctx, wait)
+		if err != nil {
+			return err
+		}
+		if p, ok := msg.(*redis.Pong); ok && p.Payload == token {
+			return nil
+		}
+	}
+}
+
+// read is the connection's read loop: it never blocks on delivery, and
+// probes the connection when it has been silent for ProbeInterval.
+func (c *conn) read() {
+	b := c.s.b
+	defer b.readers.Done()
+	timeout := b.opts.ProbeInterval
+	probing := false
+	for {
+		msg, err := c.ps.ReceiveTimeout(c.s.ctx, timeout)
+		if c.s.closed.Load() {
+			return
+		}
+		if err != nil {
+			if isTimeout(err) {
+				if probing {
+					b.stats.probeFailures.Add(1)
+					c.s.fail(fmt.Errorf("subscription connection %s silent: no reply to a probe within %v", nodeName(c.key), b.opts.PingTimeout))
+					return
+				}
+				if perr := c.ps.Ping(c.s.ctx, "fxws-probe"); perr != nil {
+					c.s.fail(fmt.Errorf("probe %s: %w", nodeName(c.key), perr))
+					return
+				}
+				probing, timeout = true, b.opts.PingTimeout
+				continue
+			}
+			c.s.fail(fmt.Errorf("read %s: %w", nodeName(c.key), err))
+			return
+		}
+		probing, timeout = false, b.opts.ProbeInterval
+		switch m := msg.(type) {
+		case *redis.Message:
+			b.dispatch(m.Channel, m.Payload)
+		case *redis.Pong:
+			c.mu.Lock()
+			if w := c.waiters[m.Payload]; w != nil {
+				close(w)
+				delete(c.waiters, m.Payload)
+			}
+			c.mu.Unlock()
+		case *redis.Subscription:
+			// Redis unsubscribes sharded channels by itself when their
+			// slot moves to another node; a channel still held must then
+			// be subscribed where it lives now.
+			if m.Kind == "sunsubscribe" && m.Channel != "" {
+				b.mu.Lock()
+				_, held := b.want[m.Channel]
+				b.mu.Unlock()
+				if held {
+					b.log.Info("sharded channel moved; resubscribing", zap.String("channel", m.Channel))
+					c.s.fail(fmt.Errorf("channel %s unsubscribed by redis (slot moved)", m.Channel))
+					return
+				}
+			}
+		}
+	}
+}
+
+// barrierAll waits until Redis has processed everything sent on every
+// connection of the session.
+func (s *session) barrierAll(ctx context.Context) error {
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for _, c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		if err := c.barrier(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}

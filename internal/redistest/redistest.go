@@ -1,0 +1,294 @@
+// Package redistest starts real redis-server processes for tests: a single
+// node or a small Redis Cluster, each on random local ports, stopped when the
+// test ends. Tests never touch a Redis they did not start. When no
+// redis-server binary is installed the test is skipped with a message that
+// says how to get one (CI installs it through .ci/run).
+package redistest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Binary is the redis-server executable looked up in PATH.
+const Binary = "redis-server"
+
+// Server is one redis-server process on 127.0.0.1.
+type Server struct {
+	tb      testing.TB
+	port    int
+	dir     string
+	args    []string
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	waitErr chan error
+	stderr  *bytes.Buffer
+}
+
+// lookPath returns the redis-server path or skips the test.
+func lookPath(tb testing.TB) string {
+	tb.Helper()
+	p, err := exec.LookPath(Binary)
+	if err != nil {
+		tb.Skipf("redistest: %s not found in PATH (install the redis-server package; CI does it in .ci/run): %v", Binary, err)
+	}
+	return p
+}
+
+// Start runs a fresh single-node redis-server on a random port and stops
+// it when the test ends. extra are more redis-server arguments.
+func Start(tb testing.TB, extra ...string) *Server {
+	tb.Helper()
+	lookPath(tb)
+	s := &Server{tb: tb, dir: tb.TempDir(), args: extra}
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		s.port, err = freePort()
+		if err != nil {
+			continue
+		}
+		if err = s.start(); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		tb.Fatalf("redistest: start redis-server: %v", err)
+	}
+	tb.Cleanup(s.Kill)
+	return s
+}
+
+// freePort asks the kernel for a free TCP port. Another process may take it
+// before redis-server binds it; Start retries in that case.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (s *Server) start() error {
+	args := []string{
+		"--port", strconv.Itoa(s.port),
+		"--bind", "127.0.0.1",
+		"--save", "",
+		"--appendonly", "no",
+		"--dir", s.dir,
+		"--daemonize", "no",
+		"--loglevel", "warning",
+		"--protected-mode", "no",
+	}
+	args = append(args, s.args...)
+	cmd := exec.Command(Binary, args...)
+	var stderr bytes.Buffer
+	cmd.Stdout = &stderr
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- cmd.Wait() }()
+	s.mu.Lock()
+	s.cmd, s.waitErr, s.stderr = cmd, waitErr, &stderr
+	s.mu.Unlock()
+	if err := s.waitReady(waitErr); err != nil {
+		_ = cmd.Process.Kill()
+		<-waitErr
+		s.mu.Lock()
+		s.cmd = nil
+		s.mu.Unlock()
+		return fmt.Errorf("%w (output: %s)", err, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}
+
+func (s *Server) waitReady(exited <-chan error) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("redis-server exited: %v", err)
+		default:
+		}
+		conn, err := net.DialTimeout("tcp", s.Addr(), 200*time.Millisecond)
+		if err == nil {
+			_ = conn.SetDeadline(time.Now().Add(time.Second))
+			_, err = conn.Write([]byte("PING\r\n"))
+			buf := make([]byte, 7)
+			if err == nil {
+				_, err = conn.Read(buf)
+			}
+			conn.Close()
+			if err == nil && string(buf) == "+PONG\r\n" {
+				return nil
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return errors.New("redis-server did not answer PING within 10s")
+}
+
+// Addr is host:port of the server.
+func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
+
+// URL is the redis:// URL of the server.
+func (s *Server) URL() string { return "redis://" + s.Addr() }
+
+// Port is the server's TCP port.
+func (s *Server) Port() int { return s.port }
+
+// Client returns a new go-redis client for the server, closed when the
+// test ends. opts may adjust its options.
+func (s *Server) Client(opts ...func(*redis.Options)) *redis.Client {
+	o := &redis.Options{Addr: s.Addr()}
+	for _, f := range opts {
+		f(o)
+	}
+	c := redis.NewClient(o)
+	s.tb.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// Kill stops the server at once (SIGKILL), as a crash would. It is
+// idempotent and also runs when the test ends.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	cmd, waitErr := s.cmd, s.waitErr
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	<-waitErr
+}
+
+// Restart starts the server again on the same port after Kill. The data
+// set is empty, as after a crash without persistence.
+func (s *Server) Restart() {
+	s.tb.Helper()
+	var err error
+	// The port may linger briefly after a kill; retry a few times.
+	for attempt := 0; attempt < 20; attempt++ {
+		if err = s.start(); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.tb.Fatalf("redistest: restart redis-server on %s: %v", s.Addr(), err)
+}
+
+// Cluster is a Redis Cluster of masters without replicas, every slot
+// assigned, on random local ports.
+type Cluster struct {
+	tb    testing.TB
+	Nodes []*Server
+}
+
+// StartCluster starts n redis-server processes in cluster mode, spreads
+// the 16384 slots over them, joins them and waits until the cluster state
+// is ok on every node. It is stopped when the test ends.
+func StartCluster(tb testing.TB, n int) *Cluster {
+	tb.Helper()
+	if n < 1 {
+		tb.Fatalf("redistest: a cluster needs at least one node")
+	}
+	c := &Cluster{tb: tb}
+	for i := 0; i < n; i++ {
+		dir := tb.TempDir()
+		c.Nodes = append(c.Nodes, Start(tb,
+			"--cluster-enabled", "yes",
+			"--cluster-config-file", filepath.Join(dir, "nodes.conf"),
+			"--cluster-node-timeout", "2000",
+		))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.form(ctx); err != nil {
+		tb.Fatalf("redistest: form cluster: %v", err)
+	}
+	return c
+}
+
+func (c *Cluster) form(ctx context.Context) error {
+	clients := make([]*redis.Client, len(c.Nodes))
+	for i, s := range c.Nodes {
+		clients[i] = redis.NewClient(&redis.Options{Addr: s.Addr()})
+		defer clients[i].Close()
+	}
+	const slots = 16384
+	per := slots / len(c.Nodes)
+	for i, cl := range clients {
+		lo, hi := i*per, (i+1)*per-1
+		if i == len(clients)-1 {
+			hi = slots - 1
+		}
+		if err := cl.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", lo, hi).Err(); err != nil {
+			return fmt.Errorf("node %s: addslotsrange %d-%d: %w", c.Nodes[i].Addr(), lo, hi, err)
+		}
+	}
+	for i := 1; i < len(clients); i++ {
+		if err := clients[i].ClusterMeet(ctx, "127.0.0.1", strconv.Itoa(c.Nodes[0].Port())).Err(); err != nil {
+			return fmt.Errorf("node %s: cluster meet: %w", c.Nodes[i].Addr(), err)
+		}
+	}
+	for {
+		ok := true
+		for _, cl := range clients {
+			info, err := cl.ClusterInfo(ctx).Result()
+			if err != nil || !strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(len(clients))) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster state not ok: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Addrs are the host:port of every node.
+func (c *Cluster) Addrs() []string {
+	out := make([]string, len(c.Nodes))
+	for i, s := range c.Nodes {
+		out[i] = s.Addr()
+	}
+	return out
+}
+
+// Client returns a new cluster client, closed when the test ends.
+func (c *Cluster) Client(opts ...func(*redis.ClusterOptions)) *redis.ClusterClient {
+	o := &redis.ClusterOptions{Addrs: c.Addrs()}
+	for _, f := range opts {
+		f(o)
+	}
+	cl := redis.NewClusterClient(o)
+	c.tb.Cleanup(func() { _ = cl.Close() })
+	return cl
+}
+
+// Available reports whether redis-server is installed, for code that wants
+// to decide without skipping.
+func Available() bool {
+	_, err := exec.LookPath(Binary)
+	return err == nil
+}
