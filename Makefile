@@ -27,3 +27,7 @@ lint:
 cover:
 	$(GO) test -count=1 -coverprofile=cover.out $(PKGS)
 	$(GO) tool cover -func=cover.out | tail -n 1
+
+## compare: load matrix against the original (Bun) and our demo; writes docs/performance.md (REPS, SCALE, CASES: see the script)
+compare:
+	./scripts/compare.sh
