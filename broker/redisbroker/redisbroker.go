@@ -340,6 +340,10 @@ func (b *Broker) supervise(ctx context.Context) {
 		b.mu.Lock()
 		s := b.sess
 		b.mu.Unlock()
+		if s == nil { // closed
+			<-ctx.Done()
+			return
+		}
 		select {
 		case <-ctx.Done():
 			return
