@@ -199,7 +199,7 @@ type Broker struct {
 
 	stats struct {
 		received, dropped, published, publishErrors atomic.Uint64
-		reconnects, probeFailures, sessions        atomic.Uint64
+		reconnects, probeFailures, sessions         atomic.Uint64
 	}
 	lastDropLog atomic.Int64
 }
