@@ -54,6 +54,13 @@ const (
 	// Optional; absent means encrypted clients get messages as they are.
 	OutboundTransformerKey = `name:"@app/websocket/outbound-transformer"`
 
+	// InboundTransformerKey: a helper.InboundTransformerFunc that turns an
+	// `encrypted` event from an encrypted client into the message it stands
+	// for (an extension: Ignis has no such key; clients of the original
+	// send in clear). Optional; absent means such events go to the message
+	// handler as they are, as in the original.
+	InboundTransformerKey = `name:"@app/websocket/inbound-transformer"`
+
 	// HandshakeHandlerKey: a helper.HandshakeFunc that negotiates a
 	// client's encryption during authentication. Optional, but required
 	// when ServerOptions.RequireEncryption is set (fx.New fails otherwise).

@@ -83,6 +83,12 @@ func WithOutboundTransformer(fn helper.OutboundTransformerFunc) fx.Option {
 	return bind(fn, OutboundTransformerKey)
 }
 
+// WithInboundTransformer binds the inbound transformer
+// (InboundTransformerKey), which decrypts `encrypted` events from clients.
+func WithInboundTransformer(fn helper.InboundTransformerFunc) fx.Option {
+	return bind(fn, InboundTransformerKey)
+}
+
 // WithHandshake binds the encryption handshake handler (HandshakeHandlerKey).
 func WithHandshake(fn helper.HandshakeFunc) fx.Option { return bind(fn, HandshakeHandlerKey) }
 

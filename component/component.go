@@ -42,6 +42,7 @@ type Params struct {
 	ClientDisconnected  helper.ClientDisconnectedFunc  `name:"@app/websocket/client-disconnected-handler" optional:"true"`
 	Message             helper.MessageFunc             `name:"@app/websocket/message-handler" optional:"true"`
 	OutboundTransformer helper.OutboundTransformerFunc `name:"@app/websocket/outbound-transformer" optional:"true"`
+	InboundTransformer  helper.InboundTransformerFunc  `name:"@app/websocket/inbound-transformer" optional:"true"`
 	Handshake           helper.HandshakeFunc           `name:"@app/websocket/handshake-handler" optional:"true"`
 
 	Mux      *http.ServeMux `name:"@app/websocket/http-mux" optional:"true"`
@@ -84,10 +85,7 @@ func New(p Params) (*helper.WebSocketServerHelper, error) {
 
 	b := p.Broker
 	if p.Redis != nil {
-		var err error
-		if b, err = newRedisBroker(p.Redis, log); err != nil {
-			return nil, err
-		}
+		b = newRedisBroker(p.Redis, opts.RedisBroker, log)
 	}
 	if b == nil {
 		log.Warn("no Redis connection provided: using the in-process broker; " +
@@ -105,6 +103,7 @@ func New(p Params) (*helper.WebSocketServerHelper, error) {
 			Message:             p.Message,
 			Handshake:           p.Handshake,
 			OutboundTransformer: p.OutboundTransformer,
+			InboundTransformer:  p.InboundTransformer,
 		},
 		Broker: b,
 		Logger: log,

@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/fxws/websocket/broker/redisbroker"
 	"github.com/fxws/websocket/helper"
 )
 
@@ -41,6 +42,11 @@ type Options struct {
 	// RedisPingTimeout bounds the Redis ping made on start, when a Redis
 	// connection is given (the start context may end it sooner). Default 5 s.
 	RedisPingTimeout time.Duration
+	// RedisBroker tunes the Redis broker used when a Redis connection is
+	// bound: subscription mode (audience by default; pattern as the
+	// original; sharded for Redis Cluster fleets of our servers only),
+	// timeouts, workers. Its Logger defaults to the module's.
+	RedisBroker redisbroker.Options
 	// PerMessageDeflate asks for the permessage-deflate extension (the
 	// original's perMessageDeflate). Not supported yet: setting it fails
 	// validation rather than being silently ignored.

@@ -1,0 +1,92 @@
+package websocket_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	websocket "github.com/fxws/websocket"
+	"github.com/fxws/websocket/broker/redisbroker"
+	"github.com/fxws/websocket/fxtest"
+	"github.com/fxws/websocket/internal/redistest"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/fx"
+)
+
+// TestRedisTwoInstances: two apps bound to one real Redis are two instances
+// of a deployment, in both subscription modes.
+func TestRedisTwoInstances(t *testing.T) {
+	r := redistest.Start(t)
+	for _, mode := range []redisbroker.Mode{redisbroker.ModeAudience, redisbroker.ModePattern} {
+		t.Run(mode.String(), func(t *testing.T) {
+			servers := fxtest.StartCluster(t, 2, r.URL(),
+				websocket.WithAuthenticate(auth),
+				websocket.WithServerOptions(websocket.ServerOptions{RedisBroker: redisbroker.Options{Mode: mode}}),
+			)
+			ctx := ctxT(t)
+			a, _ := servers[0].Connect(t, token("a"))
+			b, bID := servers[1].Connect(t, token("b"))
+			if err := servers[0].Helper().Send(ctx, "", "all", 1); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []*fxtest.Client{a, b} {
+				if _, err := c.Expect(ctx, "all"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := servers[0].Helper().Send(ctx, bID, "direct", 2); err != nil {
+				t.Fatal(err)
+			}
+			if m, err := b.Expect(ctx, "direct"); err != nil || string(m.Data) != "2" {
+				t.Fatalf("direct: %v %s", err, m.Data)
+			}
+			if err := servers[1].Helper().SendToUser(ctx, "a", "user", 3); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := a.Expect(ctx, "user"); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestRedisPingFailsStart: an unreachable Redis fails OnStart with an error
+// naming the binding, after the bounded ping (not the whole start timeout).
+func TestRedisPingFailsStart(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
+	defer rdb.Close()
+	app := fx.New(fx.NopLogger, websocket.Module,
+		websocket.WithAuthenticate(auth),
+		websocket.WithRedisConnection(rdb),
+		websocket.WithServerOptions(websocket.ServerOptions{Addr: "127.0.0.1:0"}),
+	)
+	if err := app.Err(); err != nil {
+		t.Fatal(err)
+	}
+	err := app.Start(ctxT(t))
+	if err == nil {
+		_ = app.Stop(context.Background())
+		t.Fatal("started with an unreachable Redis")
+	}
+	for _, w := range []string{"@app/websocket/redis-connection", "PING"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %q", err, w)
+		}
+	}
+}
+
+// TestRedisClientNotClosed: the module never closes the app's Redis client.
+func TestRedisClientNotClosed(t *testing.T) {
+	r := redistest.Start(t)
+	rdb := r.Client()
+	srv, err := fxtest.Start(websocket.WithAuthenticate(auth), websocket.WithRedisConnection(rdb))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Ping(ctxT(t)).Err(); err != nil {
+		t.Fatalf("the app's client after stop: %v", err)
+	}
+}
