@@ -1,0 +1,212 @@
+// Package emitter publishes WebSocket messages from processes that hold no
+// sockets (workers, cron jobs, other services) to the clients connected to
+// any server instance sharing the Redis. It writes the same envelopes on the
+// same channels as the Ignis WebSocketEmitter (serverId "emitter"), so it
+// reaches our servers and Ignis servers alike, and an Ignis emitter reaches
+// ours.
+//
+// Without fx:
+//
+//	e, err := emitter.New(rdb, emitter.Options{})
+//	if err != nil { … }
+//	if err := e.Start(ctx); err != nil { … } // waits for Redis
+//	err = e.ToRoom(ctx, "jobs", "progress", map[string]int{"pct": 40})
+//
+// With fx, see Module.
+package emitter
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/fxws/websocket/protocol"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+)
+
+// Options tunes an emitter. Zero values mean the defaults.
+type Options struct {
+	// Identifier names the emitter in logs. Default "WebSocketEmitter".
+	Identifier string
+	// Sharded publishes with SPUBLISH, for fleets whose servers run
+	// redisbroker.ModeSharded on a Redis Cluster. Ignis servers do not
+	// receive sharded messages; leave it off to reach them.
+	Sharded bool
+	// PublishTimeout bounds one publish. Default 2 s.
+	PublishTimeout time.Duration
+	// ReadyTimeout bounds how long Start waits for Redis to answer, as the
+	// original waits for its connection to be ready. Default 30 s.
+	ReadyTimeout time.Duration
+	// Logger receives start and stop events. Default: none.
+	Logger *zap.Logger
+}
+
+// ErrNoRedis is returned by New without a Redis client, as the original
+// throws "Invalid redis connection!".
+var ErrNoRedis = errors.New("emitter: invalid redis connection: nil client")
+
+// WebSocketEmitter publishes envelopes for the server instances. It is
+// safe for concurrent use. It never closes the Redis client, which belongs
+// to the caller.
+type WebSocketEmitter struct {
+	client redis.UniversalClient
+	opts   Options
+	log    *zap.Logger
+}
+
+// New returns an emitter on client. It does no I/O.
+func New(client redis.UniversalClient, opts Options) (*WebSocketEmitter, error) {
+	if client == nil {
+		return nil, ErrNoRedis
+	}
+	if opts.Identifier == "" {
+		opts.Identifier = "WebSocketEmitter"
+	}
+	if opts.PublishTimeout <= 0 {
+		opts.PublishTimeout = 2 * time.Second
+	}
+	if opts.ReadyTimeout <= 0 {
+		opts.ReadyTimeout = 30 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	return &WebSocketEmitter{client: client, opts: opts, log: opts.Logger.With(zap.String("emitter", opts.Identifier))}, nil
+}
+
+// Start waits until Redis answers PING, retrying until ReadyTimeout or ctx
+// ends, and returns the last error if it never does.
+func (e *WebSocketEmitter) Start(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, e.opts.ReadyTimeout)
+	defer cancel()
+	backoff := 50 * time.Millisecond
+	for {
+		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+		err := e.client.Ping(pctx).Err()
+		pcancel()
+		if err == nil {
+			e.log.Info("websocket emitter ready")
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("emitter: redis did not become ready: %w (last error: %v)", ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// Stop logs the shutdown. The Redis client is the caller's to close.
+func (e *WebSocketEmitter) Stop(context.Context) error {
+	e.log.Info("websocket emitter stopped")
+	return nil
+}
+
+// ToClient sends event to one client, on whichever instance holds it
+// (channel ws:client:<clientId>).
+func (e *WebSocketEmitter) ToClient(ctx context.Context, clientID, event string, data any) error {
+	if clientID == "" {
+		return errors.New("emitter: ToClient: empty client id")
+	}
+	return e.publish(ctx, protocol.TypeClient, clientID, event, data, nil)
+}
+
+// ToUser sends event to every connection of a user on every instance
+// (channel ws:user:<userId>).
+func (e *WebSocketEmitter) ToUser(ctx context.Context, userID, event string, data any) error {
+	if userID == "" {
+		return errors.New("emitter: ToUser: empty user id")
+	}
+	return e.publish(ctx, protocol.TypeUser, userID, event, data, nil)
+}
+
+// ToRoom sends event to the members of a room on every instance, except
+// the clients in exclude (channel ws:room:<room>).
+func (e *WebSocketEmitter) ToRoom(ctx context.Context, room, event string, data any, exclude ...string) error {
+	if room == "" {
+		return errors.New("emitter: ToRoom: empty room")
+	}
+	return e.publish(ctx, protocol.TypeRoom, room, event, data, exclude)
+}
+
+// Broadcast sends event to every authenticated client of every instance
+// (channel ws:broadcast).
+func (e *WebSocketEmitter) Broadcast(ctx context.Context, event string, data any) error {
+	return e.publish(ctx, protocol.TypeBroadcast, "", event, data, nil)
+}
+
+func (e *WebSocketEmitter) publish(ctx context.Context, typ protocol.MessageType, target, event string, data any, exclude []string) error {
+	if event == "" {
+		return fmt.Errorf("emitter: %s: empty event", typ)
+	}
+	payload, err := Encode(typ, target, event, data, exclude)
+	if err != nil {
+		return err
+	}
+	ch := typ.Channel(target)
+	ctx, cancel := context.WithTimeout(ctx, e.opts.PublishTimeout)
+	defer cancel()
+	if e.opts.Sharded {
+		err = e.client.SPublish(ctx, ch, payload).Err()
+	} else {
+		err = e.client.Publish(ctx, ch, payload).Err()
+	}
+	if err != nil {
+		return fmt.Errorf("emitter: publish to %s: %w", ch, err)
+	}
+	return nil
+}
+
+// Encode builds the envelope an emitter publishes, byte for byte as the
+// original's JSON.stringify({serverId, type, target, event, data, exclude})
+// does for the same values: absent target, data and exclude are left out,
+// and HTML characters are not escaped. data may be a json.RawMessage
+// (used as is after validation) or any value encoding/json accepts.
+func Encode(typ protocol.MessageType, target, event string, data any, exclude []string) ([]byte, error) {
+	if !typ.Valid() {
+		return nil, fmt.Errorf("emitter: unknown message type %q", typ)
+	}
+	raw, err := marshal(data)
+	if err != nil {
+		return nil, err
+	}
+	env := struct {
+		ServerID string          `json:"serverId"`
+		Type     string          `json:"type"`
+		Target   string          `json:"target,omitempty"`
+		Event    string          `json:"event"`
+		Data     json.RawMessage `json:"data,omitempty"`
+		Exclude  []string        `json:"exclude,omitempty"`
+	}{protocol.EmitterServerID, string(typ), target, event, raw, exclude}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(&env); err != nil {
+		return nil, fmt.Errorf("emitter: encode envelope: %w", err)
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+}
+
+func marshal(data any) (json.RawMessage, error) {
+	switch d := data.(type) {
+	case nil:
+		return nil, nil
+	case json.RawMessage:
+		if d != nil && !json.Valid(d) {
+			return nil, errors.New("emitter: data is not valid JSON")
+		}
+		return d, nil
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(data); err != nil {
+		return nil, fmt.Errorf("emitter: data cannot be encoded as JSON: %w", err)
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+}

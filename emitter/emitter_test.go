@@ -1,0 +1,214 @@
+package emitter_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fxws/websocket/broker/redisbroker"
+	"github.com/fxws/websocket/emitter"
+	"github.com/fxws/websocket/fxtest"
+	"github.com/fxws/websocket/internal/redistest"
+	"github.com/fxws/websocket/protocol"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/fx"
+	fxt "go.uber.org/fx/fxtest"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestEncodeMatchesOriginal compares with what the original emitter's
+// JSON.stringify produces for the same calls (captured from Bun).
+func TestEncodeMatchesOriginal(t *testing.T) {
+	cases := []struct {
+		typ     protocol.MessageType
+		target  string
+		data    any
+		exclude []string
+		want    string
+	}{
+		{protocol.TypeClient, "c1", map[string]string{"a": "<b>&"}, nil,
+			`{"serverId":"emitter","type":"client","target":"c1","event":"ev","data":{"a":"<b>&"}}`},
+		{protocol.TypeUser, "u1", []any{1, "é", nil}, nil,
+			`{"serverId":"emitter","type":"user","target":"u1","event":"ev","data":[1,"é",null]}`},
+		{protocol.TypeRoom, "r1", "x", []string{"c2", "c3"},
+			`{"serverId":"emitter","type":"room","target":"r1","event":"ev","data":"x","exclude":["c2","c3"]}`},
+		{protocol.TypeBroadcast, "", nil, nil,
+			`{"serverId":"emitter","type":"broadcast","event":"ev"}`},
+		{protocol.TypeRoom, "r", json.RawMessage(`null`), nil,
+			`{"serverId":"emitter","type":"room","target":"r","event":"ev","data":null}`},
+	}
+	for _, c := range cases {
+		got, err := emitter.Encode(c.typ, c.target, "ev", c.data, c.exclude)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != c.want {
+			t.Errorf("Encode = %s\nwant     %s", got, c.want)
+		}
+		env, err := protocol.DecodeEnvelope(got)
+		if err != nil || env.ServerID != protocol.EmitterServerID {
+			t.Errorf("decode %s: %+v %v", got, env, err)
+		}
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	if _, err := emitter.New(nil, emitter.Options{}); err == nil {
+		t.Fatal("New accepted a nil client")
+	}
+	srv := redistest.Start(t)
+	e, err := emitter.New(srv.Client(), emitter.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for name, err := range map[string]error{
+		"empty client": e.ToClient(ctx, "", "ev", 1),
+		"empty user":   e.ToUser(ctx, "", "ev", 1),
+		"empty room":   e.ToRoom(ctx, "", "ev", 1),
+		"empty event":  e.Broadcast(ctx, "", 1),
+		"bad data":     e.Broadcast(ctx, "ev", func() {}),
+		"bad raw":      e.Broadcast(ctx, "ev", json.RawMessage(`{`)),
+	} {
+		if err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	srv.Kill()
+	if err := e.Broadcast(ctx, "ev", 1); err == nil {
+		t.Fatal("publish with Redis down reported no error")
+	}
+}
+
+func expect(t *testing.T, c *fxtest.Client, who, event, data string) {
+	t.Helper()
+	m, err := c.Expect(context.Background(), event)
+	if err != nil {
+		t.Fatalf("%s: %v", who, err)
+	}
+	if string(m.Data) != data {
+		t.Fatalf("%s: %s = %s, want %s", who, event, m.Data, data)
+	}
+}
+
+func reachesBothInstances(t *testing.T, newClient func() redis.UniversalClient, mode redisbroker.Mode, sharded bool) {
+	ctx := context.Background()
+	a := redistest.StartInstance(t, newClient(), redisbroker.Options{Mode: mode})
+	b := redistest.StartInstance(t, newClient(), redisbroker.Options{Mode: mode})
+	ca, idA := a.Connect(t, "alice")
+	cb, idB := b.Connect(t, "alice")
+	cc, idC := b.Connect(t, "carol")
+	a.Join(t, idA, "jobs")
+	b.Join(t, idB, "jobs")
+	b.Join(t, idC, "jobs")
+
+	e, err := emitter.New(newClient(), emitter.Options{Sharded: sharded})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ToClient(ctx, idA, "to-a", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ToClient(ctx, idB, "to-b", 2); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, ca, "a", "to-a", `1`)
+	expect(t, cb, "b", "to-b", `2`)
+	if err := e.ToUser(ctx, "alice", "to-alice", "x"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, ca, "a", "to-alice", `"x"`)
+	expect(t, cb, "b", "to-alice", `"x"`)
+	if err := e.ToRoom(ctx, "jobs", "progress", map[string]int{"pct": 50}, idC); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ToRoom(ctx, "jobs", "marker", 0); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, ca, "a", "progress", `{"pct":50}`)
+	expect(t, cb, "b", "progress", `{"pct":50}`)
+	expect(t, cc, "c", "marker", `0`) // same channel: had progress come, it came first
+	for _, m := range cc.Messages() {
+		if m.Event == "progress" {
+			t.Fatal("excluded client got the room message")
+		}
+	}
+	if err := e.Broadcast(ctx, "all", true); err != nil {
+		t.Fatal(err)
+	}
+	for who, c := range map[string]*fxtest.Client{"a": ca, "b": cb, "c": cc} {
+		expect(t, c, who, "all", `true`)
+	}
+	for _, c := range []*fxtest.Client{ca, cb, cc} {
+		for _, m := range c.Messages() {
+			if m.Event == "to-a" || m.Event == "to-b" {
+				t.Fatalf("client-targeted message reached the wrong client: %v", m)
+			}
+		}
+	}
+}
+
+func TestReachesBothInstances(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, mode := range []redisbroker.Mode{redisbroker.ModeAudience, redisbroker.ModePattern} {
+		t.Run(mode.String(), func(t *testing.T) {
+			reachesBothInstances(t, func() redis.UniversalClient { return srv.Client() }, mode, false)
+		})
+	}
+}
+
+func TestReachesBothInstancesClusterSharded(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	reachesBothInstances(t, func() redis.UniversalClient { return cl.Client() }, redisbroker.ModeSharded, true)
+}
+
+func TestModule(t *testing.T) {
+	srv := redistest.Start(t)
+	var e *emitter.WebSocketEmitter
+	app := fxt.New(t,
+		emitter.Module,
+		emitter.WithRedisConnection(srv.Client()),
+		fx.Populate(&e),
+	)
+	app.RequireStart()
+	if err := e.Broadcast(context.Background(), "ev", 1); err != nil {
+		t.Fatal(err)
+	}
+	app.RequireStop()
+}
+
+func TestModuleRequiresRedis(t *testing.T) {
+	err := fx.ValidateApp(emitter.Module, fx.Invoke(func(*emitter.WebSocketEmitter) {}))
+	if err == nil || !strings.Contains(err.Error(), "@app/websocket/redis-connection") {
+		t.Fatalf("error does not name the binding: %v", err)
+	}
+}
+
+func TestModuleStartFailsWithoutRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Kill()
+	app := fx.New(
+		emitter.Module,
+		emitter.WithRedisConnection(srv.Client()),
+		emitter.WithOptions(emitter.Options{ReadyTimeout: 200 * time.Millisecond}),
+		fx.Invoke(func(*emitter.WebSocketEmitter) {}),
+		fx.NopLogger,
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := app.Start(ctx)
+	if err == nil {
+		_ = app.Stop(ctx)
+		t.Fatal("started without Redis")
+	}
+	if !strings.Contains(err.Error(), "redis did not become ready") {
+		t.Fatalf("unclear error: %v", err)
+	}
+}
