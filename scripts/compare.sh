@@ -172,7 +172,7 @@ for rep in $(seq "$REPS"); do
       pid_list=$(IFS=,; echo "${pids[*]}")
       log "$name ($impl, run $rep/$REPS)"
       # shellcheck disable=SC2086 # flags are meant to split
-      if ! "${pin_load[@]}" "$work/fxws-bench" "$scenario" -url "$url_list" -redis "$REDIS_URL" \
+      if ! timeout --signal=INT --kill-after=30 900 "${pin_load[@]}" "$work/fxws-bench" "$scenario" -url "$url_list" -redis "$REDIS_URL" \
         -server-pid "$pid_list" -label "$impl" -case "$name" -rep "$rep" $flags </dev/null >>"$results" 2>>"$work/bench.log"; then
         failures=$((failures + 1))
         log "  run failed (see $work/bench.log)"

@@ -149,6 +149,11 @@ func (w *worker) connect(ctx context.Context) connectReport {
 	for _, s := range spec.Sources {
 		sources = append(sources, net.ParseIP(s))
 	}
+	// A server that fails every client would otherwise cost
+	// Count × ConnectTimeout / DialConcurrency: give up after 100 failures
+	// without a single success.
+	ctx, giveUp := context.WithCancel(ctx)
+	defer giveUp()
 	var emu sync.Mutex
 	errs := map[string]int{}
 	next := atomic.Int64{}
@@ -179,7 +184,9 @@ func (w *worker) connect(ctx context.Context) connectReport {
 					if c.conn != nil {
 						_ = c.conn.Close()
 					}
-					w.failed.Add(1)
+					if w.failed.Add(1) >= 100 && w.connected.Load() == 0 {
+						giveUp()
+					}
 					emu.Lock()
 					errs[errClass(err)]++
 					emu.Unlock()
@@ -193,6 +200,10 @@ func (w *worker) connect(ctx context.Context) connectReport {
 		}()
 	}
 	wg.Wait()
+	if n := int64(spec.Count) - w.connected.Load() - w.failed.Load(); n > 0 {
+		w.failed.Add(n)
+		errs["not attempted: every attempt so far failed"] += int(n)
+	}
 	// Keep only the connected ones.
 	kept := w.clients[:0]
 	for _, c := range w.clients {
