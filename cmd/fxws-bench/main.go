@@ -38,6 +38,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -70,6 +71,7 @@ type config struct {
 	settle          time.Duration
 	drain           time.Duration
 	label           string
+	cpuProfile      string
 	caseName        string
 	drainMax        time.Duration
 	rep             int
@@ -100,7 +102,19 @@ func main() {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fxws-bench: cpu profile:", err)
+			os.Exit(2)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	res, err := run(ctx, cfg)
+	pprof.StopCPUProfile()
 	if res != nil {
 		os.Stdout.Write(jsonLine(res))
 		res.summary(os.Stderr)
@@ -169,6 +183,7 @@ func parseConfig(args []string) (config, error) {
 	fs.StringVar(&cfg.caseName, "case", "", "name of the comparison case, copied into the result (e.g. bcast-1k)")
 	fs.DurationVar(&cfg.drainMax, "drain-max", time.Minute, "longest wait for deliveries after publishing")
 	fs.IntVar(&cfg.rep, "rep", 0, "repetition number copied into the result")
+	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of this (coordinating or only) load process to this file")
 	if err := fs.Parse(args[1:]); err != nil {
 		return cfg, err
 	}
