@@ -171,13 +171,17 @@ for rep in $(seq "$REPS"); do
       url_list=$(IFS=,; echo "${urls[*]}")
       pid_list=$(IFS=,; echo "${pids[*]}")
       log "$name ($impl, run $rep/$REPS)"
+      before=$(wc -l <"$results")
       # shellcheck disable=SC2086 # flags are meant to split
       if ! timeout --signal=INT --kill-after=30 900 "${pin_load[@]}" "$work/fxws-bench" "$scenario" -url "$url_list" -redis "$REDIS_URL" \
         -server-pid "$pid_list" -label "$impl" -case "$name" -rep "$rep" $flags </dev/null >>"$results" 2>>"$work/bench.log"; then
         failures=$((failures + 1))
         log "  run failed (see $work/bench.log)"
       fi
-      tail -n 1 "$results" | cut -c1-400 >&2
+      if [ "$(wc -l <"$results")" -gt "$before" ]; then
+        # Show the figures of this run.
+        "$work/fxws-bench" report -a original -b ours <(tail -n 1 "$results") | grep "^| $name" | cut -d'|' -f3,4,5 >&2 || true
+      fi
       for pid in "${pids[@]}"; do stop_pid "$pid"; done
       if [ "$rep" = 1 ] && [ "$impl" = "${IMPLS%% *}" ]; then
         extra=''
