@@ -28,6 +28,10 @@ cover:
 	$(GO) test -count=1 -coverprofile=cover.out $(PKGS)
 	$(GO) tool cover -func=cover.out | tail -n 1
 
+## interop: the original (Ignis on Bun) and our demo on one Redis; delivery both ways, PASS/FAIL per case (not run in CI)
+interop:
+	bash cmd/fxws-interop/run.sh
+
 ## compare: load matrix against the original (Bun) and our demo; writes docs/performance.md (REPS, SCALE, CASES: see the script)
 compare:
 	./scripts/compare.sh
