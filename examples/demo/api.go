@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/fxws/websocket/helper"
+)
+
+// maxBody bounds a REST request body.
+const maxBody = 1 << 20
+
+// routes dispatches as the reference server does: an upgrade request on the
+// WebSocket path goes to the module (mounted on wsMux), then /healthz, then
+// the REST API under /ws-api; anything else is 404 "not found".
+func (d *demo) routes(h *helper.WebSocketServerHelper, wsPath string, wsMux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		path := r.URL.EscapedPath()
+		switch {
+		case path == wsPath && strings.EqualFold(r.Header.Get("Upgrade"), "websocket"):
+			wsMux.ServeHTTP(w, r)
+		case path == "/healthz":
+			writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+		case strings.HasPrefix(path, "/ws-api"):
+			d.api(h, w, r, path)
+		default:
+			w.Header().Set("Content-Type", "text/plain;charset=utf-8")
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = io.WriteString(w, "not found")
+		}
+	})
+}
+
+// sendBody is a POST body: {"event", "data"}. Data stays raw so that an
+// absent member (nothing is sent) differs from null (null is sent).
+type sendBody struct {
+	Event string
+	Data  json.RawMessage
+}
+
+// readBody parses a POST body as the reference does: anything that is not
+// a JSON object counts as {}.
+func readBody(r *http.Request) sendBody {
+	var b sendBody
+	if r.Method != http.MethodPost {
+		return b
+	}
+	raw, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
+	if err != nil {
+		return b
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(raw, &obj) != nil {
+		return b
+	}
+	_ = json.Unmarshal(obj["event"], &b.Event) // a non-string event counts as none
+	if d, ok := obj["data"]; ok {
+		b.Data = d
+	}
+	return b
+}
+
+// dataArg turns raw data into a send argument: nil (untyped) when absent.
+func dataArg(d json.RawMessage) any {
+	if d == nil {
+		return nil
+	}
+	return d
+}
+
+func (d *demo) api(h *helper.WebSocketServerHelper, w http.ResponseWriter, r *http.Request, path string) {
+	var p []string
+	for _, seg := range strings.Split(strings.TrimPrefix(path, "/ws-api"), "/") {
+		if seg == "" {
+			continue
+		}
+		s, err := url.PathUnescape(seg)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad path: " + err.Error()})
+			return
+		}
+		p = append(p, s)
+	}
+	body := readBody(r)
+	get, post := r.Method == http.MethodGet, r.Method == http.MethodPost
+	ok := map[string]bool{"ok": true}
+	ctx := r.Context()
+	switch {
+	case get && len(p) == 1 && p[0] == "clients":
+		views := h.GetClients()
+		slices.SortStableFunc(views, func(a, b helper.ClientView) int {
+			if c := a.ConnectedAt.Compare(b.ConnectedAt); c != 0 {
+				return c
+			}
+			return strings.Compare(a.ID, b.ID)
+		})
+		out := make([]clientView, len(views))
+		for i, v := range views {
+			out[i] = viewOf(v)
+		}
+		writeJSON(w, http.StatusOK, out)
+	case get && len(p) == 2 && p[0] == "clients":
+		v, found := h.GetClient(p[1])
+		if !found {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "not found"})
+			return
+		}
+		writeJSON(w, http.StatusOK, viewOf(v))
+	case get && len(p) == 1 && p[0] == "hooks":
+		writeRaw(w, http.StatusOK, d.hookLog())
+	case post && len(p) == 1 && p[0] == "broadcast":
+		_ = h.Send(ctx, "", body.Event, dataArg(body.Data))
+		writeJSON(w, http.StatusOK, ok)
+	case post && len(p) == 3 && (p[0] == "rooms" || p[0] == "clients") && p[2] == "send":
+		_ = h.Send(ctx, p[1], body.Event, dataArg(body.Data))
+		writeJSON(w, http.StatusOK, ok)
+	case post && len(p) == 3 && p[0] == "users" && p[2] == "send":
+		_ = h.SendToUser(ctx, p[1], body.Event, dataArg(body.Data))
+		writeJSON(w, http.StatusOK, ok)
+	case len(p) == 4 && p[0] == "clients" && p[2] == "rooms":
+		switch r.Method {
+		case http.MethodPost:
+			h.JoinRoom(p[1], p[3])
+		case http.MethodDelete:
+			h.LeaveRoom(p[1], p[3])
+		}
+		writeJSON(w, http.StatusOK, ok)
+	default:
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no route"})
+	}
+}
+
+// clientView is the contract's client view.
+type clientView struct {
+	ID        string         `json:"id"`
+	UserID    *string        `json:"userId"` // null if anonymous
+	State     string         `json:"state"`
+	Rooms     []string       `json:"rooms"` // sorted
+	Encrypted bool           `json:"encrypted"`
+	Metadata  map[string]any `json:"metadata"` // null if none
+}
+
+func viewOf(v helper.ClientView) clientView {
+	cv := clientView{ID: v.ID, State: string(v.State), Rooms: v.Rooms, Encrypted: v.Encrypted, Metadata: v.Metadata}
+	if v.UserID != "" {
+		cv.UserID = &v.UserID
+	}
+	if cv.Rooms == nil {
+		cv.Rooms = []string{}
+	}
+	slices.Sort(cv.Rooms)
+	return cv
+}
+
+// marshal encodes as JSON.stringify does: no HTML escaping, no newline.
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}), nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := marshal(v)
+	if err != nil {
+		writeRaw(w, http.StatusInternalServerError, []byte(`{"error":"encode"}`))
+		return
+	}
+	writeRaw(w, status, b)
+}
+
+func writeRaw(w http.ResponseWriter, status int, b []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
