@@ -97,6 +97,7 @@ func (s *Server) start() error {
 	var stderr bytes.Buffer
 	cmd.Stdout = &stderr
 	cmd.Stderr = &stderr
+	orphanGuard(cmd)
 	if err := cmd.Start(); err != nil {
 		return err
 	}
