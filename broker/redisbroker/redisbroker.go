@@ -108,7 +108,10 @@ type Options struct {
 	// Mode is the subscription scheme. Default ModeAudience.
 	Mode Mode
 	// PublishTimeout bounds one publish, so that sends fail fast while
-	// Redis is unreachable. Default 2 s.
+	// Redis is unreachable (refused connections, retries, pool waits).
+	// Default 2 s. A connection that hangs mid-command is bounded by the
+	// client's ReadTimeout/WriteTimeout unless the client was made with
+	// ContextTimeoutEnabled, which lets this deadline apply there too.
 	PublishTimeout time.Duration
 	// PingTimeout bounds the reply to a probe and to the PING with which
 	// Start checks the connection. Default 2 s.
