@@ -22,7 +22,8 @@ type client struct {
 	conn net.Conn
 	raw  *rawConn // nil when the conn is not a plain socket
 
-	done chan struct{} // closed once the client is gone
+	done     chan struct{} // closed once the client is gone or being closed
+	doneOnce sync.Once
 
 	state        atomic.Int32 // a stateIndex
 	lastActivity atomic.Int64 // unix nanos of the last data frame
@@ -75,7 +76,11 @@ func (c *client) identity() identity {
 	return c.info
 }
 
-// context returns a context that ends when the client disconnects, for the
+// endContext ends the client's context; it is idempotent.
+func (c *client) endContext() { c.doneOnce.Do(func() { close(c.done) }) }
+
+// context returns a context that ends when the client disconnects (or the
+// server starts closing it), for the
 // callbacks that run on its behalf. It costs no allocation beyond its header.
 func (c *client) context() context.Context { return clientContext{c} }
 

@@ -346,3 +346,22 @@ func TestPingsAndIdleTimeout(t *testing.T) {
 	})
 }
 
+// readUntilCloseOrEOF is readUntilClose for a socket the server may have cut
+// before its close frame got through: code 0 means no close frame arrived.
+func readUntilCloseOrEOF(t *testing.T, conn net.Conn) (others []serverFrame, code int, reason string) {
+	t.Helper()
+	for {
+		f, err := readFrame(t, conn)
+		if err != nil {
+			return others, 0, ""
+		}
+		if f.op == ws.OpClose {
+			if len(f.payload) >= 2 {
+				code = int(binary.BigEndian.Uint16(f.payload))
+				reason = string(f.payload[2:])
+			}
+			return others, code, reason
+		}
+		others = append(others, f)
+	}
+}

@@ -188,7 +188,7 @@ func (h *WebSocketServerHelper) disconnect(c *client) {
 	info := c.info
 	c.mu.Unlock()
 	h.reg.remove(c)
-	close(c.done)
+	c.endContext()
 	h.log.Debug("client disconnected", zapClient(c.id), zap.String("userId", info.userID))
 	if cb := h.handlers.ClientDisconnected; cb != nil {
 		err := safeCall(func() error {
@@ -231,8 +231,15 @@ func (h *WebSocketServerHelper) shutdown(ctx context.Context) error {
 			_ = c.conn.Close()
 		}
 		putRecipients(all)
-		h.conns.Wait()
 		errs = append(errs, fmt.Errorf("websocket: shutdown: connections did not close in time: %w", err))
+		// A read loop stuck in a callback that ignores its context cannot
+		// be stopped; give the others a moment, then stop waiting rather
+		// than outlive the caller's deadline by more than that.
+		grace, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		if waitGroup(grace, &h.conns) != nil {
+			errs = append(errs, errors.New("websocket: shutdown: some read loops are still inside callbacks"))
+		}
+		cancel()
 	}
 	if err := waitGroup(ctx, &h.tasks); err != nil {
 		errs = append(errs, fmt.Errorf("websocket: shutdown: callbacks still running: %w", err))

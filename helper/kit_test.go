@@ -67,6 +67,31 @@ func (l plainListener) Accept() (net.Conn, error) {
 	return plainConn{c}, nil
 }
 
+// smallBufferListener shrinks the kernel send buffer of accepted sockets so
+// that backpressure tests reach the helper's own limit with little data.
+type smallBufferListener struct {
+	net.Listener
+	size int
+}
+
+func (l smallBufferListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(l.size)
+	}
+	return c, nil
+}
+
+// kitOption adjusts how newKit serves the helper.
+type kitOption func(*kitSettings)
+
+type kitSettings struct{ sendBuffer int }
+
+func withSendBuffer(n int) kitOption { return func(s *kitSettings) { s.sendBuffer = n } }
+
 // recorder keeps what the lifecycle and message callbacks saw.
 type recorder struct {
 	mu           sync.Mutex
@@ -169,8 +194,12 @@ func tokenAuth(ctx context.Context, req helper.AuthenticateRequest) (*helper.Aut
 
 // newKit serves a helper with short timers and recording callbacks; edit
 // adjusts the config. Shutdown and server close are registered as cleanup.
-func newKit(t *testing.T, tr transport, edit func(*helper.Config)) *kit {
+func newKit(t *testing.T, tr transport, edit func(*helper.Config), opts ...kitOption) *kit {
 	t.Helper()
+	var set kitSettings
+	for _, o := range opts {
+		o(&set)
+	}
 	rec := newRecorder()
 	cfg := helper.Config{
 		Options: helper.Options{
@@ -219,6 +248,9 @@ func newKit(t *testing.T, tr transport, edit func(*helper.Config)) *kit {
 		t.Fatalf("Start: %v", err)
 	}
 	srv := httptest.NewUnstartedServer(h)
+	if set.sendBuffer > 0 {
+		srv.Listener = smallBufferListener{srv.Listener, set.sendBuffer}
+	}
 	if tr == wrappedConn {
 		srv.Listener = plainListener{srv.Listener}
 	}

@@ -98,6 +98,11 @@ func (c *client) writeLoop() {
 	for {
 		o.mu.Lock()
 		if len(o.queue) == 0 {
+			// Lift the deadline before handing the socket back to the
+			// inline path: a deadline left to expire would fail every later
+			// non-blocking write (the poller checks it first) and cut a
+			// healthy client long after it caught up.
+			_ = c.conn.SetWriteDeadline(time.Time{})
 			o.writing = false
 			readerDone := o.readerDone
 			o.mu.Unlock()
@@ -144,6 +149,10 @@ func (c *client) closeWith(code ws.StatusCode, reason string) {
 	o.closing = true
 	c.enqueueLocked(closeFrame(code, reason))
 	o.mu.Unlock()
+	// The session is over: release callbacks waiting on the client's
+	// context now, or a message callback blocked on it would keep the read
+	// loop (and Shutdown) from ever seeing the peer's close.
+	c.endContext()
 	// The peer has closeGrace to take what is queued and answer; a peer
 	// that reads nothing cannot hold the socket longer than that.
 	_ = c.conn.SetReadDeadline(time.Now().Add(closeGrace))

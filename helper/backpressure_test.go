@@ -1,0 +1,315 @@
+package helper_test
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fxws/websocket/fxtest"
+	"github.com/fxws/websocket/helper"
+	"github.com/fxws/websocket/protocol"
+	"github.com/gobwas/ws/wsutil"
+)
+
+// stalledClient authenticates over a raw connection whose receive buffer is
+// small and that never reads again: the slowest possible client.
+func (k *kit) stalledClient(user string) (net.Conn, string) {
+	k.t.Helper()
+	conn := k.rawDial()
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetReadBuffer(4096)
+	}
+	if err := wsutil.WriteClientText(conn, []byte(`{"event":"authenticate","data":{"token":"valid-`+user+`"}}`)); err != nil {
+		k.t.Fatal(err)
+	}
+	var id string
+	eventually(k.t, "stalled client authenticated", func() bool {
+		for _, v := range k.h.GetClientsByUser(user) {
+			id = v.ID
+			return true
+		}
+		return false
+	})
+	return conn, id
+}
+
+// The issue's slow-client proof: one of N clients never reads; the others
+// still get every message, and no send call waits for the stalled socket.
+// The broadcaster keeps at most `window` messages ahead of the slowest
+// reader (so readers never approach the backpressure limit themselves) and
+// nothing of the stalled client: were any send to wait for it, the loop
+// would stall and the test time out.
+func TestSlowClientDelaysNobody(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		const (
+			readers  = 7
+			messages = 300
+			size     = 16 << 10 // 300 × 16 KiB ≈ 4.7 MiB: far past 1 MiB + socket buffers
+			window   = 16       // 256 KiB in flight per reader at most
+		)
+		k := newKit(t, tr, func(c *helper.Config) {
+			c.Options.WriteTimeout = time.Minute // the stalled client is dropped from, not cut
+		}, withSendBuffer(32<<10))
+		_, stalledID := k.stalledClient("stalled")
+		var clients []*fxtest.Client
+		for i := 0; i < readers; i++ {
+			c, _ := k.login("reader")
+			clients = append(clients, c)
+		}
+		slowestReader := func() int {
+			m := int(^uint(0) >> 1)
+			for _, c := range clients {
+				m = min(m, c.Received()-1) // minus `connected`
+			}
+			return m
+		}
+		payload := strings.Repeat("x", size)
+		var slowest time.Duration
+		start := time.Now()
+		for i := 0; i < messages; i++ {
+			eventually(t, "readers within the window", func() bool { return slowestReader() >= i-window })
+			t0 := time.Now()
+			n, err := k.h.Broadcast("bulk", payload)
+			slowest = max(slowest, time.Since(t0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n < readers {
+				t.Fatalf("broadcast %d reached %d clients, want ≥ %d (readers must never be dropped)", i, n, readers)
+			}
+		}
+		eventually(t, "every message at every reader", func() bool { return slowestReader() >= messages })
+		t.Logf("%s: %d × %d B to %d readers + 1 stalled: all delivered in %v; slowest Broadcast call %v; dropped for the stalled client: %d",
+			tr, messages, size, readers, time.Since(start), slowest, k.h.Stats().DroppedBackpressure)
+		if k.h.Stats().DroppedBackpressure == 0 {
+			t.Fatalf("nothing dropped for the stalled client: %+v", k.h.Stats())
+		}
+		if _, ok := k.h.GetClient(stalledID); !ok {
+			t.Fatal("stalled client closed although CloseOnBackpressureLimit is off")
+		}
+		for _, c := range clients {
+			if n := len(c.Messages()); n != messages {
+				t.Fatalf("reader got %d messages, want %d", n, messages)
+			}
+		}
+	})
+}
+
+// closeOnBackpressureLimit closes the stalled client (4008) instead.
+func TestCloseOnBackpressureLimit(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		k := newKit(t, tr, func(c *helper.Config) {
+			c.Options.CloseOnBackpressureLimit = true
+			c.Options.BackpressureLimit = 64 << 10
+		}, withSendBuffer(32<<10))
+		conn, id := k.stalledClient("stalled")
+		reader, _ := k.login("reader")
+		payload := strings.Repeat("y", 16<<10)
+		for i := 0; i < 400 && !k.rec.hasDisconnected(id); i++ {
+			_, _ = k.h.SendToClient(id, "bulk", payload)
+		}
+		k.rec.waitFor(t, "stalled client closed", func() bool { return slicesContains(k.rec.disconnected, id) })
+		if k.h.Stats().DroppedBackpressure == 0 {
+			t.Fatal("drop not counted")
+		}
+		// What the stalled client finds when it finally reads: data, then 4008.
+		_, code, reason := readUntilCloseOrEOF(t, conn)
+		if code != 0 && (code != protocol.CloseBackpressure || reason != protocol.ReasonBackpressure) {
+			t.Fatalf("close %d %q", code, reason)
+		}
+		_, _ = k.h.Broadcast("after", 1)
+		expectEvent(t, reader, "after")
+	})
+}
+
+// A client that accepts nothing for WriteTimeout is disconnected.
+func TestWriteTimeout(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		k := newKit(t, tr, func(c *helper.Config) {
+			c.Options.WriteTimeout = 200 * time.Millisecond
+			c.Options.BackpressureLimit = 64 << 20
+		})
+		_, id := k.stalledClient("stalled")
+		_, _ = k.h.SendToClient(id, "big", strings.Repeat("z", 8<<20))
+		k.rec.waitFor(t, "stalled client cut", func() bool { return slicesContains(k.rec.disconnected, id) })
+	})
+}
+
+// A client that was once slow (its writes queued, under a write deadline)
+// and then caught up keeps receiving long after that deadline has passed.
+func TestOnceSlowClientKeepsReceiving(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		const wt = 100 * time.Millisecond
+		k := newKit(t, tr, func(c *helper.Config) { c.Options.WriteTimeout = wt }, withSendBuffer(32<<10))
+		c, cd := k.login("u1")
+		// Bigger than the socket buffers: part of it must be queued.
+		_, _ = k.h.SendToClient(cd.ID, "big", strings.Repeat("q", 2<<20))
+		expectEvent(t, c, "big")
+		time.Sleep(3 * wt) // the deadline of that write has long passed
+		for i := 0; i < 3; i++ {
+			_, _ = k.h.SendToClient(cd.ID, "small", i)
+			expectEvent(t, c, "small")
+		}
+		if c.Closed() || len(k.rec.disconnectedIDs()) != 0 {
+			t.Fatal("client dropped after an old write deadline")
+		}
+	})
+}
+
+// Spec "Disconnect": indexes emptied (empty entries dropped), client
+// removed, callback with its identity; a failing callback harms nothing.
+func TestDisconnectCleanup(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		k := newKit(t, tr, nil)
+		keep, _ := k.login("keeper")
+		c, cd := k.login("leaver")
+		_ = c.Join("solo-room")
+		roundTrip(t, c)
+		before := k.h.Stats()
+		_ = c.Close()
+		k.rec.waitFor(t, "disconnect callback", func() bool { return len(k.rec.disconnected) == 1 })
+		got := k.rec.disconnected[0]
+		if got.ClientID != cd.ID || got.UserID != "leaver" || got.Metadata["role"] != "user" {
+			t.Fatalf("disconnect callback %+v", got)
+		}
+		s := k.h.Stats()
+		if s.Clients != 1 || s.Authenticated != 1 || s.Users != 1 || s.Rooms != before.Rooms-2 {
+			t.Fatalf("stats before %+v after %+v", before, s)
+		}
+		if len(k.h.GetClientsByUser("leaver")) != 0 || len(k.h.GetClientsByRoom("solo-room")) != 0 || len(k.h.GetClientsByRoom(cd.ID)) != 0 {
+			t.Fatal("indexes still hold the client")
+		}
+		if ok, _ := k.h.SendToClient(cd.ID, "x", 1); ok {
+			t.Fatal("gone client still addressable")
+		}
+		// Abrupt drop: same path.
+		d, dcd := k.login("dropper")
+		_ = d.Abort()
+		k.rec.waitFor(t, "abort disconnect", func() bool { return slicesContains(k.rec.disconnected, dcd.ID) })
+		roundTrip(t, keep)
+	})
+	t.Run("callback fails", func(t *testing.T) {
+		for _, mode := range []string{"error", "panic"} {
+			k := newKit(t, rawSocket, func(c *helper.Config) {
+				c.Handlers.ClientDisconnected = func(context.Context, helper.ClientInfo) error {
+					if mode == "panic" {
+						panic("disconnect exploded")
+					}
+					return context.Canceled
+				}
+			})
+			keep, _ := k.login("keeper")
+			c, _ := k.login("leaver")
+			_ = c.Close()
+			eventually(t, "client removed", func() bool { return k.h.Stats().Clients == 1 })
+			roundTrip(t, keep)
+		}
+	})
+}
+
+// Spec "Shutdown": 1001 to everyone, disconnect callbacks fire, indexes
+// cleared, broker closed; a client that never answers cannot hold it up
+// beyond the close grace; callbacks waiting on their context are released.
+func TestShutdown(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		entered := make(chan struct{}, 1)
+		k := newKit(t, tr, func(c *helper.Config) {
+			rec := c.Handlers.Message
+			c.Handlers.Message = func(ctx context.Context, req helper.MessageRequest) error {
+				if req.Message.Event == "wait-for-ctx" {
+					entered <- struct{}{}
+					<-ctx.Done()
+				}
+				return rec(ctx, req)
+			}
+		})
+		var clients []*fxtest.Client
+		for i := 0; i < 4; i++ {
+			c, _ := k.login("u")
+			clients = append(clients, c)
+		}
+		busy, _ := k.login("busy")
+		_ = busy.Emit("wait-for-ctx", nil)
+		<-entered
+		unauth := k.dial()
+		stalled, _ := k.stalledClient("stalled")
+		_ = stalled
+		total := len(clients) + 3
+
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		start := time.Now()
+		if err := k.h.Shutdown(ctx); err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		t.Logf("%s: shutdown of %d clients took %v", tr, total, time.Since(start))
+		for _, c := range append(clients, busy, unauth) {
+			expectClose(t, c, protocol.CloseGoingAway, protocol.ReasonShuttingDown)
+		}
+		k.rec.mu.Lock()
+		n := len(k.rec.disconnected)
+		k.rec.mu.Unlock()
+		if n != total {
+			t.Fatalf("%d disconnect callbacks, want %d", n, total)
+		}
+		s := k.h.Stats()
+		if s.Clients != 0 || s.Authenticated != 0 || s.Rooms != 0 || s.Users != 0 {
+			t.Fatalf("stats after shutdown %+v", s)
+		}
+		if err := k.h.Send(context.Background(), "", "late", 1); err == nil {
+			t.Fatal("publish after shutdown succeeded")
+		}
+		if err := k.h.Shutdown(ctx); err != nil {
+			t.Fatalf("second Shutdown: %v", err)
+		}
+	})
+}
+
+// A callback that ignores its context cannot make Shutdown outlive its ctx.
+func TestShutdownDeadline(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	k := newKit(t, rawSocket, func(c *helper.Config) {
+		c.Handlers.Message = func(ctx context.Context, req helper.MessageRequest) error {
+			entered <- struct{}{}
+			<-release
+			return nil
+		}
+	})
+	c, _ := k.login("stuck")
+	_ = c.Emit("hang", nil)
+	<-entered
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- k.h.Shutdown(ctx) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Shutdown reported success with a callback still running")
+		}
+		t.Logf("Shutdown: %v", err)
+	case <-time.After(5 * time.Second):
+		close(release)
+		t.Fatal("Shutdown did not return after its context ended")
+	}
+	close(release)
+	eventually(t, "stuck read loop ends", func() bool { return k.h.Stats().Clients == 0 })
+}
+
+func (r *recorder) hasDisconnected(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slicesContains(r.disconnected, id)
+}
+
+func slicesContains(infos []helper.ClientInfo, id string) bool {
+	for _, i := range infos {
+		if i.ClientID == id {
+			return true
+		}
+	}
+	return false
+}
