@@ -17,9 +17,16 @@ import (
 // small and that never reads again: the slowest possible client.
 func (k *kit) stalledClient(user string) (net.Conn, string) {
 	k.t.Helper()
+	return k.rawClient(user, 4096)
+}
+
+// rawClient authenticates over a raw connection that reads only when the
+// test does; rcvbuf > 0 shrinks its receive buffer.
+func (k *kit) rawClient(user string, rcvbuf int) (net.Conn, string) {
+	k.t.Helper()
 	conn := k.rawDial()
-	if tc, ok := conn.(*net.TCPConn); ok {
-		_ = tc.SetReadBuffer(4096)
+	if tc, ok := conn.(*net.TCPConn); ok && rcvbuf > 0 {
+		_ = tc.SetReadBuffer(rcvbuf)
 	}
 	if err := wsutil.WriteClientText(conn, []byte(`{"event":"authenticate","data":{"token":"valid-`+user+`"}}`)); err != nil {
 		k.t.Fatal(err)
@@ -137,17 +144,49 @@ func TestWriteTimeout(t *testing.T) {
 	})
 }
 
+// The write timeout bounds a stretch without progress: a client that reads
+// steadily, if slowly, gets a message that takes many timeouts to write.
+func TestSlowButSteadyReaderIsNotCut(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		const wt = 200 * time.Millisecond
+		k := newKit(t, tr, func(c *helper.Config) {
+			c.Options.WriteTimeout = wt
+			c.Options.BackpressureLimit = 16 << 20
+		}, withSendBuffer(32<<10))
+		conn, id := k.rawClient("steady", 0)
+		_, _ = k.h.SendToClient(id, "big", strings.Repeat("s", 4<<20))
+		// At most 64 KiB every 10 ms: ≤ 6.4 MiB/s, so the message takes
+		// several write timeouts, but the reader is never idle for one.
+		buf := make([]byte, 64<<10)
+		total := 0
+		start := time.Now()
+		for total < 4<<20 {
+			time.Sleep(10 * time.Millisecond)
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			n, err := conn.Read(buf)
+			if err != nil {
+				t.Fatalf("cut after %d bytes: %v", total, err)
+			}
+			total += n
+		}
+		if k.rec.hasDisconnected(id) {
+			t.Fatal("steady reader disconnected")
+		}
+		t.Logf("%s: 4 MiB read in %v with a %v write timeout", tr, time.Since(start), wt)
+	})
+}
+
 // A client that was once slow (its writes queued, under a write deadline)
 // and then caught up keeps receiving long after that deadline has passed.
 func TestOnceSlowClientKeepsReceiving(t *testing.T) {
 	both(t, func(t *testing.T, tr transport) {
-		const wt = 100 * time.Millisecond
+		const wt = 300 * time.Millisecond
 		k := newKit(t, tr, func(c *helper.Config) { c.Options.WriteTimeout = wt }, withSendBuffer(32<<10))
 		c, cd := k.login("u1")
 		// Bigger than the socket buffers: part of it must be queued.
 		_, _ = k.h.SendToClient(cd.ID, "big", strings.Repeat("q", 2<<20))
 		expectEvent(t, c, "big")
-		time.Sleep(3 * wt) // the deadline of that write has long passed
+		time.Sleep(wt + wt/2) // the deadline of the last queued write has passed
 		for i := 0; i < 3; i++ {
 			_, _ = k.h.SendToClient(cd.ID, "small", i)
 			expectEvent(t, c, "small")

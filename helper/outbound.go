@@ -8,6 +8,10 @@ import (
 	"github.com/gobwas/ws"
 )
 
+// writeBatch is the most the writer goroutine hands the socket under one
+// write deadline.
+const writeBatch = 256 << 10
+
 // closeGrace is how long a connection is kept after the server's close frame
 // went out, for the peer's close reply; then the socket is closed.
 const closeGrace = time.Second
@@ -111,9 +115,25 @@ func (c *client) writeLoop() {
 			}
 			return
 		}
-		bufs = append(bufs[:0], o.queue...)
-		clear(o.queue)
-		o.queue = o.queue[:0]
+		// Take at most writeBatch bytes (splitting a frame if need be), so
+		// that the deadline below bounds a stretch without progress, not
+		// the time a slow but steady client needs for a large queue.
+		bufs = bufs[:0]
+		taken, i := 0, 0
+		for ; i < len(o.queue) && taken < writeBatch; i++ {
+			f := o.queue[i]
+			if rest := writeBatch - taken; len(f) > rest {
+				bufs = append(bufs, f[:rest])
+				o.queue[i] = f[rest:]
+				taken += rest
+				break // the rest of this frame stays at the head
+			}
+			bufs = append(bufs, f)
+			taken += len(f)
+		}
+		kept := copy(o.queue, o.queue[i:])
+		clear(o.queue[kept:])
+		o.queue = o.queue[:kept]
 		o.mu.Unlock()
 
 		_ = c.conn.SetWriteDeadline(time.Now().Add(c.h.opts.WriteTimeout))
