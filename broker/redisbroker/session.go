@@ -172,7 +172,10 @@ func (s *session) group(ctx context.Context, chans []string) ([]group, error) {
 			}
 			node = nc.Options().Addr
 		}
-		k := key{node, slot(ch)}
+		k := key{node, 0}
+		if b.cluster != nil {
+			k.slot = slot(ch) // a standalone server takes any mix of channels
+		}
 		i, ok := idx[k]
 		if !ok {
 			c, err := s.connFor(ctx, node, nc)
