@@ -61,6 +61,9 @@ func readBody(r *http.Request) sendBody {
 	_ = json.Unmarshal(obj["event"], &b.Event) // a non-string event counts as none
 	if d, ok := obj["data"]; ok {
 		b.Data = d
+		if s, err := stringify(d); err == nil {
+			b.Data = s // as the original's JSON.stringify of the parsed body
+		}
 	}
 	return b
 }

@@ -162,6 +162,8 @@ func (d *demo) messageHandler(ref *websocket.HelperRef) helper.MessageFunc {
 			data := req.Message.Data
 			if data == nil {
 				data = json.RawMessage("null") // message.data ?? null
+			} else if s, err := stringify(data); err == nil {
+				data = s
 			}
 			return ref.Helper().Send(ctx, req.ClientID, "echo", data)
 		}

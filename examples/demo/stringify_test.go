@@ -1,0 +1,39 @@
+package main
+
+import "testing"
+
+func TestStringify(t *testing.T) {
+	cases := map[string]string{
+		`2.50`:                     `2.5`,
+		`1e2`:                      `100`,
+		`-12.5`:                    `-12.5`,
+		`0.1`:                      `0.1`,
+		`-0`:                       `0`,
+		`1e21`:                     `1e+21`,
+		`123456789012345678901`:    `123456789012345680000`,
+		`9007199254740993`:         `9007199254740992`,
+		`0.000001`:                 `0.000001`,
+		`1e-7`:                     `1e-7`,
+		`1.5e-10`:                  `1.5e-10`,
+		`1.2345e25`:                `1.2345e+25`,
+		`1e400`:                    `null`,
+		`"\u003c\u0026\u003e\/"`:   `"<&>/"`,
+		`"\b\f\n\r\t\u0001\u001f"`: `"\b\f\n\r\t\u0001\u001f"`,
+		"\"\u2028é😀\"":             "\"\u2028é😀\"",
+		`"\"\\"`:                   `"\"\\"`,
+		` { "b" : [ 1 , true , null , { } , [ ] ] , "a" : "x" } `: `{"b":[1,true,null,{},[]],"a":"x"}`,
+		`[]`:            `[]`,
+		`[[1],[2,[3]]]`: `[[1],[2,[3]]]`,
+	}
+	for in, want := range cases {
+		got, err := stringify([]byte(in))
+		if err != nil || string(got) != want {
+			t.Errorf("stringify(%s) = %s, %v; want %s", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{`{"a":`, ``, `1 2`, `[1,]`} {
+		if _, err := stringify([]byte(bad)); err == nil {
+			t.Errorf("stringify(%q) accepted", bad)
+		}
+	}
+}
