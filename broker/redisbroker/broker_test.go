@@ -368,3 +368,18 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestCloseDuringStart(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Kill()
+	b := redisbroker.New(srv.Client(), redisbroker.Options{ReconnectBackoffMin: 10 * time.Millisecond, PingTimeout: 100 * time.Millisecond})
+	errc := make(chan error, 1)
+	go func() { errc <- b.Start(context.Background(), func(string, []byte) {}) }()
+	time.Sleep(50 * time.Millisecond) // let Start begin waiting for Redis
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err == nil {
+		t.Fatal("Start succeeded on a closed broker")
+	}
+}

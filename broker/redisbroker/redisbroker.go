@@ -48,7 +48,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"net"
 	"sort"
 	"strconv"
@@ -261,9 +260,9 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 	for i := range b.queues {
 		b.queues[i] = make(chan delivery, b.opts.QueueSize)
 	}
+	b.loops.Add(len(b.queues))
 	b.mu.Unlock()
 
-	b.loops.Add(len(b.queues))
 	for _, q := range b.queues {
 		go b.work(runCtx, q)
 	}
@@ -274,6 +273,11 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 		if err == nil {
 			break
 		}
+		if errors.Is(err, broker.ErrClosed) {
+			cancel()
+			b.loops.Wait()
+			return err
+		}
 		b.log.Warn("redis not ready; retrying", zap.Error(err), zap.Duration("backoff", backoff))
 		select {
 		case <-ctx.Done():
@@ -283,11 +287,22 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 			b.started = false
 			b.mu.Unlock()
 			return fmt.Errorf("redisbroker: start: %w (last error: %v)", ctx.Err(), err)
+		case <-runCtx.Done(): // Close while waiting for Redis
+			b.loops.Wait()
+			return broker.ErrClosed
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, b.opts.ReconnectBackoffMax)
 	}
+	b.mu.Lock()
+	if b.closed { // Close ran after the session was installed
+		b.mu.Unlock()
+		cancel()
+		b.loops.Wait()
+		return broker.ErrClosed
+	}
 	b.loops.Add(1)
+	b.mu.Unlock()
 	go b.supervise(runCtx)
 	b.log.Info("redis broker started")
 	return nil
@@ -409,9 +424,11 @@ func (b *Broker) dispatch(channel, payload string) {
 	b.stats.received.Add(1)
 	q := b.queues[0]
 	if len(b.queues) > 1 {
-		f := fnv.New32a()
-		_, _ = f.Write([]byte(channel))
-		q = b.queues[f.Sum32()%uint32(len(b.queues))]
+		h := uint32(2166136261) // FNV-1a, inline to stay allocation-free
+		for i := 0; i < len(channel); i++ {
+			h = (h ^ uint32(channel[i])) * 16777619
+		}
+		q = b.queues[h%uint32(len(b.queues))]
 	}
 	select {
 	case q <- delivery{channel, payload}:
