@@ -90,8 +90,7 @@ func StartCluster(tb testing.TB, n int, redisAddr string, opts ...fx.Option) []*
 	tb.Helper()
 	var shared fx.Option
 	if redisAddr == "" {
-		hub := broker.NewMemoryHub()
-		shared = WithHub(hub)
+		shared = WithHub(NewHub())
 	}
 	servers := make([]*Server, n)
 	for i := range servers {
@@ -103,6 +102,9 @@ func StartCluster(tb testing.TB, n int, redisAddr string, opts ...fx.Option) []*
 	}
 	return servers
 }
+
+// NewHub returns an in-process hub for WithHub (broker.NewMemoryHub).
+func NewHub() *broker.MemoryHub { return broker.NewMemoryHub() }
 
 // WithHub binds a broker of hub (websocket.BrokerKey), so that the servers
 // given the same hub reach each other's clients, as instances on one Redis.

@@ -1,0 +1,67 @@
+package fxtest_test
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+
+	websocket "github.com/fxws/websocket"
+	"github.com/fxws/websocket/fxtest"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestStartFailsClearly(t *testing.T) {
+	// No authenticate handler: the error names the binding, and the
+	// listener the kit opened is released.
+	if _, err := fxtest.Start(); err == nil || !strings.Contains(err.Error(), "@app/websocket/authenticate-handler") {
+		t.Fatalf("Start without an authenticate handler: %v", err)
+	}
+}
+
+func TestServerURLs(t *testing.T) {
+	srv := fxtest.StartServer(t,
+		websocket.WithAuthenticate(authenticate),
+		websocket.WithServerOptions(websocket.ServerOptions{}),
+	)
+	host, _, err := net.SplitHostPort(srv.Addr())
+	if err != nil || host != "127.0.0.1" {
+		t.Fatalf("Addr %q", srv.Addr())
+	}
+	if srv.URL() != "ws://"+srv.Addr()+"/ws" || srv.HTTPURL() != "http://"+srv.Addr() {
+		t.Fatalf("URL %s HTTPURL %s", srv.URL(), srv.HTTPURL())
+	}
+	c, id := srv.Connect(t, map[string]string{"token": "u"})
+	if _, ok := srv.Helper().GetClient(id); !ok {
+		t.Fatal("connected client unknown to the helper")
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatalf("second Stop: %v", err)
+	}
+	if code, _, _ := c.ExpectClose(context.Background()); code != 1001 {
+		t.Errorf("close %d after Stop, want 1001", code)
+	}
+}
+
+func TestStartClusterOnHub(t *testing.T) {
+	servers := fxtest.StartCluster(t, 3, "", websocket.WithAuthenticate(authenticate))
+	ctx := context.Background()
+	var clients []*fxtest.Client
+	for i, s := range servers {
+		c, _ := s.Connect(t, map[string]string{"token": string(rune('a' + i))})
+		clients = append(clients, c)
+	}
+	if err := servers[2].Helper().Send(ctx, "", "all", 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range clients {
+		if _, err := c.Expect(ctx, "all"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
