@@ -87,13 +87,15 @@ func runJob(ctx context.Context, e *emitter.WebSocketEmitter, log *zap.Logger, i
 	return true
 }
 
-func main() {
-	fx.New(
+// app wires the worker; extra options let tests replace the logger.
+func app(extra ...fx.Option) *fx.App {
+	return fx.New(append([]fx.Option{
 		emitter.Module,
-		fx.Provide(
-			fx.Annotate(newRedis, fx.ResultTags(emitter.RedisConnectionKey)),
-			zap.NewDevelopment,
-		),
+		fx.Provide(fx.Annotate(newRedis, fx.ResultTags(emitter.RedisConnectionKey))),
 		fx.Invoke(fx.Annotate(jobs, fx.ParamTags(``, ``, ``, emitter.RedisConnectionKey))),
-	).Run()
+	}, extra...)...)
+}
+
+func main() {
+	app(fx.Provide(zap.NewDevelopment)).Run()
 }
