@@ -1,0 +1,189 @@
+package helper
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/fxws/websocket/protocol"
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+)
+
+// The fast path needs a syscall.Conn; anything else takes the fallback.
+func TestRawConnSelection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			_ = c.Close()
+		}
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	raw := newRawConn(c)
+	if isLinux && raw == nil {
+		t.Fatal("no raw path for a *net.TCPConn on Linux")
+	}
+	if newRawConn(struct{ net.Conn }{c}) != nil {
+		t.Fatal("raw path for a conn that is not a syscall.Conn")
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if newRawConn(a) != nil {
+		t.Fatal("raw path for net.Pipe")
+	}
+}
+
+func TestParseHeader(t *testing.T) {
+	mask := []byte{1, 2, 3, 4}
+	cases := []struct {
+		in     []byte
+		length int64
+		n      int
+		err    error
+	}{
+		{[]byte{0x81}, 0, 0, errNeedMore},
+		{[]byte{0x81, 0x85}, 0, 0, errNeedMore},
+		{append([]byte{0x81, 0x85}, mask...), 5, 6, nil},
+		{[]byte{0x81, 0xfe, 0x01}, 0, 0, errNeedMore},
+		{append([]byte{0x81, 0xfe, 0x01, 0x00}, mask...), 256, 8, nil},
+		{append([]byte{0x82, 0xff, 0, 0, 0, 0, 0, 1, 0, 0}, mask...), 65536, 14, nil},
+		{[]byte{0x82, 0xff, 0, 0, 0, 0, 0, 1, 0}, 0, 0, errNeedMore},
+	}
+	for i, tc := range cases {
+		h, n, err := parseHeader(tc.in)
+		if !errors.Is(err, tc.err) || (err == nil && (h.length != tc.length || n != tc.n || !h.masked)) {
+			t.Errorf("case %d: %+v n=%d err=%v", i, h, n, err)
+		}
+	}
+	if _, _, err := parseHeader([]byte{0x81, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0}); err == nil || errors.Is(err, errNeedMore) {
+		t.Errorf("top length bit accepted: %v", err)
+	}
+}
+
+func TestCompileFrameLengths(t *testing.T) {
+	for _, n := range []int{0, 125, 126, 0xffff, 0x10000} {
+		f := compileFrame(ws.OpText, bytes.Repeat([]byte{'a'}, n))
+		h, err := ws.ReadHeader(bytes.NewReader(f))
+		if err != nil || h.Length != int64(n) || !h.Fin || h.Masked || h.OpCode != ws.OpText {
+			t.Fatalf("n=%d: %+v %v", n, h, err)
+		}
+	}
+}
+
+func TestCloseFrameFitsControlLimit(t *testing.T) {
+	reason := strings.Repeat("é", 100) // 200 bytes
+	f := closeFrame(4000, reason)
+	h, _ := ws.ReadHeader(bytes.NewReader(f))
+	if h.Length > 125 {
+		t.Fatalf("close payload %d bytes", h.Length)
+	}
+	p := f[len(f)-int(h.Length):]
+	if binary.BigEndian.Uint16(p) != 4000 || !utf8.Valid(p[2:]) {
+		t.Fatalf("close payload %q", p)
+	}
+}
+
+// appendJSONString must agree with JSON.stringify: like encoding/json but
+// without HTML escaping, and U+2028/2029 left as they are.
+func TestAppendJSONString(t *testing.T) {
+	for _, s := range []string{"", "plain", `q"b\s`, "\n\r\t\x00\x1f", "<b>&</b>", "é𝄞", "\u2028\u2029", "bad\xffutf8"} {
+		got := appendJSONString(nil, s)
+		var back string
+		if err := json.Unmarshal(got, &back); err != nil {
+			t.Fatalf("%q → %s: %v", s, got, err)
+		}
+		if back != strings.ToValidUTF8(s, "\uFFFD") {
+			t.Fatalf("%q round-tripped to %q", s, back)
+		}
+		if strings.Contains(s, "<") && !bytes.Contains(got, []byte("<")) {
+			t.Fatalf("HTML escaped: %s", got)
+		}
+	}
+	if got := string(encodeMessage("ev", nil)); got != `{"event":"ev"}` {
+		t.Fatal(got)
+	}
+	if got := string(encodeMessage("ev", json.RawMessage(`{"a":1}`))); got != `{"event":"ev","data":{"a":1}}` {
+		t.Fatal(got)
+	}
+}
+
+func TestMarshalData(t *testing.T) {
+	if d, err := marshalData(nil); d != nil || err != nil {
+		t.Fatal(d, err)
+	}
+	if d, err := marshalData(json.RawMessage(nil)); d != nil || err != nil {
+		t.Fatal(d, err)
+	}
+	if _, err := marshalData(json.RawMessage(`{`)); !errors.Is(err, ErrInvalidData) {
+		t.Fatal(err)
+	}
+	if _, err := marshalData(make(chan int)); !errors.Is(err, ErrInvalidData) {
+		t.Fatal(err)
+	}
+	if d, _ := marshalData("<&>"); string(d) != `"<&>"` {
+		t.Fatal(string(d))
+	}
+}
+
+// The spec's "no handshake callback → close 4004, no error event" path.
+// New refuses that configuration, so it is reached here by removing the
+// callback after New.
+func TestEncryptionRequiredWithoutHandshake(t *testing.T) {
+	h, err := New(Config{
+		Options: Options{RequireEncryption: true},
+		Handlers: Handlers{
+			Authenticate: func(context.Context, AuthenticateRequest) (*AuthResult, error) { return &AuthResult{UserID: "u"}, nil },
+			Handshake:    func(context.Context, HandshakeRequest) (*HandshakeResult, error) { return nil, nil },
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.handlers.Handshake = nil
+	if err := h.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	defer h.Shutdown(context.Background())
+	conn, _, _, err := ws.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := wsutil.WriteClientText(conn, []byte(`{"event":"authenticate"}`)); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	hdr, err := ws.ReadHeader(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := make([]byte, hdr.Length)
+	if _, err := io.ReadFull(conn, p); err != nil {
+		t.Fatal(err)
+	}
+	if hdr.OpCode != ws.OpClose || binary.BigEndian.Uint16(p) != protocol.CloseEncryptionRequired ||
+		string(p[2:]) != protocol.ReasonEncryptionRequired {
+		t.Fatalf("first frame %v %q, want close 4004 without an error event", hdr.OpCode, p)
+	}
+}
