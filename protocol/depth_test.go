@@ -15,7 +15,7 @@ func TestJSONDepthExceeds(t *testing.T) {
 		{`{}`, 1, false},
 		{`{"a":[1,2,{"b":3}]}`, 3, false},
 		{`{"a":[1,2,{"b":3}]}`, 2, true},
-		{`"[[[[[[["`, 1, false},            // brackets inside a string
+		{`"[[[[[[["`, 1, false},             // brackets inside a string
 		{`{"a":"\"[[[[["}`, 1, false},       // escaped quote does not end the string
 		{`{"a":"\\"}`, 1, false},            // escaped backslash does end it
 		{`{"a":"\\",  "b":[[1]]}`, 2, true}, // ... and what follows counts
