@@ -12,9 +12,22 @@ import (
 // readability without a read buffer (so an idle connection holds none), and
 // a write that never blocks (so a fan-out writes straight to every socket
 // that has room and queues only for those that do not).
+//
+// The callbacks handed to syscall.RawConn are bound once per connection and
+// keep their state in the struct: a closure per call would cost three heap
+// allocations per delivered message. The read state belongs to the read
+// loop; the write state to whoever holds the client's outbound lock.
 type rawConn struct {
 	rc   syscall.RawConn
 	peek [1]byte
+
+	readFn  func(fd uintptr) bool
+	readErr error
+
+	writeFn  func(fd uintptr) bool
+	wbuf     []byte
+	wn       int
+	writeErr error
 }
 
 func newRawConn(c net.Conn) *rawConn {
@@ -26,61 +39,68 @@ func newRawConn(c net.Conn) *rawConn {
 	if err != nil {
 		return nil
 	}
-	return &rawConn{rc: rc}
+	r := &rawConn{rc: rc}
+	r.readFn = r.peekReadable
+	r.writeFn = r.writeSome
+	return r
 }
 
 // waitReadable blocks until the socket has data (or EOF, or an error) to
 // read, without consuming it.
 func (r *rawConn) waitReadable() error {
-	var opErr error
-	err := r.rc.Read(func(fd uintptr) bool {
-		for {
-			_, _, e := syscall.Syscall6(syscall.SYS_RECVFROM, fd,
-				uintptr(unsafe.Pointer(&r.peek[0])), 1,
-				syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-			switch e {
-			case 0:
-				return true
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false
-			default:
-				opErr = e
-				return true
-			}
-		}
-	})
-	if err != nil {
+	r.readErr = nil
+	if err := r.rc.Read(r.readFn); err != nil {
 		return err
 	}
-	return opErr
+	return r.readErr
+}
+
+func (r *rawConn) peekReadable(fd uintptr) bool {
+	for {
+		_, _, e := syscall.Syscall6(syscall.SYS_RECVFROM, fd,
+			uintptr(unsafe.Pointer(&r.peek[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case 0:
+			return true
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		default:
+			r.readErr = e
+			return true
+		}
+	}
 }
 
 // tryWrite writes as much of b as the socket takes now. It returns the bytes
-// written; errWouldBlock is not an error, the caller queues the rest.
+// written; a full socket is not an error, the caller queues the rest.
 func (r *rawConn) tryWrite(b []byte) (int, error) {
-	var n int
-	var opErr error
-	err := r.rc.Write(func(fd uintptr) bool {
-		for n < len(b) {
-			m, e := syscall.Write(int(fd), b[n:])
-			if e == syscall.EINTR {
-				continue
-			}
-			if e == syscall.EAGAIN {
-				return true
-			}
-			if e != nil {
-				opErr = e
-				return true
-			}
-			n += m
-		}
-		return true
-	})
+	r.wbuf, r.wn, r.writeErr = b, 0, nil
+	err := r.rc.Write(r.writeFn)
+	n, opErr := r.wn, r.writeErr
+	r.wbuf = nil
 	if err != nil {
 		return n, err
 	}
 	return n, opErr
+}
+
+func (r *rawConn) writeSome(fd uintptr) bool {
+	for r.wn < len(r.wbuf) {
+		m, e := syscall.Write(int(fd), r.wbuf[r.wn:])
+		if e == syscall.EINTR {
+			continue
+		}
+		if e == syscall.EAGAIN {
+			return true
+		}
+		if e != nil {
+			r.writeErr = e
+			return true
+		}
+		r.wn += m
+	}
+	return true
 }
