@@ -168,7 +168,18 @@ func writeReport(out io.Writer, results []*result, base, ours string) error {
 		return errors.New("fxws-bench report: no results")
 	}
 	fmt.Fprintf(out, "| case | figure | %s | %s | %s / %s |\n|---|---|---|---|---|\n", base, ours, ours, base)
-	var problems []string
+	// Irregularities, one line per (case, implementation, text) with the
+	// runs it happened in.
+	type key struct{ c, label, text string }
+	var order []key
+	runs := map[key][]string{}
+	note := func(c string, r *result, text string) {
+		k := key{c, r.Label, text}
+		if _, ok := runs[k]; !ok {
+			order = append(order, k)
+		}
+		runs[k] = append(runs[k], fmt.Sprint(r.Rep))
+	}
 	for _, c := range cases {
 		rs := byCase[c]
 		for _, fig := range figuresOf(rs[0].Scenario) {
@@ -189,15 +200,22 @@ func writeReport(out io.Writer, results []*result, base, ours string) error {
 		}
 		for _, r := range rs {
 			if t := trouble(r); t != "" {
-				problems = append(problems, fmt.Sprintf("- %s, %s, run %d: %s", c, r.Label, r.Rep, t))
+				note(c, r, t)
 			}
 			for _, n := range r.Notes {
-				problems = append(problems, fmt.Sprintf("- %s, %s, run %d: %s", c, r.Label, r.Rep, n))
+				note(c, r, n)
 			}
 		}
 	}
-	if len(problems) > 0 {
-		fmt.Fprintf(out, "\nIrregularities in individual runs:\n\n%s\n", strings.Join(problems, "\n"))
+	if len(order) > 0 {
+		fmt.Fprintf(out, "\nIrregularities in individual runs:\n\n")
+		for _, k := range order {
+			word := "run"
+			if len(runs[k]) > 1 {
+				word = "runs"
+			}
+			fmt.Fprintf(out, "- %s, %s, %s %s: %s\n", k.c, k.label, word, strings.Join(runs[k], ", "), k.text)
+		}
 	}
 	return nil
 }

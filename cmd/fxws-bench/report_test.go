@@ -34,6 +34,20 @@ func TestReportMediansAndRatios(t *testing.T) {
 	}
 }
 
+func TestReportGroupsRepeatedIrregularities(t *testing.T) {
+	rs := []*result{
+		{Scenario: "encrypted", Case: "enc", Label: "original", Rep: 1, Notes: []string{"opaque"}},
+		{Scenario: "encrypted", Case: "enc", Label: "original", Rep: 2, Notes: []string{"opaque"}},
+	}
+	var out bytes.Buffer
+	if err := writeReport(&out, rs, "original", "ours"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "- enc, original, runs 1, 2: opaque\n") {
+		t.Errorf("repeated note not grouped:\n%s", out.String())
+	}
+}
+
 func TestReportNeedsResults(t *testing.T) {
 	if err := writeReport(&bytes.Buffer{}, nil, "a", "b"); err == nil {
 		t.Fatal("empty input gave no error")
