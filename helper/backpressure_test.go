@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -351,4 +352,46 @@ func slicesContains(infos []helper.ClientInfo, id string) bool {
 		}
 	}
 	return false
+}
+
+// Connections arriving while Shutdown runs are refused or closed with 1001;
+// none is left behind (goleak checks the read loops) and nothing races.
+func TestShutdownWhileDialing(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		k := newKit(t, tr, nil)
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for w := 0; w < 4; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					c, err := fxtest.Dial(context.Background(), k.url)
+					if err != nil {
+						continue // refused (503) once shutting down
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					_, _ = c.Authenticate(ctx, map[string]any{"token": "valid-u"})
+					cancel()
+					_ = c.Abort()
+				}
+			}()
+		}
+		time.Sleep(100 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := k.h.Shutdown(ctx); err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		close(stop)
+		wg.Wait()
+		if s := k.h.Stats(); s.Clients != 0 {
+			t.Fatalf("clients left after shutdown: %+v", s)
+		}
+	})
 }

@@ -39,6 +39,7 @@ type WebSocketServerHelper struct {
 
 	started  atomic.Bool
 	closing  atomic.Bool
+	acceptMu sync.Mutex // orders registering a connection against Shutdown
 	stopOnce sync.Once
 	cancel   context.CancelFunc
 	loops    sync.WaitGroup // heartbeat and subscription goroutines
@@ -160,13 +161,21 @@ func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request
 	}
 	c.lastActivity.Store(now.UnixNano())
 	c.lastSeen.Store(now.UnixNano())
+	// Register only while Shutdown has not begun: once it has, it may be
+	// waiting on h.conns already, and a WaitGroup must not grow from zero
+	// under a running Wait; nor would Shutdown see this client.
+	h.acceptMu.Lock()
+	if h.closing.Load() {
+		h.acceptMu.Unlock()
+		_ = conn.SetWriteDeadline(now.Add(closeGrace))
+		_, _ = conn.Write(closeFrame(ws.StatusGoingAway, protocol.ReasonShuttingDown))
+		_ = conn.Close()
+		return
+	}
 	h.conns.Add(1)
 	h.reg.add(c)
+	h.acceptMu.Unlock()
 	h.stats.connections.Add(1)
-	if h.closing.Load() {
-		// Shutdown began while upgrading; it may have missed this client.
-		c.closeWith(ws.StatusGoingAway, protocol.ReasonShuttingDown)
-	}
 	c.mu.Lock()
 	c.authTimer = time.AfterFunc(h.opts.AuthTimeout, func() { h.authTimedOut(c, stUnauthorized) })
 	c.mu.Unlock()
@@ -210,7 +219,9 @@ func (h *WebSocketServerHelper) Shutdown(ctx context.Context) error {
 }
 
 func (h *WebSocketServerHelper) shutdown(ctx context.Context) error {
+	h.acceptMu.Lock()
 	h.closing.Store(true)
+	h.acceptMu.Unlock()
 	h.log.Info("websocket server shutting down", zap.Int("clients", h.reg.len()))
 	if h.cancel != nil {
 		h.cancel() // heartbeat and subscription changes stop first
