@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fxws/websocket/broker"
 	"github.com/fxws/websocket/helper"
@@ -295,4 +297,39 @@ func TestIntrospectionReturnsCopies(t *testing.T) {
 	if s.Clients != 3 || s.Authenticated != 3 || s.Users != 2 || s.ConnectionsTotal != 3 {
 		t.Fatalf("stats %+v", s)
 	}
+}
+
+// Encode and frame once per message: the allocations of a broadcast do not
+// grow with its recipients (on the raw fast path, which writes inline; the
+// recipients here never read, so the client side allocates nothing).
+func TestBroadcastAllocationsIndependentOfRecipients(t *testing.T) {
+	k := newKit(t, rawSocket, nil)
+	allocs := func() float64 {
+		return testing.AllocsPerRun(20, func() {
+			_, _ = k.h.Broadcast("news", map[string]int{"n": 1})
+		})
+	}
+	k.rawClient("r0", 0)
+	one := allocs()
+	for i := 1; i < 40; i++ {
+		k.rawClient("r"+strconv.Itoa(i), 0)
+	}
+	eventually(t, "40 recipients", func() bool { return k.h.Stats().Authenticated == 40 })
+	forty := allocs()
+	t.Logf("allocations per broadcast: %.1f to 1 client, %.1f to 40", one, forty)
+	if forty > one+2 {
+		t.Fatalf("allocations grow with recipients: %.1f to 1, %.1f to 40", one, forty)
+	}
+}
+
+// The auth timer is cleared at connected: an authenticated client outlives
+// every auth deadline.
+func TestAuthTimerClearedOnConnected(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		const at = 50 * time.Millisecond
+		k := newKit(t, tr, func(c *helper.Config) { c.Options.AuthTimeout = at })
+		c, _ := k.login("u1")
+		time.Sleep(protocol.AuthInProgressFactor*at + 2*at)
+		roundTrip(t, c)
+	})
 }
