@@ -1,0 +1,151 @@
+package conformance
+
+import (
+	"net/http"
+	"testing"
+)
+
+func TestBroadcast(t *testing.T) {
+	t.Parallel()
+	a, _ := authed(t, "valid-"+uniq("bca-"))
+	b, _ := authed(t, "valid-")
+	ev := uniq("broadcast-")
+	post(t, "/ws-api/broadcast", sendBody(ev, `{"all":true}`))
+	jsonEqual(t, expect(t, a, ev), `{"all":true}`)
+	jsonEqual(t, expect(t, b, ev), `{"all":true}`)
+	// Exactly once each.
+	expectNothing(t, a, ev)
+}
+
+// TestSendDataRules: an absent data or event sends nothing; null data is
+// sent as null; a body that is not JSON counts as {}.
+func TestSendDataRules(t *testing.T) {
+	t.Parallel()
+	c, cd := authed(t, "valid-"+uniq("rules-"))
+	room := uniq("private-rules-")
+	post(t, "/ws-api/clients/"+seg(cd.ID)+"/rooms/"+seg(room), "")
+	ev := uniq("rule-")
+	evJSON := mustJSON(ev)
+	paths := map[string]string{
+		"broadcast": "/ws-api/broadcast",
+		"room":      "/ws-api/rooms/" + seg(room) + "/send",
+		"client":    "/ws-api/clients/" + seg(cd.ID) + "/send",
+	}
+	for name, p := range paths {
+		t.Run(name, func(t *testing.T) {
+			for _, body := range []string{
+				`{"event":` + evJSON + `}`,
+				`{"data":1}`,
+				`{"event":"","data":1}`,
+				`{"event":null,"data":1}`,
+				`{}`,
+				`[]`,
+				`not json`,
+			} {
+				r := do(t, http.MethodPost, p, body)
+				if r.status != http.StatusOK {
+					t.Fatalf("POST %s %s: %d", p, body, r.status)
+				}
+			}
+			expectNothing(t, c, ev)
+			noMessages(t, c) // nor an event-less message
+			post(t, p, `{"event":`+evJSON+`,"data":null}`)
+			if d := expect(t, c, ev); string(d) != "null" {
+				t.Fatalf("null data arrived as %s", d)
+			}
+			post(t, p, `{"event":`+evJSON+`,"data":false}`)
+			jsonEqual(t, expect(t, c, ev), `false`)
+			post(t, p, `{"event":`+evJSON+`,"data":{"n":1.50,"s":"<>"}}`)
+			if d := string(expect(t, c, ev)); d != `{"n":1.5,"s":"<>"}` {
+				t.Fatalf("data = %s, want %s", d, `{"n":1.5,"s":"<>"}`)
+			}
+		})
+	}
+}
+
+func TestRoomSend(t *testing.T) {
+	t.Parallel()
+	a, ca := authed(t, "valid-"+uniq("ra-"))
+	b, cb := authed(t, "valid-"+uniq("rb-"))
+	room := uniq("public-room-")
+	join(t, a, map[string]any{"rooms": []string{room}})
+	eventually(t, "joined", func() bool { return len(roomsOf(t, ca.ID)) == 4 })
+	ev := uniq("rs-")
+	post(t, "/ws-api/rooms/"+seg(room)+"/send", sendBody(ev, `{"to":"room"}`))
+	jsonEqual(t, expect(t, a, ev), `{"to":"room"}`)
+	expectNothing(t, b, ev)
+	expectNothing(t, a, ev) // once
+
+	// A default room reaches both.
+	post(t, "/ws-api/rooms/ws-notification/send", sendBody(ev, `2`))
+	jsonEqual(t, expect(t, a, ev), `2`)
+	jsonEqual(t, expect(t, b, ev), `2`)
+
+	// The own-id room of b through the room route.
+	post(t, "/ws-api/rooms/"+seg(cb.ID)+"/send", sendBody(ev, `3`))
+	jsonEqual(t, expect(t, b, ev), `3`)
+	expectNothing(t, a, ev)
+
+	// A room nobody is in: nothing, and the answer is still ok.
+	post(t, "/ws-api/rooms/"+seg(uniq("empty-"))+"/send", sendBody(ev, `4`))
+	// The internal broadcast topic is not a room.
+	post(t, "/ws-api/rooms/"+seg("ws:internal:broadcast")+"/send", sendBody(ev, `5`))
+	expectNothing(t, a, ev)
+	expectNothing(t, b, ev)
+}
+
+func TestClientSend(t *testing.T) {
+	t.Parallel()
+	a, ca := authed(t, "valid-"+uniq("ca-"))
+	b, _ := authed(t, "valid-"+uniq("cb-"))
+	ev := uniq("cs-")
+	post(t, "/ws-api/clients/"+seg(ca.ID)+"/send", sendBody(ev, `{"to":"a"}`))
+	jsonEqual(t, expect(t, a, ev), `{"to":"a"}`)
+	expectNothing(t, b, ev)
+	expectNothing(t, a, ev)
+	post(t, "/ws-api/clients/"+seg(uniq("nobody-"))+"/send", sendBody(ev, `1`))
+	expectNothing(t, a, ev)
+}
+
+func TestUserSend(t *testing.T) {
+	t.Parallel()
+	user := uniq("carol-")
+	a1, _ := authed(t, "valid-"+user)
+	a2, _ := authed(t, "slow-50-"+user)
+	other, _ := authed(t, "valid-"+uniq("dave-"))
+	anon, _ := authed(t, "valid-")
+	ev := uniq("us-")
+	post(t, "/ws-api/users/"+seg(user)+"/send", sendBody(ev, `{"to":"carol"}`))
+	jsonEqual(t, expect(t, a1, ev), `{"to":"carol"}`)
+	jsonEqual(t, expect(t, a2, ev), `{"to":"carol"}`)
+	expectNothing(t, other, ev)
+	expectNothing(t, anon, ev)
+	expectNothing(t, a1, ev)
+
+	// After one connection closes, the other still gets user sends.
+	_ = a1.Close()
+	eventually(t, "closed", a1.Closed)
+	post(t, "/ws-api/users/"+seg(user)+"/send", sendBody(ev, `2`))
+	jsonEqual(t, expect(t, a2, ev), `2`)
+	// Unknown user: nothing.
+	post(t, "/ws-api/users/"+seg(uniq("nobody-"))+"/send", sendBody(ev, `3`))
+	expectNothing(t, a2, ev)
+}
+
+// TestUserSendDataRules: the users route goes straight to sendToUser in
+// the original, which has no absent-data check: {"event":"x"} is delivered
+// without a data member.
+func TestUserSendDataRules(t *testing.T) {
+	t.Parallel()
+	user := uniq("erin-")
+	c, _ := authed(t, "valid-"+user)
+	ev := uniq("ud-")
+	post(t, "/ws-api/users/"+seg(user)+"/send", `{"event":`+mustJSON(ev)+`,"data":null}`)
+	if d := expect(t, c, ev); string(d) != "null" {
+		t.Fatalf("null data arrived as %s", d)
+	}
+	post(t, "/ws-api/users/"+seg(user)+"/send", `{"event":`+mustJSON(ev)+`}`)
+	if d := expect(t, c, ev); d != nil {
+		t.Fatalf("absent data arrived as %s, want no data member", d)
+	}
+}
