@@ -4,7 +4,7 @@ PKGS    ?= ./...
 BENCH   ?= .
 TIMEOUT ?= 20m
 
-.PHONY: run test bench lint cover fuzz interop compare tidy
+.PHONY: run test bench lint cover fuzz interop compare tidy conformance
 
 ## run: the demo server on the embedded (in-process) broker; no Redis needed
 run:
@@ -35,3 +35,7 @@ interop:
 ## compare: load matrix against the original (Bun) and our demo; writes docs/performance.md (REPS, SCALE, CASES: see the script)
 compare:
 	./scripts/compare.sh
+
+## conformance: black-box suite against the original (Ignis on Bun) and our demo, same settings, one throwaway Redis; summary per implementation (not run in CI; `make test` runs it against our demo alone)
+conformance:
+	bash conformance/run.sh

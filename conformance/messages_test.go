@@ -45,6 +45,10 @@ func TestEchoBytes(t *testing.T) {
 		{`{"html":"<a&b>","u":"\u00e9\u2028"}`, `{"html":"<a&b>","u":"é` + "\u2028" + `"}`},
 		{`{"esc":"\/\"\\\n\t\u0001"}`, `{"esc":"/\"\\\n\t\u0001"}`},
 		{`{"dup":1,"dup":2}`, `{"dup":2}`},
+		{`{"b":1,"2":2,"a":3,"1":4}`, `{"1":4,"2":2,"b":1,"a":3}`}, // integer keys first, as JS objects order them
+		{`{"s":"\ud800x"}`, `{"s":"\ud800x"}`},                     // a lone surrogate stays escaped
+		{`{"inf":1e400,"tiny":1e-400}`, `{"inf":null,"tiny":0}`},
+		{`[1e21,1e-7,123456789012345680000,0.1]`, `[1e+21,1e-7,123456789012345680000,0.1]`},
 	}
 	for _, tc := range cases {
 		sendText(t, c, `{"event":"echo","data":`+tc.sent+`}`)
@@ -52,6 +56,23 @@ func TestEchoBytes(t *testing.T) {
 			t.Errorf("echo of %s = %s, want %s", tc.sent, got, tc.want)
 		}
 	}
+}
+
+// TestDuplicateKeys: the last of duplicate members wins, as in JSON.parse.
+func TestDuplicateKeys(t *testing.T) {
+	t.Parallel()
+	c, cd := authed(t, "valid-"+uniq("dupkeys-"))
+	sendText(t, c, `{"event":"throw","event":"echo","data":1,"data":{"last":true}}`)
+	jsonEqual(t, expect(t, c, "echo"), `{"last":true}`)
+	expectOpen(t, c)
+	for _, h := range hooksOf(t, cd.ID) {
+		if strings.Contains(string(h.raw), `"event":"throw"`) {
+			t.Fatalf("first duplicate used: %s", h.raw)
+		}
+	}
+	d := dial(t)
+	sendText(t, d, `{"event":"authenticate","data":{"token":"nope","token":"valid-dup"}}`)
+	connectedShape(t, expect(t, d, "connected"), "dup")
 }
 
 func TestMessageHandlerThrowKeepsConnection(t *testing.T) {
@@ -238,7 +259,9 @@ func TestMaxPayload(t *testing.T) {
 	if code != ws.StatusMessageTooBig {
 		t.Fatalf("close %d %q, want 1009", code, reason)
 	}
-	t.Logf("close reason %q", reason)
+	if reason != "Received too big message" {
+		t.Errorf("close reason %q, want the original's %q (code 1009 matches)", reason, "Received too big message")
+	}
 }
 
 func TestMaxPayloadFragmented(t *testing.T) {
