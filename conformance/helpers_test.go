@@ -230,11 +230,16 @@ type response struct {
 
 func do(t *testing.T, method, path, body string) response {
 	t.Helper()
+	return doAt(t, cfg.base, method, path, body)
+}
+
+func doAt(t *testing.T, base, method, path, body string) response {
+	t.Helper()
 	var r io.Reader
 	if body != "" {
 		r = strings.NewReader(body)
 	}
-	req, err := http.NewRequest(method, cfg.base+path, r)
+	req, err := http.NewRequest(method, base+path, r)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -287,7 +292,13 @@ type view struct {
 // getView returns the client view of id, or nil on 404.
 func getView(t *testing.T, id string) *view {
 	t.Helper()
-	r := do(t, http.MethodGet, "/ws-api/clients/"+seg(id), "")
+	return getViewAt(t, cfg.base, id)
+}
+
+// getViewAt is getView on another instance.
+func getViewAt(t *testing.T, base, id string) *view {
+	t.Helper()
+	r := doAt(t, base, http.MethodGet, "/ws-api/clients/"+seg(id), "")
 	if r.status == http.StatusNotFound {
 		return nil
 	}

@@ -116,11 +116,15 @@ func TestNoEventIgnored(t *testing.T) {
 	}
 }
 
+// TestNullMessage: the original's handler throws on `null` (null.event):
+// nothing is sent back and the connection stays.
 func TestNullMessage(t *testing.T) {
 	t.Parallel()
 	c, _ := authed(t, "valid-"+uniq("null-"))
 	sendText(t, c, `null`)
+	sendText(t, c, ` null `)
 	expectOpen(t, c)
+	noMessages(t, c)
 }
 
 // TestServerEventsFromClient: deliberate difference, connected/disconnect/
@@ -261,6 +265,16 @@ func TestMaxPayload(t *testing.T) {
 	}
 	if reason != "Received too big message" {
 		t.Errorf("close reason %q, want the original's %q (code 1009 matches)", reason, "Received too big message")
+	}
+}
+
+func TestMaxPayloadUnauthenticated(t *testing.T) {
+	t.Parallel()
+	c := dial(t)
+	sendText(t, c, `{"event":"authenticate","data":{"token":"`+strings.Repeat("a", cfg.maxPayload)+`"}}`)
+	code, reason, err := c.ExpectClose(ctxWait(t))
+	if err != nil || code != ws.StatusMessageTooBig {
+		t.Fatalf("close %d %q %v, want 1009", code, reason, err)
 	}
 }
 

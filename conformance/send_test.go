@@ -2,6 +2,9 @@ package conformance
 
 import (
 	"net/http"
+	"net/url"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -148,4 +151,67 @@ func TestUserSendDataRules(t *testing.T) {
 	if d := expect(t, c, ev); d != nil {
 		t.Fatalf("absent data arrived as %s, want no data member", d)
 	}
+}
+
+// TestUserSendWithoutEvent: the original's sendToUser serialises whatever
+// it is given; with no event the client gets {"data":…} alone.
+func TestUserSendWithoutEvent(t *testing.T) {
+	t.Parallel()
+	user := uniq("frank-")
+	c, _ := authed(t, "valid-"+user)
+	post(t, "/ws-api/users/"+seg(user)+"/send", `{"data":{"no":"event"}}`)
+	jsonEqual(t, expect(t, c, ""), `{"no":"event"}`)
+}
+
+// TestEncodedPathSegments: REST path segments are percent-decoded one by
+// one (a %2F stays inside the room name).
+func TestEncodedPathSegments(t *testing.T) {
+	t.Parallel()
+	c, cd := authed(t, "valid-"+uniq("paths-"))
+	for _, room := range []string{"private-a/b", "private-sp ace", "private-\u00e9\U0001F600", "private-%41", "private-?#"} {
+		post(t, "/ws-api/clients/"+seg(cd.ID)+"/rooms/"+url.PathEscape(room), "")
+		if room == "private-a/b" {
+			// PathEscape leaves "/" alone; send it encoded.
+			post(t, "/ws-api/clients/"+seg(cd.ID)+"/rooms/private-a%2Fb", "")
+		}
+		ev := uniq("path-")
+		post(t, "/ws-api/rooms/"+strings.ReplaceAll(url.PathEscape(room), "/", "%2F")+"/send", sendBody(ev, mustJSON(room)))
+		jsonEqual(t, expect(t, c, ev), mustJSON(room))
+	}
+	rooms := roomsOf(t, cd.ID)
+	for _, want := range []string{"private-a/b", "private-sp ace", "private-\u00e9\U0001F600", "private-%41", "private-?#"} {
+		if !slices.Contains(rooms, want) {
+			t.Fatalf("rooms %q lack %q", rooms, want)
+		}
+	}
+	// An empty user segment is no route.
+	if r := do(t, http.MethodPost, "/ws-api/users//send", sendBody("x", "1")); r.status != http.StatusNotFound {
+		t.Fatalf("users//send: %d %s", r.status, r.body)
+	}
+}
+
+// TestClientsRouteToRoom: the clients/{id}/send route is the public send,
+// so a room name there reaches the room.
+func TestClientsRouteToRoom(t *testing.T) {
+	t.Parallel()
+	c, cd := authed(t, "valid-"+uniq("route-"))
+	room := uniq("private-route-")
+	post(t, "/ws-api/clients/"+seg(cd.ID)+"/rooms/"+seg(room), "")
+	ev := uniq("via-clients-")
+	post(t, "/ws-api/clients/"+seg(room)+"/send", sendBody(ev, `"room"`))
+	jsonEqual(t, expect(t, c, ev), `"room"`)
+}
+
+func TestAbortDisconnects(t *testing.T) {
+	t.Parallel()
+	user := uniq("aborter-")
+	c, cd := authed(t, "valid-"+user)
+	_ = c.Abort() // no close frame
+	eventually(t, "client removed", func() bool { return getView(t, cd.ID) == nil })
+	eventually(t, "disconnected hook", func() bool {
+		k := hookKinds(hooksOf(t, cd.ID))
+		return len(k) == 2 && k[1] == "disconnected"
+	})
+	// The user index forgot it: a user send reaches nobody and harms nothing.
+	post(t, "/ws-api/users/"+seg(user)+"/send", sendBody("x", "1"))
 }

@@ -52,6 +52,7 @@ func (s settings) env(port int) []string {
 		"HEARTBEAT_INTERVAL_MS=" + strconv.Itoa(int(s.hbInterval/time.Millisecond)),
 		"HEARTBEAT_TIMEOUT_MS=" + strconv.Itoa(int(s.hbTimeout/time.Millisecond)),
 		"MAX_PAYLOAD_LENGTH=" + strconv.Itoa(s.maxPayload),
+		"REQUIRE_ENCRYPTION=",
 		"QUIET=1",
 	}
 }
@@ -103,7 +104,7 @@ func run(m *testing.M) int {
 			return 1
 		}
 		if cfg.serverCmd == "" {
-			cfg.serverCmd = "REDIS_URL= REQUIRE_ENCRYPTION= exec " + shellQuote(bin)
+			cfg.serverCmd = "REDIS_URL= exec " + shellQuote(bin)
 		}
 		own, err = startInstance(cfg)
 		if err != nil {
@@ -118,6 +119,7 @@ func run(m *testing.M) int {
 	fmt.Fprintf(os.Stderr, "conformance: impl=%s url=%s authTimeout=%v heartbeat=%v/%v maxPayload=%d\n",
 		cfg.impl, cfg.base, cfg.authTimeout, cfg.hbInterval, cfg.hbTimeout, cfg.maxPayload)
 	code := m.Run()
+	stopEncrypted()
 	if own != nil {
 		if err := own.stop(); err != nil && code == 0 {
 			fmt.Fprintln(os.Stderr, "conformance: stop the demo:", err)
@@ -159,9 +161,9 @@ func (p *instance) output() string {
 	return p.out.String()
 }
 
-// startInstance runs s.serverCmd on a free port with s's timers and waits
-// for /healthz.
-func startInstance(s settings) (*instance, error) {
+// startInstance runs s.serverCmd on a free port with s's timers (and
+// extra environment, which wins) and waits for /healthz.
+func startInstance(s settings, extra ...string) (*instance, error) {
 	if s.serverCmd == "" {
 		return nil, fmt.Errorf("no CONFORMANCE_SERVER_CMD to start an instance with")
 	}
@@ -171,7 +173,7 @@ func startInstance(s settings) (*instance, error) {
 	}
 	p := &instance{base: fmt.Sprintf("http://127.0.0.1:%d", port), exited: make(chan struct{})}
 	p.cmd = exec.Command("sh", "-c", s.serverCmd)
-	p.cmd.Env = append(os.Environ(), s.env(port)...)
+	p.cmd.Env = append(append(os.Environ(), s.env(port)...), extra...)
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	// Its own process group, so that stop reaches the server even when
 	// the command is a wrapper script.
