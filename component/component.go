@@ -223,11 +223,23 @@ func (s *server) start(ctx context.Context) error {
 	return nil
 }
 
+// pingRedis checks the Redis connection within RedisPingTimeout. go-redis
+// bounds a command by the client's own timeouts, not by the context (unless
+// ContextTimeoutEnabled), so the wait is bounded here; a ping still pending
+// then ends with the client's timeouts or when the app closes the client.
 func (s *server) pingRedis(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, s.opts.RedisPingTimeout)
 	defer cancel()
 	start := time.Now()
-	if err := s.redis.Ping(pctx).Err(); err != nil {
+	res := make(chan error, 1)
+	go func() { res <- s.redis.Ping(pctx).Err() }()
+	var err error
+	select {
+	case err = <-res:
+	case <-pctx.Done():
+		err = pctx.Err()
+	}
+	if err != nil {
 		return fmt.Errorf("websocket: the Redis connection (%s) did not answer PING within %v: %w", keyRedis, s.opts.RedisPingTimeout, err)
 	}
 	s.log.Debug("redis ping", zap.Duration("took", time.Since(start)))

@@ -1,0 +1,79 @@
+package component
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fxws/websocket/helper"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestOptionsDefaultsAndValidation(t *testing.T) {
+	o := Options{}.withDefaults()
+	if o.Addr != DefaultAddr || o.ReadHeaderTimeout != DefaultReadHeaderTimeout || o.RedisPingTimeout != DefaultRedisPingTimeout {
+		t.Fatalf("defaults %+v", o)
+	}
+	set := Options{Addr: "127.0.0.1:9", ReadHeaderTimeout: time.Second, RedisPingTimeout: 2 * time.Second}.withDefaults()
+	if set.Addr != "127.0.0.1:9" || set.ReadHeaderTimeout != time.Second || set.RedisPingTimeout != 2*time.Second {
+		t.Fatalf("set values overridden: %+v", set)
+	}
+	if err := (Options{}).Validate(); err != nil {
+		t.Fatalf("zero options: %v", err)
+	}
+	bad := Options{
+		Options:           helper.Options{HeartbeatTimeout: -1},
+		Addr:              "no-port",
+		ReadHeaderTimeout: -1,
+		RedisPingTimeout:  -1,
+		PerMessageDeflate: true,
+	}
+	err := bad.Validate()
+	for _, want := range []string{"HeartbeatTimeout", "Addr", "ReadHeaderTimeout", "RedisPingTimeout", "PerMessageDeflate"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate does not report %s: %v", want, err)
+		}
+	}
+	if !errors.Is(err, ErrDeflateUnsupported) {
+		t.Errorf("deflate error is not ErrDeflateUnsupported: %v", err)
+	}
+}
+
+func TestMountConflictIsAnError(t *testing.T) {
+	mux := http.NewServeMux()
+	h := http.NotFoundHandler()
+	if err := mount(mux, "/ws", h); err != nil {
+		t.Fatal(err)
+	}
+	if err := mount(mux, "/ws", h); err == nil || !strings.Contains(err.Error(), keyMux) {
+		t.Fatalf("second mount: %v", err)
+	}
+}
+
+// TestPingRedisBounded: an unreachable Redis fails the ping with an error
+// naming the binding; a Redis that never answers is cut by the timeout.
+func TestPingRedisBounded(t *testing.T) {
+	refused := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
+	defer refused.Close()
+	s := &server{redis: refused, opts: Options{RedisPingTimeout: time.Second}, log: zap.NewNop()}
+	if err := s.pingRedis(context.Background()); err == nil || !strings.Contains(err.Error(), keyRedis) {
+		t.Fatalf("refused: %v", err)
+	}
+
+	// A server that accepts and stays silent.
+	silent := newSilentServer(t)
+	mute := redis.NewClient(&redis.Options{Addr: silent, MaxRetries: -1, ReadTimeout: -1})
+	defer mute.Close()
+	s = &server{redis: mute, opts: Options{RedisPingTimeout: 100 * time.Millisecond}, log: zap.NewNop()}
+	err := s.pingRedis(context.Background())
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("silent Redis: %v", err)
+	}
+}
