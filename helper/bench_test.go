@@ -31,7 +31,9 @@ type benchServer struct {
 	url string
 }
 
-func newBenchServer(tb testing.TB) *benchServer {
+func newBenchServer(tb testing.TB) *benchServer { return newBenchServerOn(tb, rawSocket) }
+
+func newBenchServerOn(tb testing.TB, tr transport) *benchServer {
 	tb.Helper()
 	h, err := helper.New(helper.Config{
 		Options: helper.Options{
@@ -49,7 +51,11 @@ func newBenchServer(tb testing.TB) *benchServer {
 	if err := h.Start(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
+	srv := httptest.NewUnstartedServer(h)
+	if tr == wrappedConn {
+		srv.Listener = plainListener{srv.Listener}
+	}
+	srv.Start()
 	return &benchServer{h: h, srv: srv, url: "ws" + strings.TrimPrefix(srv.URL, "http") + h.Path()}
 }
 
@@ -107,16 +113,26 @@ type benchNews struct {
 
 // BenchmarkBroadcast: one Broadcast to every one of N authenticated
 // connections, timed until the child has read every byte. Per delivered
-// message: wall ns, server CPU ns, allocations and bytes.
+// message: wall ns, server CPU ns, allocations and bytes. The raw fast path
+// at 1k and 10k connections; the portable fallback (conns that are not a
+// syscall.Conn, e.g. TLS) at 1k for comparison.
 func BenchmarkBroadcast(b *testing.B) {
-	for _, n := range []int{1000, 10000} {
-		s := newBenchServer(b)
+	for _, run := range []struct {
+		n  int
+		tr transport
+	}{{1000, rawSocket}, {10000, rawSocket}, {1000, wrappedConn}} {
+		n := run.n
+		s := newBenchServerOn(b, run.tr)
 		ch := startChild(b, "drain", s.url, n)
 		s.waitAuthenticated(b, n)
 		base := settledBytes(b, ch)
 		msg := benchNews{Seq: 1, Text: "hello, world"}
 		frameLen := int64(len(`{"event":"bench","data":{"seq":1,"text":"hello, world"}}`) + 2)
-		b.Run(fmt.Sprintf("conns=%d", n), func(b *testing.B) {
+		name := fmt.Sprintf("conns=%d", n)
+		if run.tr == wrappedConn {
+			name += "/fallback"
+		}
+		b.Run(name, func(b *testing.B) {
 			var ms0, ms1 runtime.MemStats
 			runtime.ReadMemStats(&ms0)
 			cpu0 := processCPU()

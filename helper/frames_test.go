@@ -295,11 +295,14 @@ func TestHeartbeatSweep(t *testing.T) {
 // count as application activity.
 func TestPingsAndIdleTimeout(t *testing.T) {
 	both(t, func(t *testing.T, tr transport) {
-		const idle = 200 * time.Millisecond
+		// A ping goes out after idle/2 of silence and the sweep runs every
+		// idle/4, so a client has at least idle/4 to answer: 100 ms here,
+		// ample even on a loaded machine under the race detector.
+		const idle = 400 * time.Millisecond
 		t.Run("answering pings stays open", func(t *testing.T) {
 			k := newKit(t, tr, func(c *helper.Config) { c.Options.IdleTimeout = idle })
 			c, _ := k.login("u1")
-			time.Sleep(4 * idle)
+			time.Sleep(3 * idle)
 			if c.Pings() == 0 {
 				t.Fatal("no protocol pings sent")
 			}
@@ -318,7 +321,7 @@ func TestPingsAndIdleTimeout(t *testing.T) {
 			}
 		})
 		t.Run("silent socket is cut", func(t *testing.T) {
-			k := newKit(t, tr, func(c *helper.Config) { c.Options.IdleTimeout = idle })
+			k := newKit(t, tr, func(c *helper.Config) { c.Options.IdleTimeout = idle / 2 })
 			conn := k.rawDial()
 			others, code, reason := readUntilClose(t, conn)
 			pings := 0
@@ -334,7 +337,7 @@ func TestPingsAndIdleTimeout(t *testing.T) {
 		})
 		t.Run("pings disabled", func(t *testing.T) {
 			k := newKit(t, tr, func(c *helper.Config) {
-				c.Options.IdleTimeout = idle
+				c.Options.IdleTimeout = idle / 2
 				c.Options.DisablePings = true
 			})
 			c, _ := k.login("u1")
