@@ -5,7 +5,8 @@
 //
 // Environment: HOST (127.0.0.1), PORT (3000), WS_PATH (/ws), TICK_MS (2000;
 // 0 turns the periodic broadcast off), REQUIRE_ENCRYPTION (1; 0 serves plain
-// clients, for comparisons). Tokens are those of the demo contract:
+// clients, for comparisons), CPUPROFILE (a file for a CPU profile of the
+// whole run). Tokens are those of the demo contract:
 // `valid-<userId>`. REST: GET /healthz, POST /ws-api/broadcast
 // {"event","data"}, POST /ws-api/clients/{id}/send {"event","data"}.
 package main
@@ -19,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -52,6 +54,16 @@ func run() error {
 	}
 	defer logger.Sync()
 	requireEncryption := env("REQUIRE_ENCRYPTION", "1") == "1"
+	if path := env("CPUPROFILE", ""); path != "" { // for load runs
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	enc := encryption.NewECDH(encryption.Options{})
 
 	var h *helper.WebSocketServerHelper
