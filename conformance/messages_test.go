@@ -384,3 +384,61 @@ func TestShutdown(t *testing.T) {
 		t.Fatal("still serving after exit")
 	}
 }
+
+// TestConnectedHookBeforeMessages: the original calls the connected hook
+// synchronously right after sending `connected`, so a message the client
+// sends on receiving `connected` is always recorded after it. Many clients
+// at once, to give a race a chance.
+func TestConnectedHookBeforeMessages(t *testing.T) {
+	t.Parallel()
+	const n = 40
+	ids := make(chan string, n)
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*waitFor)
+			defer cancel()
+			c, err := dialQuiet(cfg.wsURL())
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Abort()
+			if err := c.Emit("authenticate", map[string]string{"token": "valid-" + uniq("race-")}); err != nil {
+				errs <- err
+				return
+			}
+			m, err := c.Expect(ctx, "connected")
+			if err != nil {
+				errs <- err
+				return
+			}
+			if err := c.Emit("echo", 1); err != nil {
+				errs <- err
+				return
+			}
+			if _, err := c.Expect(ctx, "echo"); err != nil {
+				errs <- err
+				return
+			}
+			var cd struct{ ID string }
+			_ = json.Unmarshal(m.Data, &cd)
+			ids <- cd.ID
+		}()
+	}
+	bad := 0
+	for i := 0; i < n; i++ {
+		select {
+		case err := <-errs:
+			t.Fatal(err)
+		case id := <-ids:
+			if k := hookKinds(hooksOf(t, id)); len(k) < 2 || k[0] != "connected" {
+				bad++
+				t.Errorf("client %s: hooks %v, want connected first", id, k)
+			}
+		}
+	}
+	if bad > 0 {
+		t.Logf("%d of %d clients had a message recorded before connected", bad, n)
+	}
+}
