@@ -29,7 +29,8 @@ cleanup() {
 	sleep 0.5
 	for p in "${pids[@]}"; do kill -KILL -- "-$p" 2>/dev/null; done
 	[ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null
-	rm -rf "$work"
+	sleep 0.3
+	rm -rf "$work" 2>/dev/null || { sleep 1; rm -rf "$work"; }
 }
 trap cleanup EXIT
 
