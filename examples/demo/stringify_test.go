@@ -24,6 +24,16 @@ func TestStringify(t *testing.T) {
 		` { "b" : [ 1 , true , null , { } , [ ] ] , "a" : "x" } `: `{"b":[1,true,null,{},[]],"a":"x"}`,
 		`[]`:            `[]`,
 		`[[1],[2,[3]]]`: `[[1],[2,[3]]]`,
+		// JavaScript objects: last value of a duplicate, index keys first.
+		`{"dup":1,"dup":2}`:                `{"dup":2}`,
+		`{"a":1,"b":2,"a":3}`:              `{"a":3,"b":2}`,
+		`{"b":1,"2":2,"a":3,"1":4,"01":5}`: `{"1":4,"2":2,"b":1,"a":3,"01":5}`,
+		`{"4294967295":1,"4294967294":2}`:  `{"4294967294":2,"4294967295":1}`,
+		// Lone surrogates stay escaped; pairs become the character.
+		`{"s":"\ud800x","p":"\ud83d\ude00","l":"\uDC00"}`: `{"s":"\ud800x","p":"😀","l":"\udc00"}`,
+		`{"inf":1e400,"tiny":1e-400}`:                     `{"inf":null,"tiny":0}`,
+		`{"big":12345678901234567890}`:                    `{"big":12345678901234567000}`,
+		`{"n":1.0,"e":1e3,"f":-0.5e-7,"z":-0}`:            `{"n":1,"e":1000,"f":-5e-8,"z":0}`,
 	}
 	for in, want := range cases {
 		got, err := stringify([]byte(in))
@@ -31,7 +41,7 @@ func TestStringify(t *testing.T) {
 			t.Errorf("stringify(%s) = %s, %v; want %s", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{`{"a":`, ``, `1 2`, `[1,]`} {
+	for _, bad := range []string{`{"a":`, ``, `1 2`, `[1,]`, `01`, `1.`, `"\x"`, `{"a" 1}`, `nul`, `"\u12"`} {
 		if _, err := stringify([]byte(bad)); err == nil {
 			t.Errorf("stringify(%q) accepted", bad)
 		}
