@@ -15,14 +15,15 @@ func (h *WebSocketServerHelper) JoinRoom(clientID, room string) bool {
 	return h.reg.join(c, room)
 }
 
-// LeaveRoom takes a local client out of room. A client's own-id room cannot
-// be left. It reports whether the client was a member.
+// LeaveRoom takes a local client out of room, without validation, its
+// own-id room included (as in the original; a client itself can never leave
+// that one). It reports whether the client was a member.
 func (h *WebSocketServerHelper) LeaveRoom(clientID, room string) bool {
 	c := h.reg.get(clientID)
 	if c == nil {
 		return false
 	}
-	return h.reg.leave(c, room)
+	return h.reg.leave(c, room, true)
 }
 
 // GetClients returns a snapshot of every local client.

@@ -35,6 +35,10 @@ type client struct {
 	req       *http.Request // upgrade request, kept until authentication ends
 	authTimer *time.Timer
 	info      identity
+	// hookPending is open while the client-connected callback runs: the
+	// client's own messages wait for it, so the application always sees
+	// "connected" before anything the client sends after it.
+	hookPending chan struct{}
 
 	// Guarded by the registry lock.
 	rooms     map[string]struct{}

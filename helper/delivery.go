@@ -103,9 +103,18 @@ func newOutgoing(event string, data json.RawMessage) *outgoing {
 
 // sendError sends an error event; it is the one event that reaches clients
 // that have not authenticated.
+//
+// An authenticated, encrypted client gets it through the outbound
+// transformer like any other message (the original does the same), since
+// its client decrypts everything after `connected`.
 func (h *WebSocketServerHelper) sendError(c *client, text string) {
 	data, _ := json.Marshal(protocol.ErrorData{Message: text})
-	c.send(compileFrame(ws.OpText, encodeMessage(protocol.EventError, data)))
+	m := newOutgoing(protocol.EventError, data)
+	if c.authenticated() && c.info.encrypted && h.handlers.OutboundTransformer != nil {
+		h.deliverOneEncrypted(c, m)
+		return
+	}
+	c.send(m.frame)
 }
 
 // deliver hands m to each authenticated recipient not in exclude. Plain

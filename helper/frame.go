@@ -81,25 +81,28 @@ func parseHeader(b []byte) (h frameHeader, n int, err error) {
 
 // checkClientHeader applies RFC 6455's rules for frames sent by a client.
 func checkClientHeader(h frameHeader) error {
-	if h.rsv != 0 {
-		return protocolError("reserved bits set")
+	switch {
+	case h.rsv&0x4 != 0:
+		return protocolError("Received unexpected RSV1 bit")
+	case h.rsv != 0:
+		return protocolError("Received unexpected RSV2 or RSV3 bit")
 	}
 	if !h.masked {
-		return protocolError("unmasked client frame")
+		return protocolError("Received unmasked frame")
 	}
 	switch h.op {
 	case ws.OpContinuation, ws.OpText, ws.OpBinary:
 		return nil
 	case ws.OpClose, ws.OpPing, ws.OpPong:
 		if !h.fin {
-			return protocolError("fragmented control frame")
+			return protocolError("Received fragmented control frame")
 		}
 		if h.length > 125 {
-			return protocolError("control frame too long")
+			return protocolError("Received too big control frame")
 		}
 		return nil
 	}
-	return protocolError("unknown opcode")
+	return protocolError("Received invalid opcode")
 }
 
 // unmask applies the client's mask to p in place.

@@ -96,7 +96,17 @@ func TestEncryptionHandshake(t *testing.T) {
 		if n != 4 {
 			t.Fatalf("%d handshakes, want 4", n)
 		}
-		roundTrip(t, c)
+		// Protocol errors to an encrypted client go through the
+		// transformer, as in the original: its client decrypts everything
+		// after connected.
+		_ = c.SendText("not json")
+		em := expectEvent(t, c, protocol.EventEncrypted)
+		var wrapped struct {
+			Wrapped protocol.ErrorData
+		}
+		if err := json.Unmarshal(em.Data, &wrapped); err != nil || wrapped.Wrapped.Message != protocol.ErrTextInvalidFormat {
+			t.Fatalf("error to an encrypted client: %s", em.Data)
+		}
 	})
 }
 

@@ -56,6 +56,16 @@ func (h *WebSocketServerHelper) handleMessage(c *client, raw []byte) {
 		h.sendError(c, protocol.ErrTextNotAuthenticated)
 		return
 	}
+	c.mu.Lock()
+	hook := c.hookPending
+	c.mu.Unlock()
+	if hook != nil {
+		select {
+		case <-hook:
+		case <-c.done:
+			return
+		}
+	}
 	if event == protocol.EventEncrypted && c.info.encrypted && h.handlers.InboundTransformer != nil {
 		var ok bool
 		if event, m, ok = h.transformInbound(c, m); !ok {
@@ -188,7 +198,7 @@ func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
 
 func (h *WebSocketServerHelper) handleLeave(c *client, data json.RawMessage) {
 	for _, r := range decodeRooms(data) {
-		h.reg.leave(c, r)
+		h.reg.leave(c, r, false)
 	}
 }
 
@@ -319,18 +329,30 @@ func (h *WebSocketServerHelper) finishAuthentication(c *client, info identity) {
 	// client receives. The heartbeat clock restarts now: slow
 	// authentication is not silence.
 	c.lastActivity.Store(time.Now().UnixNano())
+	cb := h.handlers.ClientConnected
+	if cb != nil {
+		c.mu.Lock()
+		c.hookPending = make(chan struct{})
+		c.mu.Unlock()
+		defer func() {
+			c.mu.Lock()
+			close(c.hookPending)
+			c.hookPending = nil
+			c.mu.Unlock()
+		}()
+	}
 	c.out.mu.Lock()
 	if c.out.closing || c.out.readerDone || !c.state.CompareAndSwap(stAuthenticating, stAuthenticated) {
 		c.out.mu.Unlock()
 		return // disconnected meanwhile; disconnect undoes the indexes
 	}
+	h.stats.authenticated.Add(1)
 	c.enqueueLocked(frame)
 	c.out.mu.Unlock()
-	h.stats.authenticated.Add(1)
 	h.log.Info("client authenticated", zapClient(c.id), zap.String("userId", info.userID),
 		zap.Bool("encrypted", info.encrypted))
 
-	if cb := h.handlers.ClientConnected; cb != nil {
+	if cb != nil {
 		err := safeCall(func() error {
 			return cb(c.context(), ClientInfo{ClientID: c.id, UserID: info.userID, Metadata: info.metadata})
 		})

@@ -131,7 +131,7 @@ func (rd *reader) next(maxPayload int) (frameHeader, []byte, error) {
 	return h, payload, nil
 }
 
-var errTooBig = &closeError{code: ws.StatusMessageTooBig, reason: "Message too big"}
+var errTooBig = &closeError{code: ws.StatusMessageTooBig, reason: "Received too big message"}
 
 // readLoop runs for the life of the connection: it parses frames, answers
 // control frames, reassembles fragmented messages and hands complete text
@@ -175,7 +175,7 @@ func (c *client) readLoop(pending []byte) {
 			return
 		case ws.OpText, ws.OpBinary:
 			if fragmented {
-				c.readFailed(protocolError("new message inside a fragmented one"))
+				c.readFailed(protocolError("Received new data frame inside a fragmented message"))
 				return
 			}
 			if !hdr.fin {
@@ -190,7 +190,7 @@ func (c *client) readLoop(pending []byte) {
 			}
 		case ws.OpContinuation:
 			if !fragmented {
-				c.readFailed(protocolError("continuation without a message"))
+				c.readFailed(protocolError("Received continuation frame outside a fragmented message"))
 				return
 			}
 			if len(fragments)+len(payload) > max {
@@ -225,7 +225,7 @@ func (c *client) deliverInbound(msg []byte, binary bool) bool {
 			c.h.sendError(c, protocol.ErrTextInvalidFormat)
 			return true
 		}
-		c.readFailed(&closeError{code: ws.StatusInvalidFramePayloadData, reason: "Invalid UTF-8"})
+		c.readFailed(&closeError{code: ws.StatusInvalidFramePayloadData, reason: "Received invalid UTF-8"})
 		return false
 	}
 	c.h.handleMessage(c, msg)

@@ -95,9 +95,11 @@ func (r *registry) join(c *client, room string) bool {
 	return true
 }
 
-// leave removes c from room; its own-id room is never left.
-func (r *registry) leave(c *client, room string) bool {
-	if room == c.id {
+// leave removes c from room. Only the server may take a client out of its
+// own-id room (force); a client's own leave never does, since cross-instance
+// sends to the client travel through that room.
+func (r *registry) leave(c *client, room string, force bool) bool {
+	if room == c.id && !force {
 		return false
 	}
 	r.mu.Lock()

@@ -190,7 +190,7 @@ const (
 	ReasonAuthFailed         = "Authentication failed"
 	ReasonEncryptionRequired = "Encryption required"
 	ReasonShuttingDown       = "Server shutting down"
-	ReasonMessageTooBig      = "Message too big"
+	ReasonMessageTooBig      = "Received too big message"
 	ReasonBackpressure       = "Backpressure limit exceeded"
 	ReasonIdleTimeout        = "Idle timeout"
 )
