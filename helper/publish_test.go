@@ -1,0 +1,148 @@
+package helper_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fxws/websocket/broker"
+	"github.com/fxws/websocket/helper"
+	"github.com/fxws/websocket/protocol"
+	"github.com/gobwas/ws"
+)
+
+// Publish goes to the other instances only, with exclude.
+func TestPublishReachesOtherInstancesOnly(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		a, b := pair(t, tr)
+		ctx := context.Background()
+		ac, _ := a.login("u1")
+		b1, b1cd := b.login("u1")
+		b2, _ := b.login("u2")
+		if err := a.h.Publish(ctx, protocol.TypeRoom, protocol.DefaultRoom, "pub-room", 1, b1cd.ID); err != nil {
+			t.Fatal(err)
+		}
+		expectEvent(t, b2, "pub-room")
+		expectNothing(t, b1, "pub-room")
+		expectNothing(t, ac, "pub-room")
+		_ = a.h.Publish(ctx, protocol.TypeUser, "u1", "pub-user", 2)
+		expectEvent(t, b1, "pub-user")
+		expectNothing(t, ac, "pub-user")
+		_ = a.h.Publish(ctx, protocol.TypeClient, b1cd.ID, "pub-client", 3)
+		expectEvent(t, b1, "pub-client")
+		_ = a.h.Publish(ctx, protocol.TypeBroadcast, "", "pub-all", 4)
+		expectEvent(t, b1, "pub-all")
+		expectEvent(t, b2, "pub-all")
+		expectNothing(t, ac, "pub-all")
+		if err := a.h.Publish(ctx, "bogus", "x", "e", 1); err == nil {
+			t.Fatal("unknown type published")
+		}
+		if err := a.h.Publish(ctx, protocol.TypeRoom, "", "e", 1); err == nil {
+			t.Fatal("room envelope without target published")
+		}
+		if err := a.h.Publish(ctx, protocol.TypeRoom, "r", "e", func() {}); !errors.Is(err, helper.ErrInvalidData) {
+			t.Fatalf("unencodable data: %v", err)
+		}
+	})
+}
+
+// Bytes that arrive in the same packet as the upgrade request (buffered by
+// the HTTP server) are not lost.
+func TestFrameInUpgradePacket(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		k := newKit(t, tr, nil)
+		conn, err := net.Dial("tcp", strings.TrimPrefix(k.srv.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		req := "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+		frame := rawFrame(true, 0, ws.OpText, true, []byte(`{"event":"authenticate","data":{"token":"valid-early"}}`))
+		if _, err := conn.Write(append([]byte(req), frame...)); err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("upgrade: %v %v", resp, err)
+		}
+		h, err := ws.ReadHeader(br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := make([]byte, h.Length)
+		if _, err := io.ReadFull(br, p); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(p), `"event":"connected"`) || !strings.Contains(string(p), `"userId":"early"`) {
+			t.Fatalf("first frame %s", p)
+		}
+	})
+}
+
+// flakyBroker fails its first Subscribe calls, as a Redis connection that
+// drops would.
+type flakyBroker struct {
+	*broker.Memory
+	mu       sync.Mutex
+	failures int
+}
+
+func (f *flakyBroker) Subscribe(ctx context.Context, channels ...string) error {
+	f.mu.Lock()
+	fail := f.failures > 0
+	if fail {
+		f.failures--
+	}
+	f.mu.Unlock()
+	if fail {
+		return errors.New("connection reset")
+	}
+	return f.Memory.Subscribe(ctx, channels...)
+}
+
+// A failed subscription is retried: cross-instance delivery to the client
+// starts once the broker recovers, and authentication is not held up.
+func TestSubscriptionRetry(t *testing.T) {
+	hub := broker.NewMemoryHub()
+	fb := &flakyBroker{Memory: hub.NewBroker()}
+	k := newKit(t, rawSocket, func(c *helper.Config) {
+		c.Broker = fb
+		c.Options.SubscribeTimeout = time.Second
+	})
+	fb.mu.Lock()
+	fb.failures = 1
+	fb.mu.Unlock()
+	c, cd := k.login("u1")
+	emitter := hub.NewBroker()
+	if err := emitter.Start(context.Background(), func(string, []byte) {}); err != nil {
+		t.Fatal(err)
+	}
+	defer emitter.Close()
+	env := `{"serverId":"emitter","type":"client","target":"` + cd.ID + `","event":"late"}`
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_ = emitter.Publish(context.Background(), protocol.ClientChannel(cd.ID), []byte(env))
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		_, err := c.Expect(ctx, "late")
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("subscription never retried")
+		}
+	}
+	if k.h.Stats().Subscriptions == 0 {
+		t.Fatal("no subscriptions held")
+	}
+}
