@@ -555,7 +555,7 @@ func TestEnvironment(t *testing.T) {
 	if err := c.SendText(`{"event":"big","data":"` + strings.Repeat("x", 2000) + `"}`); err != nil {
 		t.Fatal(err)
 	}
-	expectClose(t, c, ws.StatusMessageTooBig, "Message too big")
+	expectClose(t, c, ws.StatusMessageTooBig, protocol.ReasonMessageTooBig)
 
 	silent, _, _ := tg.connect("valid-h")
 	expectClose(t, silent, 4002, "Heartbeat timeout")
