@@ -1,14 +1,17 @@
 // Command encrypted is a WebSocket server that requires the Ignis ECDH
 // scheme (package encryption), with a browser page that speaks it through
 // WebCrypto (ECDH P-256, HKDF-SHA256, AES-256-GCM): open http://HOST:PORT/
-// in a browser.
+// in a browser. It is an fx app: websocket.Module with
+// websocket.WithECDHEncryption, mounted on the app's mux next to the page
+// and a small REST API.
 //
 // Environment: HOST (127.0.0.1), PORT (3000), WS_PATH (/ws), TICK_MS (2000;
 // 0 turns the periodic broadcast off), REQUIRE_ENCRYPTION (1; 0 serves plain
-// clients, for comparisons), CPUPROFILE (a file for a CPU profile of the
-// whole run). Tokens are those of the demo contract:
+// clients, for comparisons), QUIET (1: no logs), CPUPROFILE (a file for a
+// CPU profile of the whole run). Tokens are those of the demo contract:
 // `valid-<userId>`. REST: GET /healthz, POST /ws-api/broadcast
 // {"event","data"}, POST /ws-api/clients/{id}/send {"event","data"}.
+// SIGINT or SIGTERM stops it; every client gets close 1001.
 package main
 
 import (
@@ -16,18 +19,21 @@ import (
 	_ "embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log"
+	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	websocket "github.com/fxws/websocket"
 	"github.com/fxws/websocket/encryption"
 	"github.com/fxws/websocket/helper"
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxevent"
 	"go.uber.org/zap"
 )
 
@@ -41,74 +47,113 @@ func env(k, d string) string {
 	return d
 }
 
-func main() {
-	if err := run(); err != nil {
-		log.Fatal(err)
-	}
+// config is the environment, read once.
+type config struct {
+	Addr              string
+	Path              string
+	Tick              time.Duration
+	RequireEncryption bool
+	Quiet             bool
 }
 
-func run() error {
-	logger, _ := zap.NewProduction()
-	if env("QUIET", "") == "1" {
-		logger = zap.NewNop()
+func main() {
+	cfg := config{
+		Addr:              net.JoinHostPort(env("HOST", "127.0.0.1"), env("PORT", "3000")),
+		Path:              env("WS_PATH", "/ws"),
+		RequireEncryption: env("REQUIRE_ENCRYPTION", "1") == "1",
+		Quiet:             env("QUIET", "") == "1",
 	}
-	defer logger.Sync()
-	requireEncryption := env("REQUIRE_ENCRYPTION", "1") == "1"
+	if ms, _ := strconv.Atoi(env("TICK_MS", "2000")); ms > 0 {
+		cfg.Tick = time.Duration(ms) * time.Millisecond
+	}
 	if path := env("CPUPROFILE", ""); path != "" { // for load runs
 		f, err := os.Create(path)
 		if err != nil {
-			return err
+			log.Fatal(err)
 		}
 		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
+			log.Fatal(err)
 		}
 		defer pprof.StopCPUProfile()
 	}
-	enc := encryption.NewECDH(encryption.Options{})
+	logger := zap.NewNop()
+	if !cfg.Quiet {
+		var err error
+		if logger, err = zap.NewProduction(); err != nil {
+			log.Fatal(err)
+		}
+	}
+	defer func() { _ = logger.Sync() }()
+	fx.New(appOptions(cfg, logger)).Run()
+}
 
-	var h *helper.WebSocketServerHelper
-	handlers := helper.Handlers{
-		Authenticate: func(_ context.Context, req helper.AuthenticateRequest) (*helper.AuthResult, error) {
-			var d struct {
-				Token string `json:"token"`
-			}
-			_ = json.Unmarshal(req.Data, &d)
-			if user, ok := strings.CutPrefix(d.Token, "valid-"); ok {
-				return &helper.AuthResult{UserID: user}, nil
-			}
-			return nil, nil
-		},
-		// With encryption on, the message arrives decrypted.
-		Message: func(ctx context.Context, req helper.MessageRequest) error {
-			if req.Message.Event == "echo" {
-				return h.Send(ctx, req.ClientID, "echo", req.Message.Data)
-			}
-			if req.Message.Event == "chat" {
-				return h.Send(ctx, "", "chat", map[string]any{"from": req.UserID, "data": req.Message.Data})
-			}
-			return nil
-		},
-	}
-	if requireEncryption {
-		handlers = enc.Handlers(handlers)
-	}
-	var err error
-	h, err = helper.New(helper.Config{
-		Options:  helper.Options{Path: env("WS_PATH", "/ws"), RequireEncryption: requireEncryption},
-		Handlers: handlers,
-		Logger:   logger,
-	})
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := h.Start(ctx); err != nil {
-		return err
-	}
+// appOptions is the whole application.
+func appOptions(cfg config, logger *zap.Logger) fx.Option {
+	opts := []fx.Option{
+		fx.Supply(cfg, logger),
+		fx.WithLogger(func(l *zap.Logger) fxevent.Logger { return &fxevent.ZapLogger{Logger: l} }),
 
-	mux := http.NewServeMux()
-	mux.Handle(h.Path(), h)
+		websocket.Module,
+		websocket.WithServerOptions(websocket.ServerOptions{Options: helper.Options{Path: cfg.Path}}),
+		websocket.WithAuthenticate(authenticate),
+		fx.Provide(fx.Annotate(newMessageHandler, fx.ResultTags(websocket.MessageHandlerKey))),
+		// The module mounts itself on this mux; serve serves it with the
+		// page and the REST API on one port.
+		fx.Provide(fx.Annotate(http.NewServeMux, fx.ResultTags(websocket.HTTPMuxKey))),
+		fx.Invoke(serve),
+	}
+	if cfg.RequireEncryption {
+		// Handshake, sealed delivery, decryption of sealed client events,
+		// keys dropped on disconnect.
+		opts = append(opts, websocket.WithECDHEncryption())
+	}
+	return fx.Options(opts...)
+}
+
+// authenticate accepts {"token":"valid-<userId>"}.
+func authenticate(_ context.Context, req helper.AuthenticateRequest) (*helper.AuthResult, error) {
+	var d struct {
+		Token string `json:"token"`
+	}
+	_ = json.Unmarshal(req.Data, &d)
+	if user, ok := strings.CutPrefix(d.Token, "valid-"); ok {
+		return &helper.AuthResult{UserID: user}, nil
+	}
+	return nil, nil
+}
+
+// newMessageHandler answers `echo` to its sender and spreads `chat` to
+// everyone. With encryption on, messages arrive decrypted and leave sealed.
+func newMessageHandler(ref *websocket.HelperRef) helper.MessageFunc {
+	return func(ctx context.Context, req helper.MessageRequest) error {
+		switch req.Message.Event {
+		case "echo":
+			return ref.Helper().Send(ctx, req.ClientID, "echo", req.Message.Data)
+		case "chat":
+			return ref.Helper().Send(ctx, "", "chat", map[string]any{"from": req.UserID, "data": req.Message.Data})
+		}
+		return nil
+	}
+}
+
+type serveParams struct {
+	fx.In
+
+	Lifecycle fx.Lifecycle
+	Config    config
+	Logger    *zap.Logger
+	Helper    *helper.WebSocketServerHelper
+	Mux       *http.ServeMux   `name:"@app/websocket/http-mux"`
+	ECDH      *encryption.ECDH `name:"@app/websocket/ecdh" optional:"true"` // websocket.ECDHKey
+}
+
+// serve runs the HTTP server (page, REST API, the mounted WebSocket
+// endpoint) and the periodic tick. Its hooks come after the module's: it
+// listens once the helper has started, and it stops first, before the
+// module closes every client with 1001.
+func serve(p serveParams) {
+	h := p.Helper
+	mux := p.Mux
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = w.Write(page)
@@ -136,33 +181,57 @@ func run() error {
 		send(w, r, r.PathValue("id"))
 	})
 
-	if ms, _ := strconv.Atoi(env("TICK_MS", "2000")); ms > 0 {
-		go func() {
-			t := time.NewTicker(time.Duration(ms) * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case now := <-t.C:
-					_, _ = h.Broadcast("tick", map[string]any{"time": now.UTC().Format(time.RFC3339), "keys": enc.Len()})
-				}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var ticking chan struct{}
+	p.Lifecycle.Append(fx.Hook{
+		OnStart: func(start context.Context) error {
+			var lc net.ListenConfig
+			ln, err := lc.Listen(start, "tcp", p.Config.Addr)
+			if err != nil {
+				return fmt.Errorf("encrypted: listen: %w", err)
 			}
-		}()
-	}
+			go func() {
+				defer close(done)
+				if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+					p.Logger.Error("serve", zap.Error(err))
+				}
+			}()
+			if p.Config.Tick > 0 {
+				ticking = make(chan struct{})
+				go tick(ctx, ticking, h, p.ECDH, p.Config.Tick)
+			}
+			p.Logger.Info("listening", zap.String("addr", "http://"+ln.Addr().String()+"/"), zap.Bool("encryption", p.Config.RequireEncryption))
+			return nil
+		},
+		OnStop: func(stop context.Context) error {
+			cancel()
+			if ticking != nil {
+				<-ticking
+			}
+			err := srv.Shutdown(stop)
+			<-done
+			return err
+		},
+	})
+}
 
-	addr := env("HOST", "127.0.0.1") + ":" + env("PORT", "3000")
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	logger.Info("listening", zap.String("addr", "http://"+addr+"/"), zap.Bool("encryption", requireEncryption))
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
+// tick broadcasts the time and the number of keys held until ctx ends.
+func tick(ctx context.Context, done chan<- struct{}, h *helper.WebSocketServerHelper, enc *encryption.ECDH, every time.Duration) {
+	defer close(done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			keys := 0
+			if enc != nil {
+				keys = enc.Len()
+			}
+			_, _ = h.Broadcast("tick", map[string]any{"time": now.UTC().Format(time.RFC3339), "keys": keys})
+		}
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err = errors.Join(h.Shutdown(sctx), srv.Shutdown(sctx))
-	return err
 }
