@@ -19,7 +19,6 @@ import (
 	"time"
 
 	websocket "github.com/fxws/websocket"
-	"github.com/fxws/websocket/encryption"
 	"github.com/fxws/websocket/helper"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/fx"
@@ -54,6 +53,7 @@ func appOptions(cfg config, log *zap.Logger) fx.Option {
 		websocket.WithAuthenticate(d.authenticate),
 		websocket.WithValidateRoom(d.validateRoom),
 		websocket.WithClientConnected(d.clientConnected),
+		websocket.WithClientDisconnected(d.clientDisconnected),
 		// The message handler sends through the helper it belongs to.
 		fx.Provide(fx.Annotate(d.messageHandler, fx.ResultTags(websocket.MessageHandlerKey))),
 		// The module mounts itself on this mux; the demo serves it, next to
@@ -67,16 +67,9 @@ func appOptions(cfg config, log *zap.Logger) fx.Option {
 	}
 	if cfg.RequireEncryption {
 		// The Ignis ECDH scheme: handshake, encrypted delivery, decryption
-		// of encrypted client events, and forgetting keys on disconnect.
-		enc := encryption.NewECDH(encryption.Options{})
-		opts = append(opts,
-			websocket.WithHandshake(enc.Handshake),
-			websocket.WithOutboundTransformer(enc.Transform),
-			websocket.WithInboundTransformer(enc.TransformInbound),
-			websocket.WithClientDisconnected(enc.WrapClientDisconnected(d.clientDisconnected)),
-		)
-	} else {
-		opts = append(opts, websocket.WithClientDisconnected(d.clientDisconnected))
+		// of encrypted client events, and keys dropped on disconnect before
+		// d.clientDisconnected runs.
+		opts = append(opts, websocket.WithECDHEncryption())
 	}
 	return fx.Options(opts...)
 }
