@@ -20,6 +20,10 @@
 // constructor can take to send messages, and *HelperRef for handlers that
 // need to send (a handler cannot take the helper it is part of).
 //
+// WithECDHEncryption turns on the built-in Ignis ECDH scheme (package
+// encryption) in one option: encryption required, handshake, sealed
+// delivery, keys dropped on disconnect.
+//
 // Without an HTTP mux the module listens on ServerOptions.Addr (default
 // ":3000"); with one (HTTPMuxKey) it mounts itself at ServerOptions.Path
 // (default "/ws") and the app serves the mux. Without Redis it runs on an
