@@ -22,6 +22,13 @@ type client struct {
 	conn net.Conn
 	raw  *rawConn // nil when the conn is not a plain socket
 
+	// Read side: the frame reader's state, and who owns it. A polled
+	// connection is read in bursts by short-lived goroutines; reading is
+	// held by the one running (and for good once the connection is over).
+	rd      reader
+	reading atomic.Bool
+	fd      int32 // the socket's descriptor while the poller watches it, else -1
+
 	done     chan struct{} // closed once the client is gone or being closed
 	doneOnce sync.Once
 

@@ -46,6 +46,8 @@ type WebSocketServerHelper struct {
 	conns    sync.WaitGroup // read loops
 	tasks    sync.WaitGroup // callbacks running off the read loops
 
+	poller *poller // nil: every connection has a read goroutine
+
 	stats counters
 }
 
@@ -113,6 +115,16 @@ func (h *WebSocketServerHelper) Start(ctx context.Context) error {
 		_ = h.broker.Close()
 		return fmt.Errorf("websocket: subscribe %s: %w", protocol.ChannelBroadcast, err)
 	}
+	if !h.opts.DisablePoller {
+		p, err := newPoller()
+		if err != nil {
+			h.log.Warn("epoll poller unavailable; reading every connection from a goroutine of its own", zap.Error(err))
+		} else {
+			h.poller = p
+			h.loops.Add(1)
+			go func() { defer h.loops.Done(); p.run() }()
+		}
+	}
 	loopCtx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	h.loops.Add(2)
@@ -154,6 +166,7 @@ func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request
 		h:           h,
 		conn:        conn,
 		raw:         newRawConn(conn),
+		fd:          -1,
 		done:        make(chan struct{}),
 		connectedAt: now,
 		remoteAddr:  r.RemoteAddr,
@@ -180,7 +193,16 @@ func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request
 	c.authTimer = time.AfterFunc(h.opts.AuthTimeout, func() { h.authTimedOut(c, stUnauthorized) })
 	c.mu.Unlock()
 	h.log.Debug("client connected (unauthorized)", zapClient(c.id))
-	go c.readLoop(pending)
+	c.rd.pending = pending
+	if h.poller != nil && c.raw != nil {
+		// The first burst handles what came with the upgrade, then hands
+		// the socket to the poller.
+		c.rd.polled = true
+		c.reading.Store(true)
+		go c.burst(false)
+	} else {
+		go c.readLoop()
+	}
 }
 
 // disconnect is the end of every connection: indexes, timers, callback.
@@ -239,7 +261,7 @@ func (h *WebSocketServerHelper) shutdown(ctx context.Context) error {
 		all := getRecipients()
 		*all = h.reg.appendAll(*all)
 		for _, c := range *all {
-			_ = c.conn.Close()
+			c.terminate()
 		}
 		putRecipients(all)
 		errs = append(errs, fmt.Errorf("websocket: shutdown: connections did not close in time: %w", err))
@@ -254,6 +276,9 @@ func (h *WebSocketServerHelper) shutdown(ctx context.Context) error {
 	}
 	if err := waitGroup(ctx, &h.tasks); err != nil {
 		errs = append(errs, fmt.Errorf("websocket: shutdown: callbacks still running: %w", err))
+	}
+	if h.poller != nil {
+		h.poller.close()
 	}
 	h.loops.Wait()
 	if err := h.broker.Close(); err != nil {

@@ -77,8 +77,8 @@ func (c *client) enqueueLocked(frame []byte) {
 	if !o.writing && c.raw != nil {
 		n, err := c.raw.tryWrite(frame)
 		if err != nil {
-			// The socket is broken: the read loop will notice and clean up.
-			_ = c.conn.Close()
+			// The socket is broken: the read side will clean up.
+			c.terminate()
 			return
 		}
 		if n == len(frame) {
@@ -146,7 +146,7 @@ func (c *client) writeLoop() {
 			o.queue, o.queued = nil, 0
 			o.mu.Unlock()
 			c.h.log.Debug("write failed, dropping client", zapClient(c.id), zapErr(err))
-			_ = c.conn.Close()
+			c.terminate()
 			return
 		}
 		o.mu.Unlock()
@@ -176,7 +176,7 @@ func (c *client) closeWith(code ws.StatusCode, reason string) {
 	// The peer has closeGrace to take what is queued and answer; a peer
 	// that reads nothing cannot hold the socket longer than that.
 	_ = c.conn.SetReadDeadline(time.Now().Add(closeGrace))
-	time.AfterFunc(closeGrace+100*time.Millisecond, func() { _ = c.conn.Close() })
+	time.AfterFunc(closeGrace+100*time.Millisecond, c.terminate)
 }
 
 // readerExited is called once by the read loop on its way out. Queued frames

@@ -17,28 +17,52 @@ const readBufferSize = 4096
 
 var readBuffers = sync.Pool{New: func() any { b := make([]byte, readBufferSize); return &b }}
 
-// reader parses client frames from the socket. Between bursts it gives its
-// buffer back: an idle connection holds none.
+// reader parses client frames from the socket. It lives in the client and
+// keeps its state between bursts of input; between bursts it gives its buffer
+// back, so an idle connection holds none.
 type reader struct {
-	c       *client
 	buf     *[]byte
 	r, w    int
 	pending []byte // bytes the HTTP server had buffered before the upgrade
+
+	fragments        []byte // a fragmented message being reassembled
+	fragmented       bool
+	fragmentedBinary bool
+
+	// polled: the poller owns readiness, so a burst ends at a frame
+	// boundary instead of blocking. mayRead: a read at a boundary is
+	// expected to find data (readiness was signalled, or the last read
+	// filled the buffer).
+	polled  bool
+	mayRead bool
 }
 
-// fill reads more bytes into the buffer, borrowing one if needed.
-func (rd *reader) fill() error {
-	if rd.buf == nil {
-		if len(rd.pending) == 0 && rd.c.raw != nil {
-			if err := rd.c.raw.waitReadable(); err != nil {
+// errBurstEnd ends a burst: everything that arrived has been handled.
+var errBurstEnd = errors.New("burst end")
+
+// fill reads more bytes into the buffer, borrowing one if needed. Inside a
+// frame (midFrame) it always reads; at a frame boundary a polled connection
+// reads only when input is expected, and otherwise ends the burst.
+func (c *client) fill(midFrame bool) error {
+	rd := &c.rd
+	atBoundary := !midFrame && rd.r == rd.w
+	if atBoundary && len(rd.pending) == 0 {
+		if rd.polled {
+			if !rd.mayRead {
+				return errBurstEnd
+			}
+		} else if rd.buf == nil && c.raw != nil {
+			if err := c.raw.waitReadable(); err != nil {
 				return err
 			}
 		}
+	}
+	if rd.buf == nil {
 		rd.buf = readBuffers.Get().(*[]byte)
 		rd.r, rd.w = 0, 0
 	}
 	b := *rd.buf
-	if rd.r > 0 && rd.w == len(b) {
+	if rd.r > 0 && (rd.w == len(b) || rd.r == rd.w) {
 		rd.w = copy(b, b[rd.r:rd.w])
 		rd.r = 0
 	}
@@ -51,8 +75,10 @@ func (rd *reader) fill() error {
 		rd.w += n
 		return nil
 	}
-	n, err := rd.c.conn.Read(b[rd.w:])
+	space := len(b) - rd.w
+	n, err := c.conn.Read(b[rd.w:])
 	rd.w += n
+	rd.mayRead = n == space
 	if n > 0 {
 		return nil
 	}
@@ -79,8 +105,11 @@ func (rd *reader) buffered() []byte {
 }
 
 // next returns the next frame. The payload is unmasked and valid until the
-// following call.
-func (rd *reader) next(maxPayload int) (frameHeader, []byte, error) {
+// following call. A frame that has begun is always read to its end (a burst
+// never stops inside a frame); a client that trickles one is cut by the idle
+// timeout.
+func (c *client) next(maxPayload int) (frameHeader, []byte, error) {
+	rd := &c.rd
 	var h frameHeader
 	var n int
 	for {
@@ -92,7 +121,7 @@ func (rd *reader) next(maxPayload int) (frameHeader, []byte, error) {
 		if err != errNeedMore {
 			return h, nil, err
 		}
-		if err := rd.fill(); err != nil {
+		if err := c.fill(len(rd.buffered()) > 0); err != nil {
 			return h, nil, err
 		}
 	}
@@ -113,7 +142,7 @@ func (rd *reader) next(maxPayload int) (frameHeader, []byte, error) {
 				rd.w = copy(b, b[rd.r:rd.w])
 				rd.r = 0
 			}
-			if err := rd.fill(); err != nil {
+			if err := c.fill(true); err != nil {
 				return h, nil, err
 			}
 		}
@@ -123,9 +152,10 @@ func (rd *reader) next(maxPayload int) (frameHeader, []byte, error) {
 		payload = make([]byte, size)
 		got := copy(payload, rd.buffered())
 		rd.r += got
-		if _, err := io.ReadFull(rd.c.conn, payload[got:]); err != nil {
+		if _, err := io.ReadFull(c.conn, payload[got:]); err != nil {
 			return h, nil, err
 		}
+		rd.mayRead = true
 	}
 	unmask(payload, h.mask)
 	return h, payload, nil
@@ -133,31 +163,22 @@ func (rd *reader) next(maxPayload int) (frameHeader, []byte, error) {
 
 var errTooBig = &closeError{code: ws.StatusMessageTooBig, reason: "Received too big message"}
 
-// readLoop runs for the life of the connection: it parses frames, answers
-// control frames, reassembles fragmented messages and hands complete text
-// messages to the protocol layer. It ends with the disconnect path.
-func (c *client) readLoop(pending []byte) {
-	h := c.h
-	defer h.conns.Done()
-	rd := &reader{c: c, pending: pending}
-	defer func() {
-		if rd.buf != nil {
-			readBuffers.Put(rd.buf)
-			rd.buf = nil
-		}
-		c.readerExited()
-		h.disconnect(c)
-	}()
-
-	max := h.opts.MaxPayloadLength
-	var fragments []byte // a fragmented message being reassembled
-	fragmented := false
-	fragmentedBinary := false
+// readFrames parses and handles frames until the input at hand is used up
+// (polled connections: it returns true) or the connection is over (false).
+// It answers control frames, reassembles fragmented messages and hands
+// complete messages to the protocol layer.
+func (c *client) readFrames() bool {
+	rd := &c.rd
+	max := c.h.opts.MaxPayloadLength
 	for {
-		hdr, payload, err := rd.next(max)
+		hdr, payload, err := c.next(max)
+		if err == errBurstEnd {
+			rd.release()
+			return true
+		}
 		if err != nil {
 			c.readFailed(err)
-			return
+			return false
 		}
 		now := time.Now().UnixNano()
 		c.lastSeen.Store(now)
@@ -169,46 +190,105 @@ func (c *client) readLoop(pending []byte) {
 			code, err := parseClosePayload(payload)
 			if err != nil {
 				c.readFailed(err)
-				return
+				return false
 			}
 			c.closeWith(code, "")
-			return
+			return false
 		case ws.OpText, ws.OpBinary:
-			if fragmented {
+			if rd.fragmented {
 				c.readFailed(protocolError("Received new data frame inside a fragmented message"))
-				return
+				return false
 			}
 			if !hdr.fin {
-				fragmented = true
-				fragmentedBinary = hdr.op == ws.OpBinary
-				fragments = append(fragments[:0], payload...)
+				rd.fragmented = true
+				rd.fragmentedBinary = hdr.op == ws.OpBinary
+				rd.fragments = append(rd.fragments[:0], payload...)
 				break
 			}
 			c.lastActivity.Store(now)
 			if !c.deliverInbound(payload, hdr.op == ws.OpBinary) {
-				return
+				return false
 			}
 		case ws.OpContinuation:
-			if !fragmented {
+			if !rd.fragmented {
 				c.readFailed(protocolError("Received continuation frame outside a fragmented message"))
-				return
+				return false
 			}
-			if len(fragments)+len(payload) > max {
+			if len(rd.fragments)+len(payload) > max {
 				c.readFailed(errTooBig)
-				return
+				return false
 			}
-			fragments = append(fragments, payload...)
+			rd.fragments = append(rd.fragments, payload...)
 			if hdr.fin {
-				fragmented = false
+				rd.fragmented = false
 				c.lastActivity.Store(now)
-				if !c.deliverInbound(fragments, fragmentedBinary) {
-					return
+				if !c.deliverInbound(rd.fragments, rd.fragmentedBinary) {
+					return false
 				}
-				fragments = nil
+				rd.fragments = nil
 			}
 		}
 		rd.release()
 	}
+}
+
+// readLoop reads a connection from a goroutine of its own, for the life of
+// the connection: the way of connections the poller does not watch.
+func (c *client) readLoop() {
+	for c.readFrames() {
+	}
+	c.finish()
+}
+
+// burst handles one stretch of input of a polled connection, then hands the
+// connection back to the poller. Only the holder of c.reading runs it.
+func (c *client) burst(signalled bool) {
+	c.rd.mayRead = signalled
+	if !c.readFrames() {
+		c.finish()
+		return
+	}
+	c.reading.Store(false)
+	if err := c.h.poller.arm(c); err != nil {
+		// Closed meanwhile; whoever closed it may have left the clean-up
+		// to us.
+		if c.reading.CompareAndSwap(false, true) {
+			c.finish()
+		}
+	}
+}
+
+// readable is the poller's signal that c has input (or hung up).
+func (c *client) readable() {
+	if c.reading.CompareAndSwap(false, true) {
+		go c.burst(true)
+	}
+}
+
+// terminate closes the socket at once. A polled connection has no read loop
+// to notice, so unless a burst is under way (it will see the closed socket),
+// terminate runs the disconnect path itself.
+func (c *client) terminate() {
+	_ = c.conn.Close()
+	if c.rd.polled && c.reading.CompareAndSwap(false, true) {
+		go c.finish()
+	}
+}
+
+// finish is the end of every connection; it runs once, from whoever holds
+// the read side for good.
+func (c *client) finish() {
+	if c.rd.buf != nil {
+		readBuffers.Put(c.rd.buf)
+		c.rd.buf = nil
+	}
+	c.rd.fragments = nil
+	c.readerExited()
+	if c.rd.polled {
+		c.h.poller.forget(c)
+	}
+	c.h.disconnect(c)
+	c.h.conns.Done()
 }
 
 // deliverInbound validates a complete message and hands it on. Binary

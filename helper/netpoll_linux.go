@@ -1,0 +1,134 @@
+//go:build linux
+
+package helper
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// poller watches idle connections for input with one epoll instance, so an
+// idle connection costs no goroutine: a goroutine is started for a
+// connection only when it has something to read, and ends when it has read
+// it. Registrations are one-shot and level-triggered: after a burst the
+// connection is re-armed, and if input arrived meanwhile the event fires at
+// once. Go's own netpoller keeps watching the same sockets for the writer
+// goroutines and for reads inside a burst; the kernel allows a socket in
+// several epoll sets.
+type poller struct {
+	epfd int
+	wake int // eventfd that ends wait()
+
+	mu      sync.RWMutex
+	clients []*client // indexed by fd
+
+	done chan struct{}
+}
+
+func newPoller() (*poller, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("websocket: epoll_create1: %w", err)
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("websocket: eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
+		_ = unix.Close(wake)
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("websocket: epoll_ctl: %w", err)
+	}
+	return &poller{epfd: epfd, wake: wake, done: make(chan struct{})}, nil
+}
+
+// run dispatches readiness events until close is called.
+func (p *poller) run() {
+	defer close(p.done)
+	events := make([]unix.EpollEvent, 256)
+	for {
+		n, err := unix.EpollWait(p.epfd, events, -1)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return
+		}
+		for i := 0; i < n; i++ {
+			fd := int(events[i].Fd)
+			if fd == p.wake {
+				return
+			}
+			p.mu.RLock()
+			var c *client
+			if fd < len(p.clients) {
+				c = p.clients[fd]
+			}
+			p.mu.RUnlock()
+			if c != nil {
+				c.readable()
+			}
+		}
+	}
+}
+
+// arm (re-)registers c's socket for one readiness event. It runs inside
+// RawConn.Control so the descriptor cannot be closed, and its number reused
+// by another connection, while it is being registered.
+func (p *poller) arm(c *client) error {
+	first := c.fd < 0
+	var opErr error
+	err := c.raw.rc.Control(func(fd uintptr) {
+		if first {
+			p.mu.Lock()
+			if int(fd) >= len(p.clients) {
+				grown := make([]*client, max(int(fd)+1, 2*len(p.clients)))
+				copy(grown, p.clients)
+				p.clients = grown
+			}
+			p.clients[fd] = c
+			p.mu.Unlock()
+			c.fd = int32(fd)
+		}
+		ev := unix.EpollEvent{
+			Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT,
+			Fd:     int32(fd),
+		}
+		op := unix.EPOLL_CTL_MOD
+		if first {
+			op = unix.EPOLL_CTL_ADD
+		}
+		opErr = unix.EpollCtl(p.epfd, op, int(fd), &ev)
+	})
+	if err != nil {
+		return err
+	}
+	return opErr
+}
+
+// forget drops c from the table; the kernel drops the registration itself
+// when the socket closes.
+func (p *poller) forget(c *client) {
+	if c.fd < 0 {
+		return
+	}
+	p.mu.Lock()
+	if int(c.fd) < len(p.clients) && p.clients[c.fd] == c {
+		p.clients[c.fd] = nil
+	}
+	p.mu.Unlock()
+}
+
+// close stops run and releases the descriptors.
+func (p *poller) close() {
+	one := []byte{1, 0, 0, 0, 0, 0, 0, 0}
+	_, _ = unix.Write(p.wake, one)
+	<-p.done
+	_ = unix.Close(p.wake)
+	_ = unix.Close(p.epfd)
+}
