@@ -42,6 +42,7 @@ func newBenchServerOn(tb testing.TB, tr transport) *benchServer {
 			HeartbeatTimeout:  time.Hour,
 			IdleTimeout:       time.Hour,
 			WriteTimeout:      time.Minute,
+			DisablePoller:     tr == rawGoroutine,
 		},
 		// Accepts every client as user "bench" with no metadata, so the
 		// memory figure is the server's own, not the application's.
@@ -179,35 +180,44 @@ func BenchmarkBroadcast(b *testing.B) {
 
 // BenchmarkIdleConnectionMemory: heap and stack held per idle authenticated
 // connection, over FXWS_IDLE_CONNS (default 10 000) real loopback
-// connections whose client side is another process. The benchmark runs its
-// measurement once whatever b.N is.
+// connections whose client side is another process; with the epoll poller
+// (the default on Linux) and with a read goroutine per connection. Each
+// sub-benchmark measures once whatever b.N is.
 func BenchmarkIdleConnectionMemory(b *testing.B) {
 	n := 10000
 	if v, err := strconv.Atoi(os.Getenv("FXWS_IDLE_CONNS")); err == nil && v > 0 {
 		n = v
 	}
-	s := newBenchServer(b)
-	defer s.close(b)
-	var m0, m1 runtime.MemStats
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&m0)
-	g0 := runtime.NumGoroutine()
-	ch := startChild(b, "idle", s.url, n)
-	defer ch.stop()
-	s.waitAuthenticated(b, n)
-	time.Sleep(500 * time.Millisecond) // let the upgrade and auth transients go
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&m1)
-	g1 := runtime.NumGoroutine()
-	per := func(a, z uint64) float64 { return (float64(z) - float64(a)) / float64(n) }
-	b.ReportMetric(per(m0.HeapInuse+m0.StackInuse, m1.HeapInuse+m1.StackInuse), "B/conn")
-	b.ReportMetric(per(m0.HeapInuse, m1.HeapInuse), "heap-B/conn")
-	b.ReportMetric(per(m0.StackInuse, m1.StackInuse), "stack-B/conn")
-	b.ReportMetric(per(m0.Sys, m1.Sys), "sys-B/conn")
-	b.ReportMetric(float64(g1-g0)/float64(n), "goroutines/conn")
-	b.ReportMetric(float64(n), "conns")
-	for i := 0; i < b.N; i++ {
+	for _, tr := range []transport{rawSocket, rawGoroutine} {
+		name := "poller"
+		if tr == rawGoroutine {
+			name = "goroutine-per-conn"
+		}
+		b.Run(name, func(b *testing.B) {
+			s := newBenchServerOn(b, tr)
+			defer s.close(b)
+			var m0, m1 runtime.MemStats
+			runtime.GC()
+			runtime.GC()
+			runtime.ReadMemStats(&m0)
+			g0 := runtime.NumGoroutine()
+			ch := startChild(b, "idle", s.url, n)
+			defer ch.stop()
+			s.waitAuthenticated(b, n)
+			time.Sleep(500 * time.Millisecond) // let the upgrade and auth transients go
+			runtime.GC()
+			runtime.GC()
+			runtime.ReadMemStats(&m1)
+			g1 := runtime.NumGoroutine()
+			per := func(a, z uint64) float64 { return (float64(z) - float64(a)) / float64(n) }
+			b.ReportMetric(per(m0.HeapInuse+m0.StackInuse, m1.HeapInuse+m1.StackInuse), "B/conn")
+			b.ReportMetric(per(m0.HeapInuse, m1.HeapInuse), "heap-B/conn")
+			b.ReportMetric(per(m0.StackInuse, m1.StackInuse), "stack-B/conn")
+			b.ReportMetric(per(m0.Sys, m1.Sys), "sys-B/conn")
+			b.ReportMetric(float64(g1-g0)/float64(n), "goroutines/conn")
+			b.ReportMetric(float64(n), "conns")
+			for i := 0; i < b.N; i++ {
+			}
+		})
 	}
 }

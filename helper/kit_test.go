@@ -36,11 +36,18 @@ func TestMain(m *testing.M) {
 type transport string
 
 const (
-	rawSocket   transport = "raw"      // *net.TCPConn: the Linux fast path
-	wrappedConn transport = "fallback" // not a syscall.Conn: the portable path
+	// rawSocket: a *net.TCPConn as served by default: on Linux, idle
+	// connections watched by the epoll poller, inline non-blocking writes.
+	rawSocket transport = "raw"
+	// rawGoroutine: the same socket with the poller disabled: one read
+	// goroutine per connection, waiting by MSG_PEEK without a buffer.
+	rawGoroutine transport = "raw-goroutine"
+	// wrappedConn: not a syscall.Conn (as a TLS connection is not): the
+	// portable path, blocking reads, writes through the writer goroutine.
+	wrappedConn transport = "fallback"
 )
 
-var transports = []transport{rawSocket, wrappedConn}
+var transports = []transport{rawSocket, rawGoroutine, wrappedConn}
 
 // both runs f once per transport, as parallel subtests.
 func both(t *testing.T, f func(t *testing.T, tr transport)) {
@@ -236,6 +243,9 @@ func newKit(t *testing.T, tr transport, edit func(*helper.Config), opts ...kitOp
 				return nil
 			},
 		},
+	}
+	if tr == rawGoroutine {
+		cfg.Options.DisablePoller = true
 	}
 	if edit != nil {
 		edit(&cfg)
