@@ -41,3 +41,12 @@ var ErrClosed = errors.New("broker: closed")
 
 // ErrNotStarted is returned by a broker used before Start.
 var ErrNotStarted = errors.New("broker: not started")
+
+// Firehose is implemented by brokers that hand every instance every channel
+// whatever it subscribed to (Redis in pattern mode; an in-process broker with
+// no peers). When ReceivesAll is true the helper subscribes only to the
+// broadcast channel and keeps no per-room, per-user or per-client
+// subscriptions, which saves memory and broker round trips per connection.
+type Firehose interface {
+	ReceivesAll() bool
+}

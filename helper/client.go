@@ -125,6 +125,25 @@ type ClientView struct {
 	LastActivity    time.Time
 }
 
+// lightView is the snapshot handed to the outbound transformer for every
+// message: no registry lock, no copies. Rooms is left empty and Metadata is
+// the client's own map (read-only by contract).
+func (c *client) lightView() ClientView {
+	info := c.identity()
+	return ClientView{
+		ID:              c.id,
+		UserID:          info.userID,
+		State:           stateNames[c.state.Load()],
+		Metadata:        info.metadata,
+		Encrypted:       info.encrypted,
+		ServerPublicKey: info.serverPublicKey,
+		Salt:            info.salt,
+		RemoteAddr:      c.remoteAddr,
+		ConnectedAt:     c.connectedAt,
+		LastActivity:    time.Unix(0, c.lastActivity.Load()),
+	}
+}
+
 // view snapshots c; the caller holds the registry's read lock (for rooms).
 func (c *client) view() ClientView {
 	info := c.identity()

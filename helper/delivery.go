@@ -195,7 +195,7 @@ func (h *WebSocketServerHelper) deliverOneEncrypted(c *client, m *outgoing) bool
 	err := safeCall(func() error {
 		var err error
 		out, err = h.handlers.OutboundTransformer(c.context(), OutboundRequest{
-			Client: h.viewOf(c), Event: m.event, Data: m.data,
+			Client: c.lightView(), Event: m.event, Data: m.data,
 		})
 		return err
 	})
@@ -208,12 +208,6 @@ func (h *WebSocketServerHelper) deliverOneEncrypted(c *client, m *outgoing) bool
 		frame = compileFrame(ws.OpText, encodeMessage(out.Event, out.Data))
 	}
 	return c.send(frame) == sent
-}
-
-func (h *WebSocketServerHelper) viewOf(c *client) ClientView {
-	h.reg.mu.RLock()
-	defer h.reg.mu.RUnlock()
-	return c.view()
 }
 
 // SendToClient delivers to one local, authenticated client. It reports
@@ -357,6 +351,9 @@ func (h *WebSocketServerHelper) localBroadcast(m *outgoing, exclude []string) in
 
 // onBrokerMessage delivers an envelope from another instance or an emitter.
 func (h *WebSocketServerHelper) onBrokerMessage(channel string, payload []byte) {
+	if bytes.HasPrefix(payload, h.selfPrefix) {
+		return // our own envelope, back from a channel we listen on
+	}
 	env, err := protocol.DecodeEnvelope(payload)
 	if err != nil {
 		h.stats.badEnvelopes.Add(1)

@@ -9,6 +9,7 @@ package helper
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -47,6 +48,9 @@ type WebSocketServerHelper struct {
 	tasks    sync.WaitGroup // callbacks running off the read loops
 
 	poller *poller // nil: every connection has a read goroutine
+	// selfPrefix starts every envelope this instance publishes, so that
+	// its own come back are dropped before decoding.
+	selfPrefix []byte
 
 	stats counters
 }
@@ -83,6 +87,8 @@ func New(cfg Config) (*WebSocketServerHelper, error) {
 		log:      log,
 		serverID: serverID,
 	}
+	quoted, _ := json.Marshal(serverID)
+	h.selfPrefix = append(append([]byte(`{"serverId":`), quoted...), ',')
 	h.subs = newSubscriptions(b, log)
 	h.reg = newRegistry(h.subs)
 	return h, nil

@@ -229,6 +229,9 @@ type HandshakeFunc func(ctx context.Context, req HandshakeRequest) (*HandshakeRe
 
 // OutboundRequest is one message on its way to one encrypted client.
 type OutboundRequest struct {
+	// Client describes the recipient. It is built for every message, so
+	// it is a light snapshot: Rooms is not filled (use GetClient if you
+	// need them) and Metadata is the client's own map: do not modify it.
 	Client ClientView
 	Event  string
 	// Data is the message's data as JSON; nil when the message has none.

@@ -55,13 +55,17 @@ func (r *registry) bind(c *client, userID string) bool {
 		return false
 	}
 	c.bound, c.boundUser = true, userID
-	r.subs.want(protocol.ClientChannel(c.id))
+	if !r.subs.off {
+		r.subs.want(protocol.ClientChannel(c.id))
+	}
 	if userID != "" {
 		set := r.users[userID]
 		if set == nil {
 			set = make(map[*client]struct{}, 1)
 			r.users[userID] = set
-			r.subs.want(protocol.UserChannel(userID))
+			if !r.subs.off {
+				r.subs.want(protocol.UserChannel(userID))
+			}
 		}
 		set[c] = struct{}{}
 	}
@@ -85,7 +89,9 @@ func (r *registry) join(c *client, room string) bool {
 	if set == nil {
 		set = make(map[*client]struct{}, 1)
 		r.rooms[room] = set
-		r.subs.want(protocol.RoomChannel(room))
+		if !r.subs.off {
+			r.subs.want(protocol.RoomChannel(room))
+		}
 	}
 	set[c] = struct{}{}
 	if c.rooms == nil {
@@ -117,7 +123,9 @@ func (r *registry) dropFromRoomLocked(c *client, room string) {
 	delete(set, c)
 	if len(set) == 0 {
 		delete(r.rooms, room)
-		r.subs.unwant(protocol.RoomChannel(room))
+		if !r.subs.off {
+			r.subs.unwant(protocol.RoomChannel(room))
+		}
 	}
 }
 
@@ -134,13 +142,17 @@ func (r *registry) remove(c *client) {
 	}
 	c.rooms = nil
 	if c.bound {
-		r.subs.unwant(protocol.ClientChannel(c.id))
+		if !r.subs.off {
+			r.subs.unwant(protocol.ClientChannel(c.id))
+		}
 		if u := c.boundUser; u != "" {
 			set := r.users[u]
 			delete(set, c)
 			if len(set) == 0 {
 				delete(r.users, u)
-				r.subs.unwant(protocol.UserChannel(u))
+				if !r.subs.off {
+					r.subs.unwant(protocol.UserChannel(u))
+				}
 			}
 		}
 	}

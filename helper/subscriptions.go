@@ -17,6 +17,9 @@ import (
 type subscriptions struct {
 	broker broker.Broker
 	log    *zap.Logger
+	// off: the broker delivers every channel anyway (broker.Firehose), so
+	// there is nothing to follow.
+	off bool
 
 	mu      sync.Mutex
 	dirty   map[string]bool // channel → wanted
@@ -28,7 +31,9 @@ type subscriptions struct {
 }
 
 func newSubscriptions(b broker.Broker, log *zap.Logger) *subscriptions {
+	f, ok := b.(broker.Firehose)
 	return &subscriptions{
+		off:     ok && f.ReceivesAll(),
 		broker:  b,
 		log:     log,
 		dirty:   make(map[string]bool),
@@ -42,6 +47,9 @@ func (s *subscriptions) want(ch string)   { s.mark(ch, true) }
 func (s *subscriptions) unwant(ch string) { s.mark(ch, false) }
 
 func (s *subscriptions) mark(ch string, wanted bool) {
+	if s.off {
+		return
+	}
 	s.mu.Lock()
 	s.dirty[ch] = wanted
 	s.gen++

@@ -524,6 +524,11 @@ func (b *Broker) change(ctx context.Context, add bool, channels []string) error 
 	return nil
 }
 
+// ReceivesAll is true in ModePattern: the patterns already bring every
+// room, client and user channel, so the helper need not follow its audience
+// (see broker.Firehose).
+func (b *Broker) ReceivesAll() bool { return b.opts.Mode == ModePattern }
+
 // covered reports whether ModePattern's patterns already receive ch.
 func (b *Broker) covered(ch string) bool {
 	if b.opts.Mode != ModePattern {

@@ -107,8 +107,8 @@ func (in *Instance) Join(tb testing.TB, clientID, room string) {
 	if !in.Helper.JoinRoom(clientID, room) {
 		tb.Fatalf("redistest: join %s to %s failed", clientID, room)
 	}
-	if already {
-		return
+	if already || in.Broker.ReceivesAll() {
+		return // nothing to subscribe: known here, or the patterns bring it
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for in.Helper.Stats().Subscriptions < before+1 {
