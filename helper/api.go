@@ -52,9 +52,9 @@ func (h *WebSocketServerHelper) GetClient(id string) (ClientView, bool) {
 func (h *WebSocketServerHelper) GetClientsByUser(userID string) []ClientView {
 	h.reg.mu.RLock()
 	defer h.reg.mu.RUnlock()
-	set := h.reg.users[userID]
-	out := make([]ClientView, 0, len(set))
-	for c := range set {
+	conns := h.reg.users[userID]
+	out := make([]ClientView, 0, len(conns))
+	for _, c := range conns {
 		out = append(out, c.view())
 	}
 	return out
@@ -64,9 +64,9 @@ func (h *WebSocketServerHelper) GetClientsByUser(userID string) []ClientView {
 func (h *WebSocketServerHelper) GetClientsByRoom(room string) []ClientView {
 	h.reg.mu.RLock()
 	defer h.reg.mu.RUnlock()
-	set := h.reg.rooms[room]
-	out := make([]ClientView, 0, len(set))
-	for c := range set {
+	members := h.reg.appendRoomLocked(nil, room)
+	out := make([]ClientView, 0, len(members))
+	for _, c := range members {
 		out = append(out, c.view())
 	}
 	return out

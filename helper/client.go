@@ -48,10 +48,11 @@ type client struct {
 	hookPending chan struct{}
 
 	// Guarded by the registry lock.
-	rooms     map[string]struct{}
-	gone      bool   // removed from the registry for good
-	bound     bool   // indexed under its user and own channel
-	boundUser string // the user it is indexed under
+	rooms     []string // shared rooms, in join order
+	inOwnRoom bool     // member of the room named by its own id
+	gone      bool     // removed from the registry for good
+	bound     bool     // indexed under its user and own channel
+	boundUser string   // the user it is indexed under
 
 	out outbound
 }
@@ -147,9 +148,10 @@ func (c *client) lightView() ClientView {
 // view snapshots c; the caller holds the registry's read lock (for rooms).
 func (c *client) view() ClientView {
 	info := c.identity()
-	rooms := make([]string, 0, len(c.rooms))
-	for r := range c.rooms {
-		rooms = append(rooms, r)
+	rooms := make([]string, 0, len(c.rooms)+1)
+	rooms = append(rooms, c.rooms...)
+	if c.inOwnRoom {
+		rooms = append(rooms, c.id)
 	}
 	slices.Sort(rooms)
 	return ClientView{

@@ -1,6 +1,7 @@
 package helper
 
 import (
+	"slices"
 	"strings"
 	"sync"
 
@@ -11,11 +12,17 @@ import (
 // subscription manager whenever a room, user or client gains its first or
 // loses its last local member, so that this instance listens on the broker
 // exactly for its own audience.
+//
+// Memory per idle connection matters more here than anywhere: a client's
+// rooms are a short slice, a user's connections a slice (most users have one
+// or two), and a client's own-id room is not stored as a room at all — it is
+// the client itself, flagged by inOwnRoom. Only shared rooms, which can be
+// large, are sets.
 type registry struct {
 	mu      sync.RWMutex
 	clients map[string]*client
 	rooms   map[string]map[*client]struct{}
-	users   map[string]map[*client]struct{}
+	users   map[string][]*client
 	subs    *subscriptions
 }
 
@@ -23,7 +30,7 @@ func newRegistry(subs *subscriptions) *registry {
 	return &registry{
 		clients: make(map[string]*client),
 		rooms:   make(map[string]map[*client]struct{}),
-		users:   make(map[string]map[*client]struct{}),
+		users:   make(map[string][]*client),
 		subs:    subs,
 	}
 }
@@ -59,15 +66,11 @@ func (r *registry) bind(c *client, userID string) bool {
 		r.subs.want(protocol.ClientChannel(c.id))
 	}
 	if userID != "" {
-		set := r.users[userID]
-		if set == nil {
-			set = make(map[*client]struct{}, 1)
-			r.users[userID] = set
-			if !r.subs.off {
-				r.subs.want(protocol.UserChannel(userID))
-			}
+		conns := r.users[userID]
+		if len(conns) == 0 && !r.subs.off {
+			r.subs.want(protocol.UserChannel(userID))
 		}
-		set[c] = struct{}{}
+		r.users[userID] = append(conns, c)
 	}
 	return true
 }
@@ -82,7 +85,16 @@ func (r *registry) join(c *client, room string) bool {
 	if c.gone {
 		return false
 	}
-	if _, ok := c.rooms[room]; ok {
+	if room == c.id {
+		if !c.inOwnRoom {
+			c.inOwnRoom = true
+			if !r.subs.off {
+				r.subs.want(protocol.RoomChannel(room))
+			}
+		}
+		return true
+	}
+	if slices.Contains(c.rooms, room) {
 		return true
 	}
 	set := r.rooms[room]
@@ -94,26 +106,42 @@ func (r *registry) join(c *client, room string) bool {
 		}
 	}
 	set[c] = struct{}{}
-	if c.rooms == nil {
-		c.rooms = make(map[string]struct{}, 4)
-	}
-	c.rooms[room] = struct{}{}
+	c.rooms = append(c.rooms, room)
 	return true
+}
+
+// roomCount is the number of rooms c is in, its own-id room included.
+func (r *registry) roomCount(c *client) int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	n := len(c.rooms)
+	if c.inOwnRoom {
+		n++
+	}
+	return n
 }
 
 // leave removes c from room. Only the server may take a client out of its
 // own-id room (force); a client's own leave never does, since cross-instance
 // sends to the client travel through that room.
 func (r *registry) leave(c *client, room string, force bool) bool {
-	if room == c.id && !force {
-		return false
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := c.rooms[room]; !ok {
+	if room == c.id {
+		if !force || !c.inOwnRoom {
+			return false
+		}
+		c.inOwnRoom = false
+		if !r.subs.off {
+			r.subs.unwant(protocol.RoomChannel(room))
+		}
+		return true
+	}
+	i := slices.Index(c.rooms, room)
+	if i < 0 {
 		return false
 	}
-	delete(c.rooms, room)
+	c.rooms = slices.Delete(c.rooms, i, i+1)
 	r.dropFromRoomLocked(c, room)
 	return true
 }
@@ -137,22 +165,32 @@ func (r *registry) remove(c *client) {
 		return
 	}
 	c.gone = true
-	for room := range c.rooms {
+	for _, room := range c.rooms {
 		r.dropFromRoomLocked(c, room)
 	}
 	c.rooms = nil
+	if c.inOwnRoom {
+		c.inOwnRoom = false
+		if !r.subs.off {
+			r.subs.unwant(protocol.RoomChannel(c.id))
+		}
+	}
 	if c.bound {
 		if !r.subs.off {
 			r.subs.unwant(protocol.ClientChannel(c.id))
 		}
 		if u := c.boundUser; u != "" {
-			set := r.users[u]
-			delete(set, c)
-			if len(set) == 0 {
+			conns := r.users[u]
+			if i := slices.Index(conns, c); i >= 0 {
+				conns = slices.Delete(conns, i, i+1)
+			}
+			if len(conns) == 0 {
 				delete(r.users, u)
 				if !r.subs.off {
 					r.subs.unwant(protocol.UserChannel(u))
 				}
+			} else {
+				r.users[u] = conns
 			}
 		}
 	}
@@ -173,35 +211,50 @@ func (r *registry) appendAll(dst []*client) []*client {
 	return dst
 }
 
-func (r *registry) appendRoom(dst []*client, room string) []*client {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
+// appendRoomLocked appends the members of room; the caller holds r.mu.
+func (r *registry) appendRoomLocked(dst []*client, room string) []*client {
 	for c := range r.rooms[room] {
 		dst = append(dst, c)
 	}
+	if c := r.clients[room]; c != nil && c.inOwnRoom {
+		dst = append(dst, c)
+	}
 	return dst
+}
+
+func (r *registry) appendRoom(dst []*client, room string) []*client {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.appendRoomLocked(dst, room)
 }
 
 func (r *registry) appendUser(dst []*client, userID string) []*client {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	for c := range r.users[userID] {
-		dst = append(dst, c)
-	}
-	return dst
+	return append(dst, r.users[userID]...)
 }
 
 func (r *registry) hasRoom(room string) bool {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	_, ok := r.rooms[room]
-	return ok
+	if _, ok := r.rooms[room]; ok {
+		return true
+	}
+	c := r.clients[room]
+	return c != nil && c.inOwnRoom
 }
 
+// counts reports clients, non-empty rooms (own-id rooms included) and users.
 func (r *registry) counts() (clients, rooms, users int) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return len(r.clients), len(r.rooms), len(r.users)
+	rooms = len(r.rooms)
+	for _, c := range r.clients {
+		if c.inOwnRoom {
+			rooms++
+		}
+	}
+	return len(r.clients), rooms, len(r.users)
 }
 
 var recipientPool = sync.Pool{New: func() any { s := make([]*client, 0, 256); return &s }}
