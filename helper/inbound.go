@@ -349,7 +349,7 @@ func (h *WebSocketServerHelper) finishAuthentication(c *client, info identity) {
 	h.stats.authenticated.Add(1)
 	c.enqueueLocked(frame)
 	c.out.mu.Unlock()
-	h.log.Info("client authenticated", zapClient(c.id), zap.String("userId", info.userID),
+	h.log.Debug("client authenticated", zapClient(c.id), zap.String("userId", info.userID),
 		zap.Bool("encrypted", info.encrypted))
 
 	if cb != nil {
