@@ -37,6 +37,7 @@ type client struct {
 	lastSeen     atomic.Int64 // unix nanos of the last frame of any kind
 	connectedAt  time.Time
 	remoteAddr   string
+	rate         rateLimiter // inbound message budget; the read side's alone
 
 	mu        sync.Mutex
 	req       *http.Request // upgrade request, kept until authentication ends

@@ -37,6 +37,15 @@ type WebSocketServerHelper struct {
 	subs *subscriptions
 
 	upgrader ws.HTTPUpgrader
+	// checkOrigin is the AllowedOrigins allowlist; nil when there is none.
+	checkOrigin func(*http.Request) bool
+
+	// open and pending count this instance's connections and those not
+	// authenticated yet, for Limits.MaxConnections and
+	// MaxPendingConnections: a slot is taken before the upgrade and given
+	// back by disconnect (pending: at authentication, or by disconnect
+	// for a client that never got there).
+	open, pending atomic.Int64
 
 	started  atomic.Bool
 	closing  atomic.Bool
@@ -87,6 +96,7 @@ func New(cfg Config) (*WebSocketServerHelper, error) {
 		log:      log,
 		serverID: serverID,
 	}
+	h.checkOrigin = originChecker(opts.AllowedOrigins)
 	quoted, _ := json.Marshal(serverID)
 	h.selfPrefix = append(append([]byte(`{"serverId":`), quoted...), ',')
 	h.subs = newSubscriptions(b, log)
@@ -152,12 +162,18 @@ func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request
 		http.Error(w, "WebSocket server not accepting connections", http.StatusServiceUnavailable)
 		return
 	}
-	if h.opts.CheckOrigin != nil && !h.opts.CheckOrigin(r) {
+	if (h.checkOrigin != nil && !h.checkOrigin(r)) || (h.opts.CheckOrigin != nil && !h.opts.CheckOrigin(r)) {
 		http.Error(w, "Origin not allowed", http.StatusForbidden)
+		return
+	}
+	if !h.reserveSlots() {
+		h.log.Debug("upgrade refused: connection limit reached", zap.String("remote", r.RemoteAddr))
+		http.Error(w, "Too many connections", http.StatusServiceUnavailable)
 		return
 	}
 	conn, rw, _, err := h.upgrader.Upgrade(r, w)
 	if err != nil {
+		h.releaseSlots()
 		h.log.Debug("upgrade failed", zap.Error(err), zap.String("remote", r.RemoteAddr))
 		return
 	}
@@ -186,6 +202,7 @@ func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request
 	h.acceptMu.Lock()
 	if h.closing.Load() {
 		h.acceptMu.Unlock()
+		h.releaseSlots()
 		_ = conn.SetWriteDeadline(now.Add(closeGrace))
 		_, _ = conn.Write(closeFrame(ws.StatusGoingAway, protocol.ReasonShuttingDown))
 		_ = conn.Close()
@@ -211,11 +228,39 @@ func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request
 	}
 }
 
+// reserveSlots takes a connection slot, and a pending one, if the limits
+// allow; false means the upgrade must be refused.
+func (h *WebSocketServerHelper) reserveSlots() bool {
+	lim := &h.opts.Limits
+	if n := h.open.Add(1); lim.MaxConnections > 0 && n > int64(lim.MaxConnections) {
+		h.open.Add(-1)
+		return false
+	}
+	if n := h.pending.Add(1); lim.MaxPendingConnections > 0 && n > int64(lim.MaxPendingConnections) {
+		h.pending.Add(-1)
+		h.open.Add(-1)
+		return false
+	}
+	return true
+}
+
+// releaseSlots gives back the slots of a connection that was never
+// registered.
+func (h *WebSocketServerHelper) releaseSlots() {
+	h.pending.Add(-1)
+	h.open.Add(-1)
+}
+
 // disconnect is the end of every connection: indexes, timers, callback.
 func (h *WebSocketServerHelper) disconnect(c *client) {
+	// The state swap races finishAuthentication's compare-and-swap to
+	// authenticated; exactly one of them gives back the pending slot.
 	if c.state.Swap(stDisconnected) == stAuthenticated {
 		h.stats.authenticated.Add(-1)
+	} else {
+		h.pending.Add(-1)
 	}
+	h.open.Add(-1)
 	c.mu.Lock()
 	if c.authTimer != nil {
 		c.authTimer.Stop()

@@ -23,6 +23,21 @@ type inboundMessage struct {
 // handleMessage is the protocol's inbound dispatch, run on the client's read
 // loop: messages of one client are handled in order.
 func (h *WebSocketServerHelper) handleMessage(c *client, raw []byte) {
+	lim := &h.opts.Limits
+	// Limits first, before any decoding: a flood or a bracket bomb costs
+	// the server a counter and a byte scan. The read loop stamped
+	// lastActivity with this frame's arrival just before.
+	if !c.rate.allow(c.lastActivity.Load(), lim) {
+		h.log.Info("client over its message rate; closing", zapClient(c.id))
+		h.sendError(c, errTextRateLimited)
+		c.closeWith(closeRateLimited, reasonRateLimited)
+		return
+	}
+	if lim.depthExceeded(raw) {
+		h.log.Debug("message nested too deep", zapClient(c.id))
+		h.sendError(c, protocol.ErrTextInvalidFormat)
+		return
+	}
 	trimmed := bytes.TrimLeft(raw, " \t\r\n")
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		// The original parses with JSON.parse: invalid JSON answers with an
@@ -159,10 +174,20 @@ func decodeRooms(data json.RawMessage) []string {
 }
 
 func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
+	lim := &h.opts.Limits
 	requested := decodeRooms(data)
-	rooms := requested[:0:0]
-	seen := make(map[string]struct{}, len(requested))
+	perJoin := len(requested)
+	if lim.MaxRoomsPerJoin > 0 && perJoin > lim.MaxRoomsPerJoin {
+		perJoin = lim.MaxRoomsPerJoin
+	}
+	rooms := make([]string, 0, min(perJoin, 16))
+	seen := make(map[string]struct{}, min(perJoin, 16))
 	for _, r := range requested {
+		if len(rooms) == perJoin {
+			h.log.Debug("join truncated to MaxRoomsPerJoin", zapClient(c.id),
+				zap.Int("requested", len(requested)), zap.Int("limit", perJoin))
+			break
+		}
 		if _, dup := seen[r]; dup || !protocol.ValidRoomName(r) {
 			continue
 		}
@@ -171,6 +196,10 @@ func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
 	}
 	if len(rooms) == 0 {
 		h.log.Debug("join rejected: no valid room names", zapClient(c.id))
+		return
+	}
+	if h.roomsFull(c) {
+		h.log.Debug("join rejected: client at MaxRoomsPerClient", zapClient(c.id))
 		return
 	}
 	cb := h.handlers.ValidateRoom
@@ -190,10 +219,22 @@ func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
 		return
 	}
 	for _, r := range allowed {
-		if protocol.ValidRoomName(r) {
-			h.reg.join(c, r)
+		if !protocol.ValidRoomName(r) {
+			continue
 		}
+		if h.roomsFull(c) {
+			h.log.Debug("join stopped at MaxRoomsPerClient", zapClient(c.id), zap.String("room", r))
+			return
+		}
+		h.reg.join(c, r)
 	}
+}
+
+// roomsFull reports whether c is in as many rooms as a client may join
+// itself (Limits.MaxRoomsPerClient; server-side JoinRoom is not capped).
+func (h *WebSocketServerHelper) roomsFull(c *client) bool {
+	max := h.opts.Limits.MaxRoomsPerClient
+	return max > 0 && h.reg.roomCount(c) >= max
 }
 
 func (h *WebSocketServerHelper) handleLeave(c *client, data json.RawMessage) {
@@ -347,6 +388,7 @@ func (h *WebSocketServerHelper) finishAuthentication(c *client, info identity) {
 		return // disconnected meanwhile; disconnect undoes the indexes
 	}
 	h.stats.authenticated.Add(1)
+	h.pending.Add(-1) // no longer pending; disconnect will not count it again
 	c.enqueueLocked(frame)
 	c.out.mu.Unlock()
 	h.log.Debug("client authenticated", zapClient(c.id), zap.String("userId", info.userID),

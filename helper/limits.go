@@ -1,8 +1,14 @@
 package helper
 
 import (
+	"errors"
 	"fmt"
+	"math"
+	"net/http"
+	"strings"
 	"time"
+
+	"github.com/fxws/websocket/protocol"
 )
 
 // Limits protect the server from clients that send too much. The original
@@ -36,11 +42,24 @@ type Limits struct {
 	MaxPendingConnections int
 }
 
+// What a client hears when it sends faster than its limit allows: the error
+// event, then the close (1008, policy violation: the standard code for a
+// client that broke the server's rules; the original has no rate limit).
+const (
+	errTextRateLimited = "Rate limit exceeded"
+	reasonRateLimited  = "Rate limit exceeded"
+	closeRateLimited   = 1008
+)
+
 func (l Limits) validate() error {
-	if l.MessageBurst < 0 && l.MessagesPerSecond > 0 {
-		return fmt.Errorf("Limits.MessageBurst must be positive when MessagesPerSecond is set")
+	var errs []error
+	if math.IsNaN(l.MessagesPerSecond) || math.IsInf(l.MessagesPerSecond, 0) {
+		errs = append(errs, fmt.Errorf("Limits.MessagesPerSecond must be a finite number, got %v", l.MessagesPerSecond))
 	}
-	return nil
+	if l.MessageBurst < 0 && l.MessagesPerSecond >= 0 {
+		errs = append(errs, fmt.Errorf("Limits.MessageBurst must not be negative while the rate limit is on, got %d", l.MessageBurst))
+	}
+	return errors.Join(errs...)
 }
 
 func (l Limits) withDefaults() Limits {
@@ -58,6 +77,90 @@ func (l Limits) withDefaults() Limits {
 	}
 	def(&l.MessageBurst, 2000)
 	return l
+}
+
+// depthExceeded reports whether raw nests deeper than the limit. A valid
+// document of depth d has at least 2d bytes, so short messages, the usual
+// ones, skip the scan.
+func (l *Limits) depthExceeded(raw []byte) bool {
+	return l.MaxJSONDepth > 0 && len(raw) > 2*l.MaxJSONDepth && protocol.JSONDepthExceeds(raw, l.MaxJSONDepth)
+}
+
+// originPattern is one parsed AllowedOrigins entry.
+type originPattern struct {
+	any    bool   // "*"
+	scheme string // "" matches every scheme
+	host   string // host[:port], lower case; without the "*." of a wildcard
+	suffix bool   // host is a domain whose subdomains match
+}
+
+func parseOriginPattern(p string) (originPattern, error) {
+	bad := func(why string) (originPattern, error) {
+		return originPattern{}, fmt.Errorf("AllowedOrigins: %q %s", p, why)
+	}
+	s := strings.ToLower(strings.TrimSpace(p))
+	if s == "*" {
+		return originPattern{any: true}, nil
+	}
+	var op originPattern
+	if i := strings.Index(s, "://"); i >= 0 {
+		op.scheme, s = s[:i], s[i+3:]
+		if op.scheme == "" {
+			return bad("has an empty scheme")
+		}
+	}
+	if strings.HasPrefix(s, "*.") {
+		op.suffix, s = true, s[2:]
+	}
+	if s == "" || strings.ContainsAny(s, "*/?# ") {
+		return bad("is not scheme://host[:port], scheme://*.domain or *")
+	}
+	op.host = s
+	return op, nil
+}
+
+// matches reports whether the Origin header value (already lower case)
+// fits the pattern.
+func (op originPattern) matches(origin string) bool {
+	if op.any {
+		return true
+	}
+	scheme, host, ok := strings.Cut(origin, "://")
+	if !ok || (op.scheme != "" && scheme != op.scheme) {
+		return false
+	}
+	if !op.suffix {
+		return host == op.host
+	}
+	return len(host) > len(op.host)+1 && strings.HasSuffix(host, op.host) && host[len(host)-len(op.host)-1] == '.'
+}
+
+// originChecker builds the upgrade's Origin check from the allowlist; nil
+// when there is none.
+func originChecker(patterns []string) func(*http.Request) bool {
+	if len(patterns) == 0 {
+		return nil
+	}
+	ps := make([]originPattern, 0, len(patterns))
+	for _, p := range patterns {
+		op, err := parseOriginPattern(p) // Validate has refused bad ones
+		if err == nil {
+			ps = append(ps, op)
+		}
+	}
+	return func(r *http.Request) bool {
+		origin := r.Header.Get("Origin")
+		if origin == "" {
+			return true // not a browser: nothing to hijack
+		}
+		origin = strings.ToLower(origin)
+		for _, op := range ps {
+			if op.matches(origin) {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 // rateLimiter is a GCRA token bucket: one int64 per client, no timer, no

@@ -73,8 +73,23 @@ type Options struct {
 	// connection; turning it off is for comparison and debugging.
 	DisablePoller bool
 	// CheckOrigin decides whether an upgrade request's Origin is accepted.
-	// Nil accepts every origin, as the original does.
+	// Nil accepts every origin, as the original does. When AllowedOrigins
+	// is set too, a request must pass both.
 	CheckOrigin func(r *http.Request) bool
+	// AllowedOrigins is an allowlist for the Origin header of upgrade
+	// requests, against cross-site WebSocket hijacking: a page on another
+	// site cannot open a connection that carries the user's cookies.
+	// Entries are "scheme://host[:port]" (exact, case-insensitive),
+	// "scheme://*.example.com" (any subdomain of example.com, not
+	// example.com itself), either without "scheme://" (any scheme), or "*"
+	// (every origin). A request without an Origin header is accepted:
+	// browsers always send one, other clients usually none. A refused
+	// request gets HTTP 403. Empty: every origin, as the original.
+	AllowedOrigins []string
+	// Limits bound what one client, and the crowd of them, may ask of the
+	// server (nesting depth, rooms, message rate, connection counts). The
+	// zero value means the documented defaults; see Limits.
+	Limits Limits
 }
 
 // Validate reports the first option that cannot work.
@@ -106,6 +121,14 @@ func (o Options) Validate() error {
 	for _, r := range o.DefaultRooms {
 		if r == "" || strings.HasPrefix(r, protocol.InternalPrefix) {
 			errs = append(errs, fmt.Errorf("DefaultRooms: %q is not a usable room name", r))
+		}
+	}
+	if err := o.Limits.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, p := range o.AllowedOrigins {
+		if _, err := parseOriginPattern(p); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
@@ -144,6 +167,8 @@ func (o Options) withDefaults() Options {
 	if o.EncryptedBatchLimit == 0 {
 		o.EncryptedBatchLimit = protocol.DefaultEncryptedBatchLimit
 	}
+	o.Limits = o.Limits.withDefaults()
+	o.AllowedOrigins = append([]string(nil), o.AllowedOrigins...)
 	return o
 }
 
