@@ -89,7 +89,20 @@ func (r *rawConn) tryWrite(b []byte) (int, error) {
 
 func (r *rawConn) writeSome(fd uintptr) bool {
 	for r.wn < len(r.wbuf) {
-		m, e := syscall.Write(int(fd), r.wbuf[r.wn:])
+		// RawSyscall: the socket is non-blocking, so the call cannot
+		// park the thread, and skipping the scheduler's syscall
+		// bookkeeping keeps a fan-out of thousands of writes on its P
+		// (with Syscall, a slow write lets the P be handed to another
+		// goroutine, which interleaves concurrent fan-outs and stretches
+		// both).
+		b := r.wbuf[r.wn:]
+		n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		m := int(n)
+		var e error
+		if errno != 0 {
+			e = errno
+			m = 0
+		}
 		if e == syscall.EINTR {
 			continue
 		}
