@@ -28,6 +28,15 @@ cover:
 	$(GO) test -count=1 -coverprofile=cover.out $(PKGS)
 	$(GO) tool cover -func=cover.out | tail -n 1
 
+## fuzz: every fuzz target for FUZZTIME each (default 15s; CI uses 10s): inbound messages, join/leave payloads and broker envelopes against a served helper, envelope decoding, room names and the JSON depth scanner
+FUZZTIME ?= 15s
+FUZZ_HELPER   = FuzzInboundMessage FuzzJoinLeave FuzzBrokerEnvelope
+FUZZ_PROTOCOL = FuzzEnvelopeRoundTrip FuzzValidRoomName FuzzJSONDepthExceeds FuzzDecodeEnvelope
+fuzz:
+	@set -e; \
+	for t in $(FUZZ_HELPER); do echo "== $$t"; $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./helper; done; \
+	for t in $(FUZZ_PROTOCOL); do echo "== $$t"; $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./protocol; done
+
 ## interop: the original (Ignis on Bun) and our demo on one Redis; delivery both ways, PASS/FAIL per case (not run in CI)
 interop:
 	bash cmd/fxws-interop/run.sh

@@ -6,6 +6,7 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -263,6 +264,12 @@ func DecodeEnvelope(b []byte) (*Envelope, error) {
 		return nil, fmt.Errorf("protocol: envelope is not a JSON object: %w", err)
 	}
 	env := &Envelope{Data: raw.Data}
+	if !utf8.Valid(env.Data) {
+		// Invalid bytes can only sit inside JSON strings here; replace them
+		// as JSON.parse does, or they would go out in text frames, which a
+		// browser fails with 1007.
+		env.Data = bytes.ToValidUTF8(env.Data, []byte("\uFFFD"))
+	}
 	if !decodeString(raw.ServerID, &env.ServerID) {
 		return nil, errors.New("protocol: envelope has no string serverId")
 	}
