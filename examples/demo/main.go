@@ -38,7 +38,7 @@ func main() {
 		os.Exit(2)
 	}
 	defer func() { _ = log.Sync() }()
-	fx.New(appOptions(cfg, log)).Run()
+	fx.New(appOptions(cfg, log), debugOption(os.Getenv("DEMO_DEBUG_ADDR"))).Run()
 }
 
 // appOptions is the whole application.

@@ -1,0 +1,362 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// echoer is a healthy client measuring echo round trips.
+type echoer struct {
+	c   *wsClient
+	mu  sync.Mutex
+	lat latencies
+	on  bool
+	err atomic.Int64
+}
+
+func (e *echoer) run(ctx context.Context, every time.Duration) {
+	go func() {
+		for {
+			p, err := e.c.next()
+			if err != nil {
+				return
+			}
+			if !bytes.HasPrefix(p, []byte(`{"event":"echo"`)) {
+				continue
+			}
+			t, ok := intField(p, "t")
+			if !ok {
+				continue
+			}
+			d := nowUS() - t
+			e.mu.Lock()
+			if e.on {
+				e.lat = append(e.lat, d)
+			}
+			e.mu.Unlock()
+		}
+	}()
+	tk := time.NewTicker(every)
+	defer tk.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tk.C:
+		}
+		if e.c.send([]byte(fmt.Sprintf(`{"event":"echo","data":{"t":%d}}`, nowUS()))) != nil {
+			e.err.Add(1)
+			return
+		}
+	}
+}
+
+func (e *echoer) measure(on bool) latencies {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.on = on
+	l := e.lat
+	e.lat = nil
+	return l
+}
+
+// attackKinds are the attackers' behaviours; attacker i repeats kind i%7.
+var attackKinds = []string{"violations", "deep-json", "huge-join", "flood", "pre-101", "wrong-types", "slowloris"}
+
+type attackStats struct {
+	mu     sync.Mutex
+	rounds map[string]int
+	closes map[string]map[string]int // kind → "code reason" → n
+}
+
+func (a *attackStats) note(kind, what string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closes[kind] == nil {
+		a.closes[kind] = map[string]int{}
+	}
+	a.closes[kind][what]++
+}
+
+func outcome(err error) string {
+	var ce *closeErr
+	if errors.As(err, &ce) {
+		return fmt.Sprintf("%d %s", ce.code, ce.reason)
+	}
+	if err == nil {
+		return "open"
+	}
+	var se ws.StatusError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("HTTP %d", int(se))
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timeout"
+	}
+	return "eof/reset"
+}
+
+// drainUntilClose reads until the server closes (or d passes).
+func drainUntilClose(c *wsClient, d time.Duration) error {
+	_ = c.conn.SetReadDeadline(time.Now().Add(d))
+	for {
+		if _, err := c.next(); err != nil {
+			return err
+		}
+	}
+}
+
+func attacker(ctx context.Context, s *server, kind string, id int, st *attackStats) {
+	for ctx.Err() == nil {
+		st.mu.Lock()
+		st.rounds[kind]++
+		st.mu.Unlock()
+		var err error
+		switch kind {
+		case "violations":
+			err = violations(ctx, s, id)
+		case "deep-json":
+			err = withClient(ctx, s, id, func(c *wsClient) error {
+				deep := strings.Repeat("[", 60000) + strings.Repeat("]", 60000)
+				for i := 0; i < 50 && ctx.Err() == nil; i++ {
+					if err := c.send([]byte(`{"event":"echo","data":` + deep + `}`)); err != nil {
+						return err
+					}
+				}
+				_, err := c.expect("error", 10*time.Second)
+				return err
+			})
+		case "huge-join":
+			err = withClient(ctx, s, id, func(c *wsClient) error {
+				names := make([]string, 7342)
+				for i := range names {
+					names[i] = fmt.Sprintf("public-%d-%d", id, i)
+				}
+				b, _ := json.Marshal(map[string]any{"event": "join", "data": map[string]any{"rooms": names}})
+				if err := c.send(b); err != nil {
+					return err
+				}
+				for i := 0; i < 3000; i++ {
+					if err := c.send([]byte(fmt.Sprintf(`{"event":"join","data":{"rooms":["public-burst-%d-%d"]}}`, id, i))); err != nil {
+						return err
+					}
+				}
+				return drainUntilClose(c, 10*time.Second)
+			})
+		case "flood":
+			err = withClient(ctx, s, id, func(c *wsClient) error {
+				msg := []byte(`{"event":"echo","data":"` + strings.Repeat("f", 1000) + `"}`)
+				go func() { _ = drainUntilClose(c, 30*time.Second) }()
+				for ctx.Err() == nil {
+					if err := c.send(msg); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		case "pre-101":
+			err = pre101(s)
+		case "wrong-types":
+			err = withClient(ctx, s, id, func(c *wsClient) error {
+				for _, m := range []string{`null`, `{"event":"join","data":{"rooms":"public-a"}}`,
+					`{"event":"join","data":{"rooms":{"a":1}}}`, `{"event":"leave","data":null}`,
+					`{"event":7}`, `{"event":"authenticate","data":[]}`, `[]`, `{"event":"echo","data":` + strings.Repeat(`{"a":`, 100) + `1` + strings.Repeat(`}`, 100) + `}`} {
+					if err := c.send([]byte(m)); err != nil {
+						return err
+					}
+				}
+				_, err := c.expect("error", 10*time.Second)
+				if err == nil {
+					_ = c.closeNormally()
+				}
+				return err
+			})
+		case "slowloris":
+			err = slowloris(ctx, s)
+		}
+		st.note(kind, outcome(err))
+	}
+}
+
+func withClient(ctx context.Context, s *server, id int, f func(*wsClient) error) error {
+	c, err := dial(ctx, s.wsURL())
+	if err != nil {
+		return err
+	}
+	defer c.conn.Close()
+	if err := c.authenticate(fmt.Sprintf("attacker%d", id)); err != nil {
+		return err
+	}
+	return f(c)
+}
+
+// violations sends one protocol violation per connection, in turn.
+func violations(ctx context.Context, s *server, id int) error {
+	c, err := dial(ctx, s.wsURL())
+	if err != nil {
+		return err
+	}
+	defer c.conn.Close()
+	var frame []byte
+	switch id % 4 {
+	case 0: // unmasked
+		frame = []byte{0x81, 0x02, '{', '}'}
+	case 1: // invalid UTF-8 text
+		var buf bytes.Buffer
+		_ = ws.WriteFrame(&buf, ws.MaskFrame(ws.NewTextFrame([]byte{0xff, 0xfe})))
+		frame = buf.Bytes()
+	case 2: // reserved bits
+		frame = []byte{0xf1, 0x80, 1, 2, 3, 4}
+	case 3: // too big (announced 1 MiB)
+		frame = []byte{0x81, 0xff, 0, 0, 0, 0, 0, 0x10, 0, 0, 1, 2, 3, 4}
+	}
+	if _, err := c.conn.Write(frame); err != nil {
+		return err
+	}
+	return drainUntilClose(c, 10*time.Second)
+}
+
+// pre101 writes the upgrade request and frames in one packet, without
+// waiting for the 101.
+func pre101(s *server) error {
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.port), 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	key := make([]byte, 16)
+	_, _ = rand.Read(key)
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
+		base64.StdEncoding.EncodeToString(key))
+	for i := 0; i < 50; i++ {
+		_ = ws.WriteFrame(&buf, ws.MaskFrame(ws.NewTextFrame([]byte(`{"event":"echo","data":"before 101"}`))))
+	}
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write(buf.Bytes()); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(line, "101") {
+		return fmt.Errorf("status %q", strings.TrimSpace(line))
+	}
+	return nil
+}
+
+// slowloris sends an upgrade request one header byte per 500 ms.
+func slowloris(ctx context.Context, s *server) error {
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.port), 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	req := "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nX-Slow: " + strings.Repeat("a", 1000)
+	start := time.Now()
+	for i := 0; i < len(req) && ctx.Err() == nil; i++ {
+		if _, err := conn.Write([]byte{req[i]}); err != nil {
+			return fmt.Errorf("cut after %v: %w", time.Since(start).Round(time.Second), err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return nil
+}
+
+func runAttack(ctx context.Context, c config, bin string) (map[string]any, error) {
+	s, err := startDemo(ctx, bin, c.cpu)
+	if err != nil {
+		return nil, err
+	}
+	defer s.stop()
+	hctx, hstop := context.WithCancel(ctx)
+	defer hstop()
+	var healthy []*echoer
+	for i := 0; i < c.n(c.healthy); i++ {
+		cl, err := dial(ctx, s.wsURL())
+		if err != nil {
+			return nil, err
+		}
+		defer cl.conn.Close()
+		if err := cl.authenticate(fmt.Sprintf("h%d", i)); err != nil {
+			return nil, err
+		}
+		e := &echoer{c: cl}
+		healthy = append(healthy, e)
+		go e.run(hctx, 100*time.Millisecond)
+	}
+	d := c.dur(20 * time.Second)
+	collect := func() latencies {
+		var all latencies
+		for _, e := range healthy {
+			all = append(all, e.measure(false)...)
+		}
+		return all
+	}
+	time.Sleep(time.Second)
+	for _, e := range healthy {
+		e.measure(true)
+	}
+	rss0 := rssBytes(s.pid())
+	smp := sample(s.pid())
+	time.Sleep(d)
+	_, cleanCPU := smp.stop()
+	clean := collect()
+
+	for _, e := range healthy {
+		e.measure(true)
+	}
+	rssBefore := rssBytes(s.pid())
+	smp = sample(s.pid())
+	actx, astop := context.WithTimeout(ctx, d)
+	st := &attackStats{rounds: map[string]int{}, closes: map[string]map[string]int{}}
+	var wg sync.WaitGroup
+	for i := 0; i < c.n(c.attack); i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); attacker(actx, s, attackKinds[i%len(attackKinds)], i, st) }()
+	}
+	<-actx.Done()
+	astop()
+	attacked := collect()
+	peak, cpu := smp.stop()
+	rssEnd := rssBytes(s.pid())
+	wg.Wait()
+	var healthyErrors int64
+	for _, e := range healthy {
+		healthyErrors += e.err.Load()
+	}
+	res := map[string]any{
+		"healthy": c.n(c.healthy), "attackers": c.n(c.attack), "duration_s": d.Seconds(),
+		"server_alive":        s.alive(),
+		"clean_p50_ms":        round2(clean.quantile(0.5)),
+		"clean_p99_ms":        round2(clean.quantile(0.99)),
+		"attack_p50_ms":       round2(attacked.quantile(0.5)),
+		"attack_p99_ms":       round2(attacked.quantile(0.99)),
+		"p99_ratio_vs_clean":  round2(attacked.quantile(0.99) / max(clean.quantile(0.99), 0.001)),
+		"healthy_round_trips": len(attacked),
+		"healthy_send_errors": healthyErrors,
+		"rss_clean_MiB":       round2(mib(rss0)),
+		"rss_peak_growth_MiB": round2(mib(peak - rssBefore)),
+		"rss_end_growth_MiB":  round2(mib(rssEnd - rssBefore)),
+		"server_cpu_clean":    round2(cleanCPU),
+		"server_cpu_attack":   round2(cpu),
+		"attack_rounds":       st.rounds,
+		"attack_outcomes":     st.closes,
+	}
+	return res, nil
+}

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"runtime"
+
+	"github.com/fxws/websocket/helper"
+	"go.uber.org/fx"
+	"go.uber.org/zap"
+)
+
+// debugOption serves, when DEMO_DEBUG_ADDR is set (opt-in; not part of the
+// demo contract), /debug/vars (goroutines, Go heap, the helper's Stats as
+// JSON) and /debug/pprof/ on that address, for load and fault labs
+// (cmd/fxws-lab) that need more than /proc shows.
+func debugOption(addr string) fx.Option {
+	if addr == "" {
+		return fx.Options()
+	}
+	return fx.Invoke(func(lc fx.Lifecycle, log *zap.Logger, h *helper.WebSocketServerHelper) {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/vars", func(w http.ResponseWriter, _ *http.Request) {
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(map[string]any{
+				"goroutines": runtime.NumGoroutine(),
+				"heapInuse":  ms.HeapInuse,
+				"heapSys":    ms.HeapSys,
+				"stats":      h.Stats(),
+			})
+		})
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		srv := &http.Server{Handler: mux}
+		lc.Append(fx.Hook{
+			OnStart: func(context.Context) error {
+				ln, err := net.Listen("tcp", addr)
+				if err != nil {
+					return err
+				}
+				go func() {
+					if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+						log.Warn("demo: debug listener", zap.Error(err))
+					}
+				}()
+				return nil
+			},
+			OnStop: srv.Shutdown,
+		})
+	})
+}
