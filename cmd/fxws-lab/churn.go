@@ -81,21 +81,32 @@ func runChurn(ctx context.Context, c config, bin string) (map[string]any, error)
 		return nil, err
 	}
 	rssAfter := rssBytes(s.pid())
+	// The same after a forced collection: what is still held rather than
+	// garbage the runtime had no reason to collect while idle.
+	gc, err := s.varsAfterGC()
+	if err != nil {
+		return nil, err
+	}
+	rssGC := rssBytes(s.pid())
 	return map[string]any{
 		"churners": n, "duration_s": d.Seconds(), "idle_s": c.idle.Seconds(),
-		"cycles":                cycles.Load(),
-		"cycles_per_s":          round2(float64(cycles.Load()) / d.Seconds()),
-		"errors":                errs.Load(),
-		"error_kinds":           kinds,
-		"clients_left":          left,
-		"goroutines_base":       base.Goroutines,
-		"goroutines_after_idle": after.Goroutines,
-		"rss_base_MiB":          round2(mib(rssBase)),
-		"rss_peak_MiB":          round2(mib(peak)),
-		"rss_after_idle_MiB":    round2(mib(rssAfter)),
-		"rss_after_vs_base_pct": round2(100 * float64(rssAfter-rssBase) / float64(rssBase)),
-		"heap_inuse_after_MiB":  round2(mib(int64(after.HeapInuse))),
-		"server_cpu_cores":      round2(cpu),
-		"server_alive":          s.alive(),
+		"cycles":                   cycles.Load(),
+		"cycles_per_s":             round2(float64(cycles.Load()) / d.Seconds()),
+		"errors":                   errs.Load(),
+		"error_kinds":              kinds,
+		"clients_left":             left,
+		"goroutines_base":          base.Goroutines,
+		"goroutines_after_idle":    after.Goroutines,
+		"rss_base_MiB":             round2(mib(rssBase)),
+		"rss_peak_MiB":             round2(mib(peak)),
+		"rss_after_idle_MiB":       round2(mib(rssAfter)),
+		"rss_after_vs_base_pct":    round2(100 * float64(rssAfter-rssBase) / float64(rssBase)),
+		"heap_inuse_after_MiB":     round2(mib(int64(after.HeapInuse))),
+		"rss_after_gc_MiB":         round2(mib(rssGC)),
+		"rss_after_gc_vs_base_pct": round2(100 * float64(rssGC-rssBase) / float64(rssBase)),
+		"heap_inuse_after_gc_MiB":  round2(mib(int64(gc.HeapInuse))),
+		"goroutines_after_gc":      gc.Goroutines,
+		"server_cpu_cores":         round2(cpu),
+		"server_alive":             s.alive(),
 	}, nil
 }

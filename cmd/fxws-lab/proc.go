@@ -136,9 +136,15 @@ type debugVars struct {
 	Stats      map[string]any `json:"stats"`
 }
 
-func (s *server) vars() (debugVars, error) {
+func (s *server) vars() (debugVars, error) { return s.varsQuery("") }
+
+// varsAfterGC makes the demo collect garbage and return it to the OS
+// first.
+func (s *server) varsAfterGC() (debugVars, error) { return s.varsQuery("?gc=1") }
+
+func (s *server) varsQuery(q string) (debugVars, error) {
 	var v debugVars
-	r, err := http.Get("http://" + s.debugAddr + "/debug/vars")
+	r, err := http.Get("http://" + s.debugAddr + "/debug/vars" + q)
 	if err != nil {
 		return v, err
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"runtime"
+	"runtime/debug"
 
 	"github.com/fxws/websocket/helper"
 	"go.uber.org/fx"
@@ -16,7 +17,7 @@ import (
 
 // debugOption serves, when DEMO_DEBUG_ADDR is set (opt-in; not part of the
 // demo contract), /debug/vars (goroutines, Go heap, the helper's Stats as
-// JSON) and /debug/pprof/ on that address, for load and fault labs
+// JSON; ?gc=1 collects first) and /debug/pprof/ on that address, for load and fault labs
 // (cmd/fxws-lab) that need more than /proc shows.
 func debugOption(addr string) fx.Option {
 	if addr == "" {
@@ -24,7 +25,12 @@ func debugOption(addr string) fx.Option {
 	}
 	return fx.Invoke(func(lc fx.Lifecycle, log *zap.Logger, h *helper.WebSocketServerHelper) {
 		mux := http.NewServeMux()
-		mux.HandleFunc("/debug/vars", func(w http.ResponseWriter, _ *http.Request) {
+		mux.HandleFunc("/debug/vars", func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Query().Get("gc") == "1" {
+				// Collect and return freed memory to the OS first, to tell
+				// garbage not yet collected from memory still held.
+				debug.FreeOSMemory()
+			}
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
 			w.Header().Set("Content-Type", "application/json")
