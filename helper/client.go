@@ -27,7 +27,8 @@ type client struct {
 	// held by the one running (and for good once the connection is over).
 	rd      reader
 	reading atomic.Bool
-	fd      int32 // the socket's descriptor while the poller watches it, else -1
+	fd      atomic.Int32 // the socket's descriptor while the poller watches it, else -1
+	shard   uint8        // the flusher shard that writes its fan-out frames
 
 	done     chan struct{} // closed once the client is gone or being closed
 	doneOnce sync.Once

@@ -129,6 +129,7 @@ func (h *WebSocketServerHelper) deliver(recipients []*client, m *outgoing, exclu
 	var encrypted []*client
 	n := 0
 	transform := h.handlers.OutboundTransformer != nil
+	fanout := len(recipients) > 1
 	for _, c := range recipients {
 		if !c.authenticated() || (len(exclude) > 0 && contains(exclude, c.id)) {
 			continue
@@ -137,7 +138,7 @@ func (h *WebSocketServerHelper) deliver(recipients []*client, m *outgoing, exclu
 			encrypted = append(encrypted, c)
 			continue
 		}
-		if c.send(m.frame) == sent {
+		if c.push(m.frame, false, fanout) == sent {
 			n++
 		}
 	}

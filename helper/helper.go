@@ -57,6 +57,7 @@ type WebSocketServerHelper struct {
 	tasks    sync.WaitGroup // callbacks running off the read loops
 
 	poller *poller // nil: every connection has a read goroutine
+	flush  *flusher
 	// selfPrefix starts every envelope this instance publishes, so that
 	// its own come back are dropped before decoding.
 	selfPrefix []byte
@@ -99,6 +100,7 @@ func New(cfg Config) (*WebSocketServerHelper, error) {
 	h.checkOrigin = originChecker(opts.AllowedOrigins)
 	quoted, _ := json.Marshal(serverID)
 	h.selfPrefix = append(append([]byte(`{"serverId":`), quoted...), ',')
+	h.flush = newFlusher()
 	h.subs = newSubscriptions(b, log)
 	h.reg = newRegistry(h.subs)
 	return h, nil
@@ -141,6 +143,7 @@ func (h *WebSocketServerHelper) Start(ctx context.Context) error {
 			go func() { defer h.loops.Done(); p.run() }()
 		}
 	}
+	h.flush.start()
 	loopCtx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	h.loops.Add(2)
@@ -188,7 +191,7 @@ func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request
 		h:           h,
 		conn:        conn,
 		raw:         newRawConn(conn),
-		fd:          -1,
+		shard:       h.flush.shardFor(),
 		done:        make(chan struct{}),
 		connectedAt: now,
 		remoteAddr:  r.RemoteAddr,
@@ -196,6 +199,7 @@ func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request
 	}
 	c.lastActivity.Store(now.UnixNano())
 	c.lastSeen.Store(now.UnixNano())
+	c.fd.Store(-1)
 	// Register only while Shutdown has not begun: once it has, it may be
 	// waiting on h.conns already, and a WaitGroup must not grow from zero
 	// under a running Wait; nor would Shutdown see this client.
@@ -330,6 +334,9 @@ func (h *WebSocketServerHelper) shutdown(ctx context.Context) error {
 	}
 	if h.poller != nil {
 		h.poller.close()
+	}
+	if h.started.Load() {
+		h.flush.close()
 	}
 	h.loops.Wait()
 	if err := h.broker.Close(); err != nil {

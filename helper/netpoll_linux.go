@@ -81,7 +81,7 @@ func (p *poller) run() {
 // RawConn.Control so the descriptor cannot be closed, and its number reused
 // by another connection, while it is being registered.
 func (p *poller) arm(c *client) error {
-	first := c.fd < 0
+	first := c.fd.Load() < 0
 	var opErr error
 	err := c.raw.rc.Control(func(fd uintptr) {
 		if first {
@@ -93,7 +93,7 @@ func (p *poller) arm(c *client) error {
 			}
 			p.clients[fd] = c
 			p.mu.Unlock()
-			c.fd = int32(fd)
+			c.fd.Store(int32(fd))
 		}
 		ev := unix.EpollEvent{
 			Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT,
@@ -114,12 +114,13 @@ func (p *poller) arm(c *client) error {
 // forget drops c from the table; the kernel drops the registration itself
 // when the socket closes.
 func (p *poller) forget(c *client) {
-	if c.fd < 0 {
+	fd := c.fd.Load()
+	if fd < 0 {
 		return
 	}
 	p.mu.Lock()
-	if int(c.fd) < len(p.clients) && p.clients[c.fd] == c {
-		p.clients[c.fd] = nil
+	if int(fd) < len(p.clients) && p.clients[fd] == c {
+		p.clients[fd] = nil
 	}
 	p.mu.Unlock()
 }

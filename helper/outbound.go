@@ -24,12 +24,18 @@ const closeGrace = time.Second
 // while the queue is not empty. An idle client therefore holds no goroutine
 // and no buffer for writing.
 type outbound struct {
-	mu         sync.Mutex
-	queue      [][]byte
-	queued     int  // bytes waiting in queue
-	writing    bool // a writer goroutine owns the socket's write side
-	closing    bool // a close frame is queued or sent; nothing more is accepted
-	readerDone bool // the read loop has ended; close the socket once drained
+	mu    sync.Mutex
+	queue [][]byte
+	// inline backs queue while it holds at most two frames, so queueing
+	// a fan-out frame allocates nothing; a queue that grew past it is
+	// dropped once drained, so an idle client keeps no backing array.
+	inline     [2][]byte
+	pooled     *[][]byte // the pooled array behind queue, if any
+	queued     int       // bytes waiting in queue
+	writing    bool      // a writer goroutine owns the socket's write side
+	dirty      bool      // queued frames wait for the flusher
+	closing    bool      // a close frame is queued or sent; nothing more is accepted
+	readerDone bool      // the read loop has ended; close the socket once drained
 	dropped    uint64
 }
 
@@ -42,14 +48,20 @@ const (
 	droppedBackpressure
 )
 
-// send queues a data frame, applying the backpressure limit.
+// send queues a data frame, applying the backpressure limit, and writes it
+// at once if nothing is pending.
 func (c *client) send(frame []byte) sendResult {
-	return c.push(frame, false)
+	return c.push(frame, false, false)
+}
+
+// sendFanout queues a data frame of a fan-out for the flusher.
+func (c *client) sendFanout(frame []byte) sendResult {
+	return c.push(frame, false, true)
 }
 
 // push hands frame to the socket or the queue. Control frames skip the
 // backpressure limit: they are small and keep the connection healthy.
-func (c *client) push(frame []byte, control bool) sendResult {
+func (c *client) push(frame []byte, control, fanout bool) sendResult {
 	o := &c.out
 	o.mu.Lock()
 	if o.closing || o.readerDone {
@@ -66,14 +78,27 @@ func (c *client) push(frame []byte, control bool) sendResult {
 		}
 		return droppedBackpressure
 	}
-	c.enqueueLocked(frame)
+	c.enqueueLockedMode(frame, fanout)
 	o.mu.Unlock()
 	return sent
 }
 
 // enqueueLocked writes what it can now and queues the rest; o.mu is held.
-func (c *client) enqueueLocked(frame []byte) {
+func (c *client) enqueueLocked(frame []byte) { c.enqueueLockedMode(frame, false) }
+
+// enqueueLockedMode is enqueueLocked, or, for a fan-out, hands the frame to
+// the flusher. o.mu is held.
+func (c *client) enqueueLockedMode(frame []byte, fanout bool) {
 	o := &c.out
+	if c.raw != nil && !o.writing && (fanout || o.dirty) {
+		o.appendFrame(frame)
+		o.queued += len(frame)
+		if !o.dirty {
+			o.dirty = true
+			c.h.flush.add(c)
+		}
+		return
+	}
 	if !o.writing && c.raw != nil {
 		n, err := c.raw.tryWrite(frame)
 		if err != nil {
@@ -86,7 +111,7 @@ func (c *client) enqueueLocked(frame []byte) {
 		}
 		frame = frame[n:]
 	}
-	o.queue = append(o.queue, frame)
+	o.appendFrame(frame)
 	o.queued += len(frame)
 	if !o.writing {
 		o.writing = true
@@ -102,6 +127,7 @@ func (c *client) writeLoop() {
 	for {
 		o.mu.Lock()
 		if len(o.queue) == 0 {
+			o.releaseQueue()
 			// Lift the deadline before handing the socket back to the
 			// inline path: a deadline left to expire would fail every later
 			// non-blocking write (the poller checks it first) and cut a
@@ -143,7 +169,8 @@ func (c *client) writeLoop() {
 		o.queued -= int(n)
 		if err != nil {
 			o.writing = false
-			o.queue, o.queued = nil, 0
+			o.releaseQueue()
+			o.queued = 0
 			o.mu.Unlock()
 			c.h.log.Debug("write failed, dropping client", zapClient(c.id), zapErr(err))
 			c.terminate()
@@ -153,8 +180,79 @@ func (c *client) writeLoop() {
 	}
 }
 
+// flushQueued writes c's queue for the flusher: one non-blocking writev;
+// what the socket does not take goes to a writer goroutine.
+func (c *client) flushQueued(iov *[]iovec) {
+	o := &c.out
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.dirty = false
+	if o.writing || len(o.queue) == 0 {
+		return
+	}
+	n, err := c.raw.tryWritev(o.queue, iov)
+	if err != nil {
+		o.releaseQueue()
+		o.queued = 0
+		c.terminate()
+		return
+	}
+	o.queued -= n
+	i := 0
+	for ; i < len(o.queue) && n >= len(o.queue[i]); i++ {
+		n -= len(o.queue[i])
+	}
+	if i < len(o.queue) && n > 0 {
+		o.queue[i] = o.queue[i][n:]
+	}
+	kept := copy(o.queue, o.queue[i:])
+	clear(o.queue[kept:])
+	o.queue = o.queue[:kept]
+	if kept > 0 {
+		o.writing = true
+		go c.writeLoop()
+		return
+	}
+	o.releaseQueue()
+}
+
+// queuePool holds the backing arrays of queues that outgrew inline.
+var queuePool = sync.Pool{New: func() any { q := make([][]byte, 0, 32); return &q }}
+
+// appendFrame queues frame: in inline while it fits, then in a pooled
+// array; nothing is allocated in the steady state.
+func (o *outbound) appendFrame(frame []byte) {
+	if o.queue == nil {
+		o.queue = o.inline[:0]
+	}
+	if len(o.queue) == cap(o.queue) && o.pooled == nil {
+		p := queuePool.Get().(*[][]byte)
+		*p = append((*p)[:0], o.queue...)
+		clear(o.inline[:])
+		o.pooled = p
+		o.queue = *p
+	}
+	o.queue = append(o.queue, frame)
+}
+
+// releaseQueue drops an empty (or abandoned) queue, returning a pooled
+// array, so that an idle client holds none.
+func (o *outbound) releaseQueue() {
+	if o.pooled != nil {
+		q := o.queue[:cap(o.queue)]
+		clear(q)
+		if cap(q) <= 4096 {
+			*o.pooled = q[:0]
+			queuePool.Put(o.pooled)
+		}
+		o.pooled = nil
+	}
+	clear(o.inline[:])
+	o.queue = nil
+}
+
 // sendControl queues a control frame (pong, ping).
-func (c *client) sendControl(frame []byte) { c.push(frame, true) }
+func (c *client) sendControl(frame []byte) { c.push(frame, true, false) }
 
 // closeWith starts the closing handshake: the close frame goes out after
 // what is already queued, nothing is accepted after it, and the socket is

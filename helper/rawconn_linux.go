@@ -26,6 +26,8 @@ type rawConn struct {
 
 	writeFn  func(fd uintptr) bool
 	wbuf     []byte
+	wv       [][]byte // vector mode: the frames to write
+	iov      *[]iovec // vector mode: the caller's scratch
 	wn       int
 	writeErr error
 }
@@ -87,7 +89,63 @@ func (r *rawConn) tryWrite(b []byte) (int, error) {
 	return n, opErr
 }
 
+// tryWritev writes as much of bufs as the socket takes now, in one writev
+// (at most maxIovecs frames), using iov as scratch. It returns the bytes
+// written; a full socket is not an error.
+func (r *rawConn) tryWritev(bufs [][]byte, iov *[]iovec) (int, error) {
+	r.wv, r.iov, r.wn, r.writeErr = bufs, iov, 0, nil
+	err := r.rc.Write(r.writeFn)
+	n, opErr := r.wn, r.writeErr
+	r.wv, r.iov = nil, nil
+	if err != nil {
+		return n, err
+	}
+	return n, opErr
+}
+
+type iovec = syscall.Iovec
+
+// maxIovecs is Linux's IOV_MAX.
+const maxIovecs = 1024
+
+func (r *rawConn) writeVec(fd uintptr) {
+	iov := (*r.iov)[:0]
+	for _, b := range r.wv {
+		if len(b) == 0 {
+			continue
+		}
+		v := syscall.Iovec{Base: &b[0]}
+		v.SetLen(len(b))
+		iov = append(iov, v)
+		if len(iov) == maxIovecs {
+			break
+		}
+	}
+	*r.iov = iov
+	if len(iov) == 0 {
+		return
+	}
+	for {
+		n, _, errno := syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+		switch errno {
+		case 0:
+			r.wn = int(n)
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+		default:
+			r.writeErr = errno
+		}
+		clear(iov) // drop the references to the frames
+		return
+	}
+}
+
 func (r *rawConn) writeSome(fd uintptr) bool {
+	if r.wv != nil {
+		r.writeVec(fd)
+		return true
+	}
 	for r.wn < len(r.wbuf) {
 		// RawSyscall: the socket is non-blocking, so the call cannot
 		// park the thread, and skipping the scheduler's syscall

@@ -13,3 +13,8 @@ func newRawConn(net.Conn) *rawConn { return nil }
 func (*rawConn) waitReadable() error { return nil }
 
 func (*rawConn) tryWrite([]byte) (int, error) { return 0, nil }
+
+func (*rawConn) tryWritev([][]byte, *[]iovec) (int, error) { return 0, nil }
+
+// iovec stands in for syscall.Iovec, which not every platform has.
+type iovec struct{}
