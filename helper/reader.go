@@ -35,7 +35,14 @@ type reader struct {
 	// filled the buffer).
 	polled  bool
 	mayRead bool
+	reads   uint8 // reads at frame boundaries in this burst
 }
+
+// burstReads bounds the reads one burst makes at frame boundaries (each up
+// to readBufferSize bytes). A client that keeps its socket full is then
+// handed back to the poller, whose level-triggered event puts it behind the
+// other ready connections instead of letting it monopolise a processor.
+const burstReads = 4
 
 // errBurstEnd ends a burst: everything that arrived has been handled.
 var errBurstEnd = errors.New("burst end")
@@ -48,9 +55,10 @@ func (c *client) fill(midFrame bool) error {
 	atBoundary := !midFrame && rd.r == rd.w
 	if atBoundary && len(rd.pending) == 0 {
 		if rd.polled {
-			if !rd.mayRead {
+			if !rd.mayRead || rd.reads >= burstReads {
 				return errBurstEnd
 			}
+			rd.reads++
 		} else if rd.buf == nil && c.raw != nil {
 			if err := c.raw.waitReadable(); err != nil {
 				return err
@@ -244,6 +252,7 @@ func (c *client) readLoop() {
 // connection back to the poller. Only the holder of c.reading runs it.
 func (c *client) burst(signalled bool) {
 	c.rd.mayRead = signalled
+	c.rd.reads = 0
 	if !c.readFrames() {
 		c.finish()
 		return
