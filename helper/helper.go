@@ -57,6 +57,7 @@ type WebSocketServerHelper struct {
 	tasks    sync.WaitGroup // callbacks running off the read loops
 
 	poller *poller // nil: every connection has a read goroutine
+	bursts *burstPool
 	flush  *flusher
 	// selfPrefix starts every envelope this instance publishes, so that
 	// its own come back are dropped before decoding.
@@ -139,6 +140,7 @@ func (h *WebSocketServerHelper) Start(ctx context.Context) error {
 			h.log.Warn("epoll poller unavailable; reading every connection from a goroutine of its own", zap.Error(err))
 		} else {
 			h.poller = p
+			h.bursts = newBurstPool()
 			h.loops.Add(1)
 			go func() { defer h.loops.Done(); p.run() }()
 		}
@@ -334,6 +336,7 @@ func (h *WebSocketServerHelper) shutdown(ctx context.Context) error {
 	}
 	if h.poller != nil {
 		h.poller.close()
+		h.bursts.close(ctx)
 	}
 	if h.started.Load() {
 		h.flush.close()

@@ -3,9 +3,10 @@
 package helper
 
 import (
-	"errors"
 	"fmt"
+	"os"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,9 +19,15 @@ import (
 // once. Go's own netpoller keeps watching the same sockets for the writer
 // goroutines and for reads inside a burst; the kernel allows a socket in
 // several epoll sets.
+//
+// The epoll descriptor is itself registered with Go's netpoller (an epoll
+// instance is readable while it has events), so the dispatching goroutine
+// parks like any network read instead of blocking an OS thread in
+// epoll_wait: no thread hand-off per event.
 type poller struct {
 	epfd int
-	wake int // eventfd that ends wait()
+	file *os.File        // epfd, as seen by Go's netpoller
+	rc   syscall.RawConn // file's raw side, for waiting
 
 	mu      sync.RWMutex
 	clients []*client // indexed by fd
@@ -33,37 +40,42 @@ func newPoller() (*poller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("websocket: epoll_create1: %w", err)
 	}
-	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("websocket: epoll fd non-blocking: %w", err)
+	}
+	file := os.NewFile(uintptr(epfd), "fxws-epoll")
+	rc, err := file.SyscallConn()
 	if err != nil {
-		_ = unix.Close(epfd)
-		return nil, fmt.Errorf("websocket: eventfd: %w", err)
+		_ = file.Close()
+		return nil, fmt.Errorf("websocket: epoll fd: %w", err)
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
-		_ = unix.Close(wake)
-		_ = unix.Close(epfd)
-		return nil, fmt.Errorf("websocket: epoll_ctl: %w", err)
-	}
-	return &poller{epfd: epfd, wake: wake, done: make(chan struct{})}, nil
+	return &poller{epfd: epfd, file: file, rc: rc, done: make(chan struct{})}, nil
 }
 
 // run dispatches readiness events until close is called.
 func (p *poller) run() {
 	defer close(p.done)
 	events := make([]unix.EpollEvent, 256)
-	for {
-		n, err := unix.EpollWait(p.epfd, events, -1)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
+	var n int
+	var waitErr error
+	collect := func(fd uintptr) bool {
+		for {
+			n, waitErr = unix.EpollWait(int(fd), events, 0)
+			if waitErr == unix.EINTR {
 				continue
 			}
-			return
+			// Nothing ready: park in Go's netpoller until the epoll
+			// descriptor is readable.
+			return waitErr != nil || n > 0
+		}
+	}
+	for {
+		if err := p.rc.Read(collect); err != nil || waitErr != nil {
+			return // closed
 		}
 		for i := 0; i < n; i++ {
 			fd := int(events[i].Fd)
-			if fd == p.wake {
-				return
-			}
 			p.mu.RLock()
 			var c *client
 			if fd < len(p.clients) {
@@ -125,11 +137,8 @@ func (p *poller) forget(c *client) {
 	p.mu.Unlock()
 }
 
-// close stops run and releases the descriptors.
+// close stops run and releases the descriptor.
 func (p *poller) close() {
-	one := []byte{1, 0, 0, 0, 0, 0, 0, 0}
-	_, _ = unix.Write(p.wake, one)
+	_ = p.file.Close()
 	<-p.done
-	_ = unix.Close(p.wake)
-	_ = unix.Close(p.epfd)
 }

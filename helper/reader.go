@@ -270,7 +270,7 @@ func (c *client) burst(signalled bool) {
 // readable is the poller's signal that c has input (or hung up).
 func (c *client) readable() {
 	if c.reading.CompareAndSwap(false, true) {
-		go c.burst(true)
+		c.h.bursts.run(c)
 	}
 }
 
