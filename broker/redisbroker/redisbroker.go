@@ -204,7 +204,28 @@ type Broker struct {
 		reconnects, probeFailures, sessions         atomic.Uint64
 	}
 	lastDropLog atomic.Int64
+
+	// Publishing: one goroutine pipelines the publishes of concurrent
+	// callers (see publisher), started with the first one.
+	pubOnce    sync.Once
+	pubStarted atomic.Bool
+	pubQ       chan *pubReq
+	pubStop    chan struct{}
+	pubDone    chan struct{}
 }
+
+// pubReq is one caller's publish, waiting for its batch.
+type pubReq struct {
+	channel string
+	payload []byte
+	err     error
+	done    chan struct{} // buffered: the publisher never blocks on it
+}
+
+var pubReqPool = sync.Pool{New: func() any { return &pubReq{done: make(chan struct{}, 1)} }}
+
+// maxPipeline bounds the publishes sent in one pipeline.
+const maxPipeline = 512
 
 type delivery struct {
 	channel string
@@ -450,13 +471,13 @@ func (b *Broker) Publish(ctx context.Context, channel string, payload []byte) er
 	if closed {
 		return broker.ErrClosed
 	}
-	ctx, cancel := context.WithTimeout(ctx, b.opts.PublishTimeout)
-	defer cancel()
 	var err error
 	if b.opts.Mode == ModeSharded {
+		ctx, cancel := context.WithTimeout(ctx, b.opts.PublishTimeout)
 		err = b.client.SPublish(ctx, channel, payload).Err()
+		cancel()
 	} else {
-		err = b.client.Publish(ctx, channel, payload).Err()
+		err = b.pipelined(ctx, channel, payload)
 	}
 	if err != nil {
 		b.stats.publishErrors.Add(1)
@@ -524,6 +545,98 @@ func (b *Broker) change(ctx context.Context, add bool, channels []string) error 
 	return nil
 }
 
+// pipelined hands a publish to the publisher goroutine and waits for its
+// result. Concurrent publishes (every instance's fan-outs, echo replies of
+// many clients) then share round trips: while one pipeline is in flight the
+// next batch gathers, so the cost per publish falls as load rises, as with
+// the auto-pipelining Redis client of the original.
+func (b *Broker) pipelined(ctx context.Context, channel string, payload []byte) error {
+	b.pubOnce.Do(b.startPublisher)
+	r := pubReqPool.Get().(*pubReq)
+	r.channel, r.payload, r.err = channel, payload, nil
+	select {
+	case b.pubQ <- r:
+	case <-ctx.Done():
+		pubReqPool.Put(r)
+		return ctx.Err()
+	case <-b.pubDone:
+		pubReqPool.Put(r)
+		return broker.ErrClosed
+	}
+	select {
+	case <-r.done:
+		err := r.err
+		r.channel, r.payload, r.err = "", nil, nil
+		pubReqPool.Put(r)
+		return err
+	case <-ctx.Done():
+		return ctx.Err() // r is left to the publisher and the collector
+	case <-b.pubDone:
+		return broker.ErrClosed
+	}
+}
+
+func (b *Broker) startPublisher() {
+	b.pubQ = make(chan *pubReq, 4096)
+	b.pubStop = make(chan struct{})
+	b.pubDone = make(chan struct{})
+	b.pubStarted.Store(true)
+	go b.publisher()
+}
+
+// publisher sends queued publishes, all that are waiting in one pipeline.
+func (b *Broker) publisher() {
+	defer close(b.pubDone)
+	batch := make([]*pubReq, 0, 64)
+	cmds := make([]*redis.IntCmd, 0, 64)
+	for {
+		select {
+		case r := <-b.pubQ:
+			batch = append(batch, r)
+		case <-b.pubStop:
+			for {
+				select {
+				case r := <-b.pubQ:
+					r.err = broker.ErrClosed
+					r.done <- struct{}{}
+				default:
+					return
+				}
+			}
+		}
+	gather:
+		for len(batch) < maxPipeline {
+			select {
+			case r := <-b.pubQ:
+				batch = append(batch, r)
+			default:
+				break gather
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), b.opts.PublishTimeout)
+		if len(batch) == 1 {
+			batch[0].err = b.client.Publish(ctx, batch[0].channel, batch[0].payload).Err()
+		} else {
+			pipe := b.client.Pipeline()
+			for _, r := range batch {
+				cmds = append(cmds, pipe.Publish(ctx, r.channel, r.payload))
+			}
+			_, _ = pipe.Exec(ctx)
+			for i, r := range batch {
+				r.err = cmds[i].Err()
+			}
+			clear(cmds)
+			cmds = cmds[:0]
+		}
+		cancel()
+		for _, r := range batch {
+			r.done <- struct{}{}
+		}
+		clear(batch)
+		batch = batch[:0]
+	}
+}
+
 // ReceivesAll is true in ModePattern: the patterns already bring every
 // room, client and user channel, so the helper need not follow its audience
 // (see broker.Firehose).
@@ -565,6 +678,10 @@ func (b *Broker) Close() error {
 		s.close()
 	}
 	b.readers.Wait()
+	if b.pubStarted.Load() {
+		close(b.pubStop)
+		<-b.pubDone
+	}
 	return nil
 }
 
