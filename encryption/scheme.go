@@ -13,7 +13,8 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"unicode/utf8"
+
+	"github.com/fxws/websocket/protocol"
 )
 
 // Sizes of the scheme, as the Ignis ECDH helper fixes them.
@@ -195,7 +196,7 @@ func (s *Session) EncryptMessage(event string, data json.RawMessage) (json.RawMe
 
 func (s *Session) encryptMessage(iv []byte, event string, data json.RawMessage) json.RawMessage {
 	pb := getBuf()
-	pt := appendMessage((*pb)[:0], event, data)
+	pt := protocol.AppendMessage((*pb)[:0], event, data)
 	if need := 2*len(pt) + TagSize; cap(pt) < need {
 		grown := make([]byte, len(pt), need)
 		copy(grown, pt)
@@ -243,54 +244,4 @@ func (s *Session) DecryptMessage(data json.RawMessage) (event string, inner json
 		_ = json.Unmarshal(m.ID, &id)
 	}
 	return event, m.Data, id, nil
-}
-
-// appendMessage builds `{"event":…,"data":…}` the way JSON.stringify does.
-func appendMessage(b []byte, event string, data json.RawMessage) []byte {
-	b = append(b, `{"event":`...)
-	b = appendJSONString(b, event)
-	if data != nil {
-		b = append(b, `,"data":`...)
-		b = append(b, data...)
-	}
-	return append(b, '}')
-}
-
-// appendJSONString quotes s as JSON.stringify would (no HTML escaping).
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				b = append(b, '\\', c)
-			case c == '\n':
-				b = append(b, '\\', 'n')
-			case c == '\r':
-				b = append(b, '\\', 'r')
-			case c == '\t':
-				b = append(b, '\\', 't')
-			case c == '\b':
-				b = append(b, '\\', 'b')
-			case c == '\f':
-				b = append(b, '\\', 'f')
-			case c < 0x20:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				b = append(b, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, `\ufffd`...)
-		} else {
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(b, '"')
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"os"
 	"testing"
+
+	"github.com/fxws/websocket/protocol"
 )
 
 // ignisVector is testdata/ignis_vector.json, produced by gen_vector.ts with
@@ -201,7 +203,7 @@ func TestAppendJSONStringLikeJSONStringify(t *testing.T) {
 		"bad\xffutf8": `"bad\ufffdutf8"`,
 	}
 	for in, want := range cases {
-		if got := string(appendJSONString(nil, in)); got != want {
+		if got := string(protocol.AppendJSONString(nil, in)); got != want {
 			t.Errorf("%q: got %s want %s", in, got, want)
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"unicode/utf8"
 
 	"github.com/fxws/websocket/protocol"
 	"github.com/gobwas/ws"
@@ -41,56 +40,10 @@ func marshalData(data any) (json.RawMessage, error) {
 	return bytes.TrimRight(buf.Bytes(), "\n"), nil
 }
 
-// encodeMessage builds `{"event":…,"data":…}` (data omitted when nil), the
-// way the original's JSON.stringify({event, data}) does.
+// encodeMessage builds `{"event":…,"data":…}` (data omitted when nil), as
+// the original's JSON.stringify({event, data}) does.
 func encodeMessage(event string, data json.RawMessage) []byte {
-	b := make([]byte, 0, len(event)+len(data)+24)
-	b = append(b, `{"event":`...)
-	b = appendJSONString(b, event)
-	if data != nil {
-		b = append(b, `,"data":`...)
-		b = append(b, data...)
-	}
-	return append(b, '}')
-}
-
-// appendJSONString quotes s as JSON.stringify would (no HTML escaping).
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				b = append(b, '\\', c)
-			case c == '\n':
-				b = append(b, '\\', 'n')
-			case c == '\r':
-				b = append(b, '\\', 'r')
-			case c == '\t':
-				b = append(b, '\\', 't')
-			case c == '\b':
-				b = append(b, '\\', 'b')
-			case c == '\f':
-				b = append(b, '\\', 'f')
-			case c < 0x20:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				b = append(b, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, `\ufffd`...)
-		} else {
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(b, '"')
+	return protocol.AppendMessage(make([]byte, 0, len(event)+len(data)+24), event, data)
 }
 
 // outgoing is one message on its way to local clients: encoded and framed

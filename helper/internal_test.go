@@ -102,11 +102,11 @@ func TestCloseFrameFitsControlLimit(t *testing.T) {
 	}
 }
 
-// appendJSONString must agree with JSON.stringify: like encoding/json but
+// protocol.AppendJSONString must agree with JSON.stringify: like encoding/json but
 // without HTML escaping, and U+2028/2029 left as they are.
 func TestAppendJSONString(t *testing.T) {
 	for _, s := range []string{"", "plain", `q"b\s`, "\n\r\t\x00\x1f", "<b>&</b>", "é𝄞", "\u2028\u2029", "bad\xffutf8"} {
-		got := appendJSONString(nil, s)
+		got := protocol.AppendJSONString(nil, s)
 		var back string
 		if err := json.Unmarshal(got, &back); err != nil {
 			t.Fatalf("%q → %s: %v", s, got, err)
