@@ -30,12 +30,8 @@ cover:
 
 ## fuzz: every fuzz target for FUZZTIME each (default 15s; CI uses 10s): inbound messages, join/leave payloads and broker envelopes against a served helper, envelope decoding, room names and the JSON depth scanner
 FUZZTIME ?= 15s
-FUZZ_HELPER   = FuzzInboundMessage FuzzJoinLeave FuzzBrokerEnvelope
-FUZZ_PROTOCOL = FuzzEnvelopeRoundTrip FuzzValidRoomName FuzzJSONDepthExceeds FuzzDecodeEnvelope
 fuzz:
-	@set -e; \
-	for t in $(FUZZ_HELPER); do echo "== $$t"; $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./helper; done; \
-	for t in $(FUZZ_PROTOCOL); do echo "== $$t"; $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./protocol; done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 ## interop: the original (Ignis on Bun) and our demo on one Redis; delivery both ways, PASS/FAIL per case (not run in CI)
 interop:
