@@ -50,11 +50,12 @@ func (h *WebSocketServerHelper) handleMessage(c *client, raw []byte) {
 		h.log.Debug("message without event ignored", zapClient(c.id))
 		return
 	}
-	var m inboundMessage
-	if err := json.Unmarshal(raw, &m); err != nil {
+	fields, err := protocol.ObjectFields(raw)
+	if err != nil {
 		h.sendError(c, protocol.ErrTextInvalidFormat)
 		return
 	}
+	m := inboundMessage{Event: fields["event"], Data: fields["data"], ID: fields["id"]}
 	var event string
 	if !decodeJSONString(m.Event, &event) || event == "" {
 		h.log.Debug("message without a string event ignored", zapClient(c.id))
@@ -150,12 +151,14 @@ func decodeJSONString(raw json.RawMessage, dst *string) bool {
 // decodeRooms reads `{"rooms": [...]}` and keeps the string members. Wrong
 // shapes yield nothing; the original would throw on some of them.
 func decodeRooms(data json.RawMessage) []string {
-	var d struct {
-		Rooms json.RawMessage `json:"rooms"`
-	}
-	if len(data) == 0 || data[0] != '{' || json.Unmarshal(data, &d) != nil {
+	if len(data) == 0 || data[0] != '{' {
 		return nil
 	}
+	fields, err := protocol.ObjectFields(data)
+	if err != nil {
+		return nil
+	}
+	d := struct{ Rooms json.RawMessage }{fields["rooms"]}
 	if len(d.Rooms) == 0 || d.Rooms[0] != '[' {
 		return nil
 	}

@@ -252,16 +252,12 @@ func (e *Envelope) Channel() string { return e.Type.Channel(e.Target) }
 // does: a JSON object with a string serverId and a string event. Type and
 // target are not checked here; receivers ignore unknown types.
 func DecodeEnvelope(b []byte) (*Envelope, error) {
-	var raw struct {
-		ServerID json.RawMessage `json:"serverId"`
-		Type     json.RawMessage `json:"type"`
-		Target   json.RawMessage `json:"target"`
-		Event    json.RawMessage `json:"event"`
-		Data     json.RawMessage `json:"data"`
-		Exclude  json.RawMessage `json:"exclude"`
-	}
-	if err := json.Unmarshal(b, &raw); err != nil {
+	fields, err := ObjectFields(b)
+	if err != nil {
 		return nil, fmt.Errorf("protocol: envelope is not a JSON object: %w", err)
+	}
+	raw := struct{ ServerID, Type, Target, Event, Data, Exclude json.RawMessage }{
+		fields["serverId"], fields["type"], fields["target"], fields["event"], fields["data"], fields["exclude"],
 	}
 	env := &Envelope{Data: raw.Data}
 	if !utf8.Valid(env.Data) {
@@ -303,4 +299,17 @@ func decodeString(raw json.RawMessage, dst *string) bool {
 		return false
 	}
 	return json.Unmarshal(raw, dst) == nil
+}
+
+// ObjectFields decodes a JSON object into its members, raw. Keys match
+// exactly, as property names do in JavaScript (encoding/json would match a
+// struct field case-insensitively, so `"EVENT"` would pass for `"event"`);
+// of duplicate keys the last wins, as with JSON.parse. JSON null yields no
+// members.
+func ObjectFields(b []byte) (map[string]json.RawMessage, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
