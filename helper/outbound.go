@@ -36,7 +36,6 @@ type outbound struct {
 	dirty      bool      // queued frames wait for the flusher
 	closing    bool      // a close frame is queued or sent; nothing more is accepted
 	readerDone bool      // the read loop has ended; close the socket once drained
-	dropped    uint64
 }
 
 // sendResult says what became of a frame handed to a client.
@@ -54,11 +53,6 @@ func (c *client) send(frame []byte) sendResult {
 	return c.push(frame, false, false)
 }
 
-// sendFanout queues a data frame of a fan-out for the flusher.
-func (c *client) sendFanout(frame []byte) sendResult {
-	return c.push(frame, false, true)
-}
-
 // push hands frame to the socket or the queue. Control frames skip the
 // backpressure limit: they are small and keep the connection healthy.
 func (c *client) push(frame []byte, control, fanout bool) sendResult {
@@ -69,7 +63,6 @@ func (c *client) push(frame []byte, control, fanout bool) sendResult {
 		return droppedClosing
 	}
 	if !control && o.queued > 0 && o.queued+len(frame) > c.h.opts.BackpressureLimit {
-		o.dropped++
 		o.mu.Unlock()
 		c.h.stats.droppedBackpressure.Add(1)
 		if c.h.opts.CloseOnBackpressureLimit {
@@ -288,12 +281,6 @@ func (c *client) readerExited() {
 	if !writing {
 		_ = c.conn.Close()
 	}
-}
-
-func (c *client) droppedCount() uint64 {
-	c.out.mu.Lock()
-	defer c.out.mu.Unlock()
-	return c.out.dropped
 }
 
 func (c *client) closing() bool {
