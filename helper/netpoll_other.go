@@ -13,4 +13,5 @@ func newPoller() (*poller, error) { return nil, errors.New("websocket: no poller
 func (*poller) run()              {}
 func (*poller) arm(*client) error { return errors.New("websocket: no poller") }
 func (*poller) forget(*client)    {}
+func (*poller) pollNow(int64)     {}
 func (*poller) close()            {}

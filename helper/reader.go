@@ -3,6 +3,7 @@ package helper
 import (
 	"errors"
 	"io"
+	"runtime"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -178,6 +179,7 @@ var errTooBig = &closeError{code: ws.StatusMessageTooBig, reason: "Received too 
 func (c *client) readFrames() bool {
 	rd := &c.rd
 	max := c.h.opts.MaxPayloadLength
+	since := time.Now().UnixNano()
 	for {
 		hdr, payload, err := c.next(max)
 		if err == errBurstEnd {
@@ -189,6 +191,13 @@ func (c *client) readFrames() bool {
 			return false
 		}
 		now := time.Now().UnixNano()
+		if rd.polled {
+			c.h.poller.pollNow(now)
+		}
+		if now-since >= int64(yieldAfter) {
+			runtime.Gosched()
+			since = now
+		}
 		c.lastSeen.Store(now)
 		switch hdr.op {
 		case ws.OpPing:
@@ -240,6 +249,12 @@ func (c *client) readFrames() bool {
 	}
 }
 
+// yieldAfter is how long a burst runs before it yields, between frames.
+// Go does not preempt a goroutine for 10 ms, and a client sending many
+// small messages fills a burst with thousands of them: without yielding,
+// quiet clients' messages would queue behind it for tens of milliseconds.
+const yieldAfter = 20 * time.Microsecond
+
 // readLoop reads a connection from a goroutine of its own, for the life of
 // the connection: the way of connections the poller does not watch.
 func (c *client) readLoop() {
@@ -253,7 +268,11 @@ func (c *client) readLoop() {
 func (c *client) burst(signalled bool) {
 	c.rd.mayRead = signalled
 	c.rd.reads = 0
-	if !c.readFrames() {
+	ok := c.readFrames()
+	// Bursts are where a busy processor spends its time, so they keep the
+	// poller's view fresh (see pollNow).
+	c.h.poller.pollNow(time.Now().UnixNano())
+	if !ok {
 		c.finish()
 		return
 	}
