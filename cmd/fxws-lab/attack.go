@@ -10,6 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -78,17 +82,17 @@ var attackKinds = []string{"violations", "deep-json", "huge-join", "flood", "pre
 
 type attackStats struct {
 	mu     sync.Mutex
-	rounds map[string]int
-	closes map[string]map[string]int // kind → "code reason" → n
+	Rounds map[string]int            `json:"rounds"`
+	Closes map[string]map[string]int `json:"closes"` // kind → "code reason" → n
 }
 
 func (a *attackStats) note(kind, what string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.closes[kind] == nil {
-		a.closes[kind] = map[string]int{}
+	if a.Closes[kind] == nil {
+		a.Closes[kind] = map[string]int{}
 	}
-	a.closes[kind][what]++
+	a.Closes[kind][what]++
 }
 
 func outcome(err error) string {
@@ -123,7 +127,7 @@ func drainUntilClose(c *wsClient, d time.Duration) error {
 func attacker(ctx context.Context, s *server, kind string, id int, st *attackStats) {
 	for ctx.Err() == nil {
 		st.mu.Lock()
-		st.rounds[kind]++
+		st.Rounds[kind]++
 		st.mu.Unlock()
 		var err error
 		switch kind {
@@ -323,19 +327,26 @@ func runAttack(ctx context.Context, c config, bin string) (map[string]any, error
 	}
 	rssBefore := rssBytes(s.pid())
 	smp = sample(s.pid())
-	actx, astop := context.WithTimeout(ctx, d)
-	st := &attackStats{rounds: map[string]int{}, closes: map[string]map[string]int{}}
-	var wg sync.WaitGroup
-	for i := 0; i < c.n(c.attack); i++ {
-		wg.Add(1)
-		go func() { defer wg.Done(); attacker(actx, s, attackKinds[i%len(attackKinds)], i, st) }()
+	// The attackers run in their own process: in the lab's process their
+	// goroutines would share one Go scheduler with the healthy clients and
+	// delay the very round trips being measured, which an attack from other
+	// machines cannot do.
+	wait, err := spawnAttackers(ctx, c, s.port, d)
+	if err != nil {
+		return nil, err
 	}
-	<-actx.Done()
-	astop()
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(d):
+	}
 	attacked := collect()
 	peak, cpu := smp.stop()
 	rssEnd := rssBytes(s.pid())
-	wg.Wait()
+	st, err := wait()
+	if err != nil {
+		return nil, err
+	}
 	var healthyErrors int64
 	for _, e := range healthy {
 		healthyErrors += e.err.Load()
@@ -355,8 +366,70 @@ func runAttack(ctx context.Context, c config, bin string) (map[string]any, error
 		"rss_end_growth_MiB":  round2(mib(rssEnd - rssBefore)),
 		"server_cpu_clean":    round2(cleanCPU),
 		"server_cpu_attack":   round2(cpu),
-		"attack_rounds":       st.rounds,
-		"attack_outcomes":     st.closes,
+		"attack_kinds":        c.kinds,
+		"attack_rounds":       st.Rounds,
+		"attack_outcomes":     st.Closes,
 	}
 	return res, nil
+}
+
+// spawnAttackers starts this binary again with -role attackers on the
+// cores the server does not use, for d; wait returns what the attackers saw.
+func spawnAttackers(ctx context.Context, c config, port int, d time.Duration) (wait func() (*attackStats, error), err error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("lab: find own binary: %w", err)
+	}
+	args := []string{self, "-role", "attackers", "-port", strconv.Itoa(port),
+		"-attackers", strconv.Itoa(c.n(c.attack)), "-duration", d.String(), "-kinds", c.kinds}
+	if cpus := otherCPUs(c.cpu); cpus != "" {
+		if tp, err := exec.LookPath("taskset"); err == nil {
+			args = append([]string{"nice", "-n", "19", tp, "-c", cpus}, args...)
+		}
+	}
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.Stderr = os.Stderr
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("lab: start attackers process: %w", err)
+	}
+	return func() (*attackStats, error) {
+		if err := cmd.Wait(); err != nil {
+			return nil, fmt.Errorf("lab: attackers process: %w", err)
+		}
+		st := &attackStats{}
+		if err := json.Unmarshal(out.Bytes(), st); err != nil {
+			return nil, fmt.Errorf("lab: attackers' report %q: %w", out.Bytes(), err)
+		}
+		return st, nil
+	}, nil
+}
+
+// runAttackers is the attackers' process: -attackers of them against the
+// demo on -port for -duration, then one JSON report on stdout.
+func runAttackers(c config) {
+	s := &server{port: c.port}
+	ctx, stop := context.WithTimeout(context.Background(), c.duration)
+	defer stop()
+	st := &attackStats{Rounds: map[string]int{}, Closes: map[string]map[string]int{}}
+	kinds := strings.Split(c.kinds, ",")
+	for _, k := range kinds {
+		if !slices.Contains(attackKinds, k) {
+			fail(fmt.Errorf("unknown attack kind %q (have %s)", k, strings.Join(attackKinds, ", ")))
+		}
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < c.attack; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); attacker(ctx, s, kinds[i%len(kinds)], i, st) }()
+	}
+	wg.Wait()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	b, err := json.Marshal(st)
+	if err != nil {
+		fail(err)
+	}
+	fmt.Println(string(b))
 }

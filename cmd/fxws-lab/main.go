@@ -30,7 +30,8 @@
 //     goroutines and RSS against the baseline.
 //
 // The demo is pinned to one core (-cpu, with taskset) like the original in
-// the runs. Durations shrink with -scale for quick runs.
+// the runs; the lab itself, and the attackers' process it starts,
+// run on the other cores. Durations shrink with -scale for quick runs.
 package main
 
 import (
@@ -61,6 +62,9 @@ type config struct {
 	churners int
 	idle     time.Duration
 	bpLimit  int // the demo's BackpressureLimit (the helper's default)
+	kinds    string
+	role     string
+	port     int
 }
 
 func main() {
@@ -80,7 +84,20 @@ func main() {
 	fs.IntVar(&c.churners, "churners", 2000, "churn: concurrent churning clients")
 	fs.DurationVar(&c.idle, "idle", 10*time.Second, "churn: idle time before the final reading")
 	fs.IntVar(&c.bpLimit, "backpressure-limit", 1<<20, "slow: the server's BackpressureLimit, for the bound (the demo uses the default)")
+	fs.StringVar(&c.kinds, "kinds", strings.Join(attackKinds, ","), "attack: the attackers' behaviours, attacker i repeating kind i mod count")
+	fs.StringVar(&c.role, "role", "", "internal: \"attackers\" runs the attack scenario's attackers against -port (the lab starts it as its own process)")
+	fs.IntVar(&c.port, "port", 0, "internal: the demo's port for -role attackers")
 	_ = fs.Parse(os.Args[1:])
+
+	if c.role == "attackers" {
+		runAttackers(c)
+		return
+	}
+	// The lab's clients stay off the server's cores: the instrument must
+	// not compete with what it measures.
+	if err := pinSelf(otherCPUs(c.cpu)); err != nil {
+		fail(err)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()

@@ -43,6 +43,7 @@ func debugOption(addr string) fx.Option {
 		})
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		srv := &http.Server{Handler: mux}
 		lc.Append(fx.Hook{
 			OnStart: func(context.Context) error {

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// parseCPUList reads a taskset-style list ("0", "0,2", "1-3").
+func parseCPUList(s string) (map[int]bool, error) {
+	set := map[int]bool{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			return nil, fmt.Errorf("lab: cpu list %q: %w", s, err)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil {
+				return nil, fmt.Errorf("lab: cpu list %q: %w", s, err)
+			}
+		}
+		for i := a; i <= b; i++ {
+			set[i] = true
+		}
+	}
+	return set, nil
+}
+
+// otherCPUs is the taskset list of the cores not in serverCPUs, or "" when
+// no core would be left (then nothing is pinned).
+func otherCPUs(serverCPUs string) string {
+	if serverCPUs == "" {
+		return ""
+	}
+	used, err := parseCPUList(serverCPUs)
+	if err != nil {
+		return ""
+	}
+	var rest []string
+	for i := 0; i < runtime.NumCPU(); i++ {
+		if !used[i] {
+			rest = append(rest, strconv.Itoa(i))
+		}
+	}
+	return strings.Join(rest, ",")
+}
+
+// pinSelf keeps the lab's own threads off the server's cores, so that the
+// instrument does not compete with what it measures.
+func pinSelf(cpus string) error {
+	if cpus == "" {
+		return nil
+	}
+	set, err := parseCPUList(cpus)
+	if err != nil {
+		return err
+	}
+	var mask unix.CPUSet
+	for c := range set {
+		mask.Set(c)
+	}
+	// pid 0 is the calling thread only; every thread of the process must move.
+	tids, err := threadIDs()
+	if err != nil {
+		return err
+	}
+	for _, tid := range tids {
+		if err := unix.SchedSetaffinity(tid, &mask); err != nil {
+			return fmt.Errorf("lab: pin thread %d to %s: %w", tid, cpus, err)
+		}
+	}
+	return nil
+}
+
+func threadIDs() ([]int, error) {
+	ents, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return nil, fmt.Errorf("lab: list threads: %w", err)
+	}
+	var ids []int
+	for _, e := range ents {
+		if id, err := strconv.Atoi(e.Name()); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
