@@ -88,11 +88,15 @@ type Stats struct {
 	// PublishErrors counts failed broker publishes; BadEnvelopes, envelopes
 	// dropped as unreadable; HandlerErrors, failed message callbacks.
 	PublishErrors, BadEnvelopes, HandlerErrors uint64
+	// MemoryReleases counts the times memory was handed back to the OS
+	// after connections dropped (Options.ReleaseMemoryAfter).
+	MemoryReleases uint64
 }
 
 type counters struct {
 	connections, delivered, droppedBackpressure atomic.Uint64
 	publishErrors, badEnvelopes, handlerErrors  atomic.Uint64
+	memoryReleases                              atomic.Uint64
 	authenticated                               atomic.Int64
 }
 
@@ -111,5 +115,6 @@ func (h *WebSocketServerHelper) Stats() Stats {
 		PublishErrors:       h.stats.publishErrors.Load(),
 		BadEnvelopes:        h.stats.badEnvelopes.Load(),
 		HandlerErrors:       h.stats.handlerErrors.Load(),
+		MemoryReleases:      h.stats.memoryReleases.Load(),
 	}
 }

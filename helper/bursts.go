@@ -16,6 +16,7 @@ import (
 type burstPool struct {
 	work    chan *client
 	stop    chan struct{}
+	shed    chan struct{} // ends one idle worker per receive
 	idle    atomic.Int32
 	maxIdle int32
 	wg      sync.WaitGroup
@@ -25,6 +26,7 @@ func newBurstPool() *burstPool {
 	return &burstPool{
 		work:    make(chan *client),
 		stop:    make(chan struct{}),
+		shed:    make(chan struct{}),
 		maxIdle: int32(4 * runtime.GOMAXPROCS(0)),
 	}
 }
@@ -53,6 +55,22 @@ func (p *burstPool) worker(c *client) {
 			p.idle.Add(-1)
 		case <-p.stop:
 			p.idle.Add(-1)
+			return
+		case <-p.shed:
+			p.idle.Add(-1)
+			return
+		}
+	}
+}
+
+// shedIdle ends the workers waiting for work, once the crowd that needed
+// them has gone (see releaseMemory): each holds a stack grown by JSON
+// decoding and handlers.
+func (p *burstPool) shedIdle() {
+	for {
+		select {
+		case p.shed <- struct{}{}:
+		default:
 			return
 		}
 	}

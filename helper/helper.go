@@ -151,6 +151,10 @@ func (h *WebSocketServerHelper) Start(ctx context.Context) error {
 	h.loops.Add(2)
 	go func() { defer h.loops.Done(); h.subs.run(loopCtx) }()
 	go func() { defer h.loops.Done(); h.heartbeat(loopCtx) }()
+	if h.opts.ReleaseMemoryAfter > 0 {
+		h.loops.Add(1)
+		go func() { defer h.loops.Done(); h.releaseMemory(loopCtx) }()
+	}
 	h.log.Info("websocket server ready", zap.String("path", h.opts.Path))
 	return nil
 }

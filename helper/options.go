@@ -72,6 +72,19 @@ type Options struct {
 	// (Linux). The poller saves a goroutine stack (about 4 KiB) per idle
 	// connection; turning it off is for comparison and debugging.
 	DisablePoller bool
+	// ReleaseMemoryAfter hands memory back to the operating system once a
+	// crowd of connections has gone: when the client count has fallen to
+	// half of its high-water mark or less (by 256 clients or more) and
+	// nobody has connected or left for this long, the helper runs two
+	// collections and returns the freed pages (runtime/debug.FreeOSMemory),
+	// and ends the idle workers that served the crowd.
+	// Go would otherwise keep them until its forced collection, up to two
+	// minutes later: 2000 churning clients left 79 MiB resident after 10 s
+	// idle, 21 MiB once released. It acts on the whole process, at most
+	// once per drop, and costs a few milliseconds of one core. Default 5 s;
+	// negative turns it off (for applications that manage memory
+	// themselves).
+	ReleaseMemoryAfter time.Duration
 	// CheckOrigin decides whether an upgrade request's Origin is accepted.
 	// Nil accepts every origin, as the original does. When AllowedOrigins
 	// is set too, a request must pass both.
@@ -158,6 +171,7 @@ func (o Options) withDefaults() Options {
 	def(&o.IdleTimeout, protocol.DefaultIdleTimeout)
 	def(&o.WriteTimeout, 10*time.Second)
 	def(&o.SubscribeTimeout, 5*time.Second)
+	def(&o.ReleaseMemoryAfter, 5*time.Second)
 	if o.MaxPayloadLength == 0 {
 		o.MaxPayloadLength = protocol.DefaultMaxPayloadLength
 	}

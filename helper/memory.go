@@ -1,0 +1,77 @@
+package helper
+
+import (
+	"context"
+	"runtime"
+	"runtime/debug"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// releaseMinDrop is the smallest fall in connections worth a release: below
+// it the memory at stake is a few megabytes, which Go's scavenger returns on
+// its own soon enough.
+const releaseMinDrop = 256
+
+// releaser decides when to hand memory back to the operating system after
+// a crowd of connections has gone. Go keeps freed pages for reuse until a
+// collection lowers its heap goal, and an idle process runs no collection
+// until the forced one two minutes on: without help, a spike of connections
+// that came and went leaves its memory resident for minutes.
+type releaser struct {
+	after time.Duration
+
+	peak     int    // clients at the high-water mark since the last release
+	clients  int    // at the last look
+	total    uint64 // connections ever, at the last look
+	quietFor time.Duration
+}
+
+// observe takes a look, every step, at the client count and the number of
+// connections ever made; it reports whether to release now: the count has
+// fallen to half of its high-water mark or less, by releaseMinDrop or more,
+// and nobody has connected or left for r.after.
+func (r *releaser) observe(clients int, total uint64, step time.Duration) bool {
+	if clients != r.clients || total != r.total {
+		r.clients, r.total, r.quietFor = clients, total, 0
+		r.peak = max(r.peak, clients)
+		return false
+	}
+	r.quietFor += step
+	if r.quietFor < r.after || r.peak-clients < releaseMinDrop || clients > r.peak/2 {
+		return false
+	}
+	r.peak = clients
+	return true
+}
+
+// releaseMemory runs the releaser until ctx ends.
+func (h *WebSocketServerHelper) releaseMemory(ctx context.Context) {
+	r := &releaser{after: h.opts.ReleaseMemoryAfter}
+	step := min(max(r.after/5, 10*time.Millisecond), time.Second)
+	t := time.NewTicker(step)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !r.observe(h.reg.len(), h.stats.connections.Load(), step) {
+			continue
+		}
+		start := time.Now()
+		if h.bursts != nil {
+			h.bursts.shedIdle()
+		}
+		// Two collections: the first one moves what sync.Pools hold to
+		// their victim caches, the second frees it; then the freed pages go
+		// back.
+		runtime.GC()
+		debug.FreeOSMemory()
+		h.stats.memoryReleases.Add(1)
+		h.log.Debug("memory returned to the OS after connections dropped",
+			zap.Int("clients", r.clients), zap.Duration("took", time.Since(start)))
+	}
+}
