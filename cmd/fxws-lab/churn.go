@@ -105,6 +105,8 @@ func runChurn(ctx context.Context, c config, bin string) (map[string]any, error)
 		"rss_after_gc_MiB":         round2(mib(rssGC)),
 		"rss_after_gc_vs_base_pct": round2(100 * float64(rssGC-rssBase) / float64(rssBase)),
 		"heap_inuse_after_gc_MiB":  round2(mib(int64(gc.HeapInuse))),
+		"runtime_base":             base.MemStats,
+		"runtime_after_gc":         gc.MemStats,
 		"goroutines_after_gc":      gc.Goroutines,
 		"server_cpu_cores":         round2(cpu),
 		"server_alive":             s.alive(),

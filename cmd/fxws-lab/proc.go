@@ -134,6 +134,9 @@ type debugVars struct {
 	Goroutines int            `json:"goroutines"`
 	HeapInuse  uint64         `json:"heapInuse"`
 	Stats      map[string]any `json:"stats"`
+	MemStats   struct {
+		HeapInuse, HeapIdle, HeapReleased, StackInuse, StackSys, MSpanInuse, GCSys, OtherSys, Sys uint64
+	} `json:"memStats"`
 }
 
 func (s *server) vars() (debugVars, error) { return s.varsQuery("") }

@@ -38,6 +38,7 @@ func debugOption(addr string) fx.Option {
 				"goroutines": runtime.NumGoroutine(),
 				"heapInuse":  ms.HeapInuse,
 				"heapSys":    ms.HeapSys,
+				"memStats":   ms,
 				"stats":      h.Stats(),
 			})
 		})
