@@ -65,6 +65,7 @@ func (h *WebSocketServerHelper) releaseMemory(ctx context.Context) {
 		if h.bursts != nil {
 			h.bursts.shedIdle()
 		}
+		h.reg.compact()
 		// Two collections: the first one moves what sync.Pools hold to
 		// their victim caches, the second frees it; then the freed pages go
 		// back.

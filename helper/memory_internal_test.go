@@ -1,6 +1,7 @@
 package helper
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -51,5 +52,39 @@ func TestReleaserNeedsHalving(t *testing.T) {
 		if r.observe(1200, 2000, time.Second) {
 			t.Fatal("released with more than half of the peak connected")
 		}
+	}
+}
+
+func TestRegistryCompactKeepsEverything(t *testing.T) {
+	r := newRegistry(nil)
+	var keep []*client
+	for i := 0; i < 100; i++ {
+		c := &client{id: string(rune('a'+i%26)) + string(rune('0'+i/26))}
+		r.clients[c.id] = c
+		if i%10 == 0 {
+			keep = append(keep, c)
+		}
+	}
+	for id, c := range r.clients {
+		if !slices.Contains(keep, c) {
+			delete(r.clients, id)
+		}
+	}
+	r.rooms["room"] = map[*client]struct{}{keep[0]: {}, keep[1]: {}}
+	r.users["u"] = []*client{keep[2]}
+	r.compact()
+	if len(r.clients) != len(keep) {
+		t.Fatalf("%d clients after compact, want %d", len(r.clients), len(keep))
+	}
+	for _, c := range keep {
+		if r.clients[c.id] != c {
+			t.Fatalf("client %s lost", c.id)
+		}
+	}
+	if _, ok := r.rooms["room"][keep[1]]; !ok || len(r.rooms["room"]) != 2 {
+		t.Fatalf("room set after compact: %v", r.rooms["room"])
+	}
+	if len(r.users["u"]) != 1 || r.users["u"][0] != keep[2] {
+		t.Fatalf("user index after compact: %v", r.users["u"])
 	}
 }

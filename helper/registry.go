@@ -268,3 +268,25 @@ func putRecipients(p *[]*client) {
 		recipientPool.Put(p)
 	}
 }
+
+// compact rebuilds the indexes at their present size. A Go map keeps the
+// space of its largest size for good, so after a crowd has gone that space
+// is most of what the registry holds.
+func (r *registry) compact() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.clients = rebuilt(r.clients)
+	r.users = rebuilt(r.users)
+	r.rooms = rebuilt(r.rooms)
+	for name, set := range r.rooms {
+		r.rooms[name] = rebuilt(set)
+	}
+}
+
+func rebuilt[K comparable, V any](m map[K]V) map[K]V {
+	n := make(map[K]V, len(m))
+	for k, v := range m {
+		n[k] = v
+	}
+	return n
+}
