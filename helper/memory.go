@@ -9,29 +9,35 @@ import (
 	"go.uber.org/zap"
 )
 
-// releaseMinDrop is the smallest fall in connections worth a release: below
-// it the memory at stake is a few megabytes, which Go's scavenger returns on
-// its own soon enough.
-const releaseMinDrop = 256
+// releaseMinChange is the smallest change in connections worth a release:
+// below it the memory at stake is a few megabytes, which Go's scavenger
+// returns on its own soon enough.
+const releaseMinChange = 256
 
 // releaser decides when to hand memory back to the operating system after
-// a crowd of connections has gone. Go keeps freed pages for reuse until a
-// collection lowers its heap goal, and an idle process runs no collection
-// until the forced one two minutes on: without help, a spike of connections
-// that came and went leaves its memory resident for minutes.
+// a crowd of connections has come or gone. Go keeps freed pages for reuse
+// until a collection lowers its heap goal, and an idle process runs no
+// collection until the forced one two minutes on: without help, the garbage
+// of a connection storm (upgrade buffers, handshake goroutines' stacks,
+// authentication), or the memory of a crowd that left, stays resident for
+// minutes, and after that collection Go still keeps up to twice the live
+// heap.
 type releaser struct {
 	after time.Duration
 
-	peak     int    // clients at the high-water mark since the last release
+	mark     int    // clients at the last release (or at start)
+	peak     int    // high-water mark since the last release
 	clients  int    // at the last look
 	total    uint64 // connections ever, at the last look
 	quietFor time.Duration
 }
 
 // observe takes a look, every step, at the client count and the number of
-// connections ever made; it reports whether to release now: the count has
-// fallen to half of its high-water mark or less, by releaseMinDrop or more,
-// and nobody has connected or left for r.after.
+// connections ever made, and reports whether to release now: nobody has
+// connected or left for r.after, and since the last release either a crowd
+// has gone (the count fell to half of its high-water mark or less, by
+// releaseMinChange or more) or one has come (it grew by releaseMinChange
+// and by a quarter or more).
 func (r *releaser) observe(clients int, total uint64, step time.Duration) bool {
 	if clients != r.clients || total != r.total {
 		r.clients, r.total, r.quietFor = clients, total, 0
@@ -39,10 +45,15 @@ func (r *releaser) observe(clients int, total uint64, step time.Duration) bool {
 		return false
 	}
 	r.quietFor += step
-	if r.quietFor < r.after || r.peak-clients < releaseMinDrop || clients > r.peak/2 {
+	if r.quietFor < r.after {
 		return false
 	}
-	r.peak = clients
+	gone := r.peak-clients >= releaseMinChange && clients <= r.peak/2
+	came := clients-r.mark >= releaseMinChange && clients-r.mark >= r.mark/4
+	if !gone && !came {
+		return false
+	}
+	r.mark, r.peak = clients, clients
 	return true
 }
 

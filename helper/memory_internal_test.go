@@ -10,42 +10,54 @@ func TestReleaserDecides(t *testing.T) {
 	const step = time.Second
 	r := &releaser{after: 3 * time.Second}
 	look := func(clients int, total uint64) bool { return r.observe(clients, total, step) }
-
-	// A crowd arrives and stays: never.
-	for i := 0; i < 10; i++ {
-		if look(1000, 1000) {
-			t.Fatalf("released with the crowd still there (look %d)", i)
+	settle := func(clients int, total uint64) int {
+		n := 0
+		for i := 0; i < 10; i++ {
+			if look(clients, total) {
+				n++
+			}
 		}
+		return n
 	}
-	// It leaves; the count settles at 10 but releases wait for quiet.
-	if look(400, 1000) || look(10, 1000) {
-		t.Fatal("released while clients were still leaving")
-	}
-	if look(10, 1000) || look(10, 1000) {
+
+	// A crowd arrives: one release once it has settled, not before.
+	if look(400, 400) || look(1000, 1000) || look(1000, 1000) || look(1000, 1000) {
 		t.Fatal("released before ReleaseMemoryAfter of quiet")
 	}
-	if !look(10, 1000) {
-		t.Fatal("no release after 3 s of quiet at 10 of a 1000 peak")
+	if !look(1000, 1000) {
+		t.Fatal("no release after 3 s of quiet with 1000 new clients")
 	}
-	// Once per drop.
-	for i := 0; i < 10; i++ {
-		if look(10, 1000) {
-			t.Fatal("released twice for one drop")
+	if n := settle(1000, 1000); n != 0 {
+		t.Fatalf("%d more releases for the same crowd", n)
+	}
+	// A few more: not worth it (neither 256 nor a quarter).
+	if n := settle(1200, 1200); n != 0 {
+		t.Fatalf("%d releases for 200 more clients", n)
+	}
+	// It leaves; releases wait for quiet.
+	if look(400, 1200) || look(10, 1200) || look(10, 1200) || look(10, 1200) {
+		t.Fatal("released while clients were still leaving or before the quiet time")
+	}
+	if !look(10, 1200) {
+		t.Fatal("no release after 3 s of quiet at 10 of a 1200 peak")
+	}
+	if n := settle(10, 1200); n != 0 {
+		t.Fatalf("released %d more times for one drop", n)
+	}
+	// Churn without a change in the count keeps it from settling.
+	for i := uint64(1); i < 20; i++ {
+		if look(10, 1200+i) {
+			t.Fatal("released during churn")
 		}
 	}
-	// New connections reset the quiet time, and a new peak is needed.
-	if look(10, 1010) {
-		t.Fatal("released on a connection")
-	}
-	for i := 0; i < 5; i++ {
-		if look(0, 1010) {
-			t.Fatal("released for a drop of 10")
-		}
+	// A small drop: nothing.
+	if n := settle(0, 1220); n != 0 {
+		t.Fatalf("%d releases for a drop of 10", n)
 	}
 }
 
 func TestReleaserNeedsHalving(t *testing.T) {
-	r := &releaser{after: time.Second}
+	r := &releaser{after: time.Second, mark: 2000}
 	r.observe(2000, 2000, time.Second)
 	r.observe(1200, 2000, time.Second) // 800 fewer, but more than half remain
 	for i := 0; i < 5; i++ {

@@ -73,17 +73,20 @@ type Options struct {
 	// connection; turning it off is for comparison and debugging.
 	DisablePoller bool
 	// ReleaseMemoryAfter hands memory back to the operating system once a
-	// crowd of connections has gone: when the client count has fallen to
-	// half of its high-water mark or less (by 256 clients or more) and
-	// nobody has connected or left for this long, the helper runs two
-	// collections and returns the freed pages (runtime/debug.FreeOSMemory),
-	// and ends the idle workers that served the crowd.
-	// Go would otherwise keep them until its forced collection, up to two
-	// minutes later: 2000 churning clients left 79 MiB resident after 10 s
-	// idle, 21 MiB once released. It acts on the whole process, at most
-	// once per drop, and costs a few milliseconds of one core. Default 5 s;
-	// negative turns it off (for applications that manage memory
-	// themselves).
+	// crowd of connections has come or gone and things are quiet: when the
+	// client count has grown by 256 and by a quarter or more, or fallen to
+	// half of its high-water mark or less (by 256 or more), since the last
+	// release, and nobody has connected or left for this long, the helper
+	// runs two collections and returns the freed pages
+	// (runtime/debug.FreeOSMemory), and ends the idle workers that served
+	// the crowd. Go would otherwise keep them until its forced collection,
+	// up to two minutes later, and even then keep up to twice the live heap:
+	// 2000 churning clients left 79 MiB resident after 10 s idle, 21 MiB
+	// once released. It acts on the whole process, at most once per change,
+	// and costs one collection (milliseconds for a heap of tens of MiB).
+	// Under steady traffic the heap still grows toward its GOGC goal
+	// between collections. Default 5 s; negative turns it off (for
+	// applications that manage memory themselves).
 	ReleaseMemoryAfter time.Duration
 	// CheckOrigin decides whether an upgrade request's Origin is accepted.
 	// Nil accepts every origin, as the original does. When AllowedOrigins
