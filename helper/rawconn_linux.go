@@ -126,7 +126,15 @@ func (r *rawConn) writeVec(fd uintptr) {
 		return
 	}
 	for {
-		n, _, errno := syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+		var n uintptr
+		var errno syscall.Errno
+		if len(iov) == 1 {
+			// One frame, the usual case of a fan-out: write(2) skips
+			// copying and checking the vector.
+			n, _, errno = syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(iov[0].Base)), uintptr(iov[0].Len))
+		} else {
+			n, _, errno = syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+		}
 		switch errno {
 		case 0:
 			r.wn = int(n)
