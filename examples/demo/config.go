@@ -23,6 +23,9 @@ type config struct {
 	RequireEncryption bool     // REQUIRE_ENCRYPTION=1
 	DefaultRooms      []string // DEFAULT_ROOMS, comma-separated
 	MaxPayloadLength  int      // MAX_PAYLOAD_LENGTH, bytes
+	// RELEASE_MEMORY_AFTER_MS (ours, outside the contract): the helper's
+	// ReleaseMemoryAfter; negative turns it off, for measuring without it.
+	ReleaseMemoryAfter time.Duration
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -53,6 +56,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 	cfg.HeartbeatInterval = ms("HEARTBEAT_INTERVAL_MS", "30000")
 	cfg.HeartbeatTimeout = ms("HEARTBEAT_TIMEOUT_MS", "90000")
 	cfg.MaxPayloadLength = num("MAX_PAYLOAD_LENGTH", "131072")
+	if v := get("RELEASE_MEMORY_AFTER_MS", ""); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n == 0 {
+			errs = append(errs, fmt.Sprintf("RELEASE_MEMORY_AFTER_MS=%q is not a non-zero integer", v))
+		}
+		cfg.ReleaseMemoryAfter = time.Duration(n) * time.Millisecond
+	}
 	if p, err := strconv.Atoi(cfg.Port); err != nil || p < 0 || p > 65535 {
 		errs = append(errs, fmt.Sprintf("PORT=%q is not a port number", cfg.Port))
 	}
@@ -69,13 +79,14 @@ func loadConfig(getenv func(string) string) (config, error) {
 
 func (c config) serverOptions() websocket.ServerOptions {
 	return websocket.ServerOptions{Options: helper.Options{
-		Identifier:        "fxws-demo",
-		Path:              c.WSPath,
-		DefaultRooms:      c.DefaultRooms,
-		AuthTimeout:       c.AuthTimeout,
-		HeartbeatInterval: c.HeartbeatInterval,
-		HeartbeatTimeout:  c.HeartbeatTimeout,
-		RequireEncryption: c.RequireEncryption,
-		MaxPayloadLength:  c.MaxPayloadLength,
+		Identifier:         "fxws-demo",
+		Path:               c.WSPath,
+		DefaultRooms:       c.DefaultRooms,
+		AuthTimeout:        c.AuthTimeout,
+		HeartbeatInterval:  c.HeartbeatInterval,
+		HeartbeatTimeout:   c.HeartbeatTimeout,
+		RequireEncryption:  c.RequireEncryption,
+		MaxPayloadLength:   c.MaxPayloadLength,
+		ReleaseMemoryAfter: c.ReleaseMemoryAfter,
 	}}
 }
