@@ -12,7 +12,9 @@
 #   REPS=3                 repetitions per case and implementation
 #   SCALE=full             full: the sizes of the issue; quick: about 1/10
 #   CASES="bcast-1k echo-100"  run only these cases (names as in the table below)
-#   IMPLS="original ours"  implementations to run
+#   IMPLS="original ours"  implementations to run; "base ours" compares this tree with
+#                          the demo built from BASE_REV (a git revision), e.g. to check
+#                          that a change is no regression (then set OUT to a scratch file)
 #   SERVER_CPU=0 LOAD_CPU=1
 #   OUT=docs/performance.md
 #   REF_DIR=../shared/reference   the original's harness (start.sh, server.ts)
@@ -119,6 +121,13 @@ go build -o "$work/fxws-bench" ./cmd/fxws-bench
 if [[ " $IMPLS " == *" ours "* ]]; then
   go build -o "$work/demo" ./examples/demo
 fi
+if [[ " $IMPLS " == *" base "* ]]; then
+  [ -n "${BASE_REV:-}" ] || die "IMPLS names base: set BASE_REV to a git revision"
+  git worktree add --detach "$work/base-src" "$BASE_REV" >/dev/null 2>&1 || die "cannot check out $BASE_REV"
+  (cd "$work/base-src" && go build -o "$work/base-demo" ./examples/demo) || die "cannot build the demo at $BASE_REV"
+  git worktree remove --force "$work/base-src"
+fi
+impl_a=${IMPLS%% *} impl_b=${IMPLS##* }
 
 free_port
 redis_port=$PORT_FOUND
@@ -138,6 +147,7 @@ start_server() {
   case $impl in
     original) env "${env[@]}" "${pin_server[@]}" "$REF_DIR/start.sh" </dev/null >>"$work/$impl-$port.log" 2>&1 & ;;
     ours) env "${env[@]}" "${pin_server[@]}" "$work/demo" </dev/null >>"$work/$impl-$port.log" 2>&1 & ;;
+    base) env "${env[@]}" "${pin_server[@]}" "$work/base-demo" </dev/null >>"$work/$impl-$port.log" 2>&1 & ;;
     *) die "unknown implementation $impl" ;;
   esac
   pid=$! # start.sh and taskset exec, so this is the server process itself
@@ -181,7 +191,7 @@ for rep in $(seq "$REPS"); do
       fi
       if [ "$(wc -l <"$results")" -gt "$before" ]; then
         # Show the figures of this run.
-        "$work/fxws-bench" report -a original -b ours <(tail -n 1 "$results") | grep "^| $name" | cut -d'|' -f3,4,5 >&2 || true
+        "$work/fxws-bench" report -a "$impl_a" -b "$impl_b" <(tail -n 1 "$results") | grep "^| $name" | cut -d'|' -f3,4,5 >&2 || true
       fi
       for pid in "${pids[@]}"; do stop_pid "$pid"; done
       if [ "$rep" = 1 ] && [ "$impl" = "${IMPLS%% *}" ]; then
@@ -193,7 +203,7 @@ for rep in $(seq "$REPS"); do
   done <<<"$matrix"
 done
 
-"$work/fxws-bench" report -a original -b ours "$results" >"$work/table.md"
+"$work/fxws-bench" report -a "$impl_a" -b "$impl_b" "$results" >"$work/table.md"
 
 bun_version=$("${REF_HOME:-/tmp/fxws-reference}/node_modules/.bin/bun" --version 2>/dev/null || echo unknown)
 {
