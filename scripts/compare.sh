@@ -129,14 +129,23 @@ if [[ " $IMPLS " == *" base "* ]]; then
 fi
 impl_a=${IMPLS%% *} impl_b=${IMPLS##* }
 
-free_port
-redis_port=$PORT_FOUND
-"${pin_load[@]}" redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
-  --maxclients 10000 </dev/null >"$work/redis.log" 2>&1 &
-owned+=($!)
+# A port that refuses connections may still be taken by an outgoing
+# socket: try a few.
+for attempt in 1 2 3 4 5; do
+  free_port
+  redis_port=$PORT_FOUND
+  "${pin_load[@]}" redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+    --maxclients 10000 </dev/null >"$work/redis.log" 2>&1 &
+  redis_pid=$!
+  for i in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; kill -0 "$redis_pid" 2>/dev/null || break; sleep 0.1; done
+  if redis-cli -p "$redis_port" ping >/dev/null 2>&1; then
+    owned+=($redis_pid)
+    break
+  fi
+  stop_pid "$redis_pid"
+done
 REDIS_URL=redis://127.0.0.1:$redis_port
-for i in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-redis-cli -p "$redis_port" ping >/dev/null || die "redis did not start (see $work/redis.log)"
+redis-cli -p "$redis_port" ping >/dev/null 2>&1 || die "redis did not start (see $work/redis.log)"
 log "redis on $redis_port"
 
 # start_server impl encrypted port: starts one instance, prints its pid.
