@@ -28,19 +28,20 @@ type client struct {
 	rd      reader
 	reading atomic.Bool
 	fd      atomic.Int32 // the socket's descriptor while the poller watches it, else -1
-	shard   uint8        // the flusher shard that writes its fan-out frames
-
-	done     chan struct{} // closed once the client is gone or being closed
-	doneOnce sync.Once
 
 	state        atomic.Int32 // a stateIndex
+	shard        uint8        // the flusher shard that writes its fan-out frames
 	lastActivity atomic.Int64 // unix nanos of the last data frame
 	lastSeen     atomic.Int64 // unix nanos of the last frame of any kind
-	connectedAt  time.Time
+	connectedAt  int64        // unix nanos
 	remoteAddr   string
 	rate         rateLimiter // inbound message budget; the read side's alone
 
-	mu        sync.Mutex
+	mu sync.Mutex
+	// done is closed once the client is gone or being closed; it is made
+	// on first use (most connections never need one); ended, with the
+	// flags below, says the closing happened.
+	done      chan struct{}
 	req       *http.Request // upgrade request, kept until authentication ends
 	authTimer *time.Timer
 	info      identity
@@ -54,6 +55,7 @@ type client struct {
 	inOwnRoom bool     // member of the room named by its own id
 	gone      bool     // removed from the registry for good
 	bound     bool     // indexed under its user and own channel
+	ended     bool     // guarded by mu, not the registry lock: see done
 	boundUser string   // the user it is indexed under
 
 	out outbound
@@ -61,11 +63,23 @@ type client struct {
 
 // identity is what authentication decided about a client.
 type identity struct {
-	userID          string
-	metadata        map[string]any
-	encrypted       bool
-	serverPublicKey string
-	salt            string
+	userID   string
+	metadata map[string]any
+	keys     *handshakeKeys // set when the encryption handshake succeeded
+}
+
+// handshakeKeys are what an encrypted client was told in `connected`; only
+// encrypted clients pay for them.
+type handshakeKeys struct{ serverPublicKey, salt string }
+
+func (i *identity) encrypted() bool { return i.keys != nil }
+
+// publicKeys returns the handshake's server public key and salt, if any.
+func (i *identity) publicKeys() (serverPublicKey, salt string) {
+	if i.keys == nil {
+		return "", ""
+	}
+	return i.keys.serverPublicKey, i.keys.salt
 }
 
 const (
@@ -91,7 +105,37 @@ func (c *client) identity() identity {
 }
 
 // endContext ends the client's context; it is idempotent.
-func (c *client) endContext() { c.doneOnce.Do(func() { close(c.done) }) }
+func (c *client) endContext() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return
+	}
+	c.ended = true
+	if c.done != nil {
+		close(c.done)
+	}
+}
+
+// doneChan is the channel closed by endContext, made on first use.
+func (c *client) doneChan() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		c.done = make(chan struct{})
+		if c.ended {
+			close(c.done)
+		}
+	}
+	return c.done
+}
+
+// contextEnded reports whether endContext has run.
+func (c *client) contextEnded() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ended
+}
 
 // context returns a context that ends when the client disconnects (or the
 // server starts closing it), for the
@@ -101,14 +145,12 @@ func (c *client) context() context.Context { return clientContext{c} }
 type clientContext struct{ c *client }
 
 func (clientContext) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (x clientContext) Done() <-chan struct{}     { return x.c.done }
+func (x clientContext) Done() <-chan struct{}     { return x.c.doneChan() }
 func (x clientContext) Err() error {
-	select {
-	case <-x.c.done:
+	if x.c.contextEnded() {
 		return context.Canceled
-	default:
-		return nil
 	}
+	return nil
 }
 func (clientContext) Value(any) any { return nil }
 
@@ -133,16 +175,17 @@ type ClientView struct {
 // the client's own map (read-only by contract).
 func (c *client) lightView() ClientView {
 	info := c.identity()
+	pub, salt := info.publicKeys()
 	return ClientView{
 		ID:              c.id,
 		UserID:          info.userID,
 		State:           stateNames[c.state.Load()],
 		Metadata:        info.metadata,
-		Encrypted:       info.encrypted,
-		ServerPublicKey: info.serverPublicKey,
-		Salt:            info.salt,
+		Encrypted:       info.encrypted(),
+		ServerPublicKey: pub,
+		Salt:            salt,
 		RemoteAddr:      c.remoteAddr,
-		ConnectedAt:     c.connectedAt,
+		ConnectedAt:     time.Unix(0, c.connectedAt),
 		LastActivity:    time.Unix(0, c.lastActivity.Load()),
 	}
 }
@@ -156,17 +199,18 @@ func (c *client) view() ClientView {
 		rooms = append(rooms, c.id)
 	}
 	slices.Sort(rooms)
+	pub, salt := info.publicKeys()
 	return ClientView{
 		ID:              c.id,
 		UserID:          info.userID,
 		State:           stateNames[c.state.Load()],
 		Rooms:           rooms,
 		Metadata:        maps.Clone(info.metadata),
-		Encrypted:       info.encrypted,
-		ServerPublicKey: info.serverPublicKey,
-		Salt:            info.salt,
+		Encrypted:       info.encrypted(),
+		ServerPublicKey: pub,
+		Salt:            salt,
 		RemoteAddr:      c.remoteAddr,
-		ConnectedAt:     c.connectedAt,
+		ConnectedAt:     time.Unix(0, c.connectedAt),
 		LastActivity:    time.Unix(0, c.lastActivity.Load()),
 	}
 }

@@ -67,7 +67,7 @@ func newOutgoing(event string, data json.RawMessage) *outgoing {
 func (h *WebSocketServerHelper) sendError(c *client, text string) {
 	data, _ := json.Marshal(protocol.ErrorData{Message: text})
 	m := newOutgoing(protocol.EventError, data)
-	if c.authenticated() && c.info.encrypted && h.handlers.OutboundTransformer != nil {
+	if c.authenticated() && c.info.encrypted() && h.handlers.OutboundTransformer != nil {
 		h.deliverOneEncrypted(c, m, false)
 		return
 	}
@@ -87,7 +87,7 @@ func (h *WebSocketServerHelper) deliver(recipients []*client, m *outgoing, exclu
 		if !c.authenticated() || (len(exclude) > 0 && contains(exclude, c.id)) {
 			continue
 		}
-		if transform && c.info.encrypted {
+		if transform && c.info.encrypted() {
 			encrypted = append(encrypted, c)
 			continue
 		}

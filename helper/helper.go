@@ -198,8 +198,7 @@ func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request
 		conn:        conn,
 		raw:         newRawConn(conn),
 		shard:       h.flush.shardFor(),
-		done:        make(chan struct{}),
-		connectedAt: now,
+		connectedAt: now.UnixNano(),
 		remoteAddr:  r.RemoteAddr,
 		req:         r.WithContext(context.Background()),
 	}

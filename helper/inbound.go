@@ -78,11 +78,11 @@ func (h *WebSocketServerHelper) handleMessage(c *client, raw []byte) {
 	if hook != nil {
 		select {
 		case <-hook:
-		case <-c.done:
+		case <-c.doneChan():
 			return
 		}
 	}
-	if event == protocol.EventEncrypted && c.info.encrypted && h.handlers.InboundTransformer != nil {
+	if event == protocol.EventEncrypted && c.info.encrypted() && h.handlers.InboundTransformer != nil {
 		var ok bool
 		if event, m, ok = h.transformInbound(c, m); !ok {
 			return
@@ -319,9 +319,7 @@ func (h *WebSocketServerHelper) authenticate(c *client, data json.RawMessage, re
 			c.closeWith(ws.StatusCode(protocol.CloseEncryptionRequired), protocol.ReasonEncryptionRequired)
 			return
 		}
-		info.encrypted = true
-		info.serverPublicKey = hr.ServerPublicKey
-		info.salt = hr.Salt
+		info.keys = &handshakeKeys{serverPublicKey: hr.ServerPublicKey, salt: hr.Salt}
 	}
 	h.finishAuthentication(c, info)
 }
@@ -349,20 +347,26 @@ func (h *WebSocketServerHelper) finishAuthentication(c *client, info identity) {
 	for _, r := range h.opts.DefaultRooms {
 		h.reg.join(c, r)
 	}
-	ctx, cancel := context.WithTimeout(c.context(), h.opts.SubscribeTimeout)
-	if err := h.subs.sync(ctx); err != nil && c.context().Err() == nil {
-		h.log.Warn("broker did not confirm subscriptions in time; cross-instance delivery to this client may lag",
-			zapClient(c.id), zap.Error(err))
+	// Not derived from the client's context: that would make its done
+	// channel, which most connections never need, for every one of them.
+	// A client that leaves meanwhile costs a wait of at most
+	// SubscribeTimeout on this goroutine.
+	if !h.subs.upToDate() {
+		ctx, cancel := context.WithTimeout(context.Background(), h.opts.SubscribeTimeout)
+		if err := h.subs.sync(ctx); err != nil && c.context().Err() == nil {
+			h.log.Warn("broker did not confirm subscriptions in time; cross-instance delivery to this client may lag",
+				zapClient(c.id), zap.Error(err))
+		}
+		cancel()
 	}
-	cancel()
 
 	cd := protocol.ConnectedData{
 		ID:     c.id,
 		UserID: info.userID,
 		Time:   time.Now().UTC().Format("2006-01-02T15:04:05.000Z"),
 	}
-	if info.encrypted {
-		cd.ServerPublicKey, cd.Salt = info.serverPublicKey, info.salt
+	if info.encrypted() {
+		cd.ServerPublicKey, cd.Salt = info.publicKeys()
 	}
 	payload, _ := json.Marshal(cd)
 	frame := compileFrame(ws.OpText, encodeMessage(protocol.EventConnected, payload))
@@ -395,7 +399,7 @@ func (h *WebSocketServerHelper) finishAuthentication(c *client, info identity) {
 	c.enqueueLocked(frame)
 	c.out.mu.Unlock()
 	h.log.Debug("client authenticated", zapClient(c.id), zap.String("userId", info.userID),
-		zap.Bool("encrypted", info.encrypted))
+		zap.Bool("encrypted", info.encrypted()))
 
 	if cb != nil {
 		err := safeCall(func() error {

@@ -156,6 +156,13 @@ func (s *subscriptions) sync(ctx context.Context) error {
 	return nil
 }
 
+// upToDate reports whether every change asked for so far is applied.
+func (s *subscriptions) upToDate() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.applied >= s.gen
+}
+
 func (s *subscriptions) count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
