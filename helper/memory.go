@@ -14,6 +14,11 @@ import (
 // returns on its own soon enough.
 const releaseMinChange = 256
 
+// releaseBusyRate is the delivery rate above which the server is not quiet:
+// a release costs a full collection, and on a busy server that is latency
+// taken from the messages in flight.
+const releaseBusyRate = 1000 // messages per second
+
 // releaser decides when to hand memory back to the operating system after
 // a crowd of connections has come or gone. Go keeps freed pages for reuse
 // until a collection lowers its heap goal, and an idle process runs no
@@ -25,21 +30,25 @@ const releaseMinChange = 256
 type releaser struct {
 	after time.Duration
 
-	mark     int    // clients at the last release (or at start)
-	peak     int    // high-water mark since the last release
-	clients  int    // at the last look
-	total    uint64 // connections ever, at the last look
-	quietFor time.Duration
+	mark      int    // clients at the last release (or at start)
+	peak      int    // high-water mark since the last release
+	clients   int    // at the last look
+	total     uint64 // connections ever, at the last look
+	delivered uint64 // messages delivered ever, at the last look
+	quietFor  time.Duration
 }
 
-// observe takes a look, every step, at the client count and the number of
-// connections ever made, and reports whether to release now: nobody has
-// connected or left for r.after, and since the last release either a crowd
+// observe takes a look, every step, at the client count and the numbers of
+// connections and deliveries ever made, and reports whether to release now:
+// nobody has connected or left, and fewer than releaseBusyRate messages a
+// second went out, for r.after; and since the last release either a crowd
 // has gone (the count fell to half of its high-water mark or less, by
 // releaseMinChange or more) or one has come (it grew by releaseMinChange
 // and by a quarter or more).
-func (r *releaser) observe(clients int, total uint64, step time.Duration) bool {
-	if clients != r.clients || total != r.total {
+func (r *releaser) observe(clients int, total, delivered uint64, step time.Duration) bool {
+	busy := delivered-r.delivered > uint64(releaseBusyRate*step.Seconds())
+	r.delivered = delivered
+	if clients != r.clients || total != r.total || busy {
 		r.clients, r.total, r.quietFor = clients, total, 0
 		r.peak = max(r.peak, clients)
 		return false
@@ -69,7 +78,7 @@ func (h *WebSocketServerHelper) releaseMemory(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if !r.observe(h.reg.len(), h.stats.connections.Load(), step) {
+		if !r.observe(h.reg.len(), h.stats.connections.Load(), h.stats.delivered.Load(), step) {
 			continue
 		}
 		start := time.Now()

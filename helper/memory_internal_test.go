@@ -9,7 +9,7 @@ import (
 func TestReleaserDecides(t *testing.T) {
 	const step = time.Second
 	r := &releaser{after: 3 * time.Second}
-	look := func(clients int, total uint64) bool { return r.observe(clients, total, step) }
+	look := func(clients int, total uint64) bool { return r.observe(clients, total, 0, step) }
 	settle := func(clients int, total uint64) int {
 		n := 0
 		for i := 0; i < 10; i++ {
@@ -58,10 +58,10 @@ func TestReleaserDecides(t *testing.T) {
 
 func TestReleaserNeedsHalving(t *testing.T) {
 	r := &releaser{after: time.Second, mark: 2000}
-	r.observe(2000, 2000, time.Second)
-	r.observe(1200, 2000, time.Second) // 800 fewer, but more than half remain
+	r.observe(2000, 2000, 0, time.Second)
+	r.observe(1200, 2000, 0, time.Second) // 800 fewer, but more than half remain
 	for i := 0; i < 5; i++ {
-		if r.observe(1200, 2000, time.Second) {
+		if r.observe(1200, 2000, 0, time.Second) {
 			t.Fatal("released with more than half of the peak connected")
 		}
 	}
@@ -98,5 +98,27 @@ func TestRegistryCompactKeepsEverything(t *testing.T) {
 	}
 	if len(r.users["u"]) != 1 || r.users["u"][0] != keep[2] {
 		t.Fatalf("user index after compact: %v", r.users["u"])
+	}
+}
+
+// Deliveries above releaseBusyRate keep a settled crowd from a release
+// until they calm down.
+func TestReleaserWaitsForQuietTraffic(t *testing.T) {
+	r := &releaser{after: 2 * time.Second}
+	var delivered uint64
+	look := func(perSecond uint64) bool {
+		delivered += perSecond
+		return r.observe(1000, 1000, delivered, time.Second)
+	}
+	for i := 0; i < 10; i++ {
+		if look(50_000) {
+			t.Fatal("released during a broadcast")
+		}
+	}
+	if look(10) {
+		t.Fatal("released before the quiet time")
+	}
+	if !look(10) {
+		t.Fatal("no release once traffic calmed down")
 	}
 }

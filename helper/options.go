@@ -76,7 +76,9 @@ type Options struct {
 	// crowd of connections has come or gone and things are quiet: when the
 	// client count has grown by 256 and by a quarter or more, or fallen to
 	// half of its high-water mark or less (by 256 or more), since the last
-	// release, and nobody has connected or left for this long, the helper
+	// release, and for this long nobody has connected or left and fewer
+	// than 1000 messages a second went out (a release costs a full
+	// collection, which a busy server would pay in latency), the helper
 	// runs two collections and returns the freed pages
 	// (runtime/debug.FreeOSMemory), and ends the idle workers that served
 	// the crowd. Go would otherwise keep them until its forced collection,
