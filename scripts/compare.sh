@@ -46,6 +46,7 @@ echo-100|echo|1|0|-n 100 -duration 10s
 cross-2x1k|cross|2|0|-n 2000 -rate 100 -duration 10s -via rest
 enc-1k|encrypted|1|1|-n 1000 -rate 20 -duration 10s -via redis
 enc-1k-max|encrypted|1|1|-n 1000 -rate 200 -duration 10s -via redis
+enc-10k|encrypted|1|1|-n 10000 -rate 10 -duration 10s -via redis
 '
 cases_quick='
 conns-1k|conns|1|0|-n 1000 -hold 3s
