@@ -109,6 +109,9 @@ func (p *parser) value(depth int) (jsValue, error) {
 	case c == '[':
 		return p.arr(depth)
 	case c == '"':
+		if lit, ok := p.plainString(); ok {
+			return jsValue{lit: lit}, nil
+		}
 		units, err := p.str()
 		if err != nil {
 			return jsValue{}, err
@@ -240,6 +243,24 @@ func arrayIndex(units []uint16) (uint32, bool) {
 
 // str reads a JSON string as UTF-16 code units, as JavaScript holds it, so
 // that lone surrogates survive.
+// plainString reads a string of printable ASCII without escapes, which
+// JSON.stringify writes back unchanged: the literal is the input itself,
+// quotes included, and nothing is decoded or allocated. Anything else is
+// left to str.
+func (p *parser) plainString() ([]byte, bool) {
+	for i := p.i + 1; i < len(p.s); i++ {
+		switch c := p.s[i]; {
+		case c == '"':
+			lit := p.s[p.i : i+1]
+			p.i = i + 1
+			return lit, true
+		case c < 0x20 || c == '\\' || c >= utf8.RuneSelf:
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
 func (p *parser) str() ([]uint16, error) {
 	p.i++ // "
 	var units []uint16
