@@ -92,7 +92,7 @@ func (h *WebSocketServerHelper) releaseMemory(ctx context.Context) {
 		runtime.GC()
 		debug.FreeOSMemory()
 		h.stats.memoryReleases.Add(1)
-		h.log.Debug("memory returned to the OS after connections dropped",
+		h.log.Debug("memory returned to the OS after the client count settled",
 			zap.Int("clients", r.clients), zap.Duration("took", time.Since(start)))
 	}
 }
