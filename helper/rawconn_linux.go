@@ -24,7 +24,7 @@ type rawConn struct {
 	readFn  func(fd uintptr) bool
 	readErr error
 
-	writeFn  func(fd uintptr) bool
+	writeFn  func(fd uintptr)
 	wbuf     []byte
 	wv       [][]byte // vector mode: the frames to write
 	iov      *[]iovec // vector mode: the caller's scratch
@@ -80,7 +80,7 @@ func (r *rawConn) peekReadable(fd uintptr) bool {
 // written; a full socket is not an error, the caller queues the rest.
 func (r *rawConn) tryWrite(b []byte) (int, error) {
 	r.wbuf, r.wn, r.writeErr = b, 0, nil
-	err := r.rc.Write(r.writeFn)
+	err := r.rc.Control(r.writeFn)
 	n, opErr := r.wn, r.writeErr
 	r.wbuf = nil
 	if err != nil {
@@ -94,7 +94,7 @@ func (r *rawConn) tryWrite(b []byte) (int, error) {
 // written; a full socket is not an error.
 func (r *rawConn) tryWritev(bufs [][]byte, iov *[]iovec) (int, error) {
 	r.wv, r.iov, r.wn, r.writeErr = bufs, iov, 0, nil
-	err := r.rc.Write(r.writeFn)
+	err := r.rc.Control(r.writeFn)
 	n, opErr := r.wn, r.writeErr
 	r.wv, r.iov = nil, nil
 	if err != nil {
@@ -129,9 +129,9 @@ func (r *rawConn) writeVec(fd uintptr) {
 		var n uintptr
 		var errno syscall.Errno
 		if len(iov) == 1 {
-			// One frame, the usual case of a fan-out: write(2) skips
+			// One frame, the usual case of a fan-out: send(2) skips
 			// copying and checking the vector.
-			n, _, errno = syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(iov[0].Base)), uintptr(iov[0].Len))
+			n, errno = send(fd, unsafe.Pointer(iov[0].Base), uintptr(iov[0].Len))
 		} else {
 			n, _, errno = syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
 		}
@@ -149,10 +149,16 @@ func (r *rawConn) writeVec(fd uintptr) {
 	}
 }
 
-func (r *rawConn) writeSome(fd uintptr) bool {
+// writeSome runs under RawConn.Control, not RawConn.Write: the write never
+// waits, so Write's extra work (the descriptor's write lock, resetting its
+// poll state, checking the deadline) buys nothing, and it is a twentieth of
+// a delivery's CPU. Control's reference on the descriptor is what matters: it
+// cannot be closed, and its number reused, during the call. The client's
+// outbound lock already keeps writers apart.
+func (r *rawConn) writeSome(fd uintptr) {
 	if r.wv != nil {
 		r.writeVec(fd)
-		return true
+		return
 	}
 	for r.wn < len(r.wbuf) {
 		// RawSyscall: the socket is non-blocking, so the call cannot
@@ -162,7 +168,7 @@ func (r *rawConn) writeSome(fd uintptr) bool {
 		// goroutine, which interleaves concurrent fan-outs and stretches
 		// both).
 		b := r.wbuf[r.wn:]
-		n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		n, errno := send(fd, unsafe.Pointer(&b[0]), uintptr(len(b)))
 		m := int(n)
 		var e error
 		if errno != 0 {
@@ -173,13 +179,24 @@ func (r *rawConn) writeSome(fd uintptr) bool {
 			continue
 		}
 		if e == syscall.EAGAIN {
-			return true
+			return
 		}
 		if e != nil {
 			r.writeErr = e
-			return true
+			return
 		}
 		r.wn += m
 	}
-	return true
+}
+
+// sendFlags: the socket is non-blocking already; MSG_NOSIGNAL spares the
+// kernel the SIGPIPE check on a peer that has gone.
+const sendFlags = syscall.MSG_DONTWAIT | syscall.MSG_NOSIGNAL
+
+// send writes with send(2) rather than write(2): a socket needs none of the
+// file layer that write(2) goes through (position lock, file checks), which
+// costs about 0.3 µs per call, a tenth of a loopback send.
+func send(fd uintptr, p unsafe.Pointer, n uintptr) (uintptr, syscall.Errno) {
+	r, _, errno := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(p), n, sendFlags, 0, 0)
+	return r, errno
 }
