@@ -88,6 +88,11 @@ func runChurn(ctx context.Context, c config, bin string) (map[string]any, error)
 		return nil, err
 	}
 	rssGC := rssBytes(s.pid())
+	if c.heapOut != "" {
+		if err := s.saveHeapProfile(c.heapOut); err != nil {
+			return nil, err
+		}
+	}
 	return map[string]any{
 		"churners": n, "duration_s": d.Seconds(), "idle_s": c.idle.Seconds(),
 		"cycles":                   cycles.Load(),

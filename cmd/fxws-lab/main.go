@@ -65,6 +65,7 @@ type config struct {
 	kinds    string
 	role     string
 	port     int
+	heapOut  string // churn: where to save the server's heap profile at the end
 }
 
 func main() {
@@ -85,6 +86,7 @@ func main() {
 	fs.DurationVar(&c.idle, "idle", 10*time.Second, "churn: idle time before the final reading")
 	fs.IntVar(&c.bpLimit, "backpressure-limit", 1<<20, "slow: the server's BackpressureLimit, for the bound (the demo uses the default)")
 	fs.StringVar(&c.kinds, "kinds", strings.Join(attackKinds, ","), "attack: the attackers' behaviours, attacker i repeating kind i mod count")
+	fs.StringVar(&c.heapOut, "heap-profile", "", "churn: save the server's heap profile (pprof, after a collection) at the end to this file")
 	fs.StringVar(&c.role, "role", "", "internal: \"attackers\" runs the attack scenario's attackers against -port (the lab starts it as its own process)")
 	fs.IntVar(&c.port, "port", 0, "internal: the demo's port for -role attackers")
 	_ = fs.Parse(os.Args[1:])

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -285,4 +286,26 @@ func (r *redisServer) kill() {
 	}
 	_ = r.cmd.Process.Kill()
 	<-r.done
+}
+
+// saveHeapProfile writes the demo's heap profile, taken after a collection,
+// to path (for `go tool pprof`).
+func (s *server) saveHeapProfile(path string) error {
+	r, err := http.Get("http://" + s.debugAddr + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	defer r.Body.Close()
+	if r.StatusCode != http.StatusOK {
+		return fmt.Errorf("heap profile: %s", r.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	return f.Close()
 }
