@@ -27,6 +27,9 @@ func (h *WebSocketServerHelper) heartbeat(ctx context.Context) {
 			h.sweepHeartbeats(time.Now())
 		case <-idle.C:
 			h.sweepIdle(time.Now())
+			if h.bursts != nil {
+				h.bursts.trim()
+			}
 		}
 	}
 }
