@@ -79,4 +79,3 @@ func TestBurstPoolTrimKeepsWorkersTheLoadNeeded(t *testing.T) {
 		t.Fatalf("idle = %d after quiet trims, want minIdle 2", got)
 	}
 }
-

@@ -50,14 +50,26 @@ func (h *WebSocketServerHelper) handleMessage(c *client, raw []byte) {
 		h.log.Debug("message without event ignored", zapClient(c.id))
 		return
 	}
-	fields, err := protocol.ObjectFields(raw)
+	var m inboundMessage
+	err := protocol.ObjectMembers(raw, func(key []byte, value json.RawMessage) {
+		switch string(key) {
+		case "event":
+			m.Event = value
+		case "data":
+			m.Data = value
+		case "id":
+			m.ID = value
+		}
+	})
 	if err != nil {
 		h.sendError(c, protocol.ErrTextInvalidFormat)
 		return
 	}
-	m := inboundMessage{Event: fields["event"], Data: fields["data"], ID: fields["id"]}
-	var event string
-	if !decodeJSONString(m.Event, &event) || event == "" {
+	// raw is the read buffer, reused for the next frame; data goes to
+	// handlers that may keep it.
+	m.Data = bytes.Clone(m.Data)
+	event, ok := protocol.StringValue(m.Event)
+	if !ok || event == "" {
 		h.log.Debug("message without a string event ignored", zapClient(c.id))
 		return
 	}
@@ -142,10 +154,11 @@ func (h *WebSocketServerHelper) transformInbound(c *client, m inboundMessage) (s
 }
 
 func decodeJSONString(raw json.RawMessage, dst *string) bool {
-	if len(raw) == 0 || raw[0] != '"' {
-		return false
+	s, ok := protocol.StringValue(raw)
+	if ok {
+		*dst = s
 	}
-	return json.Unmarshal(raw, dst) == nil
+	return ok
 }
 
 // decodeRooms reads `{"rooms": [...]}` and keeps the string members. Wrong

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -304,5 +305,30 @@ func TestBlockingCallbackStallsNobodyElse(t *testing.T) {
 		expectEvent(t, b, "news")
 		close(release)
 		k.rec.waitFor(t, "a's message", func() bool { return len(k.rec.messages) == 2 })
+	})
+}
+
+// A handler may keep the message's data after it returns: the data must not
+// share the read buffer that the next frames are parsed in.
+func TestMessageDataOutlivesTheReadBuffer(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		k := newKit(t, tr, nil)
+		c, _ := k.login("u1")
+		const n = 200
+		want := make([]string, n)
+		for i := range n {
+			want[i] = fmt.Sprintf(`{"seq":%d,"pad":%q}`, i, strings.Repeat(string(rune('a'+i%26)), 10+i%40))
+			if err := c.SendText(`{"event":"chat","id":"m` + fmt.Sprint(i) + `","data":` + want[i] + `}`); err != nil {
+				t.Fatal(err)
+			}
+		}
+		k.rec.waitFor(t, "all messages", func() bool { return len(k.rec.messages) == n })
+		k.rec.mu.Lock()
+		defer k.rec.mu.Unlock()
+		for i, m := range k.rec.messages {
+			if string(m.Message.Data) != want[i] || m.Message.ID != "m"+fmt.Sprint(i) || m.Message.Event != "chat" {
+				t.Fatalf("message %d kept %s %q %s, sent %s", i, m.Message.Event, m.Message.ID, m.Message.Data, want[i])
+			}
+		}
 	})
 }

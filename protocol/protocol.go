@@ -259,7 +259,7 @@ func DecodeEnvelope(b []byte) (*Envelope, error) {
 	raw := struct{ ServerID, Type, Target, Event, Data, Exclude json.RawMessage }{
 		fields["serverId"], fields["type"], fields["target"], fields["event"], fields["data"], fields["exclude"],
 	}
-	env := &Envelope{Data: raw.Data}
+	env := &Envelope{Data: bytes.Clone(raw.Data)}
 	if !utf8.Valid(env.Data) {
 		// Invalid bytes can only sit inside JSON strings here; replace them
 		// as JSON.parse does, or they would go out in text frames, which a
@@ -299,17 +299,4 @@ func decodeString(raw json.RawMessage, dst *string) bool {
 		return false
 	}
 	return json.Unmarshal(raw, dst) == nil
-}
-
-// ObjectFields decodes a JSON object into its members, raw. Keys match
-// exactly, as property names do in JavaScript (encoding/json would match a
-// struct field case-insensitively, so `"EVENT"` would pass for `"event"`);
-// of duplicate keys the last wins, as with JSON.parse. JSON null yields no
-// members.
-func ObjectFields(b []byte) (map[string]json.RawMessage, error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, err
-	}
-	return m, nil
 }

@@ -11,6 +11,7 @@ targets=(
   "./helper FuzzInboundMessage" "./helper FuzzJoinLeave" "./helper FuzzBrokerEnvelope"
   "./protocol FuzzEnvelopeRoundTrip" "./protocol FuzzValidRoomName"
   "./protocol FuzzJSONDepthExceeds" "./protocol FuzzDecodeEnvelope"
+  "./protocol FuzzObjectFields"
 )
 corpus() { ls "$1/testdata/fuzz/$2" 2>/dev/null | sort; }
 for entry in "${targets[@]}"; do
