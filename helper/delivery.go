@@ -58,6 +58,11 @@ func newOutgoing(event string, data json.RawMessage) *outgoing {
 	return &outgoing{event: event, data: data, frame: compileFrame(ws.OpText, encodeMessage(event, data))}
 }
 
+func newErrorMessage(text string) *outgoing {
+	data, _ := json.Marshal(protocol.ErrorData{Message: text})
+	return newOutgoing(protocol.EventError, data)
+}
+
 // sendError sends an error event; it is the one event that reaches clients
 // that have not authenticated.
 //
@@ -65,11 +70,15 @@ func newOutgoing(event string, data json.RawMessage) *outgoing {
 // transformer like any other message (the original does the same), since
 // its client decrypts everything after `connected`.
 func (h *WebSocketServerHelper) sendError(c *client, text string) {
-	data, _ := json.Marshal(protocol.ErrorData{Message: text})
-	m := newOutgoing(protocol.EventError, data)
 	if c.authenticated() && c.info.encrypted() && h.handlers.OutboundTransformer != nil {
-		h.deliverOneEncrypted(c, m, false)
+		// A message of its own: the transformer is the application's
+		// code, and the shared ones must stay as built.
+		h.deliverOneEncrypted(c, newErrorMessage(text), false)
 		return
+	}
+	m := h.errorMessages[text]
+	if m == nil {
+		m = newErrorMessage(text)
 	}
 	c.send(m.frame)
 }

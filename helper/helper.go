@@ -62,6 +62,10 @@ type WebSocketServerHelper struct {
 	// selfPrefix starts every envelope this instance publishes, so that
 	// its own come back are dropped before decoding.
 	selfPrefix []byte
+	// errorMessages holds the error events the protocol sends, each built
+	// once: a flood of junk or a client that is not authenticated yet is
+	// answered with a frame that costs no encoding.
+	errorMessages map[string]*outgoing
 
 	stats counters
 }
@@ -101,6 +105,12 @@ func New(cfg Config) (*WebSocketServerHelper, error) {
 	h.checkOrigin = originChecker(opts.AllowedOrigins)
 	quoted, _ := json.Marshal(serverID)
 	h.selfPrefix = append(append([]byte(`{"serverId":`), quoted...), ',')
+	h.errorMessages = make(map[string]*outgoing)
+	for _, text := range []string{protocol.ErrTextInvalidFormat, protocol.ErrTextNotAuthenticated,
+		protocol.ErrTextAlreadyAuthenticated, protocol.ErrTextAuthFailed, protocol.ErrTextAuthError,
+		protocol.ErrTextHandshakeFailed, errTextRateLimited} {
+		h.errorMessages[text] = newErrorMessage(text)
+	}
 	h.flush = newFlusher()
 	h.subs = newSubscriptions(b, log)
 	h.reg = newRegistry(h.subs)
