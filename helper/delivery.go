@@ -275,10 +275,7 @@ func (h *WebSocketServerHelper) publish(ctx context.Context, typ protocol.Messag
 		return fmt.Errorf("websocket: publish: %s envelope needs a target", typ)
 	}
 	env := protocol.Envelope{ServerID: h.serverID, Type: typ, Target: target, Event: event, Data: data, Exclude: exclude}
-	payload, err := json.Marshal(&env)
-	if err != nil {
-		return fmt.Errorf("websocket: publish: encode envelope: %w", err)
-	}
+	payload := protocol.AppendEnvelope(make([]byte, 0, len(h.selfPrefix)+len(event)+len(target)+len(data)+48), &env)
 	if err := h.broker.Publish(ctx, env.Channel(), payload); err != nil {
 		h.stats.publishErrors.Add(1)
 		h.log.Warn("publish failed", zap.String("channel", env.Channel()), zap.Error(err))

@@ -9,7 +9,6 @@ package helper
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -103,8 +102,7 @@ func New(cfg Config) (*WebSocketServerHelper, error) {
 		serverID: serverID,
 	}
 	h.checkOrigin = originChecker(opts.AllowedOrigins)
-	quoted, _ := json.Marshal(serverID)
-	h.selfPrefix = append(append([]byte(`{"serverId":`), quoted...), ',')
+	h.selfPrefix = append(protocol.AppendJSONString([]byte(`{"serverId":`), serverID), ',')
 	h.errorMessages = make(map[string]*outgoing)
 	for _, text := range []string{protocol.ErrTextInvalidFormat, protocol.ErrTextNotAuthenticated,
 		protocol.ErrTextAlreadyAuthenticated, protocol.ErrTextAuthFailed, protocol.ErrTextAuthError,

@@ -58,3 +58,36 @@ func AppendJSONString(b []byte, s string) []byte {
 	}
 	return append(b, '"')
 }
+
+// AppendEnvelope appends e as JSON, the members in the order and with the
+// omissions of its struct tags, strings quoted as JSON.stringify quotes
+// them, and data as it is (it is JSON already). It is json.Marshal(e)
+// without reflection or re-validating data, for the publish of every
+// cross-instance message.
+func AppendEnvelope(b []byte, e *Envelope) []byte {
+	b = append(b, `{"serverId":`...)
+	b = AppendJSONString(b, e.ServerID)
+	b = append(b, `,"type":`...)
+	b = AppendJSONString(b, string(e.Type))
+	if e.Target != "" {
+		b = append(b, `,"target":`...)
+		b = AppendJSONString(b, e.Target)
+	}
+	b = append(b, `,"event":`...)
+	b = AppendJSONString(b, e.Event)
+	if len(e.Data) > 0 {
+		b = append(b, `,"data":`...)
+		b = append(b, e.Data...)
+	}
+	if len(e.Exclude) > 0 {
+		b = append(b, `,"exclude":[`...)
+		for i, id := range e.Exclude {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = AppendJSONString(b, id)
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}')
+}

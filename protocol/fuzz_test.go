@@ -32,9 +32,11 @@ func FuzzEnvelopeRoundTrip(f *testing.F) {
 			t.Fatalf("envelope data is not UTF-8 (it would go out in text frames): %q", env.Data)
 		}
 		_ = env.Channel()
-		again, err := json.Marshal(env)
-		if err != nil {
+		again := AppendEnvelope(nil, env)
+		if marshalled, err := json.Marshal(env); err != nil {
 			t.Fatalf("re-encoding %+v: %v", env, err)
+		} else if !jsonEqual(again, marshalled) {
+			t.Fatalf("AppendEnvelope %s, json.Marshal %s", again, marshalled)
 		}
 		env2, err := DecodeEnvelope(again)
 		if err != nil {
@@ -53,6 +55,17 @@ func FuzzEnvelopeRoundTrip(f *testing.F) {
 			}
 		}
 	})
+}
+
+// jsonEqual reports whether a and b hold the same JSON value.
+func jsonEqual(a, b []byte) bool {
+	var va, vb any
+	if json.Unmarshal(a, &va) != nil || json.Unmarshal(b, &vb) != nil {
+		return false
+	}
+	ja, _ := json.Marshal(va)
+	jb, _ := json.Marshal(vb)
+	return string(ja) == string(jb)
 }
 
 // FuzzValidRoomName checks the room-name rule against its definition: a

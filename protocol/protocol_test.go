@@ -159,3 +159,20 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		}
 	})
 }
+
+func TestAppendEnvelopeMatchesMarshal(t *testing.T) {
+	for _, env := range []Envelope{
+		{ServerID: "s1", Type: TypeBroadcast, Event: "tick", Data: json.RawMessage(`{"n":1}`)},
+		{ServerID: "s1", Type: TypeRoom, Target: "room-1", Event: "chat", Data: json.RawMessage(`"hi"`), Exclude: []string{"c1", "c2"}},
+		{ServerID: "s1", Type: TypeClient, Target: "c1", Event: "e"},
+		{ServerID: "é\"\\\n", Type: TypeUser, Target: "u\t1", Event: "ü", Data: json.RawMessage(`[1,2]`)},
+	} {
+		want, err := json.Marshal(&env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := AppendEnvelope(nil, &env); string(got) != string(want) {
+			t.Errorf("AppendEnvelope = %s, json.Marshal = %s", got, want)
+		}
+	}
+}
