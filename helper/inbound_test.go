@@ -332,3 +332,28 @@ func TestMessageDataOutlivesTheReadBuffer(t *testing.T) {
 		}
 	})
 }
+
+// The same for messages too large for the read buffer, whose frames get
+// pooled buffers of their own.
+func TestLargeMessageDataOutlivesItsFrame(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		k := newKit(t, tr, nil)
+		c, _ := k.login("u1")
+		sizes := []int{5000, 9000, 8192, 70000, 16385, 120000, 5000, 70000} // the default limit is 128 KiB
+		want := make([]string, len(sizes))
+		for i, n := range sizes {
+			want[i] = `"` + strings.Repeat(string(rune('a'+i)), n) + `"`
+			if err := c.SendText(`{"event":"big","data":` + want[i] + `}`); err != nil {
+				t.Fatal(err)
+			}
+		}
+		k.rec.waitFor(t, "all messages", func() bool { return len(k.rec.messages) == len(sizes) })
+		k.rec.mu.Lock()
+		defer k.rec.mu.Unlock()
+		for i, m := range k.rec.messages {
+			if string(m.Message.Data) != want[i] {
+				t.Fatalf("message %d (%d bytes) changed after its frame was recycled", i, sizes[i])
+			}
+		}
+	})
+}

@@ -187,3 +187,23 @@ func TestEncryptionRequiredWithoutHandshake(t *testing.T) {
 		t.Fatalf("first frame %v %q, want close 4004 without an error event", hdr.OpCode, p)
 	}
 }
+
+func TestFrameBufferClasses(t *testing.T) {
+	for _, c := range []struct{ size, class int }{
+		{1, 0}, {8192, 0}, {8193, 1}, {16384, 1}, {16385, 2}, {1 << 20, 7}, {1<<20 + 1, 8},
+	} {
+		if got := frameClass(c.size); got != c.class {
+			t.Errorf("frameClass(%d) = %d, want %d", c.size, got, c.class)
+		}
+		b := getFrameBuffer(c.size)
+		if len(*b) != c.size || cap(*b) != 1<<(c.class+frameClassShift) {
+			t.Errorf("getFrameBuffer(%d): len %d cap %d", c.size, len(*b), cap(*b))
+		}
+		putFrameBuffer(b)
+	}
+	if frameClass(1<<40) != -1 {
+		t.Error("a frame beyond the largest class got a class")
+	}
+	huge := getFrameBuffer(1<<(len(frameBuffers)-1+frameClassShift) + 1)
+	putFrameBuffer(huge) // not pooled; must not panic
+}

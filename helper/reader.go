@@ -3,6 +3,7 @@ package helper
 import (
 	"errors"
 	"io"
+	"math/bits"
 	"runtime"
 	"sync"
 	"time"
@@ -18,13 +19,57 @@ const readBufferSize = 4096
 
 var readBuffers = sync.Pool{New: func() any { b := make([]byte, readBufferSize); return &b }}
 
+// frameBuffers pools the buffers of frames larger than the read buffer, by
+// power-of-two size class from 8 KiB: a client that sends large messages
+// (or an attacker sending megabyte frames) would otherwise allocate one per
+// frame, and drive the collector for everyone. Class k holds 8 KiB << k.
+var frameBuffers [20]sync.Pool
+
+const frameClassShift = 13 // 8 KiB
+
+// frameClass is the size class for a frame of size bytes; -1 if none fits.
+func frameClass(size int) int {
+	k := bits.Len(uint(size-1)) - frameClassShift
+	if k < 0 {
+		k = 0
+	}
+	if k >= len(frameBuffers) {
+		return -1
+	}
+	return k
+}
+
+// getFrameBuffer returns a buffer of size bytes, pooled when a class fits.
+func getFrameBuffer(size int) *[]byte {
+	k := frameClass(size)
+	if k < 0 {
+		b := make([]byte, size)
+		return &b
+	}
+	if p, ok := frameBuffers[k].Get().(*[]byte); ok {
+		*p = (*p)[:size]
+		return p
+	}
+	b := make([]byte, size, 1<<(k+frameClassShift))
+	return &b
+}
+
+// putFrameBuffer gives a frame's buffer back once nothing refers to it.
+func putFrameBuffer(p *[]byte) {
+	c := cap(*p)
+	if k := frameClass(c); k >= 0 && c == 1<<(k+frameClassShift) {
+		frameBuffers[k].Put(p)
+	}
+}
+
 // reader parses client frames from the socket. It lives in the client and
 // keeps its state between bursts of input; between bursts it gives its buffer
 // back, so an idle connection holds none.
 type reader struct {
 	buf     *[]byte
 	r, w    int
-	pending []byte // bytes the HTTP server had buffered before the upgrade
+	pending []byte  // bytes the HTTP server had buffered before the upgrade
+	large   *[]byte // the current frame's own buffer, when it did not fit buf
 
 	fragments        []byte // a fragmented message being reassembled
 	fragmented       bool
@@ -158,7 +203,8 @@ func (c *client) next(maxPayload int) (frameHeader, []byte, error) {
 		payload = (*rd.buf)[rd.r : rd.r+size]
 		rd.r += size
 	} else {
-		payload = make([]byte, size)
+		rd.large = getFrameBuffer(size)
+		payload = *rd.large
 		got := copy(payload, rd.buffered())
 		rd.r += got
 		if _, err := io.ReadFull(c.conn, payload[got:]); err != nil {
@@ -244,6 +290,12 @@ func (c *client) readFrames() bool {
 				}
 				rd.fragments = nil
 			}
+		}
+		// Everything that outlives the frame was copied out of it:
+		// control answers, fragments, and a message's data for handlers.
+		if rd.large != nil {
+			putFrameBuffer(rd.large)
+			rd.large = nil
 		}
 		rd.release()
 	}
