@@ -189,13 +189,14 @@ func (r *rawConn) writeSome(fd uintptr) {
 	}
 }
 
-// sendFlags: the socket is non-blocking already; MSG_NOSIGNAL spares the
-// kernel the SIGPIPE check on a peer that has gone.
+// sendFlags: the socket is non-blocking already (MSG_DONTWAIT says it per
+// call); with MSG_NOSIGNAL a peer that has gone yields EPIPE without a
+// SIGPIPE for the runtime to field.
 const sendFlags = syscall.MSG_DONTWAIT | syscall.MSG_NOSIGNAL
 
 // send writes with send(2) rather than write(2): a socket needs none of the
-// file layer that write(2) goes through (position lock, file checks), which
-// costs about 0.3 µs per call, a tenth of a loopback send.
+// file layer that write(2) goes through (vfs_write, fdget_pos), which cost
+// about 0.3 µs per call in profiles, some 4 % of a delivered message.
 func send(fd uintptr, p unsafe.Pointer, n uintptr) (uintptr, syscall.Errno) {
 	r, _, errno := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(p), n, sendFlags, 0, 0)
 	return r, errno
