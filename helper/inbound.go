@@ -115,7 +115,7 @@ func (h *WebSocketServerHelper) handleMessage(c *client, raw []byte) {
 			return
 		}
 		msg := protocol.Message{Event: event, Data: m.Data}
-		decodeJSONString(m.ID, &msg.ID)
+		msg.ID, _ = protocol.StringValue(m.ID)
 		info := c.identity()
 		err := safeCall(func() error {
 			return cb(c.context(), MessageRequest{ClientID: c.id, UserID: info.userID, Message: msg})
@@ -131,7 +131,7 @@ func (h *WebSocketServerHelper) handleMessage(c *client, raw []byte) {
 // returns the message it stands for; false drops it.
 func (h *WebSocketServerHelper) transformInbound(c *client, m inboundMessage) (string, inboundMessage, bool) {
 	msg := protocol.Message{Event: protocol.EventEncrypted, Data: m.Data}
-	decodeJSONString(m.ID, &msg.ID)
+	msg.ID, _ = protocol.StringValue(m.ID)
 	var out protocol.Message
 	err := safeCall(func() error {
 		var err error
@@ -151,14 +151,6 @@ func (h *WebSocketServerHelper) transformInbound(c *client, m inboundMessage) (s
 		m.ID, _ = json.Marshal(out.ID)
 	}
 	return out.Event, m, true
-}
-
-func decodeJSONString(raw json.RawMessage, dst *string) bool {
-	s, ok := protocol.StringValue(raw)
-	if ok {
-		*dst = s
-	}
-	return ok
 }
 
 // decodeRooms reads `{"rooms": [...]}` and keeps the string members. Wrong
@@ -181,8 +173,7 @@ func decodeRooms(data json.RawMessage) []string {
 	}
 	rooms := make([]string, 0, len(items))
 	for _, it := range items {
-		var s string
-		if decodeJSONString(it, &s) {
+		if s, ok := protocol.StringValue(it); ok {
 			rooms = append(rooms, s)
 		}
 	}

@@ -292,11 +292,12 @@ func DecodeEnvelope(b []byte) (*Envelope, error) {
 	return env, nil
 }
 
-// decodeString unmarshals a raw JSON string into dst; false if raw is absent
-// or not a string.
+// decodeString sets dst to the raw JSON string decoded; false if raw is
+// absent or not a string.
 func decodeString(raw json.RawMessage, dst *string) bool {
-	if len(raw) == 0 || raw[0] != '"' {
-		return false
+	s, ok := StringValue(raw)
+	if ok {
+		*dst = s
 	}
-	return json.Unmarshal(raw, dst) == nil
+	return ok
 }
