@@ -207,3 +207,92 @@ func TestFrameBufferClasses(t *testing.T) {
 	huge := getFrameBuffer(1<<(len(frameBuffers)-1+frameClassShift) + 1)
 	putFrameBuffer(huge) // not pooled; must not panic
 }
+
+// A connection that finished its closing handshake must not stay reachable
+// from a pending grace timer: under churn those timers held every recently
+// closed client (and started a goroutine each) for closeGrace.
+func TestCloseGraceTimerStoppedOnceClosed(t *testing.T) {
+	h, err := New(Config{Handlers: Handlers{
+		Authenticate: func(context.Context, AuthenticateRequest) (*AuthResult, error) { return &AuthResult{UserID: "u"}, nil },
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	defer h.Shutdown(context.Background())
+
+	for _, serverFirst := range []bool{false, true} {
+		conn, _, _, err := ws.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c *client
+		deadline := time.Now().Add(5 * time.Second)
+		for c == nil && time.Now().Before(deadline) {
+			h.reg.mu.Lock()
+			for _, cl := range h.reg.clients {
+				c = cl
+			}
+			h.reg.mu.Unlock()
+			time.Sleep(time.Millisecond)
+		}
+		if c == nil {
+			t.Fatal("the connection never reached the registry")
+		}
+		if serverFirst {
+			c.closeWith(ws.StatusGoingAway, "bye")
+		} else if err := wsutil.WriteClientMessage(conn, ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, "")); err != nil {
+			t.Fatal(err)
+		}
+		// Read up to the server's close frame, answer it if the server
+		// spoke first, and hang up.
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			hdr, err := ws.ReadHeader(conn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.CopyN(io.Discard, conn, hdr.Length); err != nil {
+				t.Fatal(err)
+			}
+			if hdr.OpCode == ws.OpClose {
+				break
+			}
+		}
+		if serverFirst {
+			if err := wsutil.WriteClientMessage(conn, ws.OpClose, ws.NewCloseFrameBody(ws.StatusGoingAway, "")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_ = conn.Close()
+		for {
+			c.out.mu.Lock()
+			armed, done := c.out.closeTimer != nil, c.out.readerDone
+			c.out.mu.Unlock()
+			if done && !armed {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("server first %v: grace timer still armed after the connection ended (reader done %v)", serverFirst, done)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		// The next round finds its client as the only one.
+		eventuallyInternal(t, func() bool { return h.reg.len() == 0 })
+	}
+}
+
+func eventuallyInternal(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 5 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -36,6 +36,22 @@ type outbound struct {
 	dirty      bool      // queued frames wait for the flusher
 	closing    bool      // a close frame is queued or sent; nothing more is accepted
 	readerDone bool      // the read loop has ended; close the socket once drained
+	// closeTimer ends a closing connection whose peer does not finish the
+	// handshake in time. It is stopped once the socket is closed anyway:
+	// left to fire, it would keep the whole client reachable for the grace
+	// period and start a goroutine just to find it gone, which under
+	// connection churn held thousands of dead clients and grew the runtime's
+	// goroutine table for good.
+	closeTimer *time.Timer
+}
+
+// socketClosedLocked is called, with mu held, by whoever closes the socket
+// for good.
+func (o *outbound) socketClosedLocked() {
+	if o.closeTimer != nil {
+		o.closeTimer.Stop()
+		o.closeTimer = nil
+	}
 }
 
 // sendResult says what became of a frame handed to a client.
@@ -128,6 +144,9 @@ func (c *client) writeLoop() {
 			_ = c.conn.SetWriteDeadline(time.Time{})
 			o.writing = false
 			readerDone := o.readerDone
+			if readerDone {
+				o.socketClosedLocked()
+			}
 			o.mu.Unlock()
 			if readerDone {
 				_ = c.conn.Close()
@@ -259,15 +278,15 @@ func (c *client) closeWith(code ws.StatusCode, reason string) {
 	}
 	o.closing = true
 	c.enqueueLocked(closeFrame(code, reason))
+	// The peer has closeGrace to take what is queued and answer; a peer
+	// that reads nothing cannot hold the socket longer than that.
+	o.closeTimer = time.AfterFunc(closeGrace+100*time.Millisecond, c.terminate)
 	o.mu.Unlock()
 	// The session is over: release callbacks waiting on the client's
 	// context now, or a message callback blocked on it would keep the read
 	// loop (and Shutdown) from ever seeing the peer's close.
 	c.endContext()
-	// The peer has closeGrace to take what is queued and answer; a peer
-	// that reads nothing cannot hold the socket longer than that.
 	_ = c.conn.SetReadDeadline(time.Now().Add(closeGrace))
-	time.AfterFunc(closeGrace+100*time.Millisecond, c.terminate)
 }
 
 // readerExited is called once by the read loop on its way out. Queued frames
@@ -277,6 +296,9 @@ func (c *client) readerExited() {
 	o.mu.Lock()
 	o.readerDone = true
 	writing := o.writing
+	if !writing {
+		o.socketClosedLocked()
+	}
 	o.mu.Unlock()
 	if !writing {
 		_ = c.conn.Close()

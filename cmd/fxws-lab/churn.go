@@ -20,6 +20,7 @@ func runChurn(ctx context.Context, c config, bin string) (map[string]any, error)
 		return nil, fmt.Errorf("debug vars: %w", err)
 	}
 	rssBase := rssBytes(s.pid())
+	partsBase := rssParts(s.pid())
 	d := c.dur(30 * time.Second)
 	cctx, cstop := context.WithTimeout(ctx, d)
 	defer cstop()
@@ -88,6 +89,7 @@ func runChurn(ctx context.Context, c config, bin string) (map[string]any, error)
 		return nil, err
 	}
 	rssGC := rssBytes(s.pid())
+	partsGC := rssParts(s.pid())
 	if c.heapOut != "" {
 		if err := s.saveHeapProfile(c.heapOut); err != nil {
 			return nil, err
@@ -110,10 +112,25 @@ func runChurn(ctx context.Context, c config, bin string) (map[string]any, error)
 		"rss_after_gc_MiB":         round2(mib(rssGC)),
 		"rss_after_gc_vs_base_pct": round2(100 * float64(rssGC-rssBase) / float64(rssBase)),
 		"heap_inuse_after_gc_MiB":  round2(mib(int64(gc.HeapInuse))),
+		"rss_parts_base":           partsBase,
+		"rss_parts_after_gc":       partsGC,
+		"mem_classes_growth_KiB":   classGrowth(base.MemClasses, gc.MemClasses),
 		"runtime_base":             base.MemStats,
 		"runtime_after_gc":         gc.MemStats,
 		"goroutines_after_gc":      gc.Goroutines,
 		"server_cpu_cores":         round2(cpu),
 		"server_alive":             s.alive(),
 	}, nil
+}
+
+// classGrowth is how much each of the runtime's memory classes grew from
+// base to after, in KiB, for the classes that changed by 4 KiB or more.
+func classGrowth(base, after map[string]uint64) map[string]int64 {
+	out := map[string]int64{}
+	for k, v := range after {
+		if d := (int64(v) - int64(base[k])) / 1024; d >= 4 || d <= -4 {
+			out[k] = d
+		}
+	}
+	return out
 }

@@ -138,6 +138,8 @@ type debugVars struct {
 	MemStats   struct {
 		HeapInuse, HeapIdle, HeapReleased, StackInuse, StackSys, MSpanInuse, GCSys, OtherSys, Sys uint64
 	} `json:"memStats"`
+	// MemClasses is the runtime's /memory/classes/ breakdown, by class.
+	MemClasses map[string]uint64 `json:"memClasses"`
 }
 
 func (s *server) vars() (debugVars, error) { return s.varsQuery("") }
@@ -184,6 +186,28 @@ func rssBytes(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// rssParts reads the anonymous and file-backed parts of pid's resident set
+// in MiB: what the process allocated, and what it mapped from its binary and
+// libraries (code pages touched for the first time show up here).
+func rssParts(pid int) map[string]float64 {
+	out := map[string]float64{}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return out
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		for _, k := range []string{"RssAnon", "RssFile"} {
+			if strings.HasPrefix(line, k+":") {
+				if f := strings.Fields(line); len(f) >= 2 {
+					kb, _ := strconv.ParseInt(f[1], 10, 64)
+					out[k+"_MiB"] = round2(float64(kb) / 1024)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // cpuTime reads utime+stime of pid from /proc (clock ticks of 10 ms).

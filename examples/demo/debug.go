@@ -9,6 +9,8 @@ import (
 	"net/http/pprof"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
+	"strings"
 
 	"github.com/fxws/websocket/helper"
 	"go.uber.org/fx"
@@ -40,6 +42,7 @@ func debugOption(addr string) fx.Option {
 				"heapSys":    ms.HeapSys,
 				"memStats":   ms,
 				"stats":      h.Stats(),
+				"memClasses": memoryClasses(),
 			})
 		})
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -62,4 +65,22 @@ func debugOption(addr string) fx.Option {
 			OnStop: srv.Shutdown,
 		})
 	})
+}
+
+// memoryClasses reads the runtime's /memory/classes/ metrics: every byte the
+// Go runtime maps, split by what it holds (objects, free heap, stacks, GC
+// metadata, profiling buckets, ...), which MemStats only gives in sums.
+func memoryClasses() map[string]uint64 {
+	var samples []metrics.Sample
+	for _, d := range metrics.All() {
+		if strings.HasPrefix(d.Name, "/memory/classes/") && d.Kind == metrics.KindUint64 {
+			samples = append(samples, metrics.Sample{Name: d.Name})
+		}
+	}
+	metrics.Read(samples)
+	out := make(map[string]uint64, len(samples))
+	for _, s := range samples {
+		out[strings.TrimSuffix(strings.TrimPrefix(s.Name, "/memory/classes/"), ":bytes")] = s.Value.Uint64()
+	}
+	return out
 }
