@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	websocket "github.com/fxws/websocket"
@@ -18,23 +17,10 @@ import (
 // maxHooks is how many hook calls /ws-api/hooks keeps.
 const maxHooks = 10_000
 
-// hookChunk is the size of the blocks the hook log's entries are packed in.
-const hookChunk = 64 << 10
-
 // demo holds the handlers of the contract and the record of their calls.
-type demo struct {
-	mu    sync.Mutex
-	hooks []json.RawMessage // a ring of maxHooks entries; next is the oldest once full
-	next  int
-	// chunk is the block new entries are copied into. Packed, the log's
-	// entries share a few dense blocks that are freed whole once the ring
-	// has moved past them; allocated one by one among a crowd's garbage,
-	// each would keep a mostly empty page of the heap alive after the crowd
-	// has gone.
-	chunk []byte
-}
+type demo struct{ hooks *hookLog }
 
-func newDemo() *demo { return &demo{} }
+func newDemo() *demo { return &demo{hooks: newHookLog(maxHooks)} }
 
 // hookEntry is one recorded call, with the keys of the original's
 // JSON.stringify output in its order: an absent userId (anonymous or not
@@ -47,40 +33,10 @@ type hookEntry struct {
 	Event    string          `json:"event,omitempty"`
 }
 
-func (d *demo) record(e hookEntry) {
-	b, err := marshal(e)
-	if err != nil {
-		return
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if len(b) > cap(d.chunk)-len(d.chunk) {
-		d.chunk = make([]byte, 0, max(hookChunk, len(b)))
-	}
-	start := len(d.chunk)
-	d.chunk = append(d.chunk, b...)
-	b = d.chunk[start:len(d.chunk):len(d.chunk)]
-	if len(d.hooks) < maxHooks {
-		d.hooks = append(d.hooks, b)
-		return
-	}
-	d.hooks[d.next] = b
-	d.next = (d.next + 1) % maxHooks
-}
+func (d *demo) record(e hookEntry) { d.hooks.add(e) }
 
 // hookLog returns the recorded calls, oldest first, as one JSON array.
-func (d *demo) hookLog() []byte {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := []byte{'['}
-	for i := range d.hooks {
-		if i > 0 {
-			out = append(out, ',')
-		}
-		out = append(out, d.hooks[(d.next+i)%len(d.hooks)]...)
-	}
-	return append(out, ']')
-}
+func (d *demo) hookLog() []byte { return d.hooks.JSON() }
 
 var slowToken = regexp.MustCompile(`^slow-(\d+)-(.*)$`)
 
