@@ -153,54 +153,52 @@ func (h *WebSocketServerHelper) transformInbound(c *client, m inboundMessage) (s
 	return out.Event, m, true
 }
 
-// decodeRooms reads `{"rooms": [...]}` and keeps the string members. Wrong
-// shapes yield nothing; the original would throw on some of them.
-func decodeRooms(data json.RawMessage) []string {
+// eachRoom calls f with each string member of `{"rooms": [...]}`, in
+// order, until f returns false. The names are read one at a time, so a join
+// naming thousands of rooms costs no more than the names a server takes.
+// Wrong shapes yield nothing; the original would throw on some of them.
+func eachRoom(data json.RawMessage, f func(room string) bool) {
 	if len(data) == 0 || data[0] != '{' {
-		return nil
+		return
 	}
-	fields, err := protocol.ObjectFields(data)
-	if err != nil {
-		return nil
-	}
-	d := struct{ Rooms json.RawMessage }{fields["rooms"]}
-	if len(d.Rooms) == 0 || d.Rooms[0] != '[' {
-		return nil
-	}
-	var items []json.RawMessage
-	if json.Unmarshal(d.Rooms, &items) != nil {
-		return nil
-	}
-	rooms := make([]string, 0, len(items))
-	for _, it := range items {
-		if s, ok := protocol.StringValue(it); ok {
-			rooms = append(rooms, s)
+	var rooms json.RawMessage
+	err := protocol.ObjectMembers(data, func(key []byte, value json.RawMessage) {
+		if string(key) == "rooms" {
+			rooms = value // of duplicate keys the last wins, as with JSON.parse
 		}
+	})
+	if err != nil || len(rooms) == 0 || rooms[0] != '[' {
+		return
 	}
-	return rooms
+	_ = protocol.ArrayElements(rooms, func(v json.RawMessage) bool {
+		if s, ok := protocol.StringValue(v); ok {
+			return f(s)
+		}
+		return true
+	})
 }
 
 func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
-	lim := &h.opts.Limits
-	requested := decodeRooms(data)
-	perJoin := len(requested)
-	if lim.MaxRoomsPerJoin > 0 && perJoin > lim.MaxRoomsPerJoin {
-		perJoin = lim.MaxRoomsPerJoin
-	}
-	rooms := make([]string, 0, min(perJoin, 16))
-	seen := make(map[string]struct{}, min(perJoin, 16))
-	for _, r := range requested {
-		if len(rooms) == perJoin {
-			h.log.Debug("join truncated to MaxRoomsPerJoin", zapClient(c.id),
-				zap.Int("requested", len(requested)), zap.Int("limit", perJoin))
-			break
+	perJoin := h.opts.Limits.MaxRoomsPerJoin
+	var rooms []string
+	var seen map[string]struct{}
+	eachRoom(data, func(r string) bool {
+		if perJoin > 0 && len(rooms) == perJoin {
+			h.log.Debug("join truncated to MaxRoomsPerJoin", zapClient(c.id), zap.Int("limit", perJoin))
+			return false
 		}
-		if _, dup := seen[r]; dup || !protocol.ValidRoomName(r) {
-			continue
+		if !protocol.ValidRoomName(r) {
+			return true
 		}
-		seen[r] = struct{}{}
-		rooms = append(rooms, r)
-	}
+		if seen == nil {
+			seen = make(map[string]struct{}, 4)
+		}
+		if _, dup := seen[r]; !dup {
+			seen[r] = struct{}{}
+			rooms = append(rooms, r)
+		}
+		return true
+	})
 	if len(rooms) == 0 {
 		h.log.Debug("join rejected: no valid room names", zapClient(c.id))
 		return
@@ -245,9 +243,10 @@ func (h *WebSocketServerHelper) roomsFull(c *client) bool {
 }
 
 func (h *WebSocketServerHelper) handleLeave(c *client, data json.RawMessage) {
-	for _, r := range decodeRooms(data) {
+	eachRoom(data, func(r string) bool {
 		h.reg.leave(c, r, false)
-	}
+		return true
+	})
 }
 
 // handleAuthenticate starts authentication. The callbacks run on their own

@@ -296,3 +296,73 @@ func eventuallyInternal(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// A yielding burst sets its unparsed input aside and gives the read buffer
+// back; the frames then come out whole and in order, across what was set
+// aside, a fresh buffer and the socket.
+func TestSpilledInputIsReadFirst(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	_ = a.SetReadDeadline(time.Now().Add(5 * time.Second))
+	large := bytes.Repeat([]byte("x"), 6000)
+	var in []byte
+	for _, p := range [][]byte{[]byte("one"), []byte("two"), large} {
+		f, err := ws.CompileFrame(ws.MaskFrameInPlace(ws.NewTextFrame(bytes.Clone(p))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		in = append(in, f...)
+	}
+	go func() { _, _ = b.Write(in[2048:]) }()
+	c := &client{conn: a}
+	c.rd.pending = in[:2048]
+
+	expect := func(want []byte) {
+		t.Helper()
+		_, p, err := c.next(1 << 20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(p, want) {
+			t.Fatalf("payload %.20q (%d bytes), want %.20q (%d bytes)", p, len(p), want, len(want))
+		}
+		if c.rd.large != nil {
+			putFrameBuffer(c.rd.large)
+			c.rd.large = nil
+		}
+	}
+	expect([]byte("one"))
+	c.rd.spill()
+	if c.rd.buf != nil || len(c.rd.pending) == 0 {
+		t.Fatalf("spill kept the buffer (%v) or set nothing aside (%d bytes)", c.rd.buf != nil, len(c.rd.pending))
+	}
+	expect([]byte("two"))
+	expect(large)
+}
+
+// A frame larger than the read buffer takes what was set aside before it
+// reads the socket.
+func TestLargeFrameTakesPendingInputFirst(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	_ = a.SetReadDeadline(time.Now().Add(5 * time.Second))
+	large := bytes.Repeat([]byte("y"), 6000)
+	f, err := ws.CompileFrame(ws.MaskFrameInPlace(ws.NewTextFrame(bytes.Clone(large))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &client{conn: a}
+	c.rd.buf = readBuffers.Get().(*[]byte)
+	c.rd.w = copy(*c.rd.buf, f[:200])
+	c.rd.pending = f[200:5200]
+	go func() { _, _ = b.Write(f[5200:]) }()
+	_, p, err := c.next(1 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(p, large) {
+		t.Fatal("large frame assembled out of order")
+	}
+}

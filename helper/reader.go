@@ -68,7 +68,7 @@ func putFrameBuffer(p *[]byte) {
 type reader struct {
 	buf     *[]byte
 	r, w    int
-	pending []byte  // bytes the HTTP server had buffered before the upgrade
+	pending []byte  // unparsed input held outside buf: what the HTTP server had buffered before the upgrade, or what a yielding burst set aside
 	large   *[]byte // the current frame's own buffer, when it did not fit buf
 
 	fragments        []byte // a fragmented message being reassembled
@@ -151,6 +151,20 @@ func (rd *reader) release() {
 	}
 }
 
+// spill moves a small remainder of unparsed input out of the pooled buffer
+// and gives the buffer back; the next fill takes the remainder first.
+func (rd *reader) spill() {
+	rest := rd.buffered()
+	if len(rest) == 0 || len(rest) > readBufferSize/2 {
+		return
+	}
+	spilled := make([]byte, len(rest), len(rest)+len(rd.pending))
+	copy(spilled, rest)
+	rd.pending = append(spilled, rd.pending...)
+	rd.r = rd.w
+	rd.release()
+}
+
 func (rd *reader) buffered() []byte {
 	if rd.buf == nil {
 		return nil
@@ -207,6 +221,14 @@ func (c *client) next(maxPayload int) (frameHeader, []byte, error) {
 		payload = *rd.large
 		got := copy(payload, rd.buffered())
 		rd.r += got
+		if len(rd.pending) > 0 {
+			n := copy(payload[got:], rd.pending)
+			rd.pending = rd.pending[n:]
+			if len(rd.pending) == 0 {
+				rd.pending = nil
+			}
+			got += n
+		}
 		if _, err := io.ReadFull(c.conn, payload[got:]); err != nil {
 			return h, nil, err
 		}
@@ -239,10 +261,6 @@ func (c *client) readFrames() bool {
 		now := time.Now().UnixNano()
 		if rd.polled {
 			c.h.poller.pollNow(now)
-		}
-		if now-since >= int64(yieldAfter) {
-			runtime.Gosched()
-			since = now
 		}
 		c.lastSeen.Store(now)
 		switch hdr.op {
@@ -298,6 +316,14 @@ func (c *client) readFrames() bool {
 			rd.large = nil
 		}
 		rd.release()
+		if t := time.Now().UnixNano(); t-since >= int64(yieldAfter) {
+			// Between frames, so that the wait in the run queue need not
+			// hold the read buffer: on a saturated processor, hundreds of
+			// bursts wait there at once.
+			rd.spill()
+			runtime.Gosched()
+			since = time.Now().UnixNano()
+		}
 	}
 }
 

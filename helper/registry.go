@@ -94,10 +94,10 @@ func (r *registry) join(c *client, room string) bool {
 		}
 		return true
 	}
-	if slices.Contains(c.rooms, room) {
-		return true
-	}
 	set := r.rooms[room]
+	if _, in := set[c]; in {
+		return true // a client may be in a thousand rooms: no scan of c.rooms
+	}
 	if set == nil {
 		set = make(map[*client]struct{}, 1)
 		r.rooms[room] = set
@@ -137,10 +137,10 @@ func (r *registry) leave(c *client, room string, force bool) bool {
 		}
 		return true
 	}
-	i := slices.Index(c.rooms, room)
-	if i < 0 {
-		return false
+	if _, in := r.rooms[room][c]; !in {
+		return false // names it is not in cost no scan of c.rooms
 	}
+	i := slices.Index(c.rooms, room)
 	c.rooms = slices.Delete(c.rooms, i, i+1)
 	r.dropFromRoomLocked(c, room)
 	return true

@@ -13,7 +13,10 @@ import (
 // here (Limits.MaxJSONDepth).
 const maxMemberDepth = 10000
 
-var errNotObject = errors.New("protocol: JSON value is not an object")
+var (
+	errNotObject = errors.New("protocol: JSON value is not an object")
+	errNotArray  = errors.New("protocol: JSON value is not an array")
+)
 
 // ObjectMembers calls member for each member of the JSON object b, in order,
 // with the key decoded and the value raw (a sub-slice of b). It validates all
@@ -88,6 +91,57 @@ func ObjectMembers(b []byte, member func(key []byte, value json.RawMessage)) err
 				break
 			}
 			return syntaxError(b, i, "after object key:value pair")
+		}
+	}
+	if i = skipSpace(b, i); i != len(b) {
+		return syntaxError(b, i, "after top-level value")
+	}
+	return nil
+}
+
+// ArrayElements calls element for each element of the JSON array b, in
+// order, raw (a sub-slice of b), until element returns false. It validates b
+// as encoding/json does up to where it stops, and allocates nothing: a
+// client's list of room names is read one name at a time, so a join that
+// names thousands of rooms costs no more than the names a server takes.
+// JSON null has no elements; any other non-array is an error.
+func ArrayElements(b []byte, element func(value json.RawMessage) bool) error {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '[' {
+		end, err := scanValue(b, i, 0)
+		if err != nil {
+			return err
+		}
+		if skipSpace(b, end) != len(b) {
+			return syntaxError(b, skipSpace(b, end), "after top-level value")
+		}
+		if b[i] == 'n' {
+			return nil // null
+		}
+		return errNotArray
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		i++
+	} else {
+		for {
+			end, err := scanValue(b, i, 1)
+			if err != nil {
+				return err
+			}
+			if !element(b[i:end:end]) {
+				return nil
+			}
+			i = skipSpace(b, end)
+			if i < len(b) && b[i] == ',' {
+				i = skipSpace(b, i+1)
+				continue
+			}
+			if i < len(b) && b[i] == ']' {
+				i++
+				break
+			}
+			return syntaxError(b, i, "after array element")
 		}
 	}
 	if i = skipSpace(b, i); i != len(b) {

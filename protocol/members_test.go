@@ -59,6 +59,83 @@ func compareWithReference(t *testing.T, in []byte) {
 	}
 }
 
+var arrayCases = []string{
+	`[]`, ` [ ] `, `null`, `["a","b"]`, ` [ "a" , 1 , {"x":[2]} , [] , null , true ] `, `[[[]]]`,
+	"[\"\xff\"]", `["\u00e9\n"]`, `[-0.5e+10,0]`,
+	// invalid
+	``, `[`, `]`, `[,]`, `[1,]`, `[1 2]`, `["a"`, `[1]]`, `[1] [2]`, `[01]`, `[nul]`, `{}`, `"s"`, `1`,
+	`nullx`, `[{"a":}]`, `["\x"]`,
+}
+
+// referenceElements is encoding/json's reading of an array, raw.
+func referenceElements(b []byte) ([]json.RawMessage, error) {
+	var a []json.RawMessage
+	err := json.Unmarshal(b, &a)
+	return a, err
+}
+
+func compareElementsWithReference(t *testing.T, in []byte) {
+	t.Helper()
+	want, wantErr := referenceElements(in)
+	var got []json.RawMessage
+	gotErr := protocol.ArrayElements(in, func(v json.RawMessage) bool {
+		got = append(got, v)
+		return true
+	})
+	if (wantErr == nil) != (gotErr == nil) {
+		t.Fatalf("%.200q: error %v, encoding/json says %v", in, gotErr, wantErr)
+	}
+	if wantErr != nil {
+		return
+	}
+	if len(want) != len(got) {
+		t.Fatalf("%.200q: %d elements, encoding/json %d", in, len(got), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(want[i], got[i]) {
+			t.Fatalf("%.200q: element %d is %q, encoding/json %q", in, i, got[i], want[i])
+		}
+	}
+}
+
+func TestArrayElementsMatchesEncodingJSON(t *testing.T) {
+	for _, in := range arrayCases {
+		compareElementsWithReference(t, []byte(in))
+	}
+	for _, depth := range []int{9999, 10000, 10001} {
+		compareElementsWithReference(t, []byte(strings.Repeat("[", depth)+strings.Repeat("]", depth)))
+	}
+}
+
+func TestArrayElementsStopsWhenTold(t *testing.T) {
+	var seen []string
+	err := protocol.ArrayElements([]byte(`["a","b","c",`+strings.Repeat(`"x",`, 1000)+`"z"]`), func(v json.RawMessage) bool {
+		seen = append(seen, string(v))
+		return len(seen) < 2
+	})
+	if err != nil || strings.Join(seen, ",") != `"a","b"` {
+		t.Fatalf("saw %v, err %v; want the first two", seen, err)
+	}
+	in := []byte(`["public-1", "public-2", {"not":"a name"}]`)
+	allocs := testing.AllocsPerRun(100, func() {
+		_ = protocol.ArrayElements(in, func(v json.RawMessage) bool { return true })
+	})
+	if allocs != 0 {
+		t.Fatalf("ArrayElements allocated %.0f times", allocs)
+	}
+}
+
+// FuzzArrayElements checks ArrayElements against encoding/json: the same
+// inputs fail, and the others give the same elements.
+func FuzzArrayElements(f *testing.F) {
+	for _, in := range arrayCases {
+		f.Add([]byte(in))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		compareElementsWithReference(t, in)
+	})
+}
+
 func TestObjectMembersInOrderWithDuplicates(t *testing.T) {
 	var keys, values []string
 	err := protocol.ObjectMembers([]byte(`{"b":1, "a" :[2], "b":"3"}`), func(k []byte, v json.RawMessage) {

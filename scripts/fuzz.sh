@@ -12,6 +12,7 @@ targets=(
   "./protocol FuzzEnvelopeRoundTrip" "./protocol FuzzValidRoomName"
   "./protocol FuzzJSONDepthExceeds" "./protocol FuzzDecodeEnvelope"
   "./protocol FuzzObjectFields"
+  "./protocol FuzzArrayElements"
 )
 corpus() { ls "$1/testdata/fuzz/$2" 2>/dev/null | sort; }
 for entry in "${targets[@]}"; do
