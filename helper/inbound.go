@@ -84,6 +84,9 @@ func (h *WebSocketServerHelper) handleMessage(c *client, raw []byte) {
 		h.sendError(c, protocol.ErrTextNotAuthenticated)
 		return
 	}
+	// Application code runs from here on (or is waited for): what was
+	// held for this burst goes out first.
+	c.uncork()
 	c.mu.Lock()
 	hook := c.hookPending
 	c.mu.Unlock()

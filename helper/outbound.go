@@ -36,6 +36,13 @@ type outbound struct {
 	dirty      bool      // queued frames wait for the flusher
 	closing    bool      // a close frame is queued or sent; nothing more is accepted
 	readerDone bool      // the read loop has ended; close the socket once drained
+	// corked: a burst is answering this client's input, and what is sent
+	// to the client meanwhile (error events, pongs, fan-outs) waits for the
+	// burst to end and goes out in one write. A client that sends fifty bad
+	// messages in one packet gets its fifty errors in one system call, not
+	// fifty. The burst uncorks before any application callback, so a
+	// handler's own sends are never held while it works.
+	corked bool
 	// closeTimer ends a closing connection whose peer does not finish the
 	// handshake in time. It is stopped once the socket is closed anyway:
 	// left to fire, it would keep the whole client reachable for the grace
@@ -99,10 +106,10 @@ func (c *client) enqueueLocked(frame []byte) { c.enqueueLockedMode(frame, false)
 // the flusher. o.mu is held.
 func (c *client) enqueueLockedMode(frame []byte, fanout bool) {
 	o := &c.out
-	if c.raw != nil && !o.writing && (fanout || o.dirty) {
+	if c.raw != nil && !o.writing && (fanout || o.dirty || o.corked) {
 		o.appendFrame(frame)
 		o.queued += len(frame)
-		if !o.dirty {
+		if !o.dirty && !o.corked {
 			o.dirty = true
 			c.h.flush.add(c)
 		}
@@ -227,6 +234,39 @@ func (c *client) flushQueued(iov *[]iovec) {
 	}
 	o.releaseQueue()
 }
+
+// cork holds what is sent to c until uncork; only the goroutine reading c
+// corks it, and only with the fast write path.
+func (c *client) cork() {
+	if c.raw == nil || c.rd.corked {
+		return
+	}
+	c.rd.corked = true
+	c.out.mu.Lock()
+	c.out.corked = true
+	c.out.mu.Unlock()
+}
+
+// uncork writes what was held since cork, in one write.
+func (c *client) uncork() {
+	if !c.rd.corked {
+		return
+	}
+	c.rd.corked = false
+	o := &c.out
+	o.mu.Lock()
+	o.corked = false
+	held := !o.writing && !o.dirty && len(o.queue) > 0
+	o.mu.Unlock()
+	if held {
+		iov := iovecs.Get().(*[]iovec)
+		c.flushQueued(iov)
+		iovecs.Put(iov)
+	}
+}
+
+// iovecs holds the scratch vectors of uncorking bursts.
+var iovecs = sync.Pool{New: func() any { v := make([]iovec, 0, 16); return &v }}
 
 // queuePool holds the backing arrays of queues that outgrew inline.
 var queuePool = sync.Pool{New: func() any { q := make([][]byte, 0, 32); return &q }}

@@ -81,6 +81,7 @@ type reader struct {
 	// filled the buffer).
 	polled  bool
 	mayRead bool
+	corked  bool  // the client's output is held for the burst (see outbound.corked)
 	reads   uint8 // reads at frame boundaries in this burst
 }
 
@@ -318,11 +319,15 @@ func (c *client) readFrames() bool {
 		rd.release()
 		if t := time.Now().UnixNano(); t-since >= int64(yieldAfter) {
 			// Between frames, so that the wait in the run queue need not
-			// hold the read buffer: on a saturated processor, hundreds of
-			// bursts wait there at once.
+			// hold the read buffer (on a saturated processor, hundreds of
+			// bursts wait there at once) nor the answers so far.
 			rd.spill()
+			c.uncork()
 			runtime.Gosched()
 			since = time.Now().UnixNano()
+		}
+		if rd.polled {
+			c.cork() // again, after a callback or a yield uncorked it
 		}
 	}
 }
@@ -346,7 +351,9 @@ func (c *client) readLoop() {
 func (c *client) burst(signalled bool) {
 	c.rd.mayRead = signalled
 	c.rd.reads = 0
+	c.cork()
 	ok := c.readFrames()
+	c.uncork()
 	// Bursts are where a busy processor spends its time, so they keep the
 	// poller's view fresh (see pollNow).
 	c.h.poller.pollNow(time.Now().UnixNano())
