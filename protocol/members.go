@@ -29,25 +29,8 @@ var (
 // b's reuse).
 func ObjectMembers(b []byte, member func(key []byte, value json.RawMessage)) error {
 	i := skipSpace(b, 0)
-	if i < len(b) && b[i] == 'n' {
-		end, err := scanValue(b, i, 0)
-		if err != nil {
-			return err
-		}
-		if skipSpace(b, end) != len(b) {
-			return syntaxError(b, skipSpace(b, end), "after top-level value")
-		}
-		return nil // null
-	}
 	if i >= len(b) || b[i] != '{' {
-		end, err := scanValue(b, i, 0)
-		if err != nil {
-			return err
-		}
-		if skipSpace(b, end) != len(b) {
-			return syntaxError(b, skipSpace(b, end), "after top-level value")
-		}
-		return errNotObject
+		return notContainer(b, i, errNotObject)
 	}
 	i = skipSpace(b, i+1)
 	if i < len(b) && b[i] == '}' {
@@ -108,17 +91,7 @@ func ObjectMembers(b []byte, member func(key []byte, value json.RawMessage)) err
 func ArrayElements(b []byte, element func(value json.RawMessage) bool) error {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '[' {
-		end, err := scanValue(b, i, 0)
-		if err != nil {
-			return err
-		}
-		if skipSpace(b, end) != len(b) {
-			return syntaxError(b, skipSpace(b, end), "after top-level value")
-		}
-		if b[i] == 'n' {
-			return nil // null
-		}
-		return errNotArray
+		return notContainer(b, i, errNotArray)
 	}
 	i = skipSpace(b, i+1)
 	if i < len(b) && b[i] == ']' {
@@ -148,6 +121,23 @@ func ArrayElements(b []byte, element func(value json.RawMessage) bool) error {
 		return syntaxError(b, i, "after top-level value")
 	}
 	return nil
+}
+
+// notContainer handles a text whose value, at b[i], is not the container
+// asked for: a syntax error if the text is not one valid JSON value, nothing
+// for null (no members or elements), else wrongKind.
+func notContainer(b []byte, i int, wrongKind error) error {
+	end, err := scanValue(b, i, 0)
+	if err != nil {
+		return err
+	}
+	if skipSpace(b, end) != len(b) {
+		return syntaxError(b, skipSpace(b, end), "after top-level value")
+	}
+	if b[i] == 'n' {
+		return nil
+	}
+	return wrongKind
 }
 
 // ObjectFields decodes a JSON object into its members, raw. Keys match
