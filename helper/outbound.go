@@ -40,8 +40,10 @@ type outbound struct {
 	// to the client meanwhile (error events, pongs, fan-outs) waits for the
 	// burst to end and goes out in one write. A client that sends fifty bad
 	// messages in one packet gets its fifty errors in one system call, not
-	// fifty. The burst uncorks before any application callback, so a
-	// handler's own sends are never held while it works.
+	// fifty. The burst uncorks for good before any application callback,
+	// so a handler's own sends are never held while it works, and an
+	// authenticated client's messages (which all reach the application)
+	// pay for corking once per burst, not per message.
 	corked bool
 	// closeTimer ends a closing connection whose peer does not finish the
 	// handshake in time. It is stopped once the socket is closed anyway:

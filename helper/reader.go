@@ -322,12 +322,13 @@ func (c *client) readFrames() bool {
 			// hold the read buffer (on a saturated processor, hundreds of
 			// bursts wait there at once) nor the answers so far.
 			rd.spill()
+			held := rd.corked
 			c.uncork()
 			runtime.Gosched()
 			since = time.Now().UnixNano()
-		}
-		if rd.polled {
-			c.cork() // again, after a callback or a yield uncorked it
+			if held {
+				c.cork()
+			}
 		}
 	}
 }
