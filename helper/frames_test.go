@@ -3,8 +3,10 @@ package helper_test
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -367,4 +369,48 @@ func readUntilCloseOrEOF(t *testing.T, conn net.Conn) (others []serverFrame, cod
 		}
 		others = append(others, f)
 	}
+}
+
+// Answers a burst holds back for one write keep the order of the input
+// they answer, and the closing handshake still ends the burst.
+func TestAnswersToOnePacketKeepTheirOrder(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		k := newKit(t, tr, nil)
+		conn := k.rawDial()
+		var packet []byte
+		for i := 0; i < 30; i++ {
+			packet = append(packet, rawFrame(true, 0, ws.OpText, true, []byte(`{"event":"x"}`))...)
+		}
+		packet = append(packet, rawFrame(true, 0, ws.OpPing, true, []byte("p1"))...)
+		packet = append(packet, rawFrame(true, 0, ws.OpText, true, []byte(`not json`))...)
+		packet = append(packet, rawFrame(true, 0, ws.OpPing, true, []byte("p2"))...)
+		packet = append(packet, rawFrame(true, 0, ws.OpClose, true, closeBody(1000, ""))...)
+		if _, err := conn.Write(packet); err != nil {
+			t.Fatal(err)
+		}
+		others, code, _ := readUntilClose(t, conn)
+		var got []string
+		for _, f := range others {
+			switch f.op {
+			case ws.OpPong:
+				got = append(got, "pong "+string(f.payload))
+			case ws.OpText:
+				var m protocol.Message
+				if err := json.Unmarshal(f.payload, &m); err != nil {
+					t.Fatalf("server sent %q", f.payload)
+				}
+				var d struct{ Message string }
+				_ = json.Unmarshal(m.Data, &d)
+				got = append(got, m.Event+" "+d.Message)
+			}
+		}
+		want := slices.Repeat([]string{"error Not authenticated"}, 30)
+		want = append(want, "pong p1", "error Invalid message format", "pong p2")
+		if !slices.Equal(got, want) {
+			t.Fatalf("answers %q, want %q", got, want)
+		}
+		if code != 1000 {
+			t.Fatalf("close %d, want 1000", code)
+		}
+	})
 }
