@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"slices"
@@ -411,6 +412,55 @@ func TestAnswersToOnePacketKeepTheirOrder(t *testing.T) {
 		}
 		if code != 1000 {
 			t.Fatalf("close %d, want 1000", code)
+		}
+	})
+}
+
+// Nothing the client waits for is held while the server waits for input:
+// not the close frame of a violation (the server then drains the socket),
+// nor the answers to input that exactly filled the read buffer (the next
+// read finds nothing and waits). Either would otherwise sit until a
+// timeout; half a second is far below every timeout involved.
+func TestHeldAnswersLeaveBeforeTheServerWaits(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		k := newKit(t, tr, nil)
+		conn := k.rawDial()
+		start := time.Now()
+		if _, err := conn.Write(rawFrame(true, 0, ws.OpText, false, []byte(`{}`))); err != nil {
+			t.Fatal(err)
+		}
+		if _, code, _ := readUntilClose(t, conn); code != protocol.CloseProtocolError {
+			t.Fatalf("close %d, want %d", code, protocol.CloseProtocolError)
+		}
+		if d := time.Since(start); d > 500*time.Millisecond {
+			t.Fatalf("close frame after %v", d)
+		}
+
+		conn = k.rawDial()
+		const pings = 256 // 16 bytes each: exactly the 4 KiB read buffer
+		var packet []byte
+		for i := 0; i < pings; i++ {
+			packet = append(packet, rawFrame(true, 0, ws.OpPing, true, []byte(fmt.Sprintf("ping-%05d", i)))...)
+		}
+		if len(packet) != 4096 {
+			t.Fatalf("packet of %d bytes", len(packet))
+		}
+		start = time.Now()
+		if _, err := conn.Write(packet); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < pings; i++ {
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			f, err := readFrame(t, conn)
+			if err != nil {
+				t.Fatalf("pong %d: %v", i, err)
+			}
+			if f.op != ws.OpPong || string(f.payload) != fmt.Sprintf("ping-%05d", i) {
+				t.Fatalf("frame %d: %v %q", i, f.op, f.payload)
+			}
+		}
+		if d := time.Since(start); d > 500*time.Millisecond {
+			t.Fatalf("pongs after %v", d)
 		}
 	})
 }

@@ -40,10 +40,10 @@ type outbound struct {
 	// to the client meanwhile (error events, pongs, fan-outs) waits for the
 	// burst to end and goes out in one write. A client that sends fifty bad
 	// messages in one packet gets its fifty errors in one system call, not
-	// fifty. The burst uncorks for good before any application callback,
-	// so a handler's own sends are never held while it works, and an
-	// authenticated client's messages (which all reach the application)
-	// pay for corking once per burst, not per message.
+	// fifty. The burst uncorks before any read that may wait and, for the
+	// rest of the read's input, before any application callback, so
+	// neither a handler's own sends nor anything the client waits for is
+	// held while the server waits.
 	corked bool
 	// closeTimer ends a closing connection whose peer does not finish the
 	// handshake in time. It is stopped once the socket is closed anyway:
@@ -237,8 +237,9 @@ func (c *client) flushQueued(iov *[]iovec) {
 	o.releaseQueue()
 }
 
-// cork holds what is sent to c until uncork; only the goroutine reading c
-// corks it, and only with the fast write path.
+// cork holds what is sent to c until uncork; only a burst reading c corks
+// it (after each read that brought input), and only with the fast write
+// path.
 func (c *client) cork() {
 	if c.raw == nil || c.rd.corked {
 		return

@@ -128,13 +128,23 @@ func (c *client) fill(midFrame bool) error {
 			rd.pending = nil
 		}
 		rd.w += n
+		if rd.polled {
+			c.cork()
+		}
 		return nil
 	}
 	space := len(b) - rd.w
+	// A read may wait (inside a frame, or when a full buffer was all there
+	// was): nothing the client waits for may be held meanwhile. Answers to
+	// what one read brought are held, and leave together.
+	c.uncork()
 	n, err := c.conn.Read(b[rd.w:])
 	rd.w += n
 	rd.mayRead = n == space
 	if n > 0 {
+		if rd.polled {
+			c.cork()
+		}
 		return nil
 	}
 	if err == nil {
@@ -230,6 +240,7 @@ func (c *client) next(maxPayload int) (frameHeader, []byte, error) {
 			}
 			got += n
 		}
+		c.uncork() // the read below may wait
 		if _, err := io.ReadFull(c.conn, payload[got:]); err != nil {
 			return h, nil, err
 		}
@@ -352,7 +363,6 @@ func (c *client) readLoop() {
 func (c *client) burst(signalled bool) {
 	c.rd.mayRead = signalled
 	c.rd.reads = 0
-	c.cork()
 	ok := c.readFrames()
 	c.uncork()
 	// Bursts are where a busy processor spends its time, so they keep the
@@ -435,6 +445,7 @@ func (c *client) readFailed(err error) {
 	}
 	c.h.log.Debug("closing client after protocol violation", zapClient(c.id), zapErr(err))
 	c.closeWith(ce.code, ce.reason)
+	c.uncork() // the close frame goes now, not after the drain below
 	// Closing a socket with unread input makes the kernel send a reset,
 	// which can destroy the close frame before the peer reads it. Drain
 	// until the peer closes or closeWith's deadline passes.
