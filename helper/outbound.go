@@ -36,9 +36,9 @@ type outbound struct {
 	dirty      bool      // queued frames wait for the flusher
 	closing    bool      // a close frame is queued or sent; nothing more is accepted
 	readerDone bool      // the read loop has ended; close the socket once drained
-	// corked: a burst is answering this client's input, and what is sent
-	// to the client meanwhile (error events, pongs, fan-outs) waits for the
-	// burst to end and goes out in one write. A client that sends fifty bad
+	// corked: a burst is answering the input of one read, and what is sent
+	// to the client meanwhile (error events, pongs, fan-outs) waits until
+	// it is done and goes out in one write. A client that sends fifty bad
 	// messages in one packet gets its fifty errors in one system call, not
 	// fifty. The burst uncorks before any read that may wait and, for the
 	// rest of the read's input, before any application callback, so
