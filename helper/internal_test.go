@@ -231,18 +231,14 @@ func TestCloseGraceTimerStoppedOnceClosed(t *testing.T) {
 			t.Fatal(err)
 		}
 		var c *client
-		deadline := time.Now().Add(5 * time.Second)
-		for c == nil && time.Now().Before(deadline) {
+		waitFor(t, "the connection in the registry", func() bool {
 			h.reg.mu.Lock()
+			defer h.reg.mu.Unlock()
 			for _, cl := range h.reg.clients {
 				c = cl
 			}
-			h.reg.mu.Unlock()
-			time.Sleep(time.Millisecond)
-		}
-		if c == nil {
-			t.Fatal("the connection never reached the registry")
-		}
+			return c != nil
+		})
 		if serverFirst {
 			c.closeWith(ws.StatusGoingAway, "bye")
 		} else if err := wsutil.WriteClientMessage(conn, ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, "")); err != nil {
@@ -269,31 +265,13 @@ func TestCloseGraceTimerStoppedOnceClosed(t *testing.T) {
 			}
 		}
 		_ = conn.Close()
-		for {
+		waitFor(t, "the grace timer stopped once the connection ended", func() bool {
 			c.out.mu.Lock()
-			armed, done := c.out.closeTimer != nil, c.out.readerDone
-			c.out.mu.Unlock()
-			if done && !armed {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("server first %v: grace timer still armed after the connection ended (reader done %v)", serverFirst, done)
-			}
-			time.Sleep(time.Millisecond)
-		}
+			defer c.out.mu.Unlock()
+			return c.out.readerDone && c.out.closeTimer == nil
+		})
 		// The next round finds its client as the only one.
-		eventuallyInternal(t, func() bool { return h.reg.len() == 0 })
-	}
-}
-
-func eventuallyInternal(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 5 s")
-		}
-		time.Sleep(time.Millisecond)
+		waitFor(t, "the registry emptied", func() bool { return h.reg.len() == 0 })
 	}
 }
 
