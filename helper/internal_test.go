@@ -275,14 +275,20 @@ func TestCloseGraceTimerStoppedOnceClosed(t *testing.T) {
 	}
 }
 
+// pipeClient is a bare client reading from a pipe whose other end writes
+// fromSocket.
+func pipeClient(t *testing.T, fromSocket []byte) *client {
+	a, b := net.Pipe()
+	t.Cleanup(func() { _ = a.Close(); _ = b.Close() })
+	_ = a.SetReadDeadline(time.Now().Add(5 * time.Second))
+	go func() { _, _ = b.Write(fromSocket) }()
+	return &client{conn: a}
+}
+
 // A yielding burst sets its unparsed input aside and gives the read buffer
 // back; the frames then come out whole and in order, across what was set
 // aside, a fresh buffer and the socket.
 func TestSpilledInputIsReadFirst(t *testing.T) {
-	a, b := net.Pipe()
-	defer a.Close()
-	defer b.Close()
-	_ = a.SetReadDeadline(time.Now().Add(5 * time.Second))
 	large := bytes.Repeat([]byte("x"), 6000)
 	var in []byte
 	for _, p := range [][]byte{[]byte("one"), []byte("two"), large} {
@@ -292,8 +298,7 @@ func TestSpilledInputIsReadFirst(t *testing.T) {
 		}
 		in = append(in, f...)
 	}
-	go func() { _, _ = b.Write(in[2048:]) }()
-	c := &client{conn: a}
+	c := pipeClient(t, in[2048:])
 	c.rd.pending = in[:2048]
 
 	expect := func(want []byte) {
@@ -322,20 +327,15 @@ func TestSpilledInputIsReadFirst(t *testing.T) {
 // A frame larger than the read buffer takes what was set aside before it
 // reads the socket.
 func TestLargeFrameTakesPendingInputFirst(t *testing.T) {
-	a, b := net.Pipe()
-	defer a.Close()
-	defer b.Close()
-	_ = a.SetReadDeadline(time.Now().Add(5 * time.Second))
 	large := bytes.Repeat([]byte("y"), 6000)
 	f, err := ws.CompileFrame(ws.MaskFrameInPlace(ws.NewTextFrame(bytes.Clone(large))))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &client{conn: a}
+	c := pipeClient(t, f[5200:])
 	c.rd.buf = readBuffers.Get().(*[]byte)
 	c.rd.w = copy(*c.rd.buf, f[:200])
 	c.rd.pending = f[200:5200]
-	go func() { _, _ = b.Write(f[5200:]) }()
 	_, p, err := c.next(1 << 20)
 	if err != nil {
 		t.Fatal(err)
