@@ -122,12 +122,7 @@ func (c *client) fill(midFrame bool) error {
 		rd.r = 0
 	}
 	if len(rd.pending) > 0 {
-		n := copy(b[rd.w:], rd.pending)
-		rd.pending = rd.pending[n:]
-		if len(rd.pending) == 0 {
-			rd.pending = nil
-		}
-		rd.w += n
+		rd.w += rd.takePending(b[rd.w:])
 		if rd.polled {
 			c.cork()
 		}
@@ -160,6 +155,16 @@ func (rd *reader) release() {
 		rd.buf = nil
 		rd.r, rd.w = 0, 0
 	}
+}
+
+// takePending copies what it can of the input set aside into dst.
+func (rd *reader) takePending(dst []byte) int {
+	n := copy(dst, rd.pending)
+	rd.pending = rd.pending[n:]
+	if len(rd.pending) == 0 {
+		rd.pending = nil
+	}
+	return n
 }
 
 // spill moves a small remainder of unparsed input out of the pooled buffer
@@ -232,14 +237,7 @@ func (c *client) next(maxPayload int) (frameHeader, []byte, error) {
 		payload = *rd.large
 		got := copy(payload, rd.buffered())
 		rd.r += got
-		if len(rd.pending) > 0 {
-			n := copy(payload[got:], rd.pending)
-			rd.pending = rd.pending[n:]
-			if len(rd.pending) == 0 {
-				rd.pending = nil
-			}
-			got += n
-		}
+		got += rd.takePending(payload[got:])
 		c.uncork() // the read below may wait
 		if _, err := io.ReadFull(c.conn, payload[got:]); err != nil {
 			return h, nil, err

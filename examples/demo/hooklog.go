@@ -19,14 +19,14 @@ const hookChunk = 64 << 10
 // each one's JSON, and a crowd's garbage does not pin half-empty pages
 // around scattered entries after the crowd has gone.
 type hookLog struct {
-	mu      sync.Mutex
-	cap     int
-	entries [][]byte // the ring; next is the oldest once full
-	next    int
-	chunk   []byte // the block new entries are appended to
+	mu       sync.Mutex
+	capacity int
+	entries  [][]byte // the ring; next is the oldest once full
+	next     int
+	chunk    []byte // the block new entries are appended to
 }
 
-func newHookLog(capacity int) *hookLog { return &hookLog{cap: capacity} }
+func newHookLog(capacity int) *hookLog { return &hookLog{capacity: capacity} }
 
 // Entry kinds; kindOther carries the hook's name as a string.
 const (
@@ -72,12 +72,12 @@ func (l *hookLog) add(e hookEntry) {
 	start := len(l.chunk)
 	l.chunk = append(l.chunk, b...)
 	b = l.chunk[start:len(l.chunk):len(l.chunk)]
-	if len(l.entries) < l.cap {
+	if len(l.entries) < l.capacity {
 		l.entries = append(l.entries, b)
 		return
 	}
 	l.entries[l.next] = b
-	l.next = (l.next + 1) % l.cap
+	l.next = (l.next + 1) % l.capacity
 }
 
 // JSON returns the recorded calls, oldest first, as one JSON array, each
