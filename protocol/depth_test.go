@@ -67,3 +67,19 @@ func depthOf(v any) int {
 	}
 	return 0
 }
+
+// A join naming 7342 rooms (about 150 KB, nearly all of it inside strings):
+// the scan every inbound message gets before it is decoded.
+func BenchmarkJSONDepthExceeds(b *testing.B) {
+	names := make([]string, 7342)
+	for i := range names {
+		names[i] = "public-3-" + strings.Repeat("x", i%8)
+	}
+	msg, _ := json.Marshal(map[string]any{"event": "join", "data": map[string]any{"rooms": names}})
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		if JSONDepthExceeds(msg, 64) {
+			b.Fatal("exceeded")
+		}
+	}
+}
