@@ -112,6 +112,7 @@ func New(cfg Config) (*WebSocketServerHelper, error) {
 	h.flush = newFlusher()
 	h.subs = newSubscriptions(b, log)
 	h.reg = newRegistry(h.subs)
+	h.reg.pause = h.pause
 	return h, nil
 }
 

@@ -38,6 +38,7 @@ func (h *WebSocketServerHelper) handleMessage(c *client, raw []byte) {
 		h.sendError(c, protocol.ErrTextInvalidFormat)
 		return
 	}
+	c.pauseAfterScan(len(raw))
 	trimmed := bytes.TrimLeft(raw, " \t\r\n")
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		// The original parses with JSON.parse: invalid JSON answers with an
@@ -65,9 +66,7 @@ func (h *WebSocketServerHelper) handleMessage(c *client, raw []byte) {
 		h.sendError(c, protocol.ErrTextInvalidFormat)
 		return
 	}
-	// raw is the read buffer, reused for the next frame; data goes to
-	// handlers that may keep it.
-	m.Data = bytes.Clone(m.Data)
+	c.pauseAfterScan(len(raw))
 	event, ok := protocol.StringValue(m.Event)
 	if !ok || event == "" {
 		h.log.Debug("message without a string event ignored", zapClient(c.id))
@@ -77,7 +76,7 @@ func (h *WebSocketServerHelper) handleMessage(c *client, raw []byte) {
 	case protocol.EventHeartbeat:
 		return
 	case protocol.EventAuthenticate:
-		h.handleAuthenticate(c, m.Data)
+		h.handleAuthenticate(c, bytes.Clone(m.Data))
 		return
 	}
 	if !c.authenticated() {
@@ -96,6 +95,12 @@ func (h *WebSocketServerHelper) handleMessage(c *client, raw []byte) {
 		case <-c.doneChan():
 			return
 		}
+	}
+	if event != protocol.EventJoin && event != protocol.EventLeave {
+		// raw is the read buffer, reused for the next frame; data goes to
+		// handlers that may keep it. Join and leave only read it, here: a
+		// join naming thousands of rooms is not copied.
+		m.Data = bytes.Clone(m.Data)
 	}
 	if event == protocol.EventEncrypted && c.info.encrypted() && h.handlers.InboundTransformer != nil {
 		var ok bool
@@ -226,6 +231,7 @@ func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
 		h.log.Error("validate-room handler failed", zapClient(c.id), zap.Error(err))
 		return
 	}
+	pc := newPacer()
 	for _, r := range allowed {
 		if !protocol.ValidRoomName(r) {
 			continue
@@ -235,6 +241,9 @@ func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
 			return
 		}
 		h.reg.join(c, r)
+		if pc.due() {
+			h.pause()
+		}
 	}
 }
 
@@ -246,8 +255,12 @@ func (h *WebSocketServerHelper) roomsFull(c *client) bool {
 }
 
 func (h *WebSocketServerHelper) handleLeave(c *client, data json.RawMessage) {
+	pc := newPacer()
 	eachRoom(data, func(r string) bool {
 		h.reg.leave(c, r, false)
+		if pc.due() {
+			h.pause()
+		}
 		return true
 	})
 }

@@ -24,6 +24,10 @@ type registry struct {
 	rooms   map[string]map[*client]struct{}
 	users   map[string][]*client
 	subs    *subscriptions
+
+	// pause, if set, is called without the lock between stretches of a
+	// long removal (see pacer); the helper sets it.
+	pause func()
 }
 
 func newRegistry(subs *subscriptions) *registry {
@@ -127,6 +131,9 @@ func (r *registry) roomCount(c *client) int {
 func (r *registry) leave(c *client, room string, force bool) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if c.gone {
+		return false // remove may be between stretches: c.rooms is detached
+	}
 	if room == c.id {
 		if !force || !c.inOwnRoom {
 			return false
@@ -165,10 +172,20 @@ func (r *registry) remove(c *client) {
 		return
 	}
 	c.gone = true
-	for _, room := range c.rooms {
-		r.dropFromRoomLocked(c, room)
-	}
+	// Detached first: between stretches, join and leave see c gone and
+	// leave c.rooms alone; fan-outs may still find c in rooms not yet
+	// dropped, and a closed client drops what it is sent.
+	rooms := c.rooms
 	c.rooms = nil
+	pc := newPacer()
+	for _, room := range rooms {
+		r.dropFromRoomLocked(c, room)
+		if r.pause != nil && pc.due() {
+			r.mu.Unlock()
+			r.pause()
+			r.mu.Lock()
+		}
+	}
 	if c.inOwnRoom {
 		c.inOwnRoom = false
 		if !r.subs.off {
