@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -84,6 +85,9 @@ type attackStats struct {
 	mu     sync.Mutex
 	Rounds map[string]int            `json:"rounds"`
 	Closes map[string]map[string]int `json:"closes"` // kind → "code reason" → n
+	// Errors holds the first error text seen for each kind and outcome,
+	// to tell what a bare "timeout" or "eof/reset" was.
+	Errors map[string]string `json:"errors"`
 }
 
 func (a *attackStats) note(kind, what string) {
@@ -93,6 +97,14 @@ func (a *attackStats) note(kind, what string) {
 		a.Closes[kind] = map[string]int{}
 	}
 	a.Closes[kind][what]++
+}
+
+func (a *attackStats) sample(key string, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.Errors[key]; !ok {
+		a.Errors[key] = err.Error()
+	}
 }
 
 func outcome(err error) string {
@@ -193,6 +205,9 @@ func attacker(ctx context.Context, s *server, kind string, id int, st *attackSta
 			err = slowloris(ctx, s)
 		}
 		st.note(kind, outcome(err))
+		if err != nil {
+			st.sample(kind+" "+outcome(err), err)
+		}
 	}
 }
 
@@ -318,6 +333,7 @@ func runAttack(ctx context.Context, c config, bin string) (map[string]any, error
 	}
 	rss0 := rssBytes(s.pid())
 	smp := sample(s.pid())
+	cleanTrace := c.traceMidway(ctx, s, d, filepath.Dir(bin))
 	time.Sleep(d)
 	_, cleanCPU := smp.stop()
 	clean := collect()
@@ -335,6 +351,7 @@ func runAttack(ctx context.Context, c config, bin string) (map[string]any, error
 	if err != nil {
 		return nil, err
 	}
+	attackTrace := c.traceMidway(ctx, s, d, filepath.Dir(bin))
 	select {
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -369,8 +386,43 @@ func runAttack(ctx context.Context, c config, bin string) (map[string]any, error
 		"attack_kinds":        c.kinds,
 		"attack_rounds":       st.Rounds,
 		"attack_outcomes":     st.Closes,
+		"attack_errors":       st.Errors,
+	}
+	if c.stretches {
+		if res["stretches_clean"], err = cleanTrace(); err != nil {
+			return nil, err
+		}
+		if res["stretches_attack"], err = attackTrace(); err != nil {
+			return nil, err
+		}
 	}
 	return res, nil
+}
+
+// traceMidway, with -stretches, takes a 3 s trace of the demo from the
+// middle of a phase of length d and summarises its run stretches (see
+// stretches.go); the returned function waits for the summary. Tracing slows
+// the server a little, so the phase's latencies carry it too: compare
+// p99s between runs without -stretches.
+func (c config) traceMidway(ctx context.Context, s *server, d time.Duration, dir string) func() (map[string]any, error) {
+	if !c.stretches {
+		return func() (map[string]any, error) { return nil, nil }
+	}
+	const span = 3 * time.Second
+	done := make(chan struct{})
+	var res map[string]any
+	var err error
+	go func() {
+		defer close(done)
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+			return
+		case <-time.After(max(d/2-span/2, 0)):
+		}
+		res, err = traceStretches(ctx, s, span, dir)
+	}()
+	return func() (map[string]any, error) { <-done; return res, err }
 }
 
 // spawnAttackers starts this binary again with -role attackers on the
@@ -412,7 +464,7 @@ func runAttackers(c config) {
 	s := &server{port: c.port}
 	ctx, stop := context.WithTimeout(context.Background(), c.duration)
 	defer stop()
-	st := &attackStats{Rounds: map[string]int{}, Closes: map[string]map[string]int{}}
+	st := &attackStats{Rounds: map[string]int{}, Closes: map[string]map[string]int{}, Errors: map[string]string{}}
 	kinds := strings.Split(c.kinds, ",")
 	for _, k := range kinds {
 		if !slices.Contains(attackKinds, k) {

@@ -66,6 +66,8 @@ type config struct {
 	role     string
 	port     int
 	heapOut  string // churn: where to save the server's heap profile at the end
+	// attack: trace the demo mid-phase and count its long run stretches
+	stretches bool
 }
 
 func main() {
@@ -87,6 +89,7 @@ func main() {
 	fs.IntVar(&c.bpLimit, "backpressure-limit", 1<<20, "slow: the server's BackpressureLimit, for the bound (the demo uses the default)")
 	fs.StringVar(&c.kinds, "kinds", strings.Join(attackKinds, ","), "attack: the attackers' behaviours, attacker i repeating kind i mod count")
 	fs.StringVar(&c.heapOut, "heap-profile", "", "churn: save the server's heap profile (pprof, after a collection) at the end to this file")
+	fs.BoolVar(&c.stretches, "stretches", false, "attack: take a 3 s execution trace mid-way through each phase and count the server's goroutine run stretches by length (see stretches.go)")
 	fs.StringVar(&c.role, "role", "", "internal: \"attackers\" runs the attack scenario's attackers against -port (the lab starts it as its own process)")
 	fs.IntVar(&c.port, "port", 0, "internal: the demo's port for -role attackers")
 	_ = fs.Parse(os.Args[1:])
