@@ -464,3 +464,50 @@ func TestHeldAnswersLeaveBeforeTheServerWaits(t *testing.T) {
 		}
 	})
 }
+
+// Input that arrives in pieces is read whole: a frame larger than the read
+// buffer whose payload comes in three writes with pauses between them (the
+// reader finds the socket empty mid-frame and must wait for the rest), and
+// a small frame split inside its header. A peer that leaves in the middle
+// of a frame is disconnected without a message.
+func TestFramesArrivingInPieces(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		k := newKit(t, tr, nil)
+		c, _ := k.login("u1")
+		big := `{"event":"chat","data":"` + strings.Repeat("p", 20000) + `"}`
+		f := rawFrame(true, 0, ws.OpText, true, []byte(big))
+		for _, piece := range [][]byte{f[:3000], f[3000:12000], f[12000:]} {
+			if err := c.WriteRaw(piece); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(30 * time.Millisecond)
+		}
+		small := rawFrame(true, 0, ws.OpText, true, []byte(`{"event":"chat","data":"s"}`))
+		for _, piece := range [][]byte{small[:1], small[1:4], small[4:]} {
+			if err := c.WriteRaw(piece); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(30 * time.Millisecond)
+		}
+		k.rec.waitFor(t, "both messages", func() bool { return len(k.rec.messages) == 2 })
+		if got := len(k.rec.messages[0].Message.Data); got != 20002 {
+			t.Fatalf("large message data is %d bytes, want 20002", got)
+		}
+		if got := string(k.rec.messages[1].Message.Data); got != `"s"` {
+			t.Fatalf("small message data %s", got)
+		}
+
+		c2, info := k.login("u2")
+		if err := c2.WriteRaw(f[:9000]); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(30 * time.Millisecond)
+		_ = c2.Abort()
+		k.rec.waitFor(t, "the peer gone mid-frame disconnected", func() bool {
+			return slices.ContainsFunc(k.rec.disconnected, func(d helper.ClientInfo) bool { return d.ClientID == info.ID })
+		})
+		if n := k.rec.messageCount(); n != 2 {
+			t.Fatalf("%d messages, want 2: a cut frame was delivered", n)
+		}
+	})
+}
