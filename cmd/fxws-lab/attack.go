@@ -306,6 +306,7 @@ func runAttack(ctx context.Context, c config, bin string) (map[string]any, error
 	hctx, hstop := context.WithCancel(ctx)
 	defer hstop()
 	var healthy []*echoer
+	healthyPorts := map[uint16]bool{}
 	for i := 0; i < c.n(c.healthy); i++ {
 		cl, err := dial(ctx, s.wsURL())
 		if err != nil {
@@ -314,6 +315,9 @@ func runAttack(ctx context.Context, c config, bin string) (map[string]any, error
 		defer cl.conn.Close()
 		if err := cl.authenticate(fmt.Sprintf("h%d", i)); err != nil {
 			return nil, err
+		}
+		if a, ok := cl.conn.LocalAddr().(*net.TCPAddr); ok {
+			healthyPorts[uint16(a.Port)] = true
 		}
 		e := &echoer{c: cl}
 		healthy = append(healthy, e)
@@ -334,6 +338,7 @@ func runAttack(ctx context.Context, c config, bin string) (map[string]any, error
 	rss0 := rssBytes(s.pid())
 	smp := sample(s.pid())
 	cleanTrace := c.traceMidway(ctx, s, d, filepath.Dir(bin))
+	cleanWire := c.wireMidway(ctx, s, d, filepath.Dir(bin), healthyPorts)
 	time.Sleep(d)
 	_, cleanCPU := smp.stop()
 	clean := collect()
@@ -352,6 +357,7 @@ func runAttack(ctx context.Context, c config, bin string) (map[string]any, error
 		return nil, err
 	}
 	attackTrace := c.traceMidway(ctx, s, d, filepath.Dir(bin))
+	attackWire := c.wireMidway(ctx, s, d, filepath.Dir(bin), healthyPorts)
 	select {
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -387,6 +393,18 @@ func runAttack(ctx context.Context, c config, bin string) (map[string]any, error
 		"attack_rounds":       st.Rounds,
 		"attack_outcomes":     st.Closes,
 		"attack_errors":       st.Errors,
+	}
+	if c.wire {
+		cw, err := cleanWire()
+		if err != nil {
+			return nil, err
+		}
+		aw, err := attackWire()
+		if err != nil {
+			return nil, err
+		}
+		res["wire_clean"], res["wire_attack"] = cw, aw
+		res["wire_p99_ratio_vs_clean"] = round2(aw["p99_ms"].(float64) / max(cw["p99_ms"].(float64), 0.001))
 	}
 	if c.stretches {
 		if res["stretches_clean"], err = cleanTrace(); err != nil {

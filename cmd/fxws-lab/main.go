@@ -26,7 +26,9 @@
 //     frames before the 101, wrong types, slowloris). Figures: healthy p99
 //     against the clean phase, RSS growth, CPU, process alive; with
 //     -stretches, how many of the server's goroutine run stretches in a 3 s
-//     trace from each phase were 0.25, 0.5, 1 and 2 ms or longer.
+//     trace from each phase were 0.25, 0.5, 1 and 2 ms or longer; with
+//     -wire, the server's part of the healthy round trips, timed by the
+//     kernel on lo (tcpdump), without the clients' own scheduling.
 //   - churn: 2000 clients connect, authenticate, join 3 rooms, leave, close,
 //     over and over; then 10 s idle. Figures: errors, clients left,
 //     goroutines and RSS against the baseline.
@@ -70,6 +72,8 @@ type config struct {
 	heapOut  string // churn: where to save the server's heap profile at the end
 	// attack: trace the demo mid-phase and count its long run stretches
 	stretches bool
+	// attack: capture healthy round trips on lo to time the server's part
+	wire bool
 }
 
 func main() {
@@ -92,6 +96,7 @@ func main() {
 	fs.StringVar(&c.kinds, "kinds", strings.Join(attackKinds, ","), "attack: the attackers' behaviours, attacker i repeating kind i mod count")
 	fs.StringVar(&c.heapOut, "heap-profile", "", "churn: save the server's heap profile (pprof, after a collection) at the end to this file")
 	fs.BoolVar(&c.stretches, "stretches", false, "attack: take a 3 s execution trace mid-way through each phase and count the server's goroutine run stretches by length (see stretches.go)")
+	fs.BoolVar(&c.wire, "wire", false, "attack: capture 3 s of the healthy clients' packets on lo (tcpdump) mid-way through each phase and report the server's part of their round trips (see wire.go)")
 	fs.StringVar(&c.role, "role", "", "internal: \"attackers\" runs the attack scenario's attackers against -port (the lab starts it as its own process)")
 	fs.IntVar(&c.port, "port", 0, "internal: the demo's port for -role attackers")
 	_ = fs.Parse(os.Args[1:])

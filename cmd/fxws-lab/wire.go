@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"slices"
+	"time"
+)
+
+// Wire latency: the healthy clients' round trips as the loopback device
+// saw them, from the packet that completes a request to the packet that
+// carries the answer. Both timestamps are taken by the kernel as each
+// packet is sent, so the span is the server's part of the round trip:
+// delivery to its socket, waking, handling, answering. What the clients'
+// own scheduling adds is left out. On this 2-core machine the clients share
+// a core with the attackers, and the client side's waits dominated the
+// round trips measured by the clients under attack (see docs/hardening.md).
+//
+// It needs tcpdump and the right to capture on lo (-wire); the lab says so
+// and goes on without it if either is missing.
+
+// wireMidway captures, with -wire, 3 s of the demo's small packets on lo
+// from the middle of a phase of length d, and returns a function that
+// waits for the capture and summarises the round trips of the clients
+// whose local ports are given.
+func (c config) wireMidway(ctx context.Context, s *server, d time.Duration, dir string, ports map[uint16]bool) func() (map[string]any, error) {
+	if !c.wire {
+		return func() (map[string]any, error) { return nil, nil }
+	}
+	const span = 3 * time.Second
+	done := make(chan struct{})
+	var res map[string]any
+	var err error
+	go func() {
+		defer close(done)
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+			return
+		case <-time.After(max(d/2-span/2, 0)):
+		}
+		res, err = captureWire(ctx, s.port, span, dir, ports)
+	}()
+	return func() (map[string]any, error) { <-done; return res, err }
+}
+
+func captureWire(ctx context.Context, port int, span time.Duration, dir string, ports map[uint16]bool) (map[string]any, error) {
+	f, err := os.CreateTemp(dir, "wire-*.pcap")
+	if err != nil {
+		return nil, err
+	}
+	name := f.Name()
+	f.Close()
+	defer os.Remove(name)
+	cctx, cancel := context.WithTimeout(ctx, span)
+	defer cancel()
+	// Healthy requests and answers are under 100 bytes; "less 400" keeps
+	// the attackers' large frames out of the capture.
+	cmd := exec.CommandContext(cctx, "tcpdump", "-i", "lo", "-s", "200", "-B", "131072", "-U", "-w", name,
+		fmt.Sprintf("tcp port %d and less 400", port))
+	out, err := cmd.CombinedOutput()
+	if cctx.Err() == nil {
+		// tcpdump ended before the span: it could not capture.
+		return nil, fmt.Errorf("lab: -wire: tcpdump: %v: %s", err, out)
+	}
+	r, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	lat, err := wireRoundTrips(bufio.NewReader(r), uint16(port), ports)
+	if err != nil {
+		return nil, err
+	}
+	if len(lat) == 0 {
+		return nil, errors.New("lab: -wire: no round trips captured")
+	}
+	slices.Sort(lat)
+	q := func(p float64) float64 { return round2(lat[int(p*float64(len(lat)-1))]) }
+	return map[string]any{"round_trips": len(lat), "p50_ms": q(0.5), "p90_ms": q(0.9), "p99_ms": q(0.99), "max_ms": q(1)}, nil
+}
+
+// wireRoundTrips reads a pcap of lo (Ethernet framing) and pairs, per client
+// port, each request packet with the next answer, in milliseconds. A
+// client writes a frame's header and its payload separately: the request
+// is complete with the packet that carries more than a header.
+func wireRoundTrips(r io.Reader, server uint16, clients map[uint16]bool) ([]float64, error) {
+	var gh [24]byte
+	if _, err := io.ReadFull(r, gh[:]); err != nil {
+		return nil, fmt.Errorf("pcap header: %w", err)
+	}
+	var div float64
+	switch binary.LittleEndian.Uint32(gh[:4]) {
+	case 0xa1b2c3d4:
+		div = 1e6
+	case 0xa1b23c4d:
+		div = 1e9
+	default:
+		return nil, errors.New("pcap: not a little-endian capture file")
+	}
+	if lt := binary.LittleEndian.Uint32(gh[20:]); lt != 1 {
+		return nil, fmt.Errorf("pcap: link type %d, want Ethernet (1)", lt)
+	}
+	pending := map[uint16][]float64{}
+	var lat []float64
+	var rh [16]byte
+	buf := make([]byte, 65536)
+	for {
+		if _, err := io.ReadFull(r, rh[:]); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return lat, nil // a capture cut short ends mid-record
+			}
+			return nil, err
+		}
+		t := float64(binary.LittleEndian.Uint32(rh[0:])) + float64(binary.LittleEndian.Uint32(rh[4:]))/div
+		n := int(binary.LittleEndian.Uint32(rh[8:]))
+		if n > len(buf) {
+			return nil, fmt.Errorf("pcap: record of %d bytes", n)
+		}
+		if _, err := io.ReadFull(r, buf[:n]); err != nil {
+			return lat, nil
+		}
+		src, dst, payload, ok := tcpSegment(buf[:n])
+		if !ok || payload == 0 {
+			continue
+		}
+		switch {
+		case dst == server && clients[src] && payload > wsClientHeader:
+			pending[src] = append(pending[src], t)
+		case src == server && clients[dst] && len(pending[dst]) > 0:
+			lat = append(lat, (t-pending[dst][0])*1e3)
+			pending[dst] = pending[dst][1:]
+		}
+	}
+}
+
+// wsClientHeader is the header of a masked client frame under 126 bytes.
+const wsClientHeader = 6
+
+// tcpSegment reads the ports and the payload length of an IPv4 TCP packet
+// behind an Ethernet header.
+func tcpSegment(p []byte) (src, dst uint16, payload int, ok bool) {
+	if len(p) < 14+20 || p[14]>>4 != 4 {
+		return 0, 0, 0, false
+	}
+	ip := p[14:]
+	ihl := int(ip[0]&15) * 4
+	total := int(binary.BigEndian.Uint16(ip[2:]))
+	if ip[9] != 6 || len(ip) < ihl+20 {
+		return 0, 0, 0, false
+	}
+	tcp := ip[ihl:]
+	off := int(tcp[12]>>4) * 4
+	return binary.BigEndian.Uint16(tcp[0:]), binary.BigEndian.Uint16(tcp[2:]), total - ihl - off, true
+}
