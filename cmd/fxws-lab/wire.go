@@ -87,9 +87,13 @@ func captureWire(ctx context.Context, port int, span time.Duration, dir string, 
 }
 
 // wireRoundTrips reads a pcap of lo (Ethernet framing) and pairs, per client
-// port, each request packet with the next answer, in milliseconds. A
-// client writes a frame's header and its payload separately: the request
-// is complete with the packet that carries more than a header.
+// port, a request with the server's next packet to that client, in
+// milliseconds. A client writes a frame's header and its payload
+// separately, and a request may come in more pieces still: the request is
+// complete with the last packet carrying more than a header before the
+// answer. The healthy clients send one request per 100 ms and wait for
+// nothing, so an answer slower than that would be paired with the next
+// request; under every load measured the slowest took a few ms.
 func wireRoundTrips(r io.Reader, server uint16, clients map[uint16]bool) ([]float64, error) {
 	var gh [24]byte
 	if _, err := io.ReadFull(r, gh[:]); err != nil {
@@ -107,7 +111,7 @@ func wireRoundTrips(r io.Reader, server uint16, clients map[uint16]bool) ([]floa
 	if lt := binary.LittleEndian.Uint32(gh[20:]); lt != 1 {
 		return nil, fmt.Errorf("pcap: link type %d, want Ethernet (1)", lt)
 	}
-	pending := map[uint16][]float64{}
+	pending := map[uint16]float64{}
 	var lat []float64
 	var rh [16]byte
 	buf := make([]byte, 65536)
@@ -132,10 +136,12 @@ func wireRoundTrips(r io.Reader, server uint16, clients map[uint16]bool) ([]floa
 		}
 		switch {
 		case dst == server && clients[src] && payload > wsClientHeader:
-			pending[src] = append(pending[src], t)
-		case src == server && clients[dst] && len(pending[dst]) > 0:
-			lat = append(lat, (t-pending[dst][0])*1e3)
-			pending[dst] = pending[dst][1:]
+			pending[src] = t
+		case src == server && clients[dst]:
+			if t0, ok := pending[dst]; ok {
+				lat = append(lat, (t-t0)*1e3)
+				delete(pending, dst)
+			}
 		}
 	}
 }

@@ -38,9 +38,9 @@ func pcapOf(packets [][4]int) []byte {
 	return b.Bytes()
 }
 
-// A request is timed from the packet that carries more than its frame
+// A request is timed from its last packet carrying more than a frame
 // header to the server's next packet for that client; other clients'
-// packets and bare ACKs are ignored.
+// packets, bare ACKs and pushes with no request pending are ignored.
 func TestWireRoundTrips(t *testing.T) {
 	const server, c1, c2, other = 8080, 40001, 40002, 40003
 	capture := pcapOf([][4]int{
@@ -53,12 +53,15 @@ func TestWireRoundTrips(t *testing.T) {
 		{1_003_000, server, other, 40},
 		{1_004_500, server, c2, 40}, // 2.5 ms
 		{1_005_000, server, c2, 40}, // nothing pending: a server push
+		{1_006_000, c1, server, 20}, // a request in two pieces
+		{1_006_200, c1, server, 24}, // complete here
+		{1_007_200, server, c1, 40}, // 1 ms
 	})
 	got, err := wireRoundTrips(bytes.NewReader(capture), server, map[uint16]bool{c1: true, c2: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []float64{0.5, 2.5}; len(got) != 2 || !reflect.DeepEqual(roundAll(got), want) {
+	if want := []float64{0.5, 2.5, 1}; !reflect.DeepEqual(roundAll(got), want) {
 		t.Fatalf("round trips %v ms, want %v", got, want)
 	}
 }
