@@ -337,8 +337,18 @@ func runAttack(ctx context.Context, c config, bin string) (map[string]any, error
 	}
 	rss0 := rssBytes(s.pid())
 	smp := sample(s.pid())
-	cleanTrace := c.traceMidway(ctx, s, d, filepath.Dir(bin))
-	cleanWire := c.wireMidway(ctx, s, d, filepath.Dir(bin), healthyPorts)
+	// Tracing slows the server a little, so a phase traced for -stretches
+	// carries that in its latencies: compare p99s between runs without it.
+	probes := func() (trace, wire func() (map[string]any, error)) {
+		trace = midway(ctx, c.stretches, d, probeSpan, func() (map[string]any, error) {
+			return traceStretches(ctx, s, probeSpan, filepath.Dir(bin))
+		})
+		wire = midway(ctx, c.wire, d, probeSpan, func() (map[string]any, error) {
+			return captureWire(ctx, s.port, probeSpan, filepath.Dir(bin), healthyPorts)
+		})
+		return trace, wire
+	}
+	cleanTrace, cleanWire := probes()
 	time.Sleep(d)
 	_, cleanCPU := smp.stop()
 	clean := collect()
@@ -356,8 +366,7 @@ func runAttack(ctx context.Context, c config, bin string) (map[string]any, error
 	if err != nil {
 		return nil, err
 	}
-	attackTrace := c.traceMidway(ctx, s, d, filepath.Dir(bin))
-	attackWire := c.wireMidway(ctx, s, d, filepath.Dir(bin), healthyPorts)
+	attackTrace, attackWire := probes()
 	select {
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -417,16 +426,14 @@ func runAttack(ctx context.Context, c config, bin string) (map[string]any, error
 	return res, nil
 }
 
-// traceMidway, with -stretches, takes a 3 s trace of the demo from the
-// middle of a phase of length d and summarises its run stretches (see
-// stretches.go); the returned function waits for the summary. Tracing slows
-// the server a little, so the phase's latencies carry it too: compare
-// p99s between runs without -stretches.
-func (c config) traceMidway(ctx context.Context, s *server, d time.Duration, dir string) func() (map[string]any, error) {
-	if !c.stretches {
+// midway, when on, runs f from the middle of a phase of length d, f taking
+// span; the returned function waits for f's result (nil when off). The
+// lab's probes (-stretches, -wire) look at the middle of each phase, away
+// from its ramp-up and end.
+func midway(ctx context.Context, on bool, d, span time.Duration, f func() (map[string]any, error)) func() (map[string]any, error) {
+	if !on {
 		return func() (map[string]any, error) { return nil, nil }
 	}
-	const span = 3 * time.Second
 	done := make(chan struct{})
 	var res map[string]any
 	var err error
@@ -438,10 +445,13 @@ func (c config) traceMidway(ctx context.Context, s *server, d time.Duration, dir
 			return
 		case <-time.After(max(d/2-span/2, 0)):
 		}
-		res, err = traceStretches(ctx, s, span, dir)
+		res, err = f()
 	}()
 	return func() (map[string]any, error) { <-done; return res, err }
 }
+
+// probeSpan is how long each probe of a phase lasts.
+const probeSpan = 3 * time.Second
 
 // spawnAttackers starts this binary again with -role attackers on the
 // cores the server does not use, for d; wait returns what the attackers saw.

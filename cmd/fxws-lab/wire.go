@@ -22,34 +22,11 @@ import (
 // a core with the attackers, and the client side's waits dominated the
 // round trips measured by the clients under attack (see docs/hardening.md).
 //
-// It needs tcpdump and the right to capture on lo (-wire); the lab says so
-// and goes on without it if either is missing.
+// It needs tcpdump and the right to capture on lo; without either, the
+// scenario fails with tcpdump's own message.
 
-// wireMidway captures, with -wire, 3 s of the demo's small packets on lo
-// from the middle of a phase of length d, and returns a function that
-// waits for the capture and summarises the round trips of the clients
-// whose local ports are given.
-func (c config) wireMidway(ctx context.Context, s *server, d time.Duration, dir string, ports map[uint16]bool) func() (map[string]any, error) {
-	if !c.wire {
-		return func() (map[string]any, error) { return nil, nil }
-	}
-	const span = 3 * time.Second
-	done := make(chan struct{})
-	var res map[string]any
-	var err error
-	go func() {
-		defer close(done)
-		select {
-		case <-ctx.Done():
-			err = ctx.Err()
-			return
-		case <-time.After(max(d/2-span/2, 0)):
-		}
-		res, err = captureWire(ctx, s.port, span, dir, ports)
-	}()
-	return func() (map[string]any, error) { <-done; return res, err }
-}
-
+// captureWire captures span of the demo's small packets on lo and
+// summarises the round trips of the clients whose local ports are given.
 func captureWire(ctx context.Context, port int, span time.Duration, dir string, ports map[uint16]bool) (map[string]any, error) {
 	f, err := os.CreateTemp(dir, "wire-*.pcap")
 	if err != nil {
