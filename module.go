@@ -27,8 +27,7 @@ var Module = fx.Module("websocket",
 )
 
 // ServerOptions configures the module: every helper.Options setting
-// (embedded) plus Addr, ReadHeaderTimeout, RedisPingTimeout and
-// PerMessageDeflate. Zero values mean the documented defaults. Bind it with
+// (embedded) plus Addr, ReadHeaderTimeout and RedisPingTimeout. Zero values mean the documented defaults. Bind it with
 // WithServerOptions or under ServerOptionsKey.
 type ServerOptions = component.Options
 

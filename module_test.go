@@ -168,8 +168,6 @@ func TestInvalidBindingsFailNew(t *testing.T) {
 			[]string{"@app/websocket/server-options", "Path"}},
 		{"bad addr", []fx.Option{websocket.WithServerOptions(websocket.ServerOptions{Addr: "nonsense"})},
 			[]string{"@app/websocket/server-options", "Addr"}},
-		{"deflate", []fx.Option{websocket.WithServerOptions(websocket.ServerOptions{PerMessageDeflate: true})},
-			[]string{"PerMessageDeflate is not supported yet"}},
 		{"encryption without handshake", []fx.Option{websocket.WithServerOptions(websocket.ServerOptions{Options: helper.Options{RequireEncryption: true}})},
 			[]string{"RequireEncryption", "@app/websocket/handshake-handler"}},
 		{"redis and broker", []fx.Option{websocket.WithRedisConnection(rdb), websocket.WithBroker(broker.NewMemory())},

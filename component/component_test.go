@@ -33,16 +33,12 @@ func TestOptionsDefaultsAndValidation(t *testing.T) {
 		Addr:              "no-port",
 		ReadHeaderTimeout: -1,
 		RedisPingTimeout:  -1,
-		PerMessageDeflate: true,
 	}
 	err := bad.Validate()
-	for _, want := range []string{"HeartbeatTimeout", "Addr", "ReadHeaderTimeout", "RedisPingTimeout", "PerMessageDeflate"} {
+	for _, want := range []string{"HeartbeatTimeout", "Addr", "ReadHeaderTimeout", "RedisPingTimeout"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate does not report %s: %v", want, err)
 		}
-	}
-	if !errors.Is(err, ErrDeflateUnsupported) {
-		t.Errorf("deflate error is not ErrDeflateUnsupported: %v", err)
 	}
 }
 

@@ -47,14 +47,7 @@ type Options struct {
 	// original; sharded for Redis Cluster fleets of our servers only),
 	// timeouts, workers. Its Logger defaults to the module's.
 	RedisBroker redisbroker.Options
-	// PerMessageDeflate asks for the permessage-deflate extension (the
-	// original's perMessageDeflate). Not supported yet: setting it fails
-	// validation rather than being silently ignored.
-	PerMessageDeflate bool
 }
-
-// ErrDeflateUnsupported is returned by Validate when PerMessageDeflate is set.
-var ErrDeflateUnsupported = errors.New("PerMessageDeflate is not supported yet; leave it false")
 
 // Validate reports every option that cannot work.
 func (o Options) Validate() error {
@@ -72,9 +65,6 @@ func (o Options) Validate() error {
 		if _, _, err := net.SplitHostPort(o.Addr); err != nil {
 			errs = append(errs, fmt.Errorf("Addr %q is not host:port: %w", o.Addr, err))
 		}
-	}
-	if o.PerMessageDeflate {
-		errs = append(errs, ErrDeflateUnsupported)
 	}
 	return errors.Join(errs...)
 }

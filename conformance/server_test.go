@@ -120,6 +120,7 @@ func run(m *testing.M) int {
 		cfg.impl, cfg.base, cfg.authTimeout, cfg.hbInterval, cfg.hbTimeout, cfg.maxPayload)
 	code := m.Run()
 	stopEncrypted()
+	stopDeflate()
 	if own != nil {
 		if err := own.stop(); err != nil && code == 0 {
 			fmt.Fprintln(os.Stderr, "conformance: stop the demo:", err)

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/fxws/websocket/protocol"
+	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsflate"
 	"github.com/gobwas/ws/wsutil"
 )
 
@@ -26,6 +28,9 @@ const DefaultTimeout = 5 * time.Second
 // send what a well-behaved client never would.
 type Client struct {
 	conn net.Conn
+	// deflate: permessage-deflate was negotiated; SendText and Emit
+	// compress every message.
+	deflate bool
 
 	wmu sync.Mutex
 
@@ -47,12 +52,38 @@ func Dial(ctx context.Context, url string) (*Client, error) {
 
 // DialHeader is Dial with extra request headers (Origin, cookies…).
 func DialHeader(ctx context.Context, url string, header http.Header) (*Client, error) {
+	return dial(ctx, url, header, false)
+}
+
+// DialCompressed is DialHeader offering permessage-deflate, as browsers
+// do. When the server accepts (see Compressed), SendText and Emit send
+// every message compressed, each on its own (no context takeover), and
+// compressed messages from the server are inflated.
+func DialCompressed(ctx context.Context, url string, header http.Header) (*Client, error) {
+	return dial(ctx, url, header, true)
+}
+
+func dial(ctx context.Context, url string, header http.Header, deflate bool) (*Client, error) {
 	d := ws.Dialer{Header: ws.HandshakeHeaderHTTP(header)}
-	conn, br, _, err := d.Dial(ctx, url)
+	if deflate {
+		offer := wsflate.Parameters{ClientMaxWindowBits: 1}.Option()
+		d.Extensions = []httphead.Option{offer}
+	}
+	conn, br, hs, err := d.Dial(ctx, url)
 	if err != nil {
 		return nil, fmt.Errorf("fxtest: dial %s: %w", url, err)
 	}
 	c := &Client{conn: conn, changed: make(chan struct{})}
+	for _, x := range hs.Extensions {
+		if string(x.Name) == wsflate.ExtensionName {
+			var p wsflate.Parameters
+			if err := p.Parse(x); err != nil {
+				_ = conn.Close()
+				return nil, fmt.Errorf("fxtest: dial %s: server's permessage-deflate answer: %w", url, err)
+			}
+			c.deflate = true
+		}
+	}
 	var r io.Reader = conn
 	if br != nil {
 		// The server spoke right after the handshake; br holds those bytes
@@ -77,6 +108,14 @@ func (c *Client) readLoop(r io.Reader) {
 		}
 		if h.Masked {
 			ws.Cipher(payload, h.Mask, 0)
+		}
+		if h.Rsv&0x4 != 0 && c.deflate && (h.OpCode == ws.OpText || h.OpCode == ws.OpBinary) && h.Fin {
+			f, err := wsflate.DecompressFrame(ws.Frame{Header: h, Payload: payload})
+			if err != nil {
+				c.finish(0, "", fmt.Errorf("fxtest: inflate a server message: %w", err))
+				return
+			}
+			payload = f.Payload
 		}
 		switch h.OpCode {
 		case ws.OpPing:
@@ -149,12 +188,22 @@ func (c *Client) WriteRaw(b []byte) error {
 	return err
 }
 
-// SendText sends one text message.
+// SendText sends one text message, compressed when Compressed.
 func (c *Client) SendText(s string) error {
+	if c.deflate {
+		f, err := wsflate.CompressFrame(ws.NewTextFrame([]byte(s)))
+		if err != nil {
+			return fmt.Errorf("fxtest: compress: %w", err)
+		}
+		return c.WriteFrame(f)
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	return wsutil.WriteClientText(c.conn, []byte(s))
 }
+
+// Compressed reports whether the server accepted permessage-deflate.
+func (c *Client) Compressed() bool { return c.deflate }
 
 // Emit sends `{"event": event, "data": data}`; nil data is left out.
 func (c *Client) Emit(event string, data any) error {

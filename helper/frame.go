@@ -80,11 +80,14 @@ func parseHeader(b []byte) (h frameHeader, n int, err error) {
 }
 
 // checkClientHeader applies RFC 6455's rules for frames sent by a client.
-func checkClientHeader(h frameHeader) error {
+// With permessage-deflate negotiated (deflate), RSV1 marks the first frame
+// of a compressed message (RFC 7692 §6): it is allowed on text and binary
+// frames only.
+func checkClientHeader(h frameHeader, deflate bool) error {
 	switch {
-	case h.rsv&0x4 != 0:
+	case h.rsv&0x4 != 0 && !(deflate && (h.op == ws.OpText || h.op == ws.OpBinary)):
 		return protocolError("Received unexpected RSV1 bit")
-	case h.rsv != 0:
+	case h.rsv&0x3 != 0:
 		return protocolError("Received unexpected RSV2 or RSV3 bit")
 	}
 	if !h.masked {

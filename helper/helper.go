@@ -189,7 +189,8 @@ func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request
 		http.Error(w, "Too many connections", http.StatusServiceUnavailable)
 		return
 	}
-	conn, rw, _, err := h.upgrader.Upgrade(r, w)
+	upgrader, deflate := h.upgraderFor()
+	conn, rw, _, err := upgrader.Upgrade(r, w)
 	if err != nil {
 		h.releaseSlots()
 		h.log.Debug("upgrade failed", zap.Error(err), zap.String("remote", r.RemoteAddr))
@@ -235,6 +236,7 @@ func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request
 	c.mu.Unlock()
 	h.log.Debug("client connected (unauthorized)", zapClient(c.id))
 	c.rd.pending = pending
+	c.rd.deflate = deflate != nil && deflate.accepted
 	if h.poller != nil && c.raw != nil {
 		// The first burst handles what came with the upgrade, then hands
 		// the socket to the poller.

@@ -104,6 +104,16 @@ type Options struct {
 	// browsers always send one, other clients usually none. A refused
 	// request gets HTTP 403. Empty: every origin, as the original.
 	AllowedOrigins []string
+	// PerMessageDeflate accepts the permessage-deflate extension (RFC 7692)
+	// when a client offers it, as the original's perMessageDeflate does:
+	// the answer is "permessage-deflate; server_no_context_takeover;
+	// client_no_context_takeover", compressed inbound messages are
+	// inflated (their inflated size counts against MaxPayloadLength,
+	// 1009 past it; data that does not inflate closes with 1007), and
+	// outbound frames are sent uncompressed, as the original's are. No
+	// context takeover means a decompressor is borrowed per message, so
+	// an idle connection holds no compression state. Default false.
+	PerMessageDeflate bool
 	// Limits bound what one client, and the crowd of them, may ask of the
 	// server (nesting depth, rooms, message rate, connection counts). The
 	// zero value means the documented defaults; see Limits.

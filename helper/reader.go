@@ -71,9 +71,14 @@ type reader struct {
 	pending []byte  // unparsed input held outside buf: what the HTTP server had buffered before the upgrade, or what a yielding burst set aside
 	large   *[]byte // the current frame's own buffer, when it did not fit buf
 
-	fragments        []byte // a fragmented message being reassembled
-	fragmented       bool
-	fragmentedBinary bool
+	fragments            []byte // a fragmented message being reassembled
+	fragmented           bool
+	fragmentedBinary     bool
+	fragmentedCompressed bool
+
+	// deflate: permessage-deflate was negotiated, so a message may come
+	// compressed (RSV1 on its first frame).
+	deflate bool
 
 	// polled: the poller owns readiness, so a burst ends at a frame
 	// boundary instead of blocking. mayRead: a read at a boundary is
@@ -210,7 +215,7 @@ func (c *client) next(maxPayload int) (frameHeader, []byte, error) {
 		}
 	}
 	rd.r += n
-	if err := checkClientHeader(h); err != nil {
+	if err := checkClientHeader(h, rd.deflate); err != nil {
 		return h, nil, err
 	}
 	if h.length > int64(maxPayload) {
@@ -290,14 +295,16 @@ func (c *client) readFrames() bool {
 				c.readFailed(protocolError("Received new data frame inside a fragmented message"))
 				return false
 			}
+			compressed := hdr.rsv&0x4 != 0
 			if !hdr.fin {
 				rd.fragmented = true
 				rd.fragmentedBinary = hdr.op == ws.OpBinary
+				rd.fragmentedCompressed = compressed
 				rd.fragments = append(rd.fragments[:0], payload...)
 				break
 			}
 			c.lastActivity.Store(now)
-			if !c.deliverInbound(payload, hdr.op == ws.OpBinary) {
+			if !c.deliverMessage(payload, hdr.op == ws.OpBinary, compressed) {
 				return false
 			}
 		case ws.OpContinuation:
@@ -313,7 +320,7 @@ func (c *client) readFrames() bool {
 			if hdr.fin {
 				rd.fragmented = false
 				c.lastActivity.Store(now)
-				if !c.deliverInbound(rd.fragments, rd.fragmentedBinary) {
+				if !c.deliverMessage(rd.fragments, rd.fragmentedBinary, rd.fragmentedCompressed) {
 					return false
 				}
 				rd.fragments = nil
@@ -411,6 +418,24 @@ func (c *client) finish() {
 	}
 	c.h.disconnect(c)
 	c.h.conns.Done()
+}
+
+// deliverMessage inflates a compressed message, then hands it to
+// deliverInbound. What a message leaves behind for handlers is copied out
+// of it (as out of the read buffer), so the inflated bytes go straight
+// back to the pool.
+func (c *client) deliverMessage(msg []byte, binary, compressed bool) bool {
+	if !compressed {
+		return c.deliverInbound(msg, binary)
+	}
+	out, err := inflateMessage(msg, c.h.opts.MaxPayloadLength)
+	if err != nil {
+		c.readFailed(err)
+		return false
+	}
+	ok := c.deliverInbound(*out, binary)
+	putFrameBuffer(out)
+	return ok
 }
 
 // deliverInbound validates a complete message and hands it on. Binary

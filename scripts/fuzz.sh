@@ -9,6 +9,7 @@ GO=${GO:-go}
 FUZZTIME=${FUZZTIME:-15s}
 targets=(
   "./helper FuzzInboundMessage" "./helper FuzzJoinLeave" "./helper FuzzBrokerEnvelope"
+  "./helper FuzzInflateMessage"
   "./protocol FuzzEnvelopeRoundTrip" "./protocol FuzzValidRoomName"
   "./protocol FuzzJSONDepthExceeds" "./protocol FuzzDecodeEnvelope"
   "./protocol FuzzObjectFields"

@@ -79,6 +79,9 @@ func pinSelf(cpus string) error {
 			return fmt.Errorf("lab: pin thread %d to %s: %w", tid, cpus, err)
 		}
 	}
+	// Go sized its processors from the affinity at start; more of them than
+	// cores would make the lab's own threads take turns on a core.
+	runtime.GOMAXPROCS(len(set))
 	return nil
 }
 

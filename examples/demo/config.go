@@ -26,6 +26,9 @@ type config struct {
 	// RELEASE_MEMORY_AFTER_MS (ours, outside the contract): the helper's
 	// ReleaseMemoryAfter; negative turns it off, for measuring without it.
 	ReleaseMemoryAfter time.Duration
+	// PER_MESSAGE_DEFLATE=1 (ours, outside the contract): the helper's
+	// PerMessageDeflate, the original's perMessageDeflate.
+	PerMessageDeflate bool
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -41,6 +44,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		WSPath:            get("WS_PATH", "/ws"),
 		RedisURL:          get("REDIS_URL", ""),
 		RequireEncryption: get("REQUIRE_ENCRYPTION", "") == "1",
+		PerMessageDeflate: get("PER_MESSAGE_DEFLATE", "") == "1",
 	}
 	var errs []string
 	num := func(k, def string) int {
@@ -88,5 +92,6 @@ func (c config) serverOptions() websocket.ServerOptions {
 		RequireEncryption:  c.RequireEncryption,
 		MaxPayloadLength:   c.MaxPayloadLength,
 		ReleaseMemoryAfter: c.ReleaseMemoryAfter,
+		PerMessageDeflate:  c.PerMessageDeflate,
 	}}
 }

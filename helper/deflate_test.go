@@ -1,0 +1,168 @@
+package helper_test
+
+import (
+	"bufio"
+	"bytes"
+	"compress/flate"
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/fxws/websocket/fxtest"
+	"github.com/fxws/websocket/helper"
+	"github.com/fxws/websocket/protocol"
+	"github.com/gobwas/ws"
+)
+
+// deflated compresses msg as a permessage-deflate client does.
+func deflated(t *testing.T, msg string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	w, _ := flate.NewWriter(&b, flate.BestSpeed)
+	_, _ = w.Write([]byte(msg))
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte{0, 0, 0xff, 0xff})
+}
+
+// upgradeExtensions sends an upgrade request offering extensions and
+// returns the status and the Sec-WebSocket-Extensions of the answer.
+func upgradeExtensions(t *testing.T, k *kit, offer string) (int, string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", k.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req := "GET " + k.h.Path() + " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+	if offer != "" {
+		req += "Sec-WebSocket-Extensions: " + offer + "\r\n"
+	}
+	if _, err := conn.Write([]byte(req + "\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header.Get("Sec-WebSocket-Extensions")
+}
+
+// PerMessageDeflate: negotiated as the original negotiates it, compressed
+// messages (whole or fragmented) are handled like plain ones, and bad
+// compressed input closes with the original's codes, harming nobody.
+func TestPerMessageDeflate(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		const limit = 4096
+		k := newKit(t, tr, func(c *helper.Config) {
+			c.Options.PerMessageDeflate = true
+			c.Options.MaxPayloadLength = limit
+		})
+		want := "permessage-deflate;server_no_context_takeover;client_no_context_takeover"
+		for _, offer := range []string{"permessage-deflate; client_max_window_bits", "permessage-deflate; foo, permessage-deflate"} {
+			if code, got := upgradeExtensions(t, k, offer); code != http.StatusSwitchingProtocols || got != want {
+				t.Fatalf("offer %q: %d %q, want 101 %q", offer, code, got, want)
+			}
+		}
+		if code, got := upgradeExtensions(t, k, "permessage-deflate; server_max_window_bits"); code != http.StatusSwitchingProtocols || got != "" {
+			t.Fatalf("invalid offer: %d %q, want 101 without extensions", code, got)
+		}
+
+		watcher, _ := k.login("watcher")
+		c, err := fxtest.DialCompressed(context.Background(), k.url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Abort() })
+		if !c.Compressed() {
+			t.Fatal("permessage-deflate not negotiated")
+		}
+		if _, err := c.Authenticate(context.Background(), map[string]any{"token": "valid-z"}); err != nil {
+			t.Fatalf("compressed authenticate: %v", err)
+		}
+		big := strings.Repeat("café ", 700) // 4200 bytes: the JSON is over the limit
+		_ = c.Emit("chat", big[:3000])
+		k.rec.waitFor(t, "compressed message", func() bool { return len(k.rec.messages) == 1 })
+		if got := string(k.rec.messages[0].Message.Data); got != `"`+big[:3000]+`"` {
+			t.Fatalf("data %.40s…", got)
+		}
+		// Fragmented: RSV1 on the first frame only, a ping in between.
+		z := deflated(t, `{"event":"chat","data":"in pieces"}`)
+		for _, f := range [][]byte{
+			rawFrame(false, 4, ws.OpText, true, z[:5]),
+			rawFrame(true, 0, ws.OpPing, true, []byte("mid")),
+			rawFrame(true, 0, ws.OpContinuation, true, z[5:]),
+		} {
+			_ = c.WriteRaw(f)
+		}
+		k.rec.waitFor(t, "fragmented compressed message", func() bool { return len(k.rec.messages) == 2 })
+		if got := string(k.rec.messages[1].Message.Data); got != `"in pieces"` {
+			t.Fatalf("data %s", got)
+		}
+		// Plain messages still pass on a compressed connection, and the
+		// server's answers are plain frames.
+		_ = c.WriteFrame(ws.NewTextFrame([]byte(`{"event":"chat","data":"plain"}`)))
+		k.rec.waitFor(t, "plain message", func() bool { return len(k.rec.messages) == 3 })
+		roundTrip(t, c)
+
+		for _, tc := range []struct {
+			name   string
+			frames [][]byte
+			code   int
+			reason string
+		}{
+			{"not deflate data", [][]byte{rawFrame(true, 4, ws.OpText, true, []byte{0xff, 0xfe, 1, 2, 3})},
+				protocol.CloseInvalidPayload, "Received invalid compressed data"},
+			{"inflates past the limit", [][]byte{rawFrame(true, 4, ws.OpText, true, deflated(t, `{"event":"chat","data":"`+big+`"}`))},
+				protocol.CloseMessageTooBig, "Received too big message"},
+			{"RSV1 on a continuation", [][]byte{rawFrame(false, 4, ws.OpText, true, z[:5]), rawFrame(true, 4, ws.OpContinuation, true, z[5:])},
+				protocol.CloseProtocolError, "Received unexpected RSV1 bit"},
+			{"RSV1 on a ping", [][]byte{rawFrame(true, 4, ws.OpPing, true, []byte("x"))},
+				protocol.CloseProtocolError, "Received unexpected RSV1 bit"},
+			{"inflates to invalid UTF-8", [][]byte{rawFrame(true, 4, ws.OpText, true, deflated(t, "{\"event\":\"\xff\"}"))},
+				protocol.CloseInvalidPayload, "Received invalid UTF-8"},
+		} {
+			bad, err := fxtest.DialCompressed(context.Background(), k.url, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = bad.Abort() })
+			for _, f := range tc.frames {
+				_ = bad.WriteRaw(f)
+			}
+			expectClose(t, bad, tc.code, tc.reason)
+		}
+
+		// Without the extension negotiated, RSV1 is a protocol error.
+		plain := k.dial()
+		_ = plain.WriteRaw(rawFrame(true, 4, ws.OpText, true, deflated(t, `{"event":"heartbeat"}`)))
+		expectClose(t, plain, protocol.CloseProtocolError, "Received unexpected RSV1 bit")
+
+		_, _ = k.h.Broadcast("unharmed", 1)
+		expectEvent(t, watcher, "unharmed")
+		expectEvent(t, c, "unharmed")
+	})
+}
+
+// A server without PerMessageDeflate declines every offer.
+func TestPerMessageDeflateOff(t *testing.T) {
+	k := newKit(t, rawSocket, nil)
+	if code, got := upgradeExtensions(t, k, "permessage-deflate; client_max_window_bits"); code != http.StatusSwitchingProtocols || got != "" {
+		t.Fatalf("%d %q, want 101 without extensions", code, got)
+	}
+	c, err := fxtest.DialCompressed(context.Background(), k.url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Abort()
+	if c.Compressed() {
+		t.Fatal("negotiated with the option off")
+	}
+	if _, err := c.Authenticate(context.Background(), map[string]any{"token": "valid-p"}); err != nil {
+		t.Fatal(err)
+	}
+}
