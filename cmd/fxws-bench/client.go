@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"compress/flate"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -21,7 +22,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsflate"
 )
 
 // ecdhInfo is the HKDF info string of the Ignis ECDH helper.
@@ -68,11 +71,33 @@ type benchClient struct {
 	opaqueN  int
 
 	closed atomic.Bool
+
+	// deflate: permessage-deflate was negotiated; text messages go out
+	// compressed, each on its own.
+	deflate bool
+}
+
+// compressors are shared by the clients of a load process: compressing is
+// the client's cost, and one writer per connection would hold ~1 MiB.
+var compressors = sync.Pool{New: func() any {
+	w, _ := flate.NewWriter(nil, flate.BestSpeed)
+	return w
+}}
+
+// compress returns p as a permessage-deflate message body.
+func compress(p []byte) []byte {
+	var b bytes.Buffer
+	w := compressors.Get().(*flate.Writer)
+	w.Reset(&b)
+	_, _ = w.Write(p)
+	_ = w.Flush()
+	compressors.Put(w)
+	return bytes.TrimSuffix(b.Bytes(), []byte{0, 0, 0xff, 0xff})
 }
 
 // dial connects, authenticates and waits for connected. It runs on one of the
 // worker's dialing goroutines; the reader goroutine starts afterwards.
-func (c *benchClient) dial(ctx context.Context, url string, src net.IP, token string, encrypted bool, timeout time.Duration) error {
+func (c *benchClient) dial(ctx context.Context, url string, src net.IP, token string, encrypted, deflate bool, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	d := ws.Dialer{
@@ -84,9 +109,19 @@ func (c *benchClient) dial(ctx context.Context, url string, src net.IP, token st
 			return nd.DialContext(ctx, network, addr)
 		},
 	}
-	conn, br, _, err := d.Dial(ctx, url)
+	if deflate {
+		d.Extensions = []httphead.Option{wsflate.Parameters{ClientMaxWindowBits: 1}.Option()}
+	}
+	conn, br, hs, err := d.Dial(ctx, url)
 	if err != nil {
 		return fmt.Errorf("dial: %w", err)
+	}
+	for _, x := range hs.Extensions {
+		c.deflate = c.deflate || string(x.Name) == wsflate.ExtensionName
+	}
+	if deflate && !c.deflate {
+		_ = conn.Close()
+		return errors.New("the server did not accept permessage-deflate")
 	}
 	c.conn = conn
 	if br == nil {
@@ -237,7 +272,12 @@ func (c *benchClient) write(p []byte) error { return c.writeOp(ws.OpText, p) }
 
 // writeOp sends one masked frame in a single write.
 func (c *benchClient) writeOp(op ws.OpCode, p []byte) error {
-	h := ws.Header{Fin: true, OpCode: op, Masked: true, Mask: ws.NewMask(), Length: int64(len(p))}
+	h := ws.Header{Fin: true, OpCode: op, Masked: true, Mask: ws.NewMask()}
+	if c.deflate && op == ws.OpText {
+		p = compress(p)
+		h.Rsv = ws.Rsv(true, false, false)
+	}
+	h.Length = int64(len(p))
 	buf := make([]byte, 0, ws.HeaderSize(h)+len(p))
 	bw := bytes.NewBuffer(buf)
 	_ = ws.WriteHeader(bw, h)

@@ -22,6 +22,10 @@
 //	encrypted  broadcast to clients that did the ECDH handshake (server run
 //	           with REQUIRE_ENCRYPTION=1)
 //
+// -deflate makes every client offer permessage-deflate and send its messages
+// compressed, as browsers do (server with PER_MESSAGE_DEFLATE=1, or the
+// original with perMessageDeflate on).
+//
 // "fxws-bench report results.jsonl" turns result lines labelled with -label
 // (ours, original) and -case into a Markdown table of medians and ratios.
 //
@@ -68,6 +72,7 @@ type config struct {
 	dialConcurrency int
 	connectTimeout  time.Duration
 	inflight        int
+	deflate         bool
 	settle          time.Duration
 	drain           time.Duration
 	label           string
@@ -177,6 +182,7 @@ func parseConfig(args []string) (config, error) {
 	fs.IntVar(&cfg.dialConcurrency, "dial-concurrency", 32, "connections being set up at once, per load process")
 	fs.DurationVar(&cfg.connectTimeout, "connect-timeout", 15*time.Second, "limit for dial + authenticate of one client")
 	fs.IntVar(&cfg.inflight, "inflight", 1, "echo: round trips in flight per client")
+	fs.BoolVar(&cfg.deflate, "deflate", false, "offer permessage-deflate and send every message compressed, as browsers do (the server must accept, or the client fails)")
 	fs.DurationVar(&cfg.settle, "settle", time.Second, "pause after connecting, before measuring")
 	fs.DurationVar(&cfg.drain, "drain", 3*time.Second, "after publishing, wait this long without new arrivals before counting missing messages")
 	fs.StringVar(&cfg.label, "label", "", "implementation under test, copied into the result (e.g. ours, original)")

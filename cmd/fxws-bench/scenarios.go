@@ -131,7 +131,7 @@ func newFleet(cfg config) (*fleet, error) {
 		spec := workerSpec{
 			URLs: cfg.urls, APIs: cfg.apis, Sources: srcs, First: first, Count: count,
 			Rooms: cfg.rooms, Encrypted: cfg.scenario == "encrypted", Echo: cfg.scenario == "echo",
-			EchoInflight: cfg.inflight, Size: cfg.size, Heartbeat: cfg.heartbeat,
+			EchoInflight: cfg.inflight, Deflate: cfg.deflate, Size: cfg.size, Heartbeat: cfg.heartbeat,
 			DialConcurrency: cfg.dialConcurrency, ConnectTimeout: cfg.connectTimeout,
 		}
 		if cfg.procs == 1 {

@@ -28,6 +28,7 @@ type workerSpec struct {
 	Encrypted       bool          `json:"encrypted,omitempty"`
 	Echo            bool          `json:"echo,omitempty"`
 	EchoInflight    int           `json:"echoInflight,omitempty"`
+	Deflate         bool          `json:"deflate,omitempty"`
 	Size            int           `json:"size"`
 	Heartbeat       time.Duration `json:"heartbeat"`
 	DialConcurrency int           `json:"dialConcurrency"`
@@ -176,7 +177,7 @@ func (w *worker) connect(ctx context.Context) connectReport {
 				if len(sources) > 0 {
 					src = sources[i%len(sources)]
 				}
-				err := c.dial(ctx, spec.URLs[c.urlIx], src, fmt.Sprintf("valid-b%d", i), spec.Encrypted, spec.ConnectTimeout)
+				err := c.dial(ctx, spec.URLs[c.urlIx], src, fmt.Sprintf("valid-b%d", i), spec.Encrypted, spec.Deflate, spec.ConnectTimeout)
 				if err == nil && c.room >= 0 {
 					err = w.join(ctx, c)
 				}
