@@ -60,7 +60,8 @@ func testServerOpts(t *testing.T, encrypted bool) (wsURL string) {
 		handlers = encryption.NewECDH(encryption.Options{}).Handlers(handlers)
 	}
 	h, err := helper.New(helper.Config{
-		Options:  helper.Options{RequireEncryption: encrypted},
+		// Deflate on: plain clients never offer it, -deflate ones do.
+		Options:  helper.Options{RequireEncryption: encrypted, PerMessageDeflate: true},
 		Handlers: handlers,
 	})
 	if err != nil {
@@ -168,6 +169,19 @@ func TestEchoCountsRoundTrips(t *testing.T) {
 	}
 	if r.RoundTrips == 0 || r.LatP50 <= 0 {
 		t.Fatalf("no round trips: %+v", r)
+	}
+}
+
+// -deflate: every client negotiates permessage-deflate and its compressed
+// echoes come back.
+func TestEchoWithCompressedClients(t *testing.T) {
+	url := testServer(t)
+	r, err := run(context.Background(), benchConfig(t, "echo", "-url", url, "-n", "5", "-duration", "300ms", "-settle", "10ms", "-deflate"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Connected != 5 || r.RoundTrips == 0 {
+		t.Fatalf("compressed echo: %+v", r)
 	}
 }
 
