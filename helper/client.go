@@ -31,6 +31,7 @@ type client struct {
 
 	state        atomic.Int32 // a stateIndex
 	shard        uint8        // the flusher shard that writes its fan-out frames
+	compressOut  bool         // takes compressed frames (Options.CompressMinSize)
 	lastActivity atomic.Int64 // unix nanos of the last data frame
 	lastSeen     atomic.Int64 // unix nanos of the last frame of any kind
 	connectedAt  int64        // unix nanos

@@ -16,8 +16,10 @@ import (
 // perMessageDeflate is on: both directions without context takeover, so a
 // message inflates on its own, with a decompressor borrowed for the call
 // instead of a 32 KiB window held per connection. Like the original (whose
-// sends never ask for compression), the server sends its frames plain:
-// a fan-out frame stays one byte slice shared by every recipient.
+// sends never ask for compression), the server sends its frames plain
+// unless CompressMinSize asks otherwise; then a message is compressed once
+// and its compressed frame is shared by every recipient that takes it, as
+// the plain one is.
 
 var (
 	serverNoContextTakeover = []byte("server_no_context_takeover")
@@ -30,6 +32,10 @@ var (
 // are declined (RFC 7692 §5), never the connection.
 type deflateNegotiation struct {
 	accepted bool
+	// fullWindow: the client did not limit our window below 32 KiB, which
+	// Go's compressor cannot honour; only then do we send it compressed
+	// frames.
+	fullWindow bool
 }
 
 // negotiate is an ws.HTTPUpgrader.Negotiate callback.
@@ -42,12 +48,13 @@ func (n *deflateNegotiation) negotiate(offer httphead.Option) (httphead.Option, 
 		return httphead.Option{}, nil
 	}
 	n.accepted = true
+	n.fullWindow = !p.ServerMaxWindowBits.Defined() || p.ServerMaxWindowBits == 15
 	accept := httphead.Option{Name: wsflate.ExtensionNameBytes}
 	accept.Parameters.Set(serverNoContextTakeover, nil)
 	accept.Parameters.Set(clientNoContextTakeover, nil)
 	if p.ServerMaxWindowBits.Defined() {
 		// Accepting an offer that limits our window means echoing the
-		// limit (§7.1.2.1); it costs nothing, since we send plain frames.
+		// limit (§7.1.2.1); such a client gets plain frames only.
 		accept.Parameters.Set(serverMaxWindowBits, strconv.AppendInt(nil, int64(p.ServerMaxWindowBits), 10))
 	}
 	return accept, nil
@@ -165,4 +172,43 @@ func inflateMessage(payload []byte, limit int) (*[]byte, error) {
 	}
 	*out = (*out)[:n]
 	return out, nil
+}
+
+// compressors are pooled: a BestSpeed compressor holds a few hundred KiB of
+// tables, and a server compresses one message at a time per fan-out.
+var compressors = sync.Pool{New: func() any {
+	w, _ := flate.NewWriter(nil, flate.BestSpeed)
+	return w
+}}
+
+// compressFrame returns frame (a final, unmasked server frame) compressed
+// as a permessage-deflate message without context takeover, or nil when
+// compressing does not make it smaller.
+func compressFrame(frame []byte) []byte {
+	payload := frame[serverHeaderLen(frame):]
+	var b bytes.Buffer
+	b.Grow(len(payload)/2 + 64)
+	w := compressors.Get().(*flate.Writer)
+	w.Reset(&b)
+	_, _ = w.Write(payload)
+	err := w.Flush()
+	compressors.Put(w)
+	z := bytes.TrimSuffix(b.Bytes(), deflateTail[:4])
+	if err != nil || len(z) >= len(payload) {
+		return nil
+	}
+	out := compileFrame(ws.OpCode(frame[0]&0x0f), z)
+	out[0] |= 0x40 // RSV1: a compressed message
+	return out
+}
+
+// serverHeaderLen is the header length of an unmasked frame.
+func serverHeaderLen(frame []byte) int {
+	switch frame[1] & 0x7f {
+	case 126:
+		return 4
+	case 127:
+		return 10
+	}
+	return 2
 }

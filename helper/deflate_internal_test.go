@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/gobwas/httphead"
+	"github.com/gobwas/ws"
 )
 
 // compressMessage compresses p as a permessage-deflate sender does: one
@@ -229,5 +230,33 @@ func BenchmarkInflateMessage(b *testing.B) {
 				putFrameBuffer(out)
 			}
 		})
+	}
+}
+
+func TestCompressFrame(t *testing.T) {
+	for _, n := range []int{100, 300, 70 << 10} {
+		msg := bytes.Repeat([]byte(`{"sensor":"s-0042","value":23.5},`), n/33+1)[:n]
+		frame := compileFrame(ws.OpText, msg)
+		z := compressFrame(frame)
+		if z == nil {
+			t.Fatalf("%d bytes: not compressed", n)
+		}
+		h, hl, err := parseHeader(z)
+		if err != nil || !h.fin || h.rsv != 4 || h.op != ws.OpText || h.masked || int(h.length) != len(z)-hl {
+			t.Fatalf("%d bytes: header %+v (%d) %v", n, h, hl, err)
+		}
+		out, err := inflateMessage(z[hl:], 1<<20)
+		if err != nil || !bytes.Equal(*out, msg) {
+			t.Fatalf("%d bytes: does not inflate back: %v", n, err)
+		}
+		putFrameBuffer(out)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	noise := make([]byte, 2000)
+	for i := range noise {
+		noise[i] = byte(rng.Uint32())
+	}
+	if z := compressFrame(compileFrame(ws.OpBinary, noise)); z != nil {
+		t.Fatalf("incompressible payload sent compressed (%d bytes)", len(z))
 	}
 }

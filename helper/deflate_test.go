@@ -5,15 +5,19 @@ import (
 	"bytes"
 	"compress/flate"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fxws/websocket/fxtest"
 	"github.com/fxws/websocket/helper"
 	"github.com/fxws/websocket/protocol"
+	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsflate"
 )
 
 // deflated compresses msg as a permessage-deflate client does.
@@ -164,5 +168,145 @@ func TestPerMessageDeflateOff(t *testing.T) {
 	}
 	if _, err := c.Authenticate(context.Background(), map[string]any{"token": "valid-p"}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// rawCompressedLogin dials offering permessage-deflate with extra offer
+// parameters, authenticates with a plain frame, and returns the socket
+// once `connected` has arrived.
+func rawCompressedLogin(t *testing.T, k *kit, params string, user string) net.Conn {
+	t.Helper()
+	conn, br, hs, err := (ws.Dialer{Extensions: offerOf(t, "permessage-deflate"+params)}).Dial(context.Background(), k.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if br != nil {
+		t.Fatal("server spoke first")
+	}
+	if len(hs.Extensions) != 1 {
+		t.Fatalf("extensions %v", hs.Extensions)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	if _, err := conn.Write(rawFrame(true, 0, ws.OpText, true, []byte(`{"event":"authenticate","data":{"token":"valid-`+user+`"}}`))); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		h, p := readCompressedFrame(t, conn)
+		if h.Rsv == 0 && strings.Contains(string(p), `"connected"`) {
+			return conn
+		}
+	}
+}
+
+func offerOf(t *testing.T, s string) []httphead.Option {
+	t.Helper()
+	opts, ok := httphead.ParseOptions([]byte(s), nil)
+	if !ok {
+		t.Fatalf("bad offer %q", s)
+	}
+	return opts
+}
+
+// readCompressedFrame reads one server frame, inflating it when RSV1 says
+// it is compressed; the header tells which it was.
+func readCompressedFrame(t *testing.T, conn net.Conn) (ws.Header, []byte) {
+	t.Helper()
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	h, err := ws.ReadHeader(conn)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	p := make([]byte, h.Length)
+	if _, err := io.ReadFull(conn, p); err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if h.Rsv&4 != 0 {
+		f, err := wsflate.DecompressFrame(ws.Frame{Header: h, Payload: p})
+		if err != nil {
+			t.Fatalf("inflate: %v", err)
+		}
+		p = f.Payload
+	}
+	return h, p
+}
+
+// CompressMinSize: messages at least that large go compressed to clients
+// that negotiated the extension at a full window; everyone else, and
+// smaller messages, get plain frames with the same content.
+func TestCompressedOutbound(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		k := newKit(t, tr, func(c *helper.Config) {
+			c.Options.PerMessageDeflate = true
+			c.Options.CompressMinSize = 256
+		})
+		full := rawCompressedLogin(t, k, "; client_max_window_bits", "full")
+		limited := rawCompressedLogin(t, k, "; server_max_window_bits=10", "limited")
+		plain := k.rawDial()
+		_, _ = plain.Write(rawFrame(true, 0, ws.OpText, true, []byte(`{"event":"authenticate","data":{"token":"valid-plain"}}`)))
+		for {
+			if _, p := readCompressedFrame(t, plain); strings.Contains(string(p), `"connected"`) {
+				break
+			}
+		}
+		compressedClient, err := fxtest.DialCompressed(context.Background(), k.url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = compressedClient.Abort() })
+		if _, err := compressedClient.Authenticate(context.Background(), map[string]any{"token": "valid-fx"}); err != nil {
+			t.Fatal(err)
+		}
+
+		big := strings.Repeat("sensor 42 reads 23.5 °C; ", 40)
+		want := `{"event":"big","data":"` + big + `"}`
+		if n, err := k.h.Broadcast("big", big); err != nil || n != 4 {
+			t.Fatalf("broadcast: %d %v", n, err)
+		}
+		_, _ = k.h.Broadcast("small", "hi")
+		for _, tc := range []struct {
+			name       string
+			conn       net.Conn
+			compressed bool
+		}{{"full window", full, true}, {"limited window", limited, false}, {"no extension", plain, false}} {
+			h, p := readCompressedFrame(t, tc.conn)
+			if string(p) != want || (h.Rsv&4 != 0) != tc.compressed {
+				t.Fatalf("%s: rsv %d, %d bytes %.40q…; want compressed %v", tc.name, h.Rsv, len(p), p, tc.compressed)
+			}
+			if tc.compressed && h.Length >= int64(len(want)) {
+				t.Fatalf("%s: compressed frame of %d bytes for a %d-byte message", tc.name, h.Length, len(want))
+			}
+			h, p = readCompressedFrame(t, tc.conn)
+			if string(p) != `{"event":"small","data":"hi"}` || h.Rsv != 0 {
+				t.Fatalf("%s: small message: rsv %d %q", tc.name, h.Rsv, p)
+			}
+		}
+		if m := expectEvent(t, compressedClient, "big"); string(m.Data) != `"`+big+`"` {
+			t.Fatalf("fxtest client: %.40s…", m.Data)
+		}
+		// One client's message too: SendToClient goes the same way.
+		var fullID string
+		k.rec.record(func() {
+			for _, info := range k.rec.connected {
+				if info.UserID == "full" {
+					fullID = info.ClientID
+				}
+			}
+		})
+		if ok, _ := k.h.SendToClient(fullID, "big", big); !ok {
+			t.Fatal("SendToClient: client not here")
+		}
+		if h, p := readCompressedFrame(t, full); string(p) != want || h.Rsv&4 == 0 {
+			t.Fatalf("SendToClient: rsv %d %.40q…", h.Rsv, p)
+		}
+	})
+}
+
+func TestCompressMinSizeNeedsDeflate(t *testing.T) {
+	_, err := helper.New(helper.Config{
+		Options:  helper.Options{CompressMinSize: 100},
+		Handlers: helper.Handlers{Authenticate: tokenAuth},
+	})
+	if err == nil || !strings.Contains(err.Error(), "CompressMinSize needs PerMessageDeflate") {
+		t.Fatalf("err = %v", err)
 	}
 }

@@ -52,6 +52,25 @@ type outgoing struct {
 	event string
 	data  json.RawMessage
 	frame []byte
+
+	// zframe is frame compressed, made on the first recipient that takes
+	// compressed frames and shared like frame; nil when compressing does
+	// not shrink it.
+	zonce  sync.Once
+	zframe []byte
+}
+
+// frameFor is the frame c gets: the compressed one for a client that
+// takes them (see Options.CompressMinSize), when m is large enough.
+func (m *outgoing) frameFor(c *client, minSize int) []byte {
+	if !c.compressOut || len(m.frame) < minSize {
+		return m.frame
+	}
+	m.zonce.Do(func() { m.zframe = compressFrame(m.frame) })
+	if m.zframe == nil {
+		return m.frame
+	}
+	return m.zframe
 }
 
 func newOutgoing(event string, data json.RawMessage) *outgoing {
@@ -92,6 +111,7 @@ func (h *WebSocketServerHelper) deliver(recipients []*client, m *outgoing, exclu
 	n := 0
 	transform := h.handlers.OutboundTransformer != nil
 	fanout := len(recipients) > 1
+	minSize := h.opts.CompressMinSize
 	for _, c := range recipients {
 		if !c.authenticated() || (len(exclude) > 0 && contains(exclude, c.id)) {
 			continue
@@ -100,7 +120,7 @@ func (h *WebSocketServerHelper) deliver(recipients []*client, m *outgoing, exclu
 			encrypted = append(encrypted, c)
 			continue
 		}
-		if c.push(m.frame, false, fanout) == sent {
+		if c.push(m.frameFor(c, minSize), false, fanout) == sent {
 			n++
 		}
 	}

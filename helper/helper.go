@@ -237,6 +237,7 @@ func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request
 	h.log.Debug("client connected (unauthorized)", zapClient(c.id))
 	c.rd.pending = pending
 	c.rd.deflate = deflate != nil && deflate.accepted
+	c.compressOut = c.rd.deflate && deflate.fullWindow && h.opts.CompressMinSize > 0
 	if h.poller != nil && c.raw != nil {
 		// The first burst handles what came with the upgrade, then hands
 		// the socket to the poller.

@@ -73,8 +73,12 @@ type benchClient struct {
 	closed atomic.Bool
 
 	// deflate: permessage-deflate was negotiated; text messages go out
-	// compressed, each on its own.
+	// compressed, each on its own, and compressed ones from the server
+	// are inflated through zin into zout.
 	deflate bool
+	zin     bytes.Reader
+	zraw    []byte
+	zout    []byte
 }
 
 // compressors are shared by the clients of a load process: compressing is
@@ -83,6 +87,41 @@ var compressors = sync.Pool{New: func() any {
 	w, _ := flate.NewWriter(nil, flate.BestSpeed)
 	return w
 }}
+
+// decompressors are shared like compressors.
+var decompressors = sync.Pool{New: func() any { return flate.NewReader(bytes.NewReader(nil)) }}
+
+// deflateEnd completes a message body: the 4 bytes the sender strips, then
+// an empty final block, for a clean end of stream.
+var deflateEnd = []byte{0, 0, 0xff, 0xff, 1, 0, 0, 0xff, 0xff}
+
+// inflate returns the message compressed in p, in the client's own buffer
+// (valid until the next call).
+func (c *benchClient) inflate(p []byte) ([]byte, error) {
+	// p may be the caller's reused buffer, which can be zout itself.
+	c.zraw = append(append(c.zraw[:0], p...), deflateEnd...)
+	c.zin.Reset(c.zraw)
+	fr := decompressors.Get().(io.ReadCloser)
+	defer decompressors.Put(fr)
+	if err := fr.(flate.Resetter).Reset(&c.zin, nil); err != nil {
+		return nil, err
+	}
+	out := c.zout[:0]
+	for {
+		if len(out) == cap(out) {
+			out = append(out, 0)[:len(out)]
+		}
+		n, err := fr.Read(out[len(out):cap(out)])
+		out = out[:len(out)+n]
+		if err == io.EOF {
+			c.zout = out
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("inflate: %w", err)
+		}
+	}
+}
 
 // compress returns p as a permessage-deflate message body.
 func compress(p []byte) []byte {
@@ -224,9 +263,11 @@ func (c *benchClient) deriveKey(pubB64, saltB64 string) error {
 	return err
 }
 
-// readFrame reads one whole message (continuation frames joined) into buf.
+// readFrame reads one whole message (continuation frames joined) into buf,
+// inflating it when it came compressed.
 func (c *benchClient) readFrame(buf []byte) (ws.OpCode, []byte, error) {
 	var op ws.OpCode
+	compressed := false
 	buf = buf[:0]
 	for {
 		h, err := ws.ReadHeader(c.br)
@@ -254,8 +295,13 @@ func (c *benchClient) readFrame(buf []byte) (ws.OpCode, []byte, error) {
 		}
 		if h.OpCode != ws.OpContinuation {
 			op = h.OpCode
+			compressed = c.deflate && h.Rsv&0x4 != 0
 		}
 		if h.Fin {
+			if compressed {
+				p, err := c.inflate(buf)
+				return op, p, err
+			}
 			return op, buf, nil
 		}
 	}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"compress/flate"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -60,8 +62,9 @@ func testServerOpts(t *testing.T, encrypted bool) (wsURL string) {
 		handlers = encryption.NewECDH(encryption.Options{}).Handlers(handlers)
 	}
 	h, err := helper.New(helper.Config{
-		// Deflate on: plain clients never offer it, -deflate ones do.
-		Options:  helper.Options{RequireEncryption: encrypted, PerMessageDeflate: true},
+		// Deflate on, and large frames sent compressed: plain clients
+		// never offer it, -deflate ones do.
+		Options:  helper.Options{RequireEncryption: encrypted, PerMessageDeflate: true, CompressMinSize: 256},
 		Handlers: handlers,
 	})
 	if err != nil {
@@ -143,6 +146,34 @@ func TestBroadcastAndRoomsCountEveryMessageOnce(t *testing.T) {
 				t.Fatalf("no latency recorded: %+v", r)
 			}
 		})
+	}
+}
+
+// -deflate with large text-padded broadcasts: the server sends them
+// compressed, and every one is inflated and counted once.
+func TestBroadcastToCompressedClients(t *testing.T) {
+	url := testServer(t)
+	r, err := run(context.Background(), benchConfig(t, "broadcast", "-url", url, "-n", "10", "-rate", "100",
+		"-duration", "300ms", "-settle", "10ms", "-drain", "1s", "-size", "2000", "-text-pad", "-deflate"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Connected != 10 || r.Published == 0 || r.Delivered != r.Published*10 || r.Missing != 0 || r.Duplicates != 0 {
+		t.Fatalf("compressed delivery: %+v", r)
+	}
+}
+
+func TestTextPaddingCompressesLikeJSON(t *testing.T) {
+	p := textPadding(4000)
+	if len(p) != 4000 || strings.ContainsAny(p, `"\`) {
+		t.Fatalf("padding of %d bytes, or not safe inside a JSON string", len(p))
+	}
+	var b bytes.Buffer
+	w, _ := flate.NewWriter(&b, flate.BestSpeed)
+	_, _ = w.Write([]byte(p))
+	_ = w.Close()
+	if r := float64(len(p)) / float64(b.Len()); r < 1.5 || r > 6 {
+		t.Fatalf("text padding compresses %.1f×; want about what JSON does (2–4×)", r)
 	}
 }
 

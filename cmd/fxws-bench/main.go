@@ -73,6 +73,7 @@ type config struct {
 	connectTimeout  time.Duration
 	inflight        int
 	deflate         bool
+	textPad         bool
 	settle          time.Duration
 	drain           time.Duration
 	label           string
@@ -182,6 +183,7 @@ func parseConfig(args []string) (config, error) {
 	fs.IntVar(&cfg.dialConcurrency, "dial-concurrency", 32, "connections being set up at once, per load process")
 	fs.DurationVar(&cfg.connectTimeout, "connect-timeout", 15*time.Second, "limit for dial + authenticate of one client")
 	fs.IntVar(&cfg.inflight, "inflight", 1, "echo: round trips in flight per client")
+	fs.BoolVar(&cfg.textPad, "text-pad", false, "pad published payloads with words and numbers (compresses 2–4×, like real JSON) instead of \"xxx…\" (compresses ~100×)")
 	fs.BoolVar(&cfg.deflate, "deflate", false, "offer permessage-deflate and send every message compressed, as browsers do (the server must accept, or the client fails)")
 	fs.DurationVar(&cfg.settle, "settle", time.Second, "pause after connecting, before measuring")
 	fs.DurationVar(&cfg.drain, "drain", 3*time.Second, "after publishing, wait this long without new arrivals before counting missing messages")

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -104,6 +105,7 @@ type pubRun struct {
 	rate     float64
 	duration time.Duration
 	size     int
+	textPad  bool // pad with text that compresses as prose does, not "xxx…"
 
 	sent   []atomic.Int64 // per room, successful publishes
 	errors atomic.Int64
@@ -140,6 +142,9 @@ func (p *pubRun) run(ctx context.Context) {
 	total := int(p.rate * p.duration.Seconds())
 	interval := time.Duration(float64(time.Second) / p.rate)
 	pad := strings.Repeat("x", max(0, p.size-60))
+	if p.textPad {
+		pad = textPadding(max(0, p.size-60))
+	}
 	type job struct{ room, seq int }
 	jobs := make(chan job, 1024)
 	var wg sync.WaitGroup
@@ -183,4 +188,28 @@ func (p *pubRun) run(ctx context.Context) {
 	}
 	close(jobs)
 	wg.Wait()
+}
+
+// padWords make textPadding: a dashboard's or a chat's vocabulary.
+var padWords = strings.Fields(`sensor reading temperature humidity pressure status ok warning
+	alert user message room online offline typing joined left updated value level battery signal
+	north south east west gateway device firmware version latency queue worker job done failed
+	retry price volume bid ask order filled cancelled account balance session token region zone`)
+
+// textPadding is n bytes of words and numbers from a fixed seed: text that
+// deflate shrinks about as much as real JSON payloads (2–4×), where "xxx…"
+// would shrink a hundredfold and flatter compression.
+func textPadding(n int) string {
+	var b strings.Builder
+	x := uint32(2463534242)
+	next := func() uint32 { x ^= x << 13; x ^= x >> 17; x ^= x << 5; return x }
+	for b.Len() < n {
+		if r := next(); r%3 == 0 {
+			b.WriteString(strconv.FormatFloat(float64(r%100000)/100, 'f', 2, 64))
+		} else {
+			b.WriteString(padWords[r%uint32(len(padWords))])
+		}
+		b.WriteByte(' ')
+	}
+	return b.String()[:n]
 }

@@ -434,7 +434,7 @@ func runPublish(ctx context.Context, f *fleet, r *result) error {
 	if err := f.connect(ctx, r); err != nil {
 		return err
 	}
-	pr := &pubRun{pub: pub, rooms: cfg.rooms, rate: cfg.rate, duration: cfg.duration, size: cfg.size}
+	pr := &pubRun{pub: pub, rooms: cfg.rooms, rate: cfg.rate, duration: cfg.duration, size: cfg.size, textPad: cfg.textPad}
 	for _, w := range f.local {
 		w.sendTimes = pr.sendTime
 	}

@@ -29,6 +29,9 @@ type config struct {
 	// PER_MESSAGE_DEFLATE=1 (ours, outside the contract): the helper's
 	// PerMessageDeflate, the original's perMessageDeflate.
 	PerMessageDeflate bool
+	// COMPRESS_MIN_SIZE (ours, outside the contract, with
+	// PER_MESSAGE_DEFLATE=1): the helper's CompressMinSize, in bytes.
+	CompressMinSize int
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -67,6 +70,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 		cfg.ReleaseMemoryAfter = time.Duration(n) * time.Millisecond
 	}
+	if v := get("COMPRESS_MIN_SIZE", ""); v != "" {
+		cfg.CompressMinSize = num("COMPRESS_MIN_SIZE", v)
+	}
 	if p, err := strconv.Atoi(cfg.Port); err != nil || p < 0 || p > 65535 {
 		errs = append(errs, fmt.Sprintf("PORT=%q is not a port number", cfg.Port))
 	}
@@ -93,5 +99,6 @@ func (c config) serverOptions() websocket.ServerOptions {
 		MaxPayloadLength:   c.MaxPayloadLength,
 		ReleaseMemoryAfter: c.ReleaseMemoryAfter,
 		PerMessageDeflate:  c.PerMessageDeflate,
+		CompressMinSize:    c.CompressMinSize,
 	}}
 }
