@@ -132,8 +132,10 @@ var errBadCompressed = &closeError{code: ws.StatusInvalidFramePayloadData, reaso
 
 // inflateMessage decompresses a message's payload into a pooled buffer
 // (give it back with putFrameBuffer). More than limit bytes out is
-// errTooBig, found after at most limit+1 bytes of output whatever the ratio;
-// data that is not a deflate stream is errBadCompressed.
+// errTooBig, found after at most limit+1 bytes of output whatever the
+// ratio; data that is not a deflate stream is errBadCompressed. Buffers
+// never grow past the limit's size class: the byte past the limit is
+// probed for on its own.
 func inflateMessage(payload []byte, limit int) (*[]byte, error) {
 	f := inflaters.Get().(*inflater)
 	defer inflaters.Put(f)
@@ -142,36 +144,45 @@ func inflateMessage(payload []byte, limit int) (*[]byte, error) {
 		return nil, errBadCompressed
 	}
 	// JSON usually shrinks 3–10×; start near that and double.
-	size := min(limit+1, max(4*len(payload), readBufferSize))
-	out := getFrameBuffer(size)
+	out := getFrameBuffer(min(limit, max(4*len(payload), readBufferSize)))
+	buf := (*out)[:min(cap(*out), limit)]
+	fail := func(err error) (*[]byte, error) {
+		putFrameBuffer(out)
+		return nil, err
+	}
 	n := 0
 	for {
-		if n == len(*out) {
-			if n > limit {
-				putFrameBuffer(out)
-				return nil, errTooBig
+		if n == len(buf) {
+			if n == limit {
+				var probe [1]byte
+				m, err := f.fr.Read(probe[:])
+				switch {
+				case m > 0:
+					return fail(errTooBig)
+				case err == io.EOF:
+					*out = buf[:n]
+					return out, nil
+				case err != nil:
+					return fail(errBadCompressed)
+				}
+				continue
 			}
-			grown := getFrameBuffer(min(2*n, limit+1))
-			copy(*grown, (*out)[:n])
+			grown := getFrameBuffer(min(2*n, limit))
+			copy(*grown, buf[:n])
 			putFrameBuffer(out)
 			out = grown
+			buf = (*out)[:min(cap(*out), limit)]
 		}
-		m, err := f.fr.Read((*out)[n:])
+		m, err := f.fr.Read(buf[n:])
 		n += m
 		if err == io.EOF {
-			break
+			*out = buf[:n]
+			return out, nil
 		}
 		if err != nil {
-			putFrameBuffer(out)
-			return nil, errBadCompressed
+			return fail(errBadCompressed)
 		}
 	}
-	if n > limit {
-		putFrameBuffer(out)
-		return nil, errTooBig
-	}
-	*out = (*out)[:n]
-	return out, nil
 }
 
 // compressors are pooled: a BestSpeed compressor holds a few hundred KiB of
