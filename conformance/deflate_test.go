@@ -1,12 +1,9 @@
 package conformance
 
 import (
-	"bytes"
-	"compress/flate"
 	"context"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/fxws/websocket/fxtest"
@@ -18,11 +15,7 @@ import (
 // (outside the contract); the original's start script has no switch for
 // it, so for the original these rows need CONFORMANCE_DEFLATE_SERVER_CMD,
 // a command starting it with serverOptions.perMessageDeflate = true.
-var (
-	deflateOnce sync.Once
-	deflateInst *instance
-	deflateErr  error
-)
+var deflating dedicated
 
 func deflateServer(t *testing.T) string {
 	t.Helper()
@@ -32,21 +25,7 @@ func deflateServer(t *testing.T) string {
 	} else if cfg.impl == implIgnis {
 		t.Skip("the original needs CONFORMANCE_DEFLATE_SERVER_CMD (perMessageDeflate on)")
 	}
-	if s.serverCmd == "" {
-		t.Skip("needs CONFORMANCE_SERVER_CMD (or the suite starting the demo itself)")
-	}
-	deflateOnce.Do(func() { deflateInst, deflateErr = startInstance(s, "PER_MESSAGE_DEFLATE=1") })
-	if deflateErr != nil {
-		t.Fatal(deflateErr)
-	}
-	return "ws" + strings.TrimPrefix(deflateInst.base, "http") + cfg.wsPath
-}
-
-// stopDeflate is called by TestMain after the run.
-func stopDeflate() {
-	if deflateInst != nil {
-		_ = deflateInst.stop()
-	}
+	return deflating.wsURL(t, s, "PER_MESSAGE_DEFLATE=1")
 }
 
 func dialCompressed(t *testing.T, u string) *fxtest.Client {
@@ -62,15 +41,8 @@ func dialCompressed(t *testing.T, u string) *fxtest.Client {
 }
 
 // compressedFrame is a client frame carrying msg compressed (RSV1).
-func compressedFrame(t *testing.T, msg string) ws.Frame {
-	t.Helper()
-	var b bytes.Buffer
-	w, _ := flate.NewWriter(&b, flate.BestSpeed)
-	_, _ = w.Write([]byte(msg))
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	f := ws.NewTextFrame(bytes.TrimSuffix(b.Bytes(), []byte{0, 0, 0xff, 0xff}))
+func compressedFrame(msg string) ws.Frame {
+	f := ws.NewTextFrame(fxtest.Deflate([]byte(msg)))
 	f.Header.Rsv = ws.Rsv(true, false, false)
 	return f
 }
@@ -129,7 +101,7 @@ func TestDeflateBadInput(t *testing.T) {
 		reason string
 	}{
 		{"not deflate data", junk, ws.StatusInvalidFramePayloadData, "Received invalid compressed data"},
-		{"inflates past maxPayloadLength", compressedFrame(t, big), ws.StatusMessageTooBig, "Received too big message"},
+		{"inflates past maxPayloadLength", compressedFrame(big), ws.StatusMessageTooBig, "Received too big message"},
 		{"RSV1 on a ping", ping, ws.StatusProtocolError, "Received unexpected RSV1 bit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,36 +9,16 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"strings"
-	"sync"
 	"testing"
 )
 
 // The encryption rows run on one dedicated instance started with
 // REQUIRE_ENCRYPTION=1 (through CONFORMANCE_SERVER_CMD).
-var (
-	encOnce sync.Once
-	encInst *instance
-	encErr  error
-)
+var encrypted dedicated
 
 func encryptedServer(t *testing.T) string {
 	t.Helper()
-	if cfg.serverCmd == "" {
-		t.Skip("needs CONFORMANCE_SERVER_CMD (or the suite starting the demo itself)")
-	}
-	encOnce.Do(func() { encInst, encErr = startInstance(cfg, "REQUIRE_ENCRYPTION=1") })
-	if encErr != nil {
-		t.Fatal(encErr)
-	}
-	return "ws" + strings.TrimPrefix(encInst.base, "http") + cfg.wsPath
-}
-
-// stopEncrypted is called by TestMain after the run.
-func stopEncrypted() {
-	if encInst != nil {
-		_ = encInst.stop()
-	}
+	return encrypted.wsURL(t, cfg, "REQUIRE_ENCRYPTION=1")
 }
 
 func TestEncryptionMissingKey(t *testing.T) {
@@ -99,7 +79,7 @@ func TestEncryptionRoundTrip(t *testing.T) {
 	}
 	gcm := deriveGCM(t, priv, cd.ServerPublicKey, cd.Salt)
 
-	v := getViewAt(t, encInst.base, cd.ID)
+	v := getViewAt(t, encrypted.inst.base, cd.ID)
 	if !v.Encrypted || v.State != "authenticated" {
 		t.Fatalf("view %s", v.raw)
 	}
@@ -108,7 +88,7 @@ func TestEncryptionRoundTrip(t *testing.T) {
 	jsonEqual(t, plain, `{"event":"echo","data":{"hello":"secret"}}`)
 	// A user send reaches it encrypted too.
 	ev := uniq("secret-ev-")
-	r := doAt(t, encInst.base, "POST", "/ws-api/users/"+seg(user)+"/send", sendBody(ev, `[1,2]`))
+	r := doAt(t, encrypted.inst.base, "POST", "/ws-api/users/"+seg(user)+"/send", sendBody(ev, `[1,2]`))
 	if r.status != 200 {
 		t.Fatalf("user send: %d", r.status)
 	}

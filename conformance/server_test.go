@@ -119,8 +119,8 @@ func run(m *testing.M) int {
 	fmt.Fprintf(os.Stderr, "conformance: impl=%s url=%s authTimeout=%v heartbeat=%v/%v maxPayload=%d\n",
 		cfg.impl, cfg.base, cfg.authTimeout, cfg.hbInterval, cfg.hbTimeout, cfg.maxPayload)
 	code := m.Run()
-	stopEncrypted()
-	stopDeflate()
+	encrypted.stop()
+	deflating.stop()
 	if own != nil {
 		if err := own.stop(); err != nil && code == 0 {
 			fmt.Fprintln(os.Stderr, "conformance: stop the demo:", err)
@@ -278,3 +278,32 @@ func shellQuote(s string) string {
 
 // sigterm is what a graceful stop sends.
 const sigterm = syscall.SIGTERM
+
+// dedicated is an instance of its own with extra settings, for rows that
+// need the server configured otherwise; started on first use, stopped by
+// TestMain.
+type dedicated struct {
+	once sync.Once
+	inst *instance
+	err  error
+}
+
+// wsURL starts the instance with s and env once, and returns its
+// WebSocket endpoint; a test without a command to start it is skipped.
+func (d *dedicated) wsURL(t *testing.T, s settings, env ...string) string {
+	t.Helper()
+	if s.serverCmd == "" {
+		t.Skip("needs CONFORMANCE_SERVER_CMD (or the suite starting the demo itself)")
+	}
+	d.once.Do(func() { d.inst, d.err = startInstance(s, env...) })
+	if d.err != nil {
+		t.Fatal(d.err)
+	}
+	return "ws" + strings.TrimPrefix(d.inst.base, "http") + s.wsPath
+}
+
+func (d *dedicated) stop() {
+	if d.inst != nil {
+		_ = d.inst.stop()
+	}
+}

@@ -1,6 +1,8 @@
 package fxtest
 
 import (
+	"bytes"
+	"compress/flate"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -200,6 +202,18 @@ func (c *Client) SendText(s string) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	return wsutil.WriteClientText(c.conn, []byte(s))
+}
+
+// Deflate returns p as the body of a permessage-deflate message, as a
+// client sends it: compressed on its own (no context takeover), the
+// stream's last 4 bytes stripped. Tests that write raw frames set RSV1 on
+// a frame carrying it.
+func Deflate(p []byte) []byte {
+	var b bytes.Buffer
+	w, _ := flate.NewWriter(&b, flate.BestSpeed)
+	_, _ = w.Write(p)
+	_ = w.Flush()
+	return bytes.TrimSuffix(b.Bytes(), []byte{0, 0, 0xff, 0xff})
 }
 
 // Compressed reports whether the server accepted permessage-deflate.

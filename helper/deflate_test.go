@@ -2,8 +2,6 @@ package helper_test
 
 import (
 	"bufio"
-	"bytes"
-	"compress/flate"
 	"context"
 	"io"
 	"net"
@@ -21,16 +19,7 @@ import (
 )
 
 // deflated compresses msg as a permessage-deflate client does.
-func deflated(t *testing.T, msg string) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	w, _ := flate.NewWriter(&b, flate.BestSpeed)
-	_, _ = w.Write([]byte(msg))
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte{0, 0, 0xff, 0xff})
-}
+func deflated(msg string) []byte { return fxtest.Deflate([]byte(msg)) }
 
 // upgradeExtensions sends an upgrade request offering extensions and
 // returns the status and the Sec-WebSocket-Extensions of the answer.
@@ -95,7 +84,7 @@ func TestPerMessageDeflate(t *testing.T) {
 			t.Fatalf("data %.40s…", got)
 		}
 		// Fragmented: RSV1 on the first frame only, a ping in between.
-		z := deflated(t, `{"event":"chat","data":"in pieces"}`)
+		z := deflated(`{"event":"chat","data":"in pieces"}`)
 		for _, f := range [][]byte{
 			rawFrame(false, 4, ws.OpText, true, z[:5]),
 			rawFrame(true, 0, ws.OpPing, true, []byte("mid")),
@@ -121,13 +110,13 @@ func TestPerMessageDeflate(t *testing.T) {
 		}{
 			{"not deflate data", [][]byte{rawFrame(true, 4, ws.OpText, true, []byte{0xff, 0xfe, 1, 2, 3})},
 				protocol.CloseInvalidPayload, "Received invalid compressed data"},
-			{"inflates past the limit", [][]byte{rawFrame(true, 4, ws.OpText, true, deflated(t, `{"event":"chat","data":"`+big+`"}`))},
+			{"inflates past the limit", [][]byte{rawFrame(true, 4, ws.OpText, true, deflated(`{"event":"chat","data":"`+big+`"}`))},
 				protocol.CloseMessageTooBig, "Received too big message"},
 			{"RSV1 on a continuation", [][]byte{rawFrame(false, 4, ws.OpText, true, z[:5]), rawFrame(true, 4, ws.OpContinuation, true, z[5:])},
 				protocol.CloseProtocolError, "Received unexpected RSV1 bit"},
 			{"RSV1 on a ping", [][]byte{rawFrame(true, 4, ws.OpPing, true, []byte("x"))},
 				protocol.CloseProtocolError, "Received unexpected RSV1 bit"},
-			{"inflates to invalid UTF-8", [][]byte{rawFrame(true, 4, ws.OpText, true, deflated(t, "{\"event\":\"\xff\"}"))},
+			{"inflates to invalid UTF-8", [][]byte{rawFrame(true, 4, ws.OpText, true, deflated("{\"event\":\"\xff\"}"))},
 				protocol.CloseInvalidPayload, "Received invalid UTF-8"},
 		} {
 			bad, err := fxtest.DialCompressed(context.Background(), k.url, nil)
@@ -143,7 +132,7 @@ func TestPerMessageDeflate(t *testing.T) {
 
 		// Without the extension negotiated, RSV1 is a protocol error.
 		plain := k.dial()
-		_ = plain.WriteRaw(rawFrame(true, 4, ws.OpText, true, deflated(t, `{"event":"heartbeat"}`)))
+		_ = plain.WriteRaw(rawFrame(true, 4, ws.OpText, true, deflated(`{"event":"heartbeat"}`)))
 		expectClose(t, plain, protocol.CloseProtocolError, "Received unexpected RSV1 bit")
 
 		_, _ = k.h.Broadcast("unharmed", 1)
