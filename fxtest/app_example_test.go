@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	websocket "github.com/fxws/websocket"
 	"github.com/fxws/websocket/fxtest"
@@ -103,4 +104,31 @@ func ExampleStartServer() {
 	defer srv.Stop()
 	fmt.Println(g.ws == srv.Helper())
 	// Output: true
+}
+
+// A client that offers permessage-deflate, as browsers do, against an app
+// that accepts it (PerMessageDeflate) and sends large messages compressed
+// (CompressMinSize). The client compresses what it sends and inflates
+// what it gets; the test sees plain messages either way.
+func ExampleDialCompressed() {
+	opts := websocket.ServerOptions{Options: helper.Options{PerMessageDeflate: true, CompressMinSize: 512}}
+	srv, err := fxtest.Start(websocket.WithAuthenticate(authenticate), websocket.WithServerOptions(opts))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer srv.Stop()
+
+	ctx := context.Background()
+	c, _ := fxtest.DialCompressed(ctx, srv.URL(), nil)
+	cd, _ := c.Authenticate(ctx, map[string]string{"token": "alice"})
+	fmt.Println("compressed:", c.Compressed())
+
+	report := strings.Repeat("all systems nominal; ", 100)
+	_ = srv.Helper().Send(ctx, cd.ID, "report", report)
+	m, _ := c.Expect(ctx, "report")
+	fmt.Println(len(m.Data) == len(report)+2)
+	// Output:
+	// compressed: true
+	// true
 }
