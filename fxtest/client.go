@@ -30,9 +30,12 @@ const DefaultTimeout = 5 * time.Second
 // send what a well-behaved client never would.
 type Client struct {
 	conn net.Conn
-	// deflate: permessage-deflate was negotiated; SendText and Emit
-	// compress every message.
-	deflate bool
+	// deflate: permessage-deflate was negotiated, so compressed server
+	// messages are inflated; compressSend: SendText and Emit compress
+	// (not when the server limited the client's window, which Go's
+	// compressor cannot honour).
+	deflate      bool
+	compressSend bool
 
 	wmu sync.Mutex
 
@@ -58,9 +61,13 @@ func DialHeader(ctx context.Context, url string, header http.Header) (*Client, e
 }
 
 // DialCompressed is DialHeader offering permessage-deflate, as browsers
-// do. When the server accepts (see Compressed), SendText and Emit send
-// every message compressed, each on its own (no context takeover), and
-// compressed messages from the server are inflated.
+// do, asking the server not to keep context between messages
+// (server_no_context_takeover): each compressed message from it is
+// inflated on its own. When the server accepts (see Compressed), SendText
+// and Emit send every message compressed, each on its own, unless the
+// server limited the client's window below 32 KiB (then they go plain,
+// which the extension allows). A server that accepts without granting
+// server_no_context_takeover fails the dial.
 func DialCompressed(ctx context.Context, url string, header http.Header) (*Client, error) {
 	return dial(ctx, url, header, true)
 }
@@ -68,7 +75,7 @@ func DialCompressed(ctx context.Context, url string, header http.Header) (*Clien
 func dial(ctx context.Context, url string, header http.Header, deflate bool) (*Client, error) {
 	d := ws.Dialer{Header: ws.HandshakeHeaderHTTP(header)}
 	if deflate {
-		offer := wsflate.Parameters{ClientMaxWindowBits: 1}.Option()
+		offer := wsflate.Parameters{ClientMaxWindowBits: 1, ServerNoContextTakeover: true}.Option()
 		d.Extensions = []httphead.Option{offer}
 	}
 	conn, br, hs, err := d.Dial(ctx, url)
@@ -83,7 +90,12 @@ func dial(ctx context.Context, url string, header http.Header, deflate bool) (*C
 				_ = conn.Close()
 				return nil, fmt.Errorf("fxtest: dial %s: server's permessage-deflate answer: %w", url, err)
 			}
+			if !p.ServerNoContextTakeover {
+				_ = conn.Close()
+				return nil, fmt.Errorf("fxtest: dial %s: server accepted permessage-deflate without server_no_context_takeover", url)
+			}
 			c.deflate = true
+			c.compressSend = !p.ClientMaxWindowBits.Defined() || p.ClientMaxWindowBits == 15
 		}
 	}
 	var r io.Reader = conn
@@ -111,7 +123,15 @@ func (c *Client) readLoop(r io.Reader) {
 		if h.Masked {
 			ws.Cipher(payload, h.Mask, 0)
 		}
-		if h.Rsv&0x4 != 0 && c.deflate && (h.OpCode == ws.OpText || h.OpCode == ws.OpBinary) && h.Fin {
+		if h.Rsv != 0 {
+			if h.Rsv != 0x4 || !c.deflate || (h.OpCode != ws.OpText && h.OpCode != ws.OpBinary) {
+				c.finish(0, "", fmt.Errorf("fxtest: server frame (opcode %d) with RSV bits %03b it may not set", h.OpCode, h.Rsv))
+				return
+			}
+			if !h.Fin {
+				c.finish(0, "", errors.New("fxtest: a fragmented compressed server message (not supported by this client)"))
+				return
+			}
 			f, err := wsflate.DecompressFrame(ws.Frame{Header: h, Payload: payload})
 			if err != nil {
 				c.finish(0, "", fmt.Errorf("fxtest: inflate a server message: %w", err))
@@ -192,7 +212,7 @@ func (c *Client) WriteRaw(b []byte) error {
 
 // SendText sends one text message, compressed when Compressed.
 func (c *Client) SendText(s string) error {
-	if c.deflate {
+	if c.compressSend {
 		f, err := wsflate.CompressFrame(ws.NewTextFrame([]byte(s)))
 		if err != nil {
 			return fmt.Errorf("fxtest: compress: %w", err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/flate"
 	"io"
+	"net/http"
 	"strconv"
 	"sync"
 
@@ -25,6 +26,7 @@ var (
 	serverNoContextTakeover = []byte("server_no_context_takeover")
 	clientNoContextTakeover = []byte("client_no_context_takeover")
 	serverMaxWindowBits     = []byte("server_max_window_bits")
+	clientMaxWindowBits     = []byte("client_max_window_bits")
 )
 
 // deflateNegotiation picks the first acceptable permessage-deflate offer of
@@ -44,7 +46,7 @@ func (n *deflateNegotiation) negotiate(offer httphead.Option) (httphead.Option, 
 		return httphead.Option{}, nil
 	}
 	var p wsflate.Parameters
-	if err := p.Parse(offer); err != nil {
+	if !wellFormedOffer(offer) || p.Parse(offer) != nil {
 		return httphead.Option{}, nil
 	}
 	n.accepted = true
@@ -60,11 +62,50 @@ func (n *deflateNegotiation) negotiate(offer httphead.Option) (httphead.Option, 
 	return accept, nil
 }
 
+// wellFormedOffer checks what wsflate.Parameters.Parse lets through: a
+// parameter named twice (it misses a repeated valueless
+// client_max_window_bits) and window sizes written with a leading zero
+// (RFC 7692 §7.1.2: 1*DIGIT without one).
+func wellFormedOffer(offer httphead.Option) bool {
+	var seen [4]bool
+	ok := true
+	offer.Parameters.ForEach(func(key, val []byte) bool {
+		i := -1
+		switch {
+		case bytes.Equal(key, serverNoContextTakeover):
+			i = 0
+		case bytes.Equal(key, clientNoContextTakeover):
+			i = 1
+		case bytes.Equal(key, serverMaxWindowBits):
+			i = 2
+		case bytes.Equal(key, clientMaxWindowBits):
+			i = 3
+		}
+		if i >= 0 {
+			ok = !seen[i]
+			seen[i] = true
+		}
+		if len(val) > 1 && val[0] == '0' {
+			ok = false
+		}
+		return ok
+	})
+	return ok
+}
+
 // upgraderFor returns the upgrader for one request: with a negotiation of
-// its own when the server offers compression.
-func (h *WebSocketServerHelper) upgraderFor() (ws.HTTPUpgrader, *deflateNegotiation) {
+// its own when the server offers compression, and the request's
+// extensions header can be read. gobwas fails the whole upgrade on a
+// header it cannot scan; the server declines compression instead, as it
+// would with the option off.
+func (h *WebSocketServerHelper) upgraderFor(r *http.Request) (ws.HTTPUpgrader, *deflateNegotiation) {
 	if !h.opts.PerMessageDeflate {
 		return h.upgrader, nil
+	}
+	for _, v := range r.Header.Values("Sec-WebSocket-Extensions") {
+		if !httphead.ScanOptions([]byte(v), func(int, []byte, []byte, []byte) httphead.Control { return httphead.ControlContinue }) {
+			return h.upgrader, nil
+		}
 	}
 	u := h.upgrader
 	n := &deflateNegotiation{}
@@ -138,7 +179,10 @@ var errBadCompressed = &closeError{code: ws.StatusInvalidFramePayloadData, reaso
 // probed for on its own.
 func inflateMessage(payload []byte, limit int) (*[]byte, error) {
 	f := inflaters.Get().(*inflater)
-	defer inflaters.Put(f)
+	defer func() {
+		f.in = compressedInput{} // the pool must not keep the payload alive
+		inflaters.Put(f)
+	}()
 	f.in = compressedInput{p: payload}
 	if err := f.fr.(flate.Resetter).Reset(&f.in, nil); err != nil {
 		return nil, errBadCompressed

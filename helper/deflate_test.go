@@ -61,8 +61,15 @@ func TestPerMessageDeflate(t *testing.T) {
 				t.Fatalf("offer %q: %d %q, want 101 %q", offer, code, got, want)
 			}
 		}
-		if code, got := upgradeExtensions(t, k, "permessage-deflate; server_max_window_bits"); code != http.StatusSwitchingProtocols || got != "" {
-			t.Fatalf("invalid offer: %d %q, want 101 without extensions", code, got)
+		for _, offer := range []string{
+			"permessage-deflate; server_max_window_bits",                                 // invalid offer
+			"permessage-deflate;;",                                                       // a header gobwas cannot scan
+			`permessage-deflate; x="unterminated`,                                        // nor this
+			"permessage-deflate; server_no_context_takeover; server_no_context_takeover", // repeated
+		} {
+			if code, got := upgradeExtensions(t, k, offer); code != http.StatusSwitchingProtocols || got != "" {
+				t.Fatalf("offer %q: %d %q, want 101 without extensions", offer, code, got)
+			}
 		}
 
 		watcher, _ := k.login("watcher")

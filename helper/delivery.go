@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/fxws/websocket/protocol"
 	"github.com/gobwas/ws"
@@ -53,11 +54,11 @@ type outgoing struct {
 	data  json.RawMessage
 	frame []byte
 
-	// zframe is frame compressed, made on the first recipient that takes
-	// compressed frames and shared like frame; nil when compressing does
-	// not shrink it.
-	zonce  sync.Once
-	zframe []byte
+	// zframe is frame compressed, made by the first recipient that takes
+	// compressed frames and shared like frame; it points to an empty slice
+	// when compressing does not shrink frame. Behind a pointer so that a
+	// message nobody compresses pays 8 bytes for it.
+	zframe atomic.Pointer[[]byte]
 }
 
 // frameFor is the frame c gets: the compressed one for a client that
@@ -66,11 +67,22 @@ func (m *outgoing) frameFor(c *client, minSize int) []byte {
 	if !c.compressOut || len(m.frame) < minSize {
 		return m.frame
 	}
-	m.zonce.Do(func() { m.zframe = compressFrame(m.frame) })
-	if m.zframe == nil {
+	return m.compressed()
+}
+
+// compressed returns the compressed frame, making it on first use. Two
+// recipients may race to make it; both results are the same bytes.
+func (m *outgoing) compressed() []byte {
+	z := m.zframe.Load()
+	if z == nil {
+		b := compressFrame(m.frame)
+		m.zframe.CompareAndSwap(nil, &b)
+		z = m.zframe.Load()
+	}
+	if len(*z) == 0 {
 		return m.frame
 	}
-	return m.zframe
+	return *z
 }
 
 func newOutgoing(event string, data json.RawMessage) *outgoing {

@@ -189,7 +189,7 @@ func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request
 		http.Error(w, "Too many connections", http.StatusServiceUnavailable)
 		return
 	}
-	upgrader, deflate := h.upgraderFor()
+	upgrader, deflate := h.upgraderFor(r)
 	conn, rw, _, err := upgrader.Upgrade(r, w)
 	if err != nil {
 		h.releaseSlots()

@@ -20,19 +20,28 @@ type inboundMessage struct {
 	ID    json.RawMessage `json:"id"`
 }
 
+// admitMessage charges a complete message to c's rate budget, before
+// anything else is done with it (inflating, validating, decoding): a flood
+// costs the server a counter. Over the budget, c gets the error event and
+// is closed, and the message is dropped. The read loop stamped
+// lastActivity with the message's arrival just before.
+func (h *WebSocketServerHelper) admitMessage(c *client) bool {
+	if c.rate.allow(c.lastActivity.Load(), &h.opts.Limits) {
+		return true
+	}
+	h.log.Info("client over its message rate; closing", zapClient(c.id))
+	h.sendError(c, errTextRateLimited)
+	c.closeWith(closeRateLimited, reasonRateLimited)
+	return false
+}
+
 // handleMessage is the protocol's inbound dispatch, run on the client's read
-// loop: messages of one client are handled in order.
+// loop once admitMessage let the message in: messages of one client are
+// handled in order.
 func (h *WebSocketServerHelper) handleMessage(c *client, raw []byte) {
 	lim := &h.opts.Limits
-	// Limits first, before any decoding: a flood or a bracket bomb costs
-	// the server a counter and a byte scan. The read loop stamped
-	// lastActivity with this frame's arrival just before.
-	if !c.rate.allow(c.lastActivity.Load(), lim) {
-		h.log.Info("client over its message rate; closing", zapClient(c.id))
-		h.sendError(c, errTextRateLimited)
-		c.closeWith(closeRateLimited, reasonRateLimited)
-		return
-	}
+	// Limits first, before any decoding: a bracket bomb costs the server a
+	// byte scan.
 	if lim.depthExceeded(raw) {
 		h.log.Debug("message nested too deep", zapClient(c.id))
 		h.sendError(c, protocol.ErrTextInvalidFormat)

@@ -420,11 +420,19 @@ func (c *client) finish() {
 	c.h.conns.Done()
 }
 
-// deliverMessage inflates a compressed message, then hands it to
-// deliverInbound. What a message leaves behind for handlers is copied out
-// of it (as out of the read buffer), so the inflated bytes go straight
-// back to the pool.
+// deliverMessage hands a complete message on, inflating it first when it
+// came compressed. A client that is being closed, or is over its message
+// rate, costs no inflating: a compressed frame of a few hundred bytes can
+// stand for the whole MaxPayloadLength. What a message leaves behind for
+// handlers is copied out of it (as out of the read buffer), so the
+// inflated bytes go straight back to the pool.
 func (c *client) deliverMessage(msg []byte, binary, compressed bool) bool {
+	if c.closing() {
+		return true // the server has said goodbye; only the close reply matters
+	}
+	if !c.h.admitMessage(c) {
+		return true
+	}
 	if !compressed {
 		return c.deliverInbound(msg, binary)
 	}
@@ -433,6 +441,7 @@ func (c *client) deliverMessage(msg []byte, binary, compressed bool) bool {
 		c.readFailed(err)
 		return false
 	}
+	c.pauseAfterScan(len(*out))
 	ok := c.deliverInbound(*out, binary)
 	putFrameBuffer(out)
 	return ok
@@ -444,9 +453,6 @@ func (c *client) deliverMessage(msg []byte, binary, compressed bool) bool {
 // one may hold anything, so one that is not UTF-8 is merely not JSON and
 // gets the protocol's error event, as in the original.
 func (c *client) deliverInbound(msg []byte, binary bool) bool {
-	if c.closing() {
-		return true // the server has said goodbye; only the close reply matters
-	}
 	if !utf8.Valid(msg) {
 		if binary {
 			c.h.sendError(c, protocol.ErrTextInvalidFormat)

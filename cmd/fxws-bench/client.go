@@ -149,18 +149,24 @@ func (c *benchClient) dial(ctx context.Context, url string, src net.IP, token st
 		},
 	}
 	if deflate {
-		d.Extensions = []httphead.Option{wsflate.Parameters{ClientMaxWindowBits: 1}.Option()}
+		// Without context takeover on the server's side, every compressed
+		// message inflates on its own.
+		d.Extensions = []httphead.Option{wsflate.Parameters{ClientMaxWindowBits: 1, ServerNoContextTakeover: true}.Option()}
 	}
 	conn, br, hs, err := d.Dial(ctx, url)
 	if err != nil {
 		return fmt.Errorf("dial: %w", err)
 	}
 	for _, x := range hs.Extensions {
-		c.deflate = c.deflate || string(x.Name) == wsflate.ExtensionName
+		var p wsflate.Parameters
+		if string(x.Name) == wsflate.ExtensionName && p.Parse(x) == nil {
+			// Go's compressor writes for a 32 KiB window only.
+			c.deflate = p.ServerNoContextTakeover && (!p.ClientMaxWindowBits.Defined() || p.ClientMaxWindowBits == 15)
+		}
 	}
 	if deflate && !c.deflate {
 		_ = conn.Close()
-		return errors.New("the server did not accept permessage-deflate")
+		return errors.New("the server did not accept permessage-deflate without context takeover at a full client window")
 	}
 	c.conn = conn
 	if br == nil {
