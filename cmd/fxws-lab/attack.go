@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"compress/flate"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -78,8 +79,16 @@ func (e *echoer) measure(on bool) latencies {
 	return l
 }
 
-// attackKinds are the attackers' behaviours; attacker i repeats kind i%7.
-var attackKinds = []string{"violations", "deep-json", "huge-join", "flood", "pre-101", "wrong-types", "slowloris"}
+// defaultKinds are the attackers' behaviours of the issue's mixed attack;
+// attacker i repeats kind i%7.
+var defaultKinds = []string{"violations", "deep-json", "huge-join", "flood", "pre-101", "wrong-types", "slowloris"}
+
+// attackKinds are all the behaviours -kinds may name. "deflate" is not in
+// the default mix (the default server does not negotiate compression): it
+// starts the demo with PER_MESSAGE_DEFLATE=1 and sends compressed messages
+// that inflate to nearly MaxPayloadLength, compression bombs and data that
+// is not deflate.
+var attackKinds = append(slices.Clone(defaultKinds), "deflate")
 
 type attackStats struct {
 	mu     sync.Mutex
@@ -137,7 +146,7 @@ func drainUntilClose(c *wsClient, d time.Duration) error {
 }
 
 func attacker(ctx context.Context, s *server, kind string, id int, st *attackStats) {
-	for ctx.Err() == nil {
+	for round := 0; ctx.Err() == nil; round++ {
 		st.mu.Lock()
 		st.Rounds[kind]++
 		st.mu.Unlock()
@@ -203,12 +212,75 @@ func attacker(ctx context.Context, s *server, kind string, id int, st *attackSta
 			})
 		case "slowloris":
 			err = slowloris(ctx, s)
+		case "deflate":
+			err = deflateAttack(ctx, s, id, round)
 		}
 		st.note(kind, outcome(err))
 		if err != nil {
 			st.sample(kind+" "+outcome(err), err)
 		}
 	}
+}
+
+// Compressed payloads of the deflate attack, made once: an echo of 120 KB
+// of text that compresses to a few hundred bytes, and 100 MB of zeros.
+var (
+	amplified = sync.OnceValue(func() []byte {
+		return deflateBody([]byte(`{"event":"echo","data":"` + strings.Repeat("amplify ", 15000) + `"}`))
+	})
+	deflateBomb = sync.OnceValue(func() []byte {
+		var b bytes.Buffer
+		w, _ := flate.NewWriter(&b, flate.BestCompression)
+		zeros := make([]byte, 1<<20)
+		for range 100 {
+			_, _ = w.Write(zeros)
+		}
+		_ = w.Flush()
+		return bytes.TrimSuffix(b.Bytes(), []byte{0, 0, 0xff, 0xff})
+	})
+)
+
+func deflateBody(p []byte) []byte {
+	var b bytes.Buffer
+	w, _ := flate.NewWriter(&b, flate.BestSpeed)
+	_, _ = w.Write(p)
+	_ = w.Flush()
+	return bytes.TrimSuffix(b.Bytes(), []byte{0, 0, 0xff, 0xff})
+}
+
+// deflateAttack is one connection of the deflate attacker, by round: 200
+// compressed echoes that inflate to 120 KB each, sent as fast as the
+// socket takes them; a compression bomb; or junk marked compressed.
+func deflateAttack(ctx context.Context, s *server, id, round int) error {
+	c, err := dialCompressed(ctx, s.wsURL())
+	if err != nil {
+		return err
+	}
+	defer c.conn.Close()
+	if err := c.authenticate(fmt.Sprintf("attacker%d", id)); err != nil {
+		return err
+	}
+	switch round % 3 {
+	case 0:
+		// 200 of them (24 MB once inflated), reading the echoes, then
+		// away: the next rounds are a bomb and junk.
+		go func() { _ = drainUntilClose(c, 30*time.Second) }()
+		for i := 0; i < 200 && ctx.Err() == nil; i++ {
+			if err := c.sendCompressed(amplified()); err != nil {
+				return err
+			}
+		}
+		return nil
+	case 1:
+		if err := c.sendCompressed(deflateBomb()); err != nil {
+			return err
+		}
+	default:
+		if err := c.sendCompressed([]byte{0xff, 0xfe, 0x01, 0x02, 0x03}); err != nil {
+			return err
+		}
+	}
+	return drainUntilClose(c, 10*time.Second)
 }
 
 func withClient(ctx context.Context, s *server, id int, f func(*wsClient) error) error {
@@ -298,7 +370,11 @@ func slowloris(ctx context.Context, s *server) error {
 }
 
 func runAttack(ctx context.Context, c config, bin string) (map[string]any, error) {
-	s, err := startDemo(ctx, bin, c.cpu)
+	var env []string
+	if slices.Contains(strings.Split(c.kinds, ","), "deflate") {
+		env = append(env, "PER_MESSAGE_DEFLATE=1")
+	}
+	s, err := startDemo(ctx, bin, c.cpu, env...)
 	if err != nil {
 		return nil, err
 	}

@@ -13,7 +13,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsflate"
 	"github.com/gobwas/ws/wsutil"
 )
 
@@ -46,6 +48,40 @@ func dial(ctx context.Context, url string) (*wsClient, error) {
 		c.r = bufio.NewReaderSize(conn, 16<<10)
 	}
 	return c, nil
+}
+
+// dialCompressed is dial offering permessage-deflate without context
+// takeover; a server that does not accept it is an error.
+func dialCompressed(ctx context.Context, url string) (*wsClient, error) {
+	d := ws.Dialer{Timeout: 10 * time.Second, Extensions: []httphead.Option{
+		wsflate.Parameters{ServerNoContextTakeover: true, ClientNoContextTakeover: true}.Option(),
+	}}
+	conn, br, hs, err := d.Dial(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	if len(hs.Extensions) == 0 {
+		_ = conn.Close()
+		return nil, errors.New("permessage-deflate not accepted (is PER_MESSAGE_DEFLATE=1 set?)")
+	}
+	c := &wsClient{conn: conn}
+	if br != nil {
+		c.r = br
+	} else {
+		c.r = bufio.NewReaderSize(conn, 16<<10)
+	}
+	return c, nil
+}
+
+// sendCompressed sends body (a permessage-deflate message body) as one
+// text frame with RSV1 set.
+func (c *wsClient) sendCompressed(body []byte) error {
+	f := ws.NewTextFrame(body)
+	f.Header.Rsv = ws.Rsv(true, false, false)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	return ws.WriteFrame(c.conn, ws.MaskFrame(f))
 }
 
 func (c *wsClient) send(p []byte) error {
