@@ -28,7 +28,7 @@ cover:
 	$(GO) test -count=1 -coverprofile=cover.out $(PKGS)
 	$(GO) tool cover -func=cover.out | tail -n 1
 
-## fuzz: every fuzz target for FUZZTIME each (default 15s; CI uses 10s): inbound messages, join/leave payloads and broker envelopes against a served helper, envelope decoding, room names and the JSON depth scanner
+## fuzz: every fuzz target for FUZZTIME each (default 15s; CI uses 10s): inbound messages, join/leave payloads and broker envelopes against a served helper, compressed message bodies, envelope decoding, room names and the JSON depth scanner
 FUZZTIME ?= 15s
 fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
