@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fxws/websocket/fxtest"
 	"github.com/gobwas/ws"
 )
 
@@ -226,7 +227,7 @@ func attacker(ctx context.Context, s *server, kind string, id int, st *attackSta
 // of text that compresses to a few hundred bytes, and 100 MB of zeros.
 var (
 	amplified = sync.OnceValue(func() []byte {
-		return deflateBody([]byte(`{"event":"echo","data":"` + strings.Repeat("amplify ", 15000) + `"}`))
+		return fxtest.Deflate([]byte(`{"event":"echo","data":"` + strings.Repeat("amplify ", 15000) + `"}`))
 	})
 	deflateBomb = sync.OnceValue(func() []byte {
 		var b bytes.Buffer
@@ -239,14 +240,6 @@ var (
 		return bytes.TrimSuffix(b.Bytes(), []byte{0, 0, 0xff, 0xff})
 	})
 )
-
-func deflateBody(p []byte) []byte {
-	var b bytes.Buffer
-	w, _ := flate.NewWriter(&b, flate.BestSpeed)
-	_, _ = w.Write(p)
-	_ = w.Flush()
-	return bytes.TrimSuffix(b.Bytes(), []byte{0, 0, 0xff, 0xff})
-}
 
 // deflateAttack is one connection of the deflate attacker, by round: 200
 // compressed echoes that inflate to 120 KB each, sent as fast as the

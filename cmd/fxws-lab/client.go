@@ -36,10 +36,14 @@ type closeErr struct {
 func (e *closeErr) Error() string { return fmt.Sprintf("closed %d %q", e.code, e.reason) }
 
 func dial(ctx context.Context, url string) (*wsClient, error) {
-	d := ws.Dialer{Timeout: 10 * time.Second}
-	conn, br, _, err := d.Dial(ctx, url)
+	c, _, err := dialWith(ctx, ws.Dialer{Timeout: 10 * time.Second}, url)
+	return c, err
+}
+
+func dialWith(ctx context.Context, d ws.Dialer, url string) (*wsClient, ws.Handshake, error) {
+	conn, br, hs, err := d.Dial(ctx, url)
 	if err != nil {
-		return nil, err
+		return nil, hs, err
 	}
 	c := &wsClient{conn: conn}
 	if br != nil {
@@ -47,28 +51,21 @@ func dial(ctx context.Context, url string) (*wsClient, error) {
 	} else {
 		c.r = bufio.NewReaderSize(conn, 16<<10)
 	}
-	return c, nil
+	return c, hs, nil
 }
 
 // dialCompressed is dial offering permessage-deflate without context
 // takeover; a server that does not accept it is an error.
 func dialCompressed(ctx context.Context, url string) (*wsClient, error) {
-	d := ws.Dialer{Timeout: 10 * time.Second, Extensions: []httphead.Option{
+	c, hs, err := dialWith(ctx, ws.Dialer{Timeout: 10 * time.Second, Extensions: []httphead.Option{
 		wsflate.Parameters{ServerNoContextTakeover: true, ClientNoContextTakeover: true}.Option(),
-	}}
-	conn, br, hs, err := d.Dial(ctx, url)
+	}}, url)
 	if err != nil {
 		return nil, err
 	}
 	if len(hs.Extensions) == 0 {
-		_ = conn.Close()
+		_ = c.conn.Close()
 		return nil, errors.New("permessage-deflate not accepted (is PER_MESSAGE_DEFLATE=1 set?)")
-	}
-	c := &wsClient{conn: conn}
-	if br != nil {
-		c.r = br
-	} else {
-		c.r = bufio.NewReaderSize(conn, 16<<10)
 	}
 	return c, nil
 }
