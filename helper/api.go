@@ -91,12 +91,18 @@ type Stats struct {
 	// MemoryReleases counts the times memory was handed back to the OS
 	// after connections dropped (Options.ReleaseMemoryAfter).
 	MemoryReleases uint64
+	// InflatedMessages counts compressed client messages inflated
+	// (Options.PerMessageDeflate); DeliveredCompressed, the part of
+	// Delivered that went out as compressed frames
+	// (Options.CompressMinSize).
+	InflatedMessages, DeliveredCompressed uint64
 }
 
 type counters struct {
 	connections, delivered, droppedBackpressure atomic.Uint64
 	publishErrors, badEnvelopes, handlerErrors  atomic.Uint64
 	memoryReleases                              atomic.Uint64
+	inflated, deliveredCompressed               atomic.Uint64
 	authenticated                               atomic.Int64
 }
 
@@ -114,6 +120,8 @@ func (h *WebSocketServerHelper) Stats() Stats {
 		DroppedBackpressure: h.stats.droppedBackpressure.Load(),
 		PublishErrors:       h.stats.publishErrors.Load(),
 		BadEnvelopes:        h.stats.badEnvelopes.Load(),
+		InflatedMessages:    h.stats.inflated.Load(),
+		DeliveredCompressed: h.stats.deliveredCompressed.Load(),
 		HandlerErrors:       h.stats.handlerErrors.Load(),
 		MemoryReleases:      h.stats.memoryReleases.Load(),
 	}

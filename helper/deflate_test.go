@@ -145,6 +145,11 @@ func TestPerMessageDeflate(t *testing.T) {
 		_, _ = k.h.Broadcast("unharmed", 1)
 		expectEvent(t, watcher, "unharmed")
 		expectEvent(t, c, "unharmed")
+		// authenticate, chat, the fragmented one, the round trip's "not
+		// json", and the one that inflated to invalid UTF-8.
+		if s := k.h.Stats(); s.InflatedMessages != 5 || s.DeliveredCompressed != 0 {
+			t.Fatalf("stats %+v: want 5 inflated, none sent compressed (CompressMinSize is 0)", s)
+		}
 	})
 }
 
@@ -293,6 +298,11 @@ func TestCompressedOutbound(t *testing.T) {
 		}
 		if h, p := readCompressedFrame(t, full); string(p) != want || h.Rsv&4 == 0 {
 			t.Fatalf("SendToClient: rsv %d %.40q…", h.Rsv, p)
+		}
+		// Two broadcasts to four clients, then one message: the big
+		// broadcast went compressed to two of them, SendToClient to one.
+		if s := k.h.Stats(); s.DeliveredCompressed != 3 || s.Delivered < 9 {
+			t.Fatalf("stats %+v: want 3 delivered compressed", s)
 		}
 	})
 }

@@ -120,7 +120,7 @@ func (h *WebSocketServerHelper) sendError(c *client, text string) {
 // so that one client's messages keep their order.
 func (h *WebSocketServerHelper) deliver(recipients []*client, m *outgoing, exclude []string) int {
 	var encrypted []*client
-	n := 0
+	n, nz := 0, 0
 	transform := h.handlers.OutboundTransformer != nil
 	fanout := len(recipients) > 1
 	minSize := h.opts.CompressMinSize
@@ -132,9 +132,16 @@ func (h *WebSocketServerHelper) deliver(recipients []*client, m *outgoing, exclu
 			encrypted = append(encrypted, c)
 			continue
 		}
-		if c.push(m.frameFor(c, minSize), false, fanout) == sent {
+		f := m.frameFor(c, minSize)
+		if c.push(f, false, fanout) == sent {
 			n++
+			if len(f) != len(m.frame) { // only a compressed frame differs
+				nz++
+			}
 		}
+	}
+	if nz > 0 {
+		h.stats.deliveredCompressed.Add(uint64(nz))
 	}
 	if len(encrypted) > 0 {
 		n += h.deliverEncrypted(encrypted, m, fanout)

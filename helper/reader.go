@@ -441,6 +441,7 @@ func (c *client) deliverMessage(msg []byte, binary, compressed bool) bool {
 		c.readFailed(err)
 		return false
 	}
+	c.h.stats.inflated.Add(1)
 	c.pauseAfterScan(len(*out))
 	ok := c.deliverInbound(*out, binary)
 	putFrameBuffer(out)
