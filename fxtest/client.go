@@ -1,8 +1,6 @@
 package fxtest
 
 import (
-	"bytes"
-	"compress/flate"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -14,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fxws/websocket/internal/wsdeflate"
 	"github.com/fxws/websocket/protocol"
 	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
@@ -228,13 +227,7 @@ func (c *Client) SendText(s string) error {
 // client sends it: compressed on its own (no context takeover), the
 // stream's last 4 bytes stripped. Tests that write raw frames set RSV1 on
 // a frame carrying it.
-func Deflate(p []byte) []byte {
-	var b bytes.Buffer
-	w, _ := flate.NewWriter(&b, flate.BestSpeed)
-	_, _ = w.Write(p)
-	_ = w.Flush()
-	return bytes.TrimSuffix(b.Bytes(), []byte{0, 0, 0xff, 0xff})
-}
+func Deflate(p []byte) []byte { return wsdeflate.Compress(p) }
 
 // Compressed reports whether the server accepted permessage-deflate.
 func (c *Client) Compressed() bool { return c.deflate }

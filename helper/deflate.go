@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/fxws/websocket/internal/wsdeflate"
 	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsflate"
@@ -113,12 +114,7 @@ func (h *WebSocketServerHelper) upgraderFor(r *http.Request) (ws.HTTPUpgrader, *
 	return u, n
 }
 
-// deflateTail ends every compressed message: the 4 bytes a sender strips
-// (§7.2.2), then an empty final stored block, so that the decompressor
-// sees a clean end of stream rather than running out of input.
-var deflateTail = []byte{0x00, 0x00, 0xff, 0xff, 0x01, 0x00, 0x00, 0xff, 0xff}
-
-// compressedInput reads a message's payload, then deflateTail. It is a
+// compressedInput reads a message's payload, then wsdeflate.Tail. It is a
 // flate.Reader (it has ReadByte), so the decompressor reads it directly
 // instead of wrapping it in a bufio.Reader of its own.
 type compressedInput struct {
@@ -132,10 +128,10 @@ func (in *compressedInput) Read(b []byte) (int, error) {
 		in.p = in.p[n:]
 		return n, nil
 	}
-	if in.tail == len(deflateTail) {
+	if in.tail == len(wsdeflate.Tail) {
 		return 0, io.EOF
 	}
-	n := copy(b, deflateTail[in.tail:])
+	n := copy(b, wsdeflate.Tail[in.tail:])
 	in.tail += n
 	return n, nil
 }
@@ -146,10 +142,10 @@ func (in *compressedInput) ReadByte() (byte, error) {
 		in.p = in.p[1:]
 		return b, nil
 	}
-	if in.tail == len(deflateTail) {
+	if in.tail == len(wsdeflate.Tail) {
 		return 0, io.EOF
 	}
-	b := deflateTail[in.tail]
+	b := wsdeflate.Tail[in.tail]
 	in.tail++
 	return b, nil
 }
@@ -229,27 +225,13 @@ func inflateMessage(payload []byte, limit int) (*[]byte, error) {
 	}
 }
 
-// compressors are pooled: a BestSpeed compressor holds a few hundred KiB of
-// tables, and a server compresses one message at a time per fan-out.
-var compressors = sync.Pool{New: func() any {
-	w, _ := flate.NewWriter(nil, flate.BestSpeed)
-	return w
-}}
-
 // compressFrame returns frame (a final, unmasked server frame) compressed
 // as a permessage-deflate message without context takeover, or nil when
 // compressing does not make it smaller.
 func compressFrame(frame []byte) []byte {
 	payload := frame[serverHeaderLen(frame):]
-	var b bytes.Buffer
-	b.Grow(len(payload)/2 + 64)
-	w := compressors.Get().(*flate.Writer)
-	w.Reset(&b)
-	_, _ = w.Write(payload)
-	err := w.Flush()
-	compressors.Put(w)
-	z := bytes.TrimSuffix(b.Bytes(), deflateTail[:4])
-	if err != nil || len(z) >= len(payload) {
+	z := wsdeflate.Compress(payload)
+	if len(z) >= len(payload) {
 		return nil
 	}
 	out := compileFrame(ws.OpCode(frame[0]&0x0f), z)

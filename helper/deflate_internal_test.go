@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fxws/websocket/internal/wsdeflate"
 	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
 )
@@ -188,7 +189,7 @@ func FuzzInflateMessage(f *testing.F) {
 	const limit = 4096
 	f.Fuzz(func(t *testing.T, p []byte) {
 		out, err := inflateMessage(p, limit)
-		r := flate.NewReader(io.MultiReader(bytes.NewReader(p), bytes.NewReader(deflateTail)))
+		r := flate.NewReader(io.MultiReader(bytes.NewReader(p), bytes.NewReader(wsdeflate.Tail)))
 		want, werr := io.ReadAll(io.LimitReader(r, limit+1))
 		switch {
 		case err == nil:

@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fxws/websocket/internal/wsdeflate"
 	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsflate"
@@ -81,25 +82,14 @@ type benchClient struct {
 	zout    []byte
 }
 
-// compressors are shared by the clients of a load process: compressing is
-// the client's cost, and one writer per connection would hold ~1 MiB.
-var compressors = sync.Pool{New: func() any {
-	w, _ := flate.NewWriter(nil, flate.BestSpeed)
-	return w
-}}
-
-// decompressors are shared like compressors.
+// decompressors are shared by the clients of a load process.
 var decompressors = sync.Pool{New: func() any { return flate.NewReader(bytes.NewReader(nil)) }}
-
-// deflateEnd completes a message body: the 4 bytes the sender strips, then
-// an empty final block, for a clean end of stream.
-var deflateEnd = []byte{0, 0, 0xff, 0xff, 1, 0, 0, 0xff, 0xff}
 
 // inflate returns the message compressed in p, in the client's own buffer
 // (valid until the next call).
 func (c *benchClient) inflate(p []byte) ([]byte, error) {
 	// p may be the caller's reused buffer, which can be zout itself.
-	c.zraw = append(append(c.zraw[:0], p...), deflateEnd...)
+	c.zraw = append(append(c.zraw[:0], p...), wsdeflate.Tail...)
 	c.zin.Reset(c.zraw)
 	fr := decompressors.Get().(io.ReadCloser)
 	defer decompressors.Put(fr)
@@ -121,17 +111,6 @@ func (c *benchClient) inflate(p []byte) ([]byte, error) {
 			return nil, fmt.Errorf("inflate: %w", err)
 		}
 	}
-}
-
-// compress returns p as a permessage-deflate message body.
-func compress(p []byte) []byte {
-	var b bytes.Buffer
-	w := compressors.Get().(*flate.Writer)
-	w.Reset(&b)
-	_, _ = w.Write(p)
-	_ = w.Flush()
-	compressors.Put(w)
-	return bytes.TrimSuffix(b.Bytes(), []byte{0, 0, 0xff, 0xff})
 }
 
 // dial connects, authenticates and waits for connected. It runs on one of the
@@ -326,7 +305,7 @@ func (c *benchClient) write(p []byte) error { return c.writeOp(ws.OpText, p) }
 func (c *benchClient) writeOp(op ws.OpCode, p []byte) error {
 	h := ws.Header{Fin: true, OpCode: op, Masked: true, Mask: ws.NewMask()}
 	if c.deflate && op == ws.OpText {
-		p = compress(p)
+		p = wsdeflate.Compress(p)
 		h.Rsv = ws.Rsv(true, false, false)
 	}
 	h.Length = int64(len(p))

@@ -21,7 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fxws/websocket/fxtest"
+	"github.com/fxws/websocket/internal/wsdeflate"
 	"github.com/gobwas/ws"
 )
 
@@ -227,7 +227,7 @@ func attacker(ctx context.Context, s *server, kind string, id int, st *attackSta
 // of text that compresses to a few hundred bytes, and 100 MB of zeros.
 var (
 	amplified = sync.OnceValue(func() []byte {
-		return fxtest.Deflate([]byte(`{"event":"echo","data":"` + strings.Repeat("amplify ", 15000) + `"}`))
+		return wsdeflate.Compress([]byte(`{"event":"echo","data":"` + strings.Repeat("amplify ", 15000) + `"}`))
 	})
 	deflateBomb = sync.OnceValue(func() []byte {
 		var b bytes.Buffer

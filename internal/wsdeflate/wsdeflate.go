@@ -1,0 +1,36 @@
+// Package wsdeflate holds the two pieces of permessage-deflate (RFC 7692)
+// that the server, the test kit and the load tools all need: compressing a
+// message body on its own (no context takeover), and the bytes that end a
+// received body so that a decompressor sees a clean end of stream.
+package wsdeflate
+
+import (
+	"bytes"
+	"compress/flate"
+	"sync"
+)
+
+// Tail ends every received message body before it is inflated: the 4
+// bytes a sender strips (§7.2.2), then an empty final stored block.
+var Tail = []byte{0x00, 0x00, 0xff, 0xff, 0x01, 0x00, 0x00, 0xff, 0xff}
+
+// writers are pooled: a BestSpeed compressor holds a few hundred KiB of
+// tables, which no caller should allocate per message.
+var writers = sync.Pool{New: func() any {
+	w, _ := flate.NewWriter(nil, flate.BestSpeed)
+	return w
+}}
+
+// Compress returns p as the body of a permessage-deflate message: p
+// compressed on its own at BestSpeed, the sync flush's last 4 bytes
+// stripped. The result is a new slice.
+func Compress(p []byte) []byte {
+	var b bytes.Buffer
+	b.Grow(len(p)/2 + 64)
+	w := writers.Get().(*flate.Writer)
+	w.Reset(&b)
+	_, _ = w.Write(p)
+	_ = w.Flush() // writing to a bytes.Buffer cannot fail
+	writers.Put(w)
+	return bytes.TrimSuffix(b.Bytes(), Tail[:4])
+}
