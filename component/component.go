@@ -198,7 +198,7 @@ func (s *server) start(ctx context.Context) error {
 	}
 	ln := s.listener
 	if ln == nil {
-		var lc net.ListenConfig
+		lc := ListenConfig(s.opts.ReadHeaderTimeout)
 		var err error
 		ln, err = lc.Listen(ctx, "tcp", s.opts.Addr)
 		if err != nil {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	websocket "github.com/fxws/websocket"
+	"github.com/fxws/websocket/component"
 	"github.com/fxws/websocket/helper"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/fx"
@@ -99,7 +100,7 @@ func (d *demo) serve(lc fx.Lifecycle, cfg config, log *zap.Logger, h *helper.Web
 	done := make(chan struct{})
 	lc.Append(fx.Hook{
 		OnStart: func(ctx context.Context) error {
-			var lcfg net.ListenConfig
+			lcfg := component.ListenConfig(srv.ReadHeaderTimeout)
 			ln, err := lcfg.Listen(ctx, "tcp", net.JoinHostPort(cfg.Host, cfg.Port))
 			if err != nil {
 				return fmt.Errorf("demo: listen: %w", err)

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package component
+
+import "syscall"
+
+const deferAcceptSupported = false
+
+func setDeferAccept(syscall.RawConn, int) error { return nil }
