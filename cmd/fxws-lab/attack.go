@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/fxws/websocket/internal/wsdeflate"
@@ -195,7 +196,7 @@ func attacker(ctx context.Context, s *server, kind string, id int, st *attackSta
 				return nil
 			})
 		case "pre-101":
-			err = pre101(s)
+			err = pre101(ctx, s)
 		case "wrong-types":
 			err = withClient(ctx, s, id, func(c *wsClient) error {
 				for _, m := range []string{`null`, `{"event":"join","data":{"rooms":"public-a"}}`,
@@ -249,7 +250,7 @@ func deflateAttack(ctx context.Context, s *server, id, round int) error {
 	if err != nil {
 		return err
 	}
-	defer c.conn.Close()
+	defer closeAtEnd(ctx, c.conn)()
 	if err := c.authenticate(fmt.Sprintf("attacker%d", id)); err != nil {
 		return err
 	}
@@ -276,12 +277,24 @@ func deflateAttack(ctx context.Context, s *server, id, round int) error {
 	return drainUntilClose(c, 10*time.Second)
 }
 
+// closeAtEnd closes an attacker's connection when the attack ends, so that
+// no write or read still waiting on the server (each has a deadline of 10 s,
+// and a round may hold thousands of them) keeps the process past its
+// duration. Its result closes the connection at once.
+func closeAtEnd(ctx context.Context, conn net.Conn) (closeNow func()) {
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
+	return func() {
+		stop()
+		_ = conn.Close()
+	}
+}
+
 func withClient(ctx context.Context, s *server, id int, f func(*wsClient) error) error {
 	c, err := dial(ctx, s.wsURL())
 	if err != nil {
 		return err
 	}
-	defer c.conn.Close()
+	defer closeAtEnd(ctx, c.conn)()
 	if err := c.authenticate(fmt.Sprintf("attacker%d", id)); err != nil {
 		return err
 	}
@@ -294,7 +307,7 @@ func violations(ctx context.Context, s *server, id int) error {
 	if err != nil {
 		return err
 	}
-	defer c.conn.Close()
+	defer closeAtEnd(ctx, c.conn)()
 	var frame []byte
 	switch id % 4 {
 	case 0: // unmasked
@@ -316,12 +329,12 @@ func violations(ctx context.Context, s *server, id int) error {
 
 // pre101 writes the upgrade request and frames in one packet, without
 // waiting for the 101.
-func pre101(s *server) error {
+func pre101(ctx context.Context, s *server) error {
 	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.port), 5*time.Second)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer closeAtEnd(ctx, conn)()
 	key := make([]byte, 16)
 	_, _ = rand.Read(key)
 	var buf bytes.Buffer
@@ -350,7 +363,7 @@ func slowloris(ctx context.Context, s *server) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer closeAtEnd(ctx, conn)()
 	req := "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nX-Slow: " + strings.Repeat("a", 1000)
 	start := time.Now()
 	for i := 0; i < len(req) && ctx.Err() == nil; i++ {
@@ -522,6 +535,10 @@ func midway(ctx context.Context, on bool, d, span time.Duration, f func() (map[s
 // probeSpan is how long each probe of a phase lasts.
 const probeSpan = 3 * time.Second
 
+// attackersGrace is how long past the attack the attackers process may
+// take to report.
+const attackersGrace = 30 * time.Second
+
 // spawnAttackers starts this binary again with -role attackers on the
 // cores the server does not use, for d; wait returns what the attackers saw.
 func spawnAttackers(ctx context.Context, c config, port int, d time.Duration) (wait func() (*attackStats, error), err error) {
@@ -543,8 +560,18 @@ func spawnAttackers(ctx context.Context, c config, port int, d time.Duration) (w
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("lab: start attackers process: %w", err)
 	}
+	// The process ends its attackers' connections at the end of d. Should
+	// it still run well past that, it is asked for its goroutines' stacks
+	// (SIGQUIT, on the lab's stderr) and killed, rather than hang the lab.
+	overdue := time.AfterFunc(d+attackersGrace, func() {
+		fmt.Fprintf(os.Stderr, "lab: the attackers process is still running %v after the attack's end: its stacks follow, then it is killed\n", attackersGrace)
+		_ = cmd.Process.Signal(syscall.SIGQUIT)
+		time.AfterFunc(5*time.Second, func() { _ = cmd.Process.Kill() })
+	})
 	return func() (*attackStats, error) {
-		if err := cmd.Wait(); err != nil {
+		err := cmd.Wait()
+		overdue.Stop()
+		if err != nil {
 			return nil, fmt.Errorf("lab: attackers process: %w", err)
 		}
 		st := &attackStats{}
