@@ -22,6 +22,11 @@ bench:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	@# The raw socket path is Linux on 64-bit and 32-bit ARM; elsewhere
+	@# (linux/386, macOS, Windows) the portable one must still build.
+	GOARCH=386 $(GO) vet $(PKGS)
+	GOOS=darwin $(GO) build $(PKGS)
+	GOOS=windows $(GO) build $(PKGS)
 
 ## cover: coverage profile and per-function summary
 cover:

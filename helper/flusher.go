@@ -9,7 +9,7 @@ import (
 // flusher writes fan-out frames. A fan-out does not write to each socket
 // itself: it appends the shared frame to every recipient's queue and hands
 // the recipients to the flusher, which writes each queue with one
-// non-blocking writev. When fan-outs come faster than the sockets are
+// non-blocking sendmsg. When fan-outs come faster than the sockets are
 // written (a busy server), several messages for a client coalesce into one
 // system call, so the cost per delivered message falls as load rises instead
 // of latency growing; this is what an event loop that drains its sockets once

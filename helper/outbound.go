@@ -201,7 +201,7 @@ func (c *client) writeLoop() {
 	}
 }
 
-// flushQueued writes c's queue for the flusher: one non-blocking writev;
+// flushQueued writes c's queue for the flusher: one non-blocking sendmsg;
 // what the socket does not take goes to a writer goroutine.
 func (c *client) flushQueued(iov *[]iovec) {
 	o := &c.out

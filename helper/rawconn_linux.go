@@ -1,4 +1,4 @@
-//go:build linux
+//go:build linux && !386
 
 package helper
 
@@ -89,7 +89,7 @@ func (r *rawConn) tryWrite(b []byte) (int, error) {
 	return n, opErr
 }
 
-// tryWritev writes as much of bufs as the socket takes now, in one writev
+// tryWritev writes as much of bufs as the socket takes now, in one sendmsg
 // (at most maxIovecs frames), using iov as scratch. It returns the bytes
 // written; a full socket is not an error.
 func (r *rawConn) tryWritev(bufs [][]byte, iov *[]iovec) (int, error) {
@@ -133,7 +133,7 @@ func (r *rawConn) writeVec(fd uintptr) {
 			// copying and checking the vector.
 			n, errno = send(fd, unsafe.Pointer(iov[0].Base), uintptr(iov[0].Len))
 		} else {
-			n, _, errno = syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+			n, errno = sendVec(fd, iov)
 		}
 		switch errno {
 		case 0:
@@ -187,6 +187,16 @@ func (r *rawConn) writeSome(fd uintptr) {
 		}
 		r.wn += m
 	}
+}
+
+// sendVec writes a vector with sendmsg(2) rather than writev(2), for the
+// reason send is used for one buffer.
+func sendVec(fd uintptr, iov []iovec) (uintptr, syscall.Errno) {
+	msg := syscall.Msghdr{Iov: &iov[0]}
+	// Iovlen is a size_t: uint64 or uint32 with the platform, as uintptr.
+	*(*uintptr)(unsafe.Pointer(&msg.Iovlen)) = uintptr(len(iov))
+	r, _, errno := syscall.RawSyscall(syscall.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&msg)), sendFlags)
+	return r, errno
 }
 
 // sendFlags: the socket is non-blocking already (MSG_DONTWAIT says it per

@@ -1,10 +1,11 @@
-//go:build !linux
+//go:build !linux || 386
 
 package helper
 
 import "net"
 
-// rawConn is only available on Linux; elsewhere the connection loop reads
+// rawConn is only available on Linux (but for 386, whose socket calls go
+// through socketcall(2)); elsewhere the connection loop reads
 // into a pooled buffer held while blocked and writes from a goroutine.
 type rawConn struct{}
 
