@@ -107,7 +107,21 @@ func dial(ctx context.Context, url string, header http.Header, deflate bool) (*C
 	return c, nil
 }
 
+// readLoop reads the server's frames: control frames are answered or
+// recorded as they come (also between the fragments of a message), data
+// frames are put together into messages, and a compressed message
+// (permessage-deflate: RSV1 on its first frame) is inflated whole once its
+// last fragment is in. A frame the protocol does not allow ends the client
+// with an error naming it, rather than with garbage messages.
 func (c *Client) readLoop(r io.Reader) {
+	var (
+		msg        []byte    // the message being put together
+		msgOp      ws.OpCode // its opcode; 0 between messages
+		compressed bool
+	)
+	fail := func(format string, args ...any) {
+		c.finish(0, "", fmt.Errorf("fxtest: "+format, args...))
+	}
 	for {
 		h, err := ws.ReadHeader(r)
 		if err != nil {
@@ -122,56 +136,100 @@ func (c *Client) readLoop(r io.Reader) {
 		if h.Masked {
 			ws.Cipher(payload, h.Mask, 0)
 		}
-		if h.Rsv != 0 {
-			if h.Rsv != 0x4 || !c.deflate || (h.OpCode != ws.OpText && h.OpCode != ws.OpBinary) {
-				c.finish(0, "", fmt.Errorf("fxtest: server frame (opcode %d) with RSV bits %03b it may not set", h.OpCode, h.Rsv))
+		if h.OpCode.IsControl() {
+			if h.Rsv != 0 || !h.Fin {
+				fail("server control frame (opcode %d) with RSV bits %03b or fragmented", h.OpCode, h.Rsv)
 				return
 			}
-			if !h.Fin {
-				c.finish(0, "", errors.New("fxtest: a fragmented compressed server message (not supported by this client)"))
+			if !c.control(h.OpCode, payload) {
 				return
 			}
-			f, err := wsflate.DecompressFrame(ws.Frame{Header: h, Payload: payload})
-			if err != nil {
-				c.finish(0, "", fmt.Errorf("fxtest: inflate a server message: %w", err))
-				return
-			}
-			payload = f.Payload
+			continue
 		}
 		switch h.OpCode {
-		case ws.OpPing:
-			c.mu.Lock()
-			c.pings++
-			c.mu.Unlock()
-			_ = c.WriteFrame(ws.NewPongFrame(payload))
-		case ws.OpPong:
-		case ws.OpClose:
-			code, reason := ws.StatusNoStatusRcvd, ""
-			if len(payload) >= 2 {
-				code = ws.StatusCode(binary.BigEndian.Uint16(payload))
-				reason = string(payload[2:])
+		case ws.OpContinuation:
+			if msgOp == 0 {
+				fail("server continuation frame without a message to continue")
+				return
 			}
-			_ = c.WriteFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(code, "")))
-			c.finish(code, reason, nil)
-			return
+			if h.Rsv != 0 {
+				fail("server continuation frame with RSV bits %03b", h.Rsv)
+				return
+			}
+			msg = append(msg, payload...)
 		case ws.OpText, ws.OpBinary:
-			var m protocol.Message
-			var raw struct {
-				Event string          `json:"event"`
-				Data  json.RawMessage `json:"data"`
+			if msgOp != 0 {
+				fail("server began a message (opcode %d) before ending the fragmented one", h.OpCode)
+				return
 			}
-			if err := json.Unmarshal(payload, &raw); err != nil {
-				m = protocol.Message{Event: "", Data: append(json.RawMessage(nil), payload...)}
-			} else {
-				m = protocol.Message{Event: raw.Event, Data: raw.Data}
+			if h.Rsv != 0 && (h.Rsv != 0x4 || !c.deflate) {
+				fail("server frame (opcode %d) with RSV bits %03b it may not set", h.OpCode, h.Rsv)
+				return
 			}
-			c.mu.Lock()
-			c.inbox = append(c.inbox, m)
-			c.received++
-			c.signalLocked()
-			c.mu.Unlock()
+			msg, msgOp, compressed = payload, h.OpCode, h.Rsv != 0
+		default:
+			fail("server frame with reserved opcode %d", h.OpCode)
+			return
 		}
+		if !h.Fin {
+			continue
+		}
+		body := msg
+		if compressed {
+			f, err := wsflate.DecompressFrame(ws.Frame{
+				Header:  ws.Header{Fin: true, Rsv: ws.Rsv(true, false, false), OpCode: msgOp, Length: int64(len(body))},
+				Payload: body,
+			})
+			if err != nil {
+				fail("inflate a server message: %v", err)
+				return
+			}
+			body = f.Payload
+		}
+		msg, msgOp, compressed = nil, 0, false
+		c.receive(body)
 	}
+}
+
+// control handles a ping, pong or close from the server; false: the
+// connection is over.
+func (c *Client) control(op ws.OpCode, payload []byte) bool {
+	switch op {
+	case ws.OpPing:
+		c.mu.Lock()
+		c.pings++
+		c.mu.Unlock()
+		_ = c.WriteFrame(ws.NewPongFrame(payload))
+	case ws.OpClose:
+		code, reason := ws.StatusNoStatusRcvd, ""
+		if len(payload) >= 2 {
+			code = ws.StatusCode(binary.BigEndian.Uint16(payload))
+			reason = string(payload[2:])
+		}
+		_ = c.WriteFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(code, "")))
+		c.finish(code, reason, nil)
+		return false
+	}
+	return true
+}
+
+// receive records one whole message from the server.
+func (c *Client) receive(payload []byte) {
+	var m protocol.Message
+	var raw struct {
+		Event string          `json:"event"`
+		Data  json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(payload, &raw); err != nil {
+		m = protocol.Message{Event: "", Data: append(json.RawMessage(nil), payload...)}
+	} else {
+		m = protocol.Message{Event: raw.Event, Data: raw.Data}
+	}
+	c.mu.Lock()
+	c.inbox = append(c.inbox, m)
+	c.received++
+	c.signalLocked()
+	c.mu.Unlock()
 }
 
 func (c *Client) signalLocked() {

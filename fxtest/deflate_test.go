@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fxws/websocket/fxtest"
+	"github.com/fxws/websocket/internal/wsdeflate"
 	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
 )
@@ -100,20 +101,35 @@ func TestDialCompressedHonoursClientWindow(t *testing.T) {
 }
 
 // RSV1 from a server that did not negotiate the extension, or on a
-// fragment, ends the client with an error rather than garbage messages.
-func TestClientRejectsStrayRSV1(t *testing.T) {
+// continuation; fragments out of order; a fragmented control frame: each
+// ends the client with an error rather than garbage messages.
+func TestClientRejectsStrayFrames(t *testing.T) {
+	text := func(fin bool, rsv byte, p string) ws.Frame {
+		return ws.Frame{Header: ws.Header{Fin: fin, Rsv: rsv, OpCode: ws.OpText, Length: int64(len(p))}, Payload: []byte(p)}
+	}
+	cont := func(fin bool, rsv byte, p string) ws.Frame {
+		return ws.Frame{Header: ws.Header{Fin: fin, Rsv: rsv, OpCode: ws.OpContinuation, Length: int64(len(p))}, Payload: []byte(p)}
+	}
+	rsv1 := ws.Rsv(true, false, false)
+	negotiated := deflateAnswer("server_no_context_takeover")
 	for _, tc := range []struct {
 		name   string
 		answer func() httphead.Option
-		frame  ws.Frame
+		frames []ws.Frame
 	}{
-		{"not negotiated", nil, ws.Frame{Header: ws.Header{Fin: true, Rsv: ws.Rsv(true, false, false), OpCode: ws.OpText, Length: 2}, Payload: []byte("{}")}},
-		{"compressed fragment", deflateAnswer("server_no_context_takeover"), ws.Frame{Header: ws.Header{Rsv: ws.Rsv(true, false, false), OpCode: ws.OpText, Length: 2}, Payload: []byte("{}")}},
-		{"RSV2", deflateAnswer("server_no_context_takeover"), ws.Frame{Header: ws.Header{Fin: true, Rsv: ws.Rsv(false, true, false), OpCode: ws.OpText, Length: 2}, Payload: []byte("{}")}},
+		{"not negotiated", nil, []ws.Frame{text(true, rsv1, "{}")}},
+		{"RSV1 on a continuation", negotiated, []ws.Frame{text(false, 0, "{"), cont(true, rsv1, "}")}},
+		{"RSV2", negotiated, []ws.Frame{text(true, ws.Rsv(false, true, false), "{}")}},
+		{"continuation without a message", negotiated, []ws.Frame{cont(true, 0, "{}")}},
+		{"a message inside a message", negotiated, []ws.Frame{text(false, 0, "{"), text(true, 0, "{}")}},
+		{"fragmented ping", negotiated, []ws.Frame{{Header: ws.Header{OpCode: ws.OpPing}}}},
+		{"reserved opcode", negotiated, []ws.Frame{{Header: ws.Header{Fin: true, OpCode: 0x3}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			url := stubServer(t, tc.answer, func(conn net.Conn) {
-				_ = ws.WriteFrame(conn, tc.frame)
+				for _, f := range tc.frames {
+					_ = ws.WriteFrame(conn, f)
+				}
 			})
 			c, err := fxtest.DialCompressed(context.Background(), url, nil)
 			if err != nil {
@@ -126,5 +142,53 @@ func TestClientRejectsStrayRSV1(t *testing.T) {
 				t.Fatalf("err = %v, want the client's own error", err)
 			}
 		})
+	}
+}
+
+// Messages in fragments, plain and compressed, with pings between the
+// fragments, arrive whole and in order.
+func TestClientAssemblesFragmentedMessages(t *testing.T) {
+	long := `{"event":"long","data":"` + strings.Repeat("fragment ", 2000) + `"}`
+	z := wsdeflate.Compress([]byte(long))
+	url := stubServer(t, deflateAnswer("server_no_context_takeover"), func(conn net.Conn) {
+		frag := func(op ws.OpCode, fin bool, rsv byte, p []byte) ws.Frame {
+			return ws.Frame{Header: ws.Header{Fin: fin, Rsv: rsv, OpCode: op, Length: int64(len(p))}, Payload: p}
+		}
+		for _, f := range []ws.Frame{
+			frag(ws.OpText, false, 0, []byte(`{"event":"`)),
+			ws.NewPingFrame([]byte("between")),
+			frag(ws.OpContinuation, false, 0, []byte(`plain`)),
+			frag(ws.OpContinuation, true, 0, []byte(`","data":1}`)),
+			frag(ws.OpText, false, ws.Rsv(true, false, false), z[:len(z)/2]),
+			ws.NewPingFrame(nil),
+			frag(ws.OpContinuation, true, 0, z[len(z)/2:]),
+			ws.NewTextFrame([]byte(`{"event":"after"}`)),
+		} {
+			if err := ws.WriteFrame(conn, f); err != nil {
+				return
+			}
+		}
+	})
+	c, err := fxtest.DialCompressed(context.Background(), url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Abort()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, want := range []string{"plain", "long", "after"} {
+		m, err := c.ExpectAny(ctx, "plain", "long", "after")
+		if err != nil {
+			t.Fatalf("waiting for %q: %v", want, err)
+		}
+		if m.Event != want {
+			t.Fatalf("got event %q (data %.40s), want %q", m.Event, m.Data, want)
+		}
+		if want == "long" && string(m.Data) != `"`+strings.Repeat("fragment ", 2000)+`"` {
+			t.Fatalf("long message data differs (%d bytes)", len(m.Data))
+		}
+	}
+	if got := c.Pings(); got != 2 {
+		t.Fatalf("pings = %d, want the 2 sent between fragments", got)
 	}
 }
