@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/fxws/websocket/internal/wsdeflate"
@@ -66,7 +67,7 @@ func (n *deflateNegotiation) negotiate(offer httphead.Option) (httphead.Option, 
 // wellFormedOffer checks what wsflate.Parameters.Parse lets through: a
 // parameter named twice (it misses a repeated valueless
 // client_max_window_bits) and window sizes written with a leading zero
-// (RFC 7692 §7.1.2: 1*DIGIT without one).
+// (RFC 7692 §7.1.2: 1*DIGIT without one), or as an empty quoted string.
 func wellFormedOffer(offer httphead.Option) bool {
 	var seen [4]bool
 	ok := true
@@ -89,6 +90,9 @@ func wellFormedOffer(offer httphead.Option) bool {
 		if len(val) > 1 && val[0] == '0' {
 			ok = false
 		}
+		if val != nil && len(val) == 0 { // client_max_window_bits="": a value, but no digits
+			ok = false
+		}
 		return ok
 	})
 	return ok
@@ -104,7 +108,11 @@ func (h *WebSocketServerHelper) upgraderFor(r *http.Request) (ws.HTTPUpgrader, *
 		return h.upgrader, nil
 	}
 	for _, v := range r.Header.Values("Sec-WebSocket-Extensions") {
-		if !httphead.ScanOptions([]byte(v), func(int, []byte, []byte, []byte) httphead.Control { return httphead.ControlContinue }) {
+		// httphead reads a header that ends in "=" (a parameter with an
+		// empty value, "client_max_window_bits=") as the bare parameter; no
+		// valid header ends so.
+		if strings.HasSuffix(strings.TrimRight(v, " \t"), "=") ||
+			!httphead.ScanOptions([]byte(v), func(int, []byte, []byte, []byte) httphead.Control { return httphead.ControlContinue }) {
 			return h.upgrader, nil
 		}
 	}

@@ -156,6 +156,8 @@ func TestDeflateNegotiation(t *testing.T) {
 		{"permessage-deflate; client_max_window_bits=10; client_max_window_bits", ""},
 		{"permessage-deflate; server_max_window_bits=010", ""},
 		{"permessage-deflate; client_max_window_bits=09", ""},
+		{`permessage-deflate; client_max_window_bits=""`, ""},
+		{`permessage-deflate; client_max_window_bits="10"`, "permessage-deflate;server_no_context_takeover;client_no_context_takeover"},
 		// Only the first acceptable offer.
 		{"permessage-deflate; server_max_window_bits=9, permessage-deflate", "permessage-deflate;server_no_context_takeover;client_no_context_takeover;server_max_window_bits=9"},
 	} {

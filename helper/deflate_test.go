@@ -65,6 +65,8 @@ func TestPerMessageDeflate(t *testing.T) {
 			"permessage-deflate; server_max_window_bits",                                 // invalid offer
 			"permessage-deflate;;",                                                       // a header gobwas cannot scan
 			`permessage-deflate; x="unterminated`,                                        // nor this
+			"permessage-deflate; client_max_window_bits=",                                // a parameter without its value
+			"permessage-deflate; client_max_window_bits= ",                               // the same
 			"permessage-deflate; server_no_context_takeover; server_no_context_takeover", // repeated
 		} {
 			if code, got := upgradeExtensions(t, k, offer); code != http.StatusSwitchingProtocols || got != "" {
