@@ -22,7 +22,7 @@ bench:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
-	@# The raw socket path is Linux on 64-bit and 32-bit ARM; elsewhere
+	@# The raw socket path is Linux but for 386 (socketcall); elsewhere
 	@# (linux/386, macOS, Windows) the portable one must still build.
 	GOARCH=386 $(GO) vet $(PKGS)
 	GOOS=darwin $(GO) build $(PKGS)

@@ -136,9 +136,13 @@ func (c *Client) readLoop(r io.Reader) {
 		if h.Masked {
 			ws.Cipher(payload, h.Mask, 0)
 		}
+		if h.OpCode.IsReserved() {
+			fail("server frame with reserved opcode %d", h.OpCode)
+			return
+		}
 		if h.OpCode.IsControl() {
-			if h.Rsv != 0 || !h.Fin {
-				fail("server control frame (opcode %d) with RSV bits %03b or fragmented", h.OpCode, h.Rsv)
+			if h.Rsv != 0 || !h.Fin || h.Length > ws.MaxControlFramePayloadSize {
+				fail("server control frame (opcode %d) with RSV bits %03b, fragmented or over 125 bytes", h.OpCode, h.Rsv)
 				return
 			}
 			if !c.control(h.OpCode, payload) {

@@ -124,6 +124,8 @@ func TestClientRejectsStrayFrames(t *testing.T) {
 		{"a message inside a message", negotiated, []ws.Frame{text(false, 0, "{"), text(true, 0, "{}")}},
 		{"fragmented ping", negotiated, []ws.Frame{{Header: ws.Header{OpCode: ws.OpPing}}}},
 		{"reserved opcode", negotiated, []ws.Frame{{Header: ws.Header{Fin: true, OpCode: 0x3}}}},
+		{"reserved control opcode", negotiated, []ws.Frame{{Header: ws.Header{Fin: true, OpCode: 0xb}}}},
+		{"ping over 125 bytes", negotiated, []ws.Frame{ws.NewPingFrame(make([]byte, 126))}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			url := stubServer(t, tc.answer, func(conn net.Conn) {

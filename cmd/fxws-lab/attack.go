@@ -217,6 +217,9 @@ func attacker(ctx context.Context, s *server, kind string, id int, st *attackSta
 		case "deflate":
 			err = deflateAttack(ctx, s, id, round)
 		}
+		if ctx.Err() != nil {
+			break // the round was cut by the attack's end, not by the server
+		}
 		st.note(kind, outcome(err))
 		if err != nil {
 			st.sample(kind+" "+outcome(err), err)
