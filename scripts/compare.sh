@@ -109,7 +109,12 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-next_port=$((20000 + RANDOM % 20000))
+# Server ports come from below the kernel's ephemeral range: a port in it
+# can be free when checked and then taken by one of the load's own outgoing
+# connections before the server binds it ("address already in use").
+eph_lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+[ "$eph_lo" -gt 12000 ] 2>/dev/null || eph_lo=32768
+next_port=$((10000 + RANDOM % (eph_lo - 12000)))
 # free_port sets PORT_FOUND (not echoed: a subshell would lose next_port).
 free_port() {
   while ! port_free "$next_port"; do next_port=$((next_port + 1)); done
