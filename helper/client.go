@@ -99,6 +99,16 @@ var stateNames = [...]protocol.ClientState{
 
 func (c *client) authenticated() bool { return c.state.Load() == stAuthenticated }
 
+// payloadLimit is the longest message the client may send now (inflated
+// size for a compressed one): Limits.MaxUnauthenticatedPayload until it has
+// authenticated, MaxPayloadLength after.
+func (c *client) payloadLimit() int {
+	if c.authenticated() {
+		return c.h.opts.MaxPayloadLength
+	}
+	return c.h.opts.Limits.MaxUnauthenticatedPayload
+}
+
 func (c *client) identity() identity {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -287,7 +287,7 @@ func pipeClient(t *testing.T, fromSocket []byte) *client {
 	t.Cleanup(func() { _ = a.Close(); _ = b.Close() })
 	_ = a.SetReadDeadline(time.Now().Add(5 * time.Second))
 	go func() { _, _ = b.Write(fromSocket) }()
-	return &client{conn: a}
+	return &client{conn: a, h: &WebSocketServerHelper{opts: Options{}.withDefaults()}}
 }
 
 // A yielding burst sets its unparsed input aside and gives the read buffer
@@ -308,7 +308,7 @@ func TestSpilledInputIsReadFirst(t *testing.T) {
 
 	expect := func(want []byte) {
 		t.Helper()
-		_, p, err := c.next(1 << 20)
+		_, p, err := c.next()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -341,7 +341,7 @@ func TestLargeFrameTakesPendingInputFirst(t *testing.T) {
 	c.rd.buf = readBuffers.Get().(*[]byte)
 	c.rd.w = copy(*c.rd.buf, f[:200])
 	c.rd.pending = f[200:5200]
-	_, p, err := c.next(1 << 20)
+	_, p, err := c.next()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,6 +40,17 @@ type Limits struct {
 	// yet, so a flood of idle sockets cannot crowd out real clients;
 	// upgrades past it get HTTP 503. Default 10000.
 	MaxPendingConnections int
+	// MaxUnauthenticatedPayload caps a message, inflated when it came
+	// compressed, from a client that has not authenticated yet: before
+	// `connected` only `authenticate` and `heartbeat` are of any use, and
+	// they are small. Past it the client is closed with 1009 "Received too
+	// big message", as past MaxPayloadLength. It bounds what an anonymous
+	// client can make the server read, scan and, with PerMessageDeflate,
+	// inflate: a compressed message of a few hundred bytes can stand for
+	// the whole MaxPayloadLength. A message sent before `connected` has
+	// arrived counts as sent before authenticating. Default 16 KiB (a
+	// token of several KiB fits); never more than MaxPayloadLength.
+	MaxUnauthenticatedPayload int
 }
 
 // What a client hears when it sends faster than its limit allows: the error
@@ -72,6 +83,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxRoomsPerJoin, 256)
 	def(&l.MaxRoomsPerClient, 1024)
 	def(&l.MaxPendingConnections, 10000)
+	def(&l.MaxUnauthenticatedPayload, 16<<10)
 	if l.MessagesPerSecond == 0 {
 		l.MessagesPerSecond = 1000
 	}

@@ -335,9 +335,77 @@ func TestLimitsValidation(t *testing.T) {
 	}
 	got := h.Options().Limits
 	want := helper.Limits{MaxJSONDepth: 64, MaxRoomsPerJoin: 256, MaxRoomsPerClient: 1024,
-		MessagesPerSecond: 1000, MessageBurst: 2000, MaxPendingConnections: 10000}
+		MessagesPerSecond: 1000, MessageBurst: 2000, MaxPendingConnections: 10000,
+		MaxUnauthenticatedPayload: 16 << 10}
 	if got != want {
 		b, _ := json.Marshal(got)
 		t.Fatalf("default limits %s", b)
 	}
+	// The cap before authentication never exceeds MaxPayloadLength; off
+	// means MaxPayloadLength.
+	for _, tc := range []struct{ maxPayload, set, want int }{
+		{8 << 10, 0, 8 << 10}, {64 << 10, 32 << 10, 32 << 10}, {64 << 10, 100 << 10, 64 << 10}, {64 << 10, -1, 64 << 10},
+	} {
+		o := helper.Options{MaxPayloadLength: tc.maxPayload, Limits: helper.Limits{MaxUnauthenticatedPayload: tc.set}}
+		h, err := helper.New(helper.Config{Options: o, Handlers: helper.Handlers{Authenticate: auth}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := h.Options().Limits.MaxUnauthenticatedPayload; got != tc.want {
+			t.Errorf("MaxPayloadLength %d, MaxUnauthenticatedPayload %d: effective %d, want %d", tc.maxPayload, tc.set, got, tc.want)
+		}
+	}
+}
+
+// Before authenticating, a message longer than MaxUnauthenticatedPayload,
+// plain or once inflated, closes the client with 1009 as past
+// MaxPayloadLength; one within it is served, and once authenticated the
+// client has the whole MaxPayloadLength. Nobody else is touched.
+func TestMaxUnauthenticatedPayload(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		k := newKit(t, tr, func(cfg *helper.Config) {
+			cfg.Options.MaxPayloadLength = 64 << 10
+			cfg.Options.PerMessageDeflate = true
+			cfg.Options.Limits = helper.Limits{MaxUnauthenticatedPayload: 4 << 10}
+		})
+		other, _ := k.login("bystander")
+		ctx := context.Background()
+
+		c := k.dial()
+		if _, err := c.Authenticate(ctx, map[string]any{"token": "valid-u1", "pad": strings.Repeat("p", 3<<10)}); err != nil {
+			t.Fatalf("an authenticate within the cap: %v", err)
+		}
+		_ = c.Emit("chat", strings.Repeat("a", 32<<10))
+		k.rec.waitFor(t, "a 32 KiB message once authenticated", func() bool { return len(k.rec.messages) == 1 })
+
+		over := `{"event":"authenticate","data":{"token":"valid-u2","pad":"` + strings.Repeat("p", 4<<10) + `"}}`
+		u := k.dial()
+		_ = u.SendText(over)
+		expectClose(t, u, 1009, "Received too big message")
+
+		// Compressed: a few hundred bytes that inflate past the cap.
+		z, err := fxtest.DialCompressed(ctx, k.url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = z.Abort() })
+		if !z.Compressed() {
+			t.Fatal("permessage-deflate not negotiated")
+		}
+		_ = z.SendText(over)
+		expectClose(t, z, 1009, "Received too big message")
+
+		roundTrip(t, other)
+		roundTrip(t, c)
+	})
+}
+
+func TestMaxUnauthenticatedPayloadOff(t *testing.T) {
+	k := newKit(t, rawSocket, func(cfg *helper.Config) {
+		cfg.Options.MaxPayloadLength = 64 << 10
+		cfg.Options.Limits = helper.Limits{MaxUnauthenticatedPayload: -1}
+	})
+	u := k.dial()
+	_ = u.Emit("chat", strings.Repeat("a", 32<<10))
+	expectError(t, u, protocol.ErrTextNotAuthenticated)
 }

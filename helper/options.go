@@ -213,6 +213,9 @@ func (o Options) withDefaults() Options {
 		o.EncryptedBatchLimit = protocol.DefaultEncryptedBatchLimit
 	}
 	o.Limits = o.Limits.withDefaults()
+	if l := o.Limits.MaxUnauthenticatedPayload; l < 0 || l > o.MaxPayloadLength {
+		o.Limits.MaxUnauthenticatedPayload = o.MaxPayloadLength
+	}
 	o.AllowedOrigins = append([]string(nil), o.AllowedOrigins...)
 	return o
 }

@@ -197,7 +197,7 @@ func (rd *reader) buffered() []byte {
 // following call. A frame that has begun is always read to its end (a burst
 // never stops inside a frame); a client that trickles one is cut by the idle
 // timeout.
-func (c *client) next(maxPayload int) (frameHeader, []byte, error) {
+func (c *client) next() (frameHeader, []byte, error) {
 	rd := &c.rd
 	var h frameHeader
 	var n int
@@ -218,7 +218,9 @@ func (c *client) next(maxPayload int) (frameHeader, []byte, error) {
 	if err := checkClientHeader(h, rd.deflate); err != nil {
 		return h, nil, err
 	}
-	if h.length > int64(maxPayload) {
+	// The limit is read once the header is in, not before a read that
+	// may wait: authentication can finish meanwhile.
+	if h.length > int64(c.payloadLimit()) {
 		return h, nil, errTooBig
 	}
 	size := int(h.length)
@@ -261,10 +263,9 @@ var errTooBig = &closeError{code: ws.StatusMessageTooBig, reason: "Received too 
 // complete messages to the protocol layer.
 func (c *client) readFrames() bool {
 	rd := &c.rd
-	max := c.h.opts.MaxPayloadLength
 	since := time.Now().UnixNano()
 	for {
-		hdr, payload, err := c.next(max)
+		hdr, payload, err := c.next()
 		if err == errBurstEnd {
 			rd.release()
 			return true
@@ -312,7 +313,7 @@ func (c *client) readFrames() bool {
 				c.readFailed(protocolError("Received continuation frame outside a fragmented message"))
 				return false
 			}
-			if len(rd.fragments)+len(payload) > max {
+			if len(rd.fragments)+len(payload) > c.payloadLimit() {
 				c.readFailed(errTooBig)
 				return false
 			}
@@ -436,7 +437,7 @@ func (c *client) deliverMessage(msg []byte, binary, compressed bool) bool {
 	if !compressed {
 		return c.deliverInbound(msg, binary)
 	}
-	out, err := inflateMessage(msg, c.h.opts.MaxPayloadLength)
+	out, err := inflateMessage(msg, c.payloadLimit())
 	if err != nil {
 		c.readFailed(err)
 		return false
