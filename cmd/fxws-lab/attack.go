@@ -89,8 +89,9 @@ var defaultKinds = []string{"violations", "deep-json", "huge-join", "flood", "pr
 // the default mix (the default server does not negotiate compression): it
 // starts the demo with PER_MESSAGE_DEFLATE=1 and sends compressed messages
 // that inflate to nearly MaxPayloadLength, compression bombs and data that
-// is not deflate.
-var attackKinds = append(slices.Clone(defaultKinds), "deflate")
+// is not deflate. "deflate-anon" does the first of those without
+// authenticating.
+var attackKinds = append(slices.Clone(defaultKinds), "deflate", "deflate-anon")
 
 type attackStats struct {
 	mu     sync.Mutex
@@ -216,6 +217,8 @@ func attacker(ctx context.Context, s *server, kind string, id int, st *attackSta
 			err = slowloris(ctx, s)
 		case "deflate":
 			err = deflateAttack(ctx, s, id, round)
+		case "deflate-anon":
+			err = anonDeflateAttack(ctx, s)
 		}
 		if ctx.Err() != nil {
 			break // the round was cut by the attack's end, not by the server
@@ -290,6 +293,26 @@ func closeAtEnd(ctx context.Context, conn net.Conn) (closeNow func()) {
 		stop()
 		_ = conn.Close()
 	}
+}
+
+// anonDeflateAttack is one connection of the deflate-anon attacker: 200
+// compressed echoes of 120 KB each without authenticating, which a server
+// inflates before it can say "Not authenticated", as fast as the socket
+// takes them, reading the answers.
+func anonDeflateAttack(ctx context.Context, s *server) error {
+	c, err := dialCompressed(ctx, s.wsURL())
+	if err != nil {
+		return err
+	}
+	defer closeAtEnd(ctx, c.conn)()
+	done := make(chan error, 1)
+	go func() { done <- drainUntilClose(c, 10*time.Second) }()
+	for i := 0; i < 200 && ctx.Err() == nil; i++ {
+		if err := c.sendCompressed(amplified()); err != nil {
+			break
+		}
+	}
+	return <-done
 }
 
 func withClient(ctx context.Context, s *server, id int, f func(*wsClient) error) error {
@@ -380,7 +403,7 @@ func slowloris(ctx context.Context, s *server) error {
 
 func runAttack(ctx context.Context, c config, bin string) (map[string]any, error) {
 	var env []string
-	if slices.Contains(strings.Split(c.kinds, ","), "deflate") {
+	if slices.ContainsFunc(strings.Split(c.kinds, ","), func(k string) bool { return strings.HasPrefix(k, "deflate") }) {
 		env = append(env, "PER_MESSAGE_DEFLATE=1")
 	}
 	s, err := startDemo(ctx, bin, c.cpu, env...)
