@@ -149,22 +149,23 @@ func TestWriteTimeout(t *testing.T) {
 // steadily, if slowly, gets a message that takes many timeouts to write.
 func TestSlowButSteadyReaderIsNotCut(t *testing.T) {
 	both(t, func(t *testing.T, tr transport) {
-		// The timeout is long enough that a loaded machine (the race
-		// detector, other packages' tests) does not stall the reader for
-		// one; it failed once at 200 ms under go test -race -cpu 1,2.
+		// A write takes at most 256 KiB under one deadline: at this pace
+		// that is 40 ms of reading, so only a reader stalled twelve times
+		// over fails; the timeout was 200 ms and failed once under
+		// go test -race -cpu 1,2 on a loaded machine.
 		const wt = 500 * time.Millisecond
 		k := newKit(t, tr, func(c *helper.Config) {
 			c.Options.WriteTimeout = wt
 			c.Options.BackpressureLimit = 16 << 20
 		}, withSendBuffer(32<<10))
-		conn, id := k.rawClient("steady", 64<<10)
-		_, _ = k.h.SendToClient(id, "big", strings.Repeat("s", 4<<20))
-		// At most 16 KiB every 10 ms: ≤ 1.6 MiB/s, so the message takes
-		// five write timeouts or more, but the reader is never idle for one.
-		buf := make([]byte, 16<<10)
+		conn, id := k.rawClient("steady", 0)
+		_, _ = k.h.SendToClient(id, "big", strings.Repeat("s", 8<<20))
+		// At most 64 KiB every 10 ms: ≤ 6.4 MiB/s, so the message takes
+		// several write timeouts, but the reader is never idle for one.
+		buf := make([]byte, 64<<10)
 		total := 0
 		start := time.Now()
-		for total < 4<<20 {
+		for total < 8<<20 {
 			time.Sleep(10 * time.Millisecond)
 			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 			n, err := conn.Read(buf)
@@ -176,7 +177,7 @@ func TestSlowButSteadyReaderIsNotCut(t *testing.T) {
 		if k.rec.hasDisconnected(id) {
 			t.Fatal("steady reader disconnected")
 		}
-		t.Logf("%s: 4 MiB read in %v with a %v write timeout", tr, time.Since(start), wt)
+		t.Logf("%s: 8 MiB read in %v with a %v write timeout", tr, time.Since(start), wt)
 	})
 }
 
