@@ -2,6 +2,7 @@ package helper_test
 
 import (
 	"context"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -178,6 +179,40 @@ func TestSlowButSteadyReaderIsNotCut(t *testing.T) {
 			t.Fatal("steady reader disconnected")
 		}
 		t.Logf("%s: 8 MiB read in %v with a %v write timeout", tr, time.Since(start), wt)
+	})
+}
+
+// WriteTimeout is the longest a client may take nothing, not a minimum
+// speed: a reader slower than one writer batch (256 KiB) per timeout is
+// kept as long as it takes something within each. Before, each batch had
+// to go out within one timeout, and this reader was cut at its first.
+func TestSlowReaderIsCutOnlyWithoutProgress(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		const wt = 500 * time.Millisecond
+		k := newKit(t, tr, func(c *helper.Config) {
+			c.Options.WriteTimeout = wt
+			c.Options.BackpressureLimit = 4 << 20
+		}, withSendBuffer(32<<10))
+		conn, id := k.rawClient("slow", 64<<10)
+		_, _ = k.h.SendToClient(id, "big", strings.Repeat("w", 1<<20))
+		// 64 KiB every 200 ms: 256 KiB takes 800 ms, more than the
+		// timeout, but no 500 ms passes without a read.
+		buf := make([]byte, 64<<10)
+		total := 0
+		start := time.Now()
+		for total < 1<<20 {
+			time.Sleep(200 * time.Millisecond)
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			n, err := io.ReadAtLeast(conn, buf, 1)
+			if err != nil {
+				t.Fatalf("cut after %d bytes (%v): %v", total, time.Since(start), err)
+			}
+			total += n
+		}
+		if k.rec.hasDisconnected(id) {
+			t.Fatal("slow reader disconnected")
+		}
+		t.Logf("%s: 1 MiB read in %v with a %v write timeout", tr, time.Since(start), wt)
 	})
 }
 

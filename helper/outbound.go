@@ -1,15 +1,17 @@
 package helper
 
 import (
+	"errors"
 	"net"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/gobwas/ws"
 )
 
-// writeBatch is the most the writer goroutine hands the socket under one
-// write deadline.
+// writeBatch is the most the writer goroutine takes from the queue at a
+// time; the rest stays queued, where new frames join it.
 const writeBatch = 256 << 10
 
 // closeGrace is how long a connection is kept after the server's close frame
@@ -162,9 +164,7 @@ func (c *client) writeLoop() {
 			}
 			return
 		}
-		// Take at most writeBatch bytes (splitting a frame if need be), so
-		// that the deadline below bounds a stretch without progress, not
-		// the time a slow but steady client needs for a large queue.
+		// Take at most writeBatch bytes (splitting a frame if need be).
 		bufs = bufs[:0]
 		taken, i := 0, 0
 		for ; i < len(o.queue) && taken < writeBatch; i++ {
@@ -183,8 +183,7 @@ func (c *client) writeLoop() {
 		o.queue = o.queue[:kept]
 		o.mu.Unlock()
 
-		_ = c.conn.SetWriteDeadline(time.Now().Add(c.h.opts.WriteTimeout))
-		n, err := bufs.WriteTo(c.conn)
+		n, err := c.writeSteadily(&bufs)
 
 		o.mu.Lock()
 		o.queued -= int(n)
@@ -198,6 +197,24 @@ func (c *client) writeLoop() {
 			return
 		}
 		o.mu.Unlock()
+	}
+}
+
+// writeSteadily writes bufs with blocking writes. Each write has WriteTimeout
+// to make progress: a deadline that passes after some bytes went out
+// starts another, so only a client that takes nothing for WriteTimeout is
+// cut, however slowly it reads. (net.Buffers.WriteTo leaves in bufs what
+// was not written.)
+func (c *client) writeSteadily(bufs *net.Buffers) (int64, error) {
+	var n int64
+	for {
+		_ = c.conn.SetWriteDeadline(time.Now().Add(c.h.opts.WriteTimeout))
+		m, err := bufs.WriteTo(c.conn)
+		n += m
+		if err != nil && m > 0 && len(*bufs) > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+			continue
+		}
+		return n, err
 	}
 }
 
