@@ -2,7 +2,6 @@ package helper_test
 
 import (
 	"context"
-	"io"
 	"net"
 	"strings"
 	"sync"
@@ -147,73 +146,55 @@ func TestWriteTimeout(t *testing.T) {
 }
 
 // The write timeout bounds a stretch without progress: a client that reads
-// steadily, if slowly, gets a message that takes many timeouts to write.
+// steadily gets a message that takes many timeouts to write. 64 KiB every
+// 10 ms (at most 6.4 MiB/s) takes 8 MiB through several 500 ms timeouts;
+// only a reader stalled for fifty of its reads would be cut. (At 200 ms the
+// test failed once under go test -race -cpu 1,2 on a loaded machine.)
 func TestSlowButSteadyReaderIsNotCut(t *testing.T) {
 	both(t, func(t *testing.T, tr transport) {
-		// A write takes at most 256 KiB under one deadline: at this pace
-		// that is 40 ms of reading, so only a reader stalled twelve times
-		// over fails; the timeout was 200 ms and failed once under
-		// go test -race -cpu 1,2 on a loaded machine.
-		const wt = 500 * time.Millisecond
-		k := newKit(t, tr, func(c *helper.Config) {
-			c.Options.WriteTimeout = wt
-			c.Options.BackpressureLimit = 16 << 20
-		}, withSendBuffer(32<<10))
-		conn, id := k.rawClient("steady", 0)
-		_, _ = k.h.SendToClient(id, "big", strings.Repeat("s", 8<<20))
-		// At most 64 KiB every 10 ms: ≤ 6.4 MiB/s, so the message takes
-		// several write timeouts, but the reader is never idle for one.
-		buf := make([]byte, 64<<10)
-		total := 0
-		start := time.Now()
-		for total < 8<<20 {
-			time.Sleep(10 * time.Millisecond)
-			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-			n, err := conn.Read(buf)
-			if err != nil {
-				t.Fatalf("cut after %d bytes: %v", total, err)
-			}
-			total += n
-		}
-		if k.rec.hasDisconnected(id) {
-			t.Fatal("steady reader disconnected")
-		}
-		t.Logf("%s: 8 MiB read in %v with a %v write timeout", tr, time.Since(start), wt)
+		readPaced(t, tr, 500*time.Millisecond, 8<<20, 0, 10*time.Millisecond)
 	})
 }
 
 // WriteTimeout is the longest a client may take nothing, not a minimum
-// speed: a reader slower than one writer batch (256 KiB) per timeout is
-// kept as long as it takes something within each. Before, each batch had
-// to go out within one timeout, and this reader was cut at its first.
+// speed: 64 KiB every 200 ms, with a receive buffer that small, moves
+// 256 KiB (one writer batch) in 800 ms, more than the 500 ms timeout, but
+// no timeout passes without a read. When each batch had to go out within
+// one timeout, this reader was cut at its first.
 func TestSlowReaderIsCutOnlyWithoutProgress(t *testing.T) {
 	both(t, func(t *testing.T, tr transport) {
-		const wt = 500 * time.Millisecond
-		k := newKit(t, tr, func(c *helper.Config) {
-			c.Options.WriteTimeout = wt
-			c.Options.BackpressureLimit = 4 << 20
-		}, withSendBuffer(32<<10))
-		conn, id := k.rawClient("slow", 64<<10)
-		_, _ = k.h.SendToClient(id, "big", strings.Repeat("w", 1<<20))
-		// 64 KiB every 200 ms: 256 KiB takes 800 ms, more than the
-		// timeout, but no 500 ms passes without a read.
-		buf := make([]byte, 64<<10)
-		total := 0
-		start := time.Now()
-		for total < 1<<20 {
-			time.Sleep(200 * time.Millisecond)
-			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-			n, err := io.ReadAtLeast(conn, buf, 1)
-			if err != nil {
-				t.Fatalf("cut after %d bytes (%v): %v", total, time.Since(start), err)
-			}
-			total += n
-		}
-		if k.rec.hasDisconnected(id) {
-			t.Fatal("slow reader disconnected")
-		}
-		t.Logf("%s: 1 MiB read in %v with a %v write timeout", tr, time.Since(start), wt)
+		readPaced(t, tr, 500*time.Millisecond, 1<<20, 64<<10, 200*time.Millisecond)
 	})
+}
+
+// readPaced sends a client one message of size bytes under a write
+// timeout of wt, and reads it 64 KiB at a time, one read every pause (with
+// a receive buffer of rcvbuf bytes, 0: the system's). It fails the test if
+// the server cuts the client.
+func readPaced(t *testing.T, tr transport, wt time.Duration, size, rcvbuf int, pause time.Duration) {
+	t.Helper()
+	k := newKit(t, tr, func(c *helper.Config) {
+		c.Options.WriteTimeout = wt
+		c.Options.BackpressureLimit = 2 * size
+	}, withSendBuffer(32<<10))
+	conn, id := k.rawClient("paced", rcvbuf)
+	_, _ = k.h.SendToClient(id, "big", strings.Repeat("p", size))
+	buf := make([]byte, 64<<10)
+	total := 0
+	start := time.Now()
+	for total < size {
+		time.Sleep(pause)
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("cut after %d bytes (%v): %v", total, time.Since(start), err)
+		}
+		total += n
+	}
+	if k.rec.hasDisconnected(id) {
+		t.Fatal("paced reader disconnected")
+	}
+	t.Logf("%s: %d KiB read in %v with a %v write timeout", tr, size>>10, time.Since(start), wt)
 }
 
 // A client that was once slow (its writes queued, under a write deadline)
