@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"compress/flate"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -236,16 +235,7 @@ var (
 	amplified = sync.OnceValue(func() []byte {
 		return wsdeflate.Compress([]byte(`{"event":"echo","data":"` + strings.Repeat("amplify ", 15000) + `"}`))
 	})
-	deflateBomb = sync.OnceValue(func() []byte {
-		var b bytes.Buffer
-		w, _ := flate.NewWriter(&b, flate.BestCompression)
-		zeros := make([]byte, 1<<20)
-		for range 100 {
-			_, _ = w.Write(zeros)
-		}
-		_ = w.Flush()
-		return bytes.TrimSuffix(b.Bytes(), []byte{0, 0, 0xff, 0xff})
-	})
+	deflateBomb = sync.OnceValue(func() []byte { return wsdeflate.Bomb(100 << 20) })
 )
 
 // deflateAttack is one connection of the deflate attacker, by round: 200

@@ -1,7 +1,8 @@
-// Package wsdeflate holds the two pieces of permessage-deflate (RFC 7692)
-// that the server, the test kit and the load tools all need: compressing a
-// message body on its own (no context takeover), and the bytes that end a
-// received body so that a decompressor sees a clean end of stream.
+// Package wsdeflate holds the pieces of permessage-deflate (RFC 7692) that
+// the server, the test kit and the load tools all need: compressing a
+// message body on its own (no context takeover), the bytes that end a
+// received body so that a decompressor sees a clean end of stream, and a
+// compression bomb for the tests and the lab to throw at a server.
 package wsdeflate
 
 import (
@@ -32,5 +33,18 @@ func Compress(p []byte) []byte {
 	_, _ = w.Write(p)
 	_ = w.Flush() // writing to a bytes.Buffer cannot fail
 	writers.Put(w)
+	return bytes.TrimSuffix(b.Bytes(), Tail[:4])
+}
+
+// Bomb returns the body of a permessage-deflate message that inflates to n
+// zero bytes: about a thousandth of n, compressed at BestCompression.
+func Bomb(n int) []byte {
+	var b bytes.Buffer
+	w, _ := flate.NewWriter(&b, flate.BestCompression)
+	zeros := make([]byte, min(n, 1<<20))
+	for left := n; left > 0; left -= len(zeros) {
+		_, _ = w.Write(zeros[:min(left, len(zeros))])
+	}
+	_ = w.Flush()
 	return bytes.TrimSuffix(b.Bytes(), Tail[:4])
 }
