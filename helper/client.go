@@ -36,7 +36,8 @@ type client struct {
 	lastSeen     atomic.Int64 // unix nanos of the last frame of any kind
 	connectedAt  int64        // unix nanos
 	remoteAddr   string
-	rate         rateLimiter // inbound message budget; the read side's alone
+	rate         rateLimiter   // inbound message budget; the read side's alone
+	inflated     inflateBudget // inflated-byte budget; the read side's alone
 
 	mu sync.Mutex
 	// done is closed once the client is gone or being closed; it is made

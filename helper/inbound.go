@@ -29,10 +29,16 @@ func (h *WebSocketServerHelper) admitMessage(c *client) bool {
 	if c.rate.allow(c.lastActivity.Load(), &h.opts.Limits) {
 		return true
 	}
-	h.log.Info("client over its message rate; closing", zapClient(c.id))
+	h.overRate(c, "client over its message rate; closing")
+	return false
+}
+
+// overRate ends a client that went over one of its rate budgets: the
+// error event, then the close.
+func (h *WebSocketServerHelper) overRate(c *client, why string) {
+	h.log.Info(why, zapClient(c.id))
 	h.sendError(c, errTextRateLimited)
 	c.closeWith(closeRateLimited, reasonRateLimited)
-	return false
 }
 
 // handleMessage is the protocol's inbound dispatch, run on the client's read

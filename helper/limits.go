@@ -51,6 +51,22 @@ type Limits struct {
 	// arrived counts as sent before authenticating. Default 16 KiB (a
 	// token of several KiB fits); never more than MaxPayloadLength.
 	MaxUnauthenticatedPayload int
+	// InflatedBytesPerSecond and InflatedBurst budget what each client's
+	// compressed messages (with PerMessageDeflate) may inflate to: a token
+	// bucket of bytes, refilled at InflatedBytesPerSecond and holding
+	// InflatedBurst. Inflating is the one cost a client can make the
+	// server pay far beyond what it sends: a message of a few hundred
+	// bytes stands for the whole MaxPayloadLength, so MessagesPerSecond
+	// alone would let one client have 128 MB a second inflated from
+	// about 400 KB. A message is inflated no further than the budget
+	// left; one that needs more gets the error event "Rate limit
+	// exceeded" and closes the client with 1008, as the message rate
+	// does. Plain messages are not charged: their size is what the
+	// client itself had to send. Defaults 1 MiB a second and 1 MiB;
+	// InflatedBurst is never less than MaxPayloadLength, so that one
+	// message of the largest size always fits an unspent budget.
+	InflatedBytesPerSecond float64
+	InflatedBurst          int
 }
 
 // What a client hears when it sends faster than its limit allows: the error
@@ -70,6 +86,12 @@ func (l Limits) validate() error {
 	if l.MessageBurst < 0 && l.MessagesPerSecond >= 0 {
 		errs = append(errs, fmt.Errorf("Limits.MessageBurst must not be negative while the rate limit is on, got %d", l.MessageBurst))
 	}
+	if math.IsNaN(l.InflatedBytesPerSecond) || math.IsInf(l.InflatedBytesPerSecond, 0) {
+		errs = append(errs, fmt.Errorf("Limits.InflatedBytesPerSecond must be a finite number, got %v", l.InflatedBytesPerSecond))
+	}
+	if l.InflatedBurst < 0 && l.InflatedBytesPerSecond >= 0 {
+		errs = append(errs, fmt.Errorf("Limits.InflatedBurst must not be negative while the inflate budget is on, got %d", l.InflatedBurst))
+	}
 	return errors.Join(errs...)
 }
 
@@ -88,6 +110,10 @@ func (l Limits) withDefaults() Limits {
 		l.MessagesPerSecond = 1000
 	}
 	def(&l.MessageBurst, 2000)
+	if l.InflatedBytesPerSecond == 0 {
+		l.InflatedBytesPerSecond = 1 << 20
+	}
+	def(&l.InflatedBurst, 1<<20)
 	return l
 }
 
@@ -179,6 +205,23 @@ func originChecker(patterns []string) func(*http.Request) bool {
 // lock (only the client's read loop uses it).
 type rateLimiter struct {
 	tat int64 // theoretical arrival time, unix nanos
+}
+
+// inflateBudget is the same kind of bucket over inflated bytes: tat runs
+// ahead of the clock by the time the bytes spent take to refill.
+type inflateBudget struct {
+	tat int64 // unix nanos
+}
+
+// left returns how many bytes may be inflated at now, at most burst.
+func (b *inflateBudget) left(now int64, l *Limits) int {
+	owed := float64(max(b.tat-now, 0)) * l.InflatedBytesPerSecond / float64(time.Second)
+	return max(l.InflatedBurst-int(math.Ceil(owed)), 0)
+}
+
+// spend charges n inflated bytes at now.
+func (b *inflateBudget) spend(now int64, n int, l *Limits) {
+	b.tat = max(b.tat, now) + int64(float64(n)*float64(time.Second)/l.InflatedBytesPerSecond)
 }
 
 // allow reports whether one more message fits at now.

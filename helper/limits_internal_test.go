@@ -45,3 +45,30 @@ func TestRateLimiterOff(t *testing.T) {
 		}
 	}
 }
+
+func TestInflateBudgetRefill(t *testing.T) {
+	l := Limits{InflatedBytesPerSecond: 1000, InflatedBurst: 4000}
+	var b inflateBudget
+	now := time.Unix(1000, 0).UnixNano()
+	if got := b.left(now, &l); got != 4000 {
+		t.Fatalf("fresh budget %d, want the burst of 4000", got)
+	}
+	b.spend(now, 3000, &l)
+	if got := b.left(now, &l); got != 1000 {
+		t.Fatalf("after spending 3000: %d left, want 1000", got)
+	}
+	b.spend(now, 1000, &l)
+	if got := b.left(now, &l); got != 0 {
+		t.Fatalf("spent out: %d left, want 0", got)
+	}
+	// Half a second refills 500 bytes.
+	now += int64(500 * time.Millisecond)
+	if got := b.left(now, &l); got != 500 {
+		t.Fatalf("half a second later: %d left, want 500", got)
+	}
+	// A long pause refills up to the burst, not beyond.
+	now += int64(time.Hour)
+	if got := b.left(now, &l); got != 4000 {
+		t.Fatalf("after a pause: %d left, want the burst", got)
+	}
+}

@@ -321,6 +321,9 @@ func TestLimitsValidation(t *testing.T) {
 		{Limits: helper.Limits{MessagesPerSecond: math.NaN()}},
 		{Limits: helper.Limits{MessagesPerSecond: math.Inf(1)}},
 		{Limits: helper.Limits{MessageBurst: -1}},
+		{Limits: helper.Limits{InflatedBytesPerSecond: math.NaN()}},
+		{Limits: helper.Limits{InflatedBytesPerSecond: math.Inf(-1)}},
+		{Limits: helper.Limits{InflatedBurst: -1}},
 		{AllowedOrigins: []string{"https://*"}},
 		{AllowedOrigins: []string{"https://a.com/path"}},
 		{AllowedOrigins: []string{""}},
@@ -337,7 +340,7 @@ func TestLimitsValidation(t *testing.T) {
 	got := h.Options().Limits
 	want := helper.Limits{MaxJSONDepth: 64, MaxRoomsPerJoin: 256, MaxRoomsPerClient: 1024,
 		MessagesPerSecond: 1000, MessageBurst: 2000, MaxPendingConnections: 10000,
-		MaxUnauthenticatedPayload: 16 << 10}
+		MaxUnauthenticatedPayload: 16 << 10, InflatedBytesPerSecond: 1 << 20, InflatedBurst: 1 << 20}
 	if got != want {
 		b, _ := json.Marshal(got)
 		t.Fatalf("default limits %s", b)
@@ -354,6 +357,23 @@ func TestLimitsValidation(t *testing.T) {
 		}
 		if got := h.Options().Limits.MaxUnauthenticatedPayload; got != tc.want {
 			t.Errorf("MaxPayloadLength %d, MaxUnauthenticatedPayload %d: effective %d, want %d", tc.maxPayload, tc.set, got, tc.want)
+		}
+	}
+	// The inflate budget always holds one message of the largest size,
+	// unless it is off.
+	for _, tc := range []struct {
+		maxPayload, set, want int
+		rate                  float64
+	}{
+		{8 << 20, 0, 8 << 20, 0}, {64 << 10, 1 << 10, 64 << 10, 0}, {64 << 10, 100 << 10, 100 << 10, 0}, {8 << 20, 0, 1 << 20, -1},
+	} {
+		o := helper.Options{MaxPayloadLength: tc.maxPayload, Limits: helper.Limits{InflatedBurst: tc.set, InflatedBytesPerSecond: tc.rate}}
+		h, err := helper.New(helper.Config{Options: o, Handlers: helper.Handlers{Authenticate: auth}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := h.Options().Limits.InflatedBurst; got != tc.want {
+			t.Errorf("MaxPayloadLength %d, InflatedBurst %d, rate %v: effective %d, want %d", tc.maxPayload, tc.set, tc.rate, got, tc.want)
 		}
 	}
 }
@@ -409,4 +429,71 @@ func TestMaxUnauthenticatedPayloadOff(t *testing.T) {
 	u := k.dial()
 	_ = u.Emit("chat", strings.Repeat("a", 32<<10))
 	expectError(t, u, protocol.ErrTextNotAuthenticated)
+}
+
+// Compressed messages spend the client's inflate budget by their inflated
+// size; the one that needs more than is left gets "Rate limit exceeded" and
+// closes the client with 1008, without reaching the handler or being
+// inflated past the budget. Plain messages spend nothing, and nobody else
+// is touched.
+func TestInflateBudget(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		k := newKit(t, tr, func(cfg *helper.Config) {
+			cfg.Options.MaxPayloadLength = 64 << 10
+			cfg.Options.PerMessageDeflate = true
+			// 1 byte a second: nothing refills during the test.
+			cfg.Options.Limits = helper.Limits{InflatedBytesPerSecond: 1, InflatedBurst: 100 << 10}
+		})
+		other, _ := k.login("bystander")
+		ctx := context.Background()
+		c, err := fxtest.DialCompressed(ctx, k.url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Abort() })
+		if !c.Compressed() {
+			t.Fatal("permessage-deflate not negotiated")
+		}
+		if _, err := c.Authenticate(ctx, map[string]any{"token": "valid-u1"}); err != nil {
+			t.Fatal(err)
+		}
+		chat := func(n int) string { return `{"event":"chat","data":"` + strings.Repeat("z", n) + `"}` }
+		for i := 0; i < 2; i++ { // about 80 KiB of the 100
+			_ = c.SendText(chat(40 << 10))
+		}
+		// Plain, the same size: not charged.
+		for i := 0; i < 3; i++ {
+			_ = c.WriteFrame(ws.NewTextFrame([]byte(chat(40 << 10))))
+		}
+		k.rec.waitFor(t, "five messages", func() bool { return len(k.rec.messages) == 5 })
+		_ = c.SendText(chat(30 << 10)) // over the 20 KiB left
+		expectError(t, c, "Rate limit exceeded")
+		expectClose(t, c, 1008, "Rate limit exceeded")
+		if n := k.rec.messageCount(); n != 5 {
+			t.Fatalf("message handler saw %d messages, want the five within the budget", n)
+		}
+		roundTrip(t, other)
+	})
+}
+
+func TestInflateBudgetOff(t *testing.T) {
+	k := newKit(t, rawSocket, func(cfg *helper.Config) {
+		cfg.Options.MaxPayloadLength = 64 << 10
+		cfg.Options.PerMessageDeflate = true
+		cfg.Options.Limits = helper.Limits{InflatedBytesPerSecond: -1, InflatedBurst: 1}
+	})
+	ctx := context.Background()
+	c, err := fxtest.DialCompressed(ctx, k.url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Abort() })
+	if _, err := c.Authenticate(ctx, map[string]any{"token": "valid-u1"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		_ = c.Emit("chat", strings.Repeat("z", 60<<10))
+	}
+	k.rec.waitFor(t, "twenty messages of 60 KiB", func() bool { return len(k.rec.messages) == 20 })
+	expectNothing(t, c, protocol.EventError)
 }

@@ -216,6 +216,9 @@ func (o Options) withDefaults() Options {
 	if l := o.Limits.MaxUnauthenticatedPayload; l < 0 || l > o.MaxPayloadLength {
 		o.Limits.MaxUnauthenticatedPayload = o.MaxPayloadLength
 	}
+	if o.Limits.InflatedBytesPerSecond > 0 && o.Limits.InflatedBurst < o.MaxPayloadLength {
+		o.Limits.InflatedBurst = o.MaxPayloadLength
+	}
 	o.AllowedOrigins = append([]string(nil), o.AllowedOrigins...)
 	return o
 }

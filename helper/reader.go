@@ -437,10 +437,25 @@ func (c *client) deliverMessage(msg []byte, binary, compressed bool) bool {
 	if !compressed {
 		return c.deliverInbound(msg, binary)
 	}
-	out, err := inflateMessage(msg, c.payloadLimit())
+	lim := &c.h.opts.Limits
+	limit, budgeted := c.payloadLimit(), false
+	now := c.lastActivity.Load()
+	if lim.InflatedBytesPerSecond > 0 {
+		if left := c.inflated.left(now, lim); left < limit {
+			limit, budgeted = left, true
+		}
+	}
+	out, err := inflateMessage(msg, limit)
+	if err == errTooBig && budgeted {
+		c.h.overRate(c, "client over its inflate budget; closing")
+		return true
+	}
 	if err != nil {
 		c.readFailed(err)
 		return false
+	}
+	if lim.InflatedBytesPerSecond > 0 {
+		c.inflated.spend(now, len(*out), lim)
 	}
 	c.h.stats.inflated.Add(1)
 	c.pauseAfterScan(len(*out))
