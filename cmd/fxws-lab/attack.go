@@ -89,8 +89,10 @@ var defaultKinds = []string{"violations", "deep-json", "huge-join", "flood", "pr
 // starts the demo with PER_MESSAGE_DEFLATE=1 and sends compressed messages
 // that inflate to nearly MaxPayloadLength, compression bombs and data that
 // is not deflate. "deflate-anon" does the first of those without
-// authenticating.
-var attackKinds = append(slices.Clone(defaultKinds), "deflate", "deflate-anon")
+// authenticating. "deflate-stream" authenticates and then sends compressed
+// messages that inflate to 120 KB and ask for no answer, for as long as
+// the server keeps it (what Limits.InflatedBytesPerSecond budgets).
+var attackKinds = append(slices.Clone(defaultKinds), "deflate", "deflate-anon", "deflate-stream")
 
 type attackStats struct {
 	mu     sync.Mutex
@@ -218,6 +220,8 @@ func attacker(ctx context.Context, s *server, kind string, id int, st *attackSta
 			err = deflateAttack(ctx, s, id, round)
 		case "deflate-anon":
 			err = anonDeflateAttack(ctx, s)
+		case "deflate-stream":
+			err = streamDeflateAttack(ctx, s, id)
 		}
 		if ctx.Err() != nil {
 			break // the round was cut by the attack's end, not by the server
@@ -236,6 +240,11 @@ var (
 		return wsdeflate.Compress([]byte(`{"event":"echo","data":"` + strings.Repeat("amplify ", 15000) + `"}`))
 	})
 	deflateBomb = sync.OnceValue(func() []byte { return wsdeflate.Bomb(100 << 20) })
+	// a chat message the demo records (its event, not its data) and does
+	// not answer
+	amplifiedQuiet = sync.OnceValue(func() []byte {
+		return wsdeflate.Compress([]byte(`{"event":"chat","data":"` + strings.Repeat("amplify ", 15000) + `"}`))
+	})
 )
 
 // deflateAttack is one connection of the deflate attacker, by round: 200
@@ -271,6 +280,33 @@ func deflateAttack(ctx context.Context, s *server, id, round int) error {
 		}
 	}
 	return drainUntilClose(c, 10*time.Second)
+}
+
+// streamDeflateAttack is one connection of the deflate-stream attacker:
+// authenticated, it sends compressed chat messages that inflate to 120 KB
+// each, as fast as the socket takes them, until the server closes it or the
+// attack ends.
+func streamDeflateAttack(ctx context.Context, s *server, id int) error {
+	c, err := dialCompressed(ctx, s.wsURL())
+	if err != nil {
+		return err
+	}
+	defer closeAtEnd(ctx, c.conn)()
+	if err := c.authenticate(fmt.Sprintf("attacker%d", id)); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() {
+		err := drainUntilClose(c, time.Hour)
+		_ = c.conn.Close() // on to the next connection at once
+		done <- err
+	}()
+	for ctx.Err() == nil {
+		if err := c.sendCompressed(amplifiedQuiet()); err != nil {
+			break
+		}
+	}
+	return <-done
 }
 
 // closeAtEnd closes an attacker's connection when the attack ends, so that
@@ -455,6 +491,7 @@ func runAttack(ctx context.Context, c config, bin string) (map[string]any, error
 		e.measure(true)
 	}
 	rssBefore := rssBytes(s.pid())
+	varsBefore, _ := s.vars()
 	smp = sample(s.pid())
 	// The attackers run in their own process: in the lab's process their
 	// goroutines would share one Go scheduler with the healthy clients and
@@ -473,6 +510,7 @@ func runAttack(ctx context.Context, c config, bin string) (map[string]any, error
 	attacked := collect()
 	peak, cpu := smp.stop()
 	rssEnd := rssBytes(s.pid())
+	varsAfter, _ := s.vars()
 	st, err := wait()
 	if err != nil {
 		return nil, err
@@ -500,6 +538,9 @@ func runAttack(ctx context.Context, c config, bin string) (map[string]any, error
 		"attack_rounds":       st.Rounds,
 		"attack_outcomes":     st.Closes,
 		"attack_errors":       st.Errors,
+		// what the server's Stats counted during the attack (e.g.
+		// InflatedMessages, RateLimited closes among ClosedByServer)
+		"server_stats_delta": statsDelta(varsBefore.Stats, varsAfter.Stats),
 	}
 	if c.wire {
 		cw, err := cleanWire()
@@ -624,4 +665,21 @@ func runAttackers(c config) {
 		fail(err)
 	}
 	fmt.Println(string(b))
+}
+
+// statsDelta returns the numeric Stats fields that changed between two
+// readings, as after minus before.
+func statsDelta(before, after map[string]any) map[string]float64 {
+	d := map[string]float64{}
+	for k, v := range after {
+		a, ok := v.(float64)
+		if !ok {
+			continue
+		}
+		b, _ := before[k].(float64)
+		if a != b {
+			d[k] = a - b
+		}
+	}
+	return d
 }

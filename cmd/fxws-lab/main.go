@@ -31,7 +31,9 @@
 //     kernel on lo (tcpdump), without the clients' own scheduling.
 //     -kinds deflate (not in the default mix) starts the demo with
 //     PER_MESSAGE_DEFLATE=1 and adds compressed echoes, compression bombs
-//     and junk marked compressed.
+//     and junk marked compressed; -kinds deflate-anon sends the echoes
+//     without authenticating, -kinds deflate-stream streams compressed
+//     messages from authenticated clients that reconnect when closed.
 //   - churn: 2000 clients connect, authenticate, join 3 rooms, leave, close,
 //     over and over; then 10 s idle. Figures: errors, clients left,
 //     goroutines and RSS against the baseline.
@@ -96,7 +98,7 @@ func main() {
 	fs.IntVar(&c.churners, "churners", 2000, "churn: concurrent churning clients")
 	fs.DurationVar(&c.idle, "idle", 10*time.Second, "churn: idle time before the final reading")
 	fs.IntVar(&c.bpLimit, "backpressure-limit", 1<<20, "slow: the server's BackpressureLimit, for the bound (the demo uses the default)")
-	fs.StringVar(&c.kinds, "kinds", strings.Join(defaultKinds, ","), "attack: the attackers' behaviours, attacker i repeating kind i mod count (also: deflate and deflate-anon, which turn on PER_MESSAGE_DEFLATE)")
+	fs.StringVar(&c.kinds, "kinds", strings.Join(defaultKinds, ","), "attack: the attackers' behaviours, attacker i repeating kind i mod count (also: deflate, deflate-anon and deflate-stream, which turn on PER_MESSAGE_DEFLATE)")
 	fs.StringVar(&c.heapOut, "heap-profile", "", "churn: save the server's heap profile (pprof, after a collection) at the end to this file")
 	fs.BoolVar(&c.stretches, "stretches", false, "attack: take a 3 s execution trace mid-way through each phase and count the server's goroutine run stretches by length (see stretches.go)")
 	fs.BoolVar(&c.wire, "wire", false, "attack: capture 3 s of the healthy clients' packets on lo (tcpdump) mid-way through each phase and report the server's part of their round trips (see wire.go)")
