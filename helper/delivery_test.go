@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fxws/websocket/broker"
+	"github.com/fxws/websocket/fxtest"
 	"github.com/fxws/websocket/helper"
 	"github.com/fxws/websocket/protocol"
 )
@@ -334,5 +336,63 @@ func TestAuthTimerClearedOnConnected(t *testing.T) {
 		c, _ := k.login("u1")
 		time.Sleep(protocol.AuthInProgressFactor*at + 2*at)
 		roundTrip(t, c)
+	})
+}
+
+// A fan-out that was under way when its recipient's socket closed must not
+// write to the descriptor number afterwards: the kernel hands it to the next
+// accepted connection, which would get another client's frames. Clients
+// come and go under a steady broadcast; the newcomers never authenticate, so
+// any frame they get, or a handshake it garbles, is one that went astray.
+func TestClosedSocketsGetNoStrayFrames(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		// The newcomers wait for the end unauthenticated.
+		k := newKit(t, tr, func(cfg *helper.Config) { cfg.Options.AuthTimeout = time.Minute })
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			payload := strings.Repeat("x", 2000)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, _ = k.h.Broadcast("stray", payload)
+			}
+		}()
+		defer func() { close(stop); <-done }()
+		ctx := context.Background()
+		deadline := time.Now().Add(time.Second)
+		var newcomers []*fxtest.Client
+		for round := 0; time.Now().Before(deadline); round++ {
+			var old []*fxtest.Client
+			for i := 0; i < 8; i++ {
+				c, _ := k.login(fmt.Sprintf("u%d-%d", round, i))
+				old = append(old, c)
+			}
+			for _, c := range old {
+				_ = c.Abort()
+			}
+			for i := 0; i < 8; i++ {
+				c, err := fxtest.Dial(ctx, k.url)
+				if err != nil {
+					t.Fatalf("round %d: a newcomer's handshake failed (a stray frame in its response?): %v", round, err)
+				}
+				newcomers = append(newcomers, c)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+		for _, c := range newcomers {
+			if m := c.Messages(); len(m) > 0 {
+				t.Fatalf("a client that never authenticated got %d messages, the first %q", len(m), m[0].Event)
+			}
+			if c.Closed() {
+				code, reason, _ := c.ExpectClose(ctx)
+				t.Fatalf("a client that never authenticated was closed (garbled frames?): %d %q", code, reason)
+			}
+			_ = c.Abort()
+		}
 	})
 }

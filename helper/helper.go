@@ -212,6 +212,7 @@ func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request
 		remoteAddr:  r.RemoteAddr,
 		req:         r.WithContext(context.Background()),
 	}
+	c.out.sock = c.raw.sendFD()
 	c.lastActivity.Store(now.UnixNano())
 	c.lastSeen.Store(now.UnixNano())
 	c.fd.Store(-1)

@@ -26,18 +26,25 @@ const closeGrace = time.Second
 // while the queue is not empty. An idle client therefore holds no goroutine
 // and no buffer for writing.
 type outbound struct {
-	mu    sync.Mutex
-	queue [][]byte
-	// inline backs queue while it holds at most two frames, so queueing
-	// a fan-out frame allocates nothing; a queue that grew past it is
-	// dropped once drained, so an idle client keeps no backing array.
-	inline     [2][]byte
-	pooled     *[][]byte // the pooled array behind queue, if any
-	queued     int       // bytes waiting in queue
-	writing    bool      // a writer goroutine owns the socket's write side
-	dirty      bool      // queued frames wait for the flusher
-	closing    bool      // a close frame is queued or sent; nothing more is accepted
-	readerDone bool      // the read loop has ended; close the socket once drained
+	// The fields a fan-out touches come first, with the client's own
+	// (see client), so that a delivery reaches as few cache lines as it
+	// can: with thousands of recipients each is a miss.
+	mu     sync.Mutex
+	queued int // bytes waiting in queue
+	queue  [][]byte
+	// sock is the socket's descriptor for the fast path's non-blocking
+	// sends, -1 without one. It is written once, before the client is
+	// registered.
+	sock       int32
+	writing    bool // a writer goroutine owns the socket's write side
+	dirty      bool // queued frames wait for the flusher
+	closing    bool // a close frame is queued or sent; nothing more is accepted
+	readerDone bool // the read loop has ended; close the socket once drained
+	// shut is set before the socket is closed for good, and from then on
+	// nothing is written: the fast path sends to sock directly, holding
+	// mu, so this is what keeps a send from reaching a descriptor that is
+	// closed, or whose number a new connection has taken.
+	shut bool
 	// corked: a burst is answering the input of one read, and what is sent
 	// to the client meanwhile (error events, pongs, fan-outs) waits until
 	// it is done and goes out in one write. A client that sends fifty bad
@@ -47,6 +54,11 @@ type outbound struct {
 	// neither a handler's own sends nor anything the client waits for is
 	// held while the server waits.
 	corked bool
+	pooled *[][]byte // the pooled array behind queue, if any
+	// inline backs queue while it holds at most two frames, so queueing
+	// a fan-out frame allocates nothing; a queue that grew past it is
+	// dropped once drained, so an idle client keeps no backing array.
+	inline [2][]byte
 	// closeTimer ends a closing connection whose peer does not finish the
 	// handshake in time. It is stopped once the socket is closed anyway:
 	// left to fire, it would keep the whole client reachable for the grace
@@ -57,8 +69,9 @@ type outbound struct {
 }
 
 // socketClosedLocked is called, with mu held, by whoever closes the socket
-// for good.
+// for good, before closing it.
 func (o *outbound) socketClosedLocked() {
+	o.shut = true
 	if o.closeTimer != nil {
 		o.closeTimer.Stop()
 		o.closeTimer = nil
@@ -110,7 +123,10 @@ func (c *client) enqueueLocked(frame []byte) { c.enqueueLockedMode(frame, false)
 // the flusher. o.mu is held.
 func (c *client) enqueueLockedMode(frame []byte, fanout bool) {
 	o := &c.out
-	if c.raw != nil && !o.writing && (fanout || o.dirty || o.corked) {
+	if o.shut {
+		return // the socket is closed: whoever closed it cleans up
+	}
+	if o.sock >= 0 && !o.writing && (fanout || o.dirty || o.corked) {
 		o.appendFrame(frame)
 		o.queued += len(frame)
 		if !o.dirty && !o.corked {
@@ -119,11 +135,11 @@ func (c *client) enqueueLockedMode(frame []byte, fanout bool) {
 		}
 		return
 	}
-	if !o.writing && c.raw != nil {
-		n, err := c.raw.tryWrite(frame)
+	if !o.writing && o.sock >= 0 {
+		n, err := sendNow(o.sock, frame)
 		if err != nil {
 			// The socket is broken: the read side will clean up.
-			c.terminate()
+			c.terminateLocked()
 			return
 		}
 		if n == len(frame) {
@@ -228,11 +244,16 @@ func (c *client) flushQueued(iov *[]iovec) {
 	if o.writing || len(o.queue) == 0 {
 		return
 	}
-	n, err := c.raw.tryWritev(o.queue, iov)
+	if o.shut {
+		o.releaseQueue()
+		o.queued = 0
+		return
+	}
+	n, err := sendQueueNow(o.sock, o.queue, iov)
 	if err != nil {
 		o.releaseQueue()
 		o.queued = 0
-		c.terminate()
+		c.terminateLocked()
 		return
 	}
 	o.queued -= n

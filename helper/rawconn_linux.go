@@ -13,23 +13,24 @@ import (
 // a write that never blocks (so a fan-out writes straight to every socket
 // that has room and queues only for those that do not).
 //
-// The callbacks handed to syscall.RawConn are bound once per connection and
-// keep their state in the struct: a closure per call would cost three heap
-// allocations per delivered message. The read state belongs to the read
-// loop; the write state to whoever holds the client's outbound lock.
+// The read callback handed to syscall.RawConn is bound once per connection
+// and keeps its state in the struct: a closure per call would allocate.
 type rawConn struct {
 	rc   syscall.RawConn
 	peek [1]byte
+	// fd is the socket's descriptor, for the non-blocking sends. They go
+	// to it directly, not through RawConn.Control, whose reference count
+	// on the descriptor and the objects it reaches were a third of a
+	// delivery's user-space CPU in profiles of a fan-out: each is one more
+	// cold cache line per recipient. What Control guaranteed (the
+	// descriptor is not closed, and its number not reused, during the
+	// write) the client's outbound lock guarantees instead: every send
+	// holds it and checks outbound.shut, which is set under it before the
+	// socket is closed.
+	fd int32
 
 	readFn  func(fd uintptr) bool
 	readErr error
-
-	writeFn  func(fd uintptr)
-	wbuf     []byte
-	wv       [][]byte // vector mode: the frames to write
-	iov      *[]iovec // vector mode: the caller's scratch
-	wn       int
-	writeErr error
 }
 
 func newRawConn(c net.Conn) *rawConn {
@@ -41,10 +42,20 @@ func newRawConn(c net.Conn) *rawConn {
 	if err != nil {
 		return nil
 	}
-	r := &rawConn{rc: rc}
+	r := &rawConn{rc: rc, fd: -1}
+	if err := rc.Control(func(fd uintptr) { r.fd = int32(fd) }); err != nil || r.fd < 0 {
+		return nil
+	}
 	r.readFn = r.peekReadable
-	r.writeFn = r.writeSome
 	return r
+}
+
+// sendFD returns the descriptor for the fast path's sends, -1 without one.
+func (r *rawConn) sendFD() int32 {
+	if r == nil {
+		return -1
+	}
+	return r.fd
 }
 
 // waitReadable blocks until the socket has data (or EOF, or an error) to
@@ -76,31 +87,31 @@ func (r *rawConn) peekReadable(fd uintptr) bool {
 	}
 }
 
-// tryWrite writes as much of b as the socket takes now. It returns the bytes
-// written; a full socket is not an error, the caller queues the rest.
-func (r *rawConn) tryWrite(b []byte) (int, error) {
-	r.wbuf, r.wn, r.writeErr = b, 0, nil
-	err := r.rc.Control(r.writeFn)
-	n, opErr := r.wn, r.writeErr
-	r.wbuf = nil
-	if err != nil {
-		return n, err
+// sendNow writes as much of b to the socket fd as it takes now. It returns
+// the bytes written; a full socket is not an error, the caller queues the
+// rest. The caller holds the client's outbound lock, with the socket not
+// shut (see rawConn.fd).
+func sendNow(fd int32, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		// RawSyscall: the socket is non-blocking, so the call cannot
+		// park the thread, and skipping the scheduler's syscall
+		// bookkeeping keeps a fan-out of thousands of writes on its P
+		// (with Syscall, a slow write lets the P be handed to another
+		// goroutine, which interleaves concurrent fan-outs and stretches
+		// both).
+		m, errno := send(uintptr(fd), unsafe.Pointer(&b[n]), uintptr(len(b)-n))
+		switch errno {
+		case 0:
+			n += int(m)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return n, nil
+		default:
+			return n, errno
+		}
 	}
-	return n, opErr
-}
-
-// tryWritev writes as much of bufs as the socket takes now, in one sendmsg
-// (at most maxIovecs frames), using iov as scratch. It returns the bytes
-// written; a full socket is not an error.
-func (r *rawConn) tryWritev(bufs [][]byte, iov *[]iovec) (int, error) {
-	r.wv, r.iov, r.wn, r.writeErr = bufs, iov, 0, nil
-	err := r.rc.Control(r.writeFn)
-	n, opErr := r.wn, r.writeErr
-	r.wv, r.iov = nil, nil
-	if err != nil {
-		return n, err
-	}
-	return n, opErr
+	return n, nil
 }
 
 type iovec = syscall.Iovec
@@ -108,84 +119,48 @@ type iovec = syscall.Iovec
 // maxIovecs is Linux's IOV_MAX.
 const maxIovecs = 1024
 
-func (r *rawConn) writeVec(fd uintptr) {
-	iov := (*r.iov)[:0]
-	for _, b := range r.wv {
+// sendQueueNow writes as much of bufs to the socket fd as it takes now, in
+// one system call (at most maxIovecs frames), using iov as scratch. It
+// returns the bytes written; a full socket is not an error. The caller
+// holds the client's outbound lock, with the socket not shut.
+func sendQueueNow(fd int32, bufs [][]byte, iov *[]iovec) (int, error) {
+	v := (*iov)[:0]
+	for _, b := range bufs {
 		if len(b) == 0 {
 			continue
 		}
-		v := syscall.Iovec{Base: &b[0]}
-		v.SetLen(len(b))
-		iov = append(iov, v)
-		if len(iov) == maxIovecs {
+		e := syscall.Iovec{Base: &b[0]}
+		e.SetLen(len(b))
+		v = append(v, e)
+		if len(v) == maxIovecs {
 			break
 		}
 	}
-	*r.iov = iov
-	if len(iov) == 0 {
-		return
+	*iov = v
+	if len(v) == 0 {
+		return 0, nil
 	}
+	defer clear(v) // drop the references to the frames
 	for {
 		var n uintptr
 		var errno syscall.Errno
-		if len(iov) == 1 {
+		if len(v) == 1 {
 			// One frame, the usual case of a fan-out: send(2) skips
 			// copying and checking the vector.
-			n, errno = send(fd, unsafe.Pointer(iov[0].Base), uintptr(iov[0].Len))
+			n, errno = send(uintptr(fd), unsafe.Pointer(v[0].Base), uintptr(v[0].Len))
 		} else {
-			n, errno = sendVec(fd, iov)
+			n, errno = sendVec(uintptr(fd), v)
 		}
 		switch errno {
 		case 0:
-			r.wn = int(n)
+			return int(n), nil
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
+			return 0, nil
 		default:
-			r.writeErr = errno
+			return 0, errno
 		}
-		clear(iov) // drop the references to the frames
-		return
-	}
-}
-
-// writeSome runs under RawConn.Control, not RawConn.Write: the write never
-// waits, so Write's extra work (the descriptor's write lock, resetting its
-// poll state, checking the deadline) buys nothing, and it is a twentieth of
-// a delivery's CPU. Control's reference on the descriptor is what matters: it
-// cannot be closed, and its number reused, during the call. The client's
-// outbound lock already keeps writers apart.
-func (r *rawConn) writeSome(fd uintptr) {
-	if r.wv != nil {
-		r.writeVec(fd)
-		return
-	}
-	for r.wn < len(r.wbuf) {
-		// RawSyscall: the socket is non-blocking, so the call cannot
-		// park the thread, and skipping the scheduler's syscall
-		// bookkeeping keeps a fan-out of thousands of writes on its P
-		// (with Syscall, a slow write lets the P be handed to another
-		// goroutine, which interleaves concurrent fan-outs and stretches
-		// both).
-		b := r.wbuf[r.wn:]
-		n, errno := send(fd, unsafe.Pointer(&b[0]), uintptr(len(b)))
-		m := int(n)
-		var e error
-		if errno != 0 {
-			e = errno
-			m = 0
-		}
-		if e == syscall.EINTR {
-			continue
-		}
-		if e == syscall.EAGAIN {
-			return
-		}
-		if e != nil {
-			r.writeErr = e
-			return
-		}
-		r.wn += m
 	}
 }
 

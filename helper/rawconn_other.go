@@ -13,9 +13,12 @@ func newRawConn(net.Conn) *rawConn { return nil }
 
 func (*rawConn) waitReadable() error { return nil }
 
-func (*rawConn) tryWrite([]byte) (int, error) { return 0, nil }
+// sendFD is -1: there is no fast path.
+func (*rawConn) sendFD() int32 { return -1 }
 
-func (*rawConn) tryWritev([][]byte, *[]iovec) (int, error) { return 0, nil }
+func sendNow(int32, []byte) (int, error) { return 0, nil }
+
+func sendQueueNow(int32, [][]byte, *[]iovec) (int, error) { return 0, nil }
 
 // iovec stands in for syscall.Iovec, which not every platform has.
 type iovec struct{}

@@ -399,6 +399,14 @@ func (c *client) readable() {
 // to notice, so unless a burst is under way (it will see the closed socket),
 // terminate runs the disconnect path itself.
 func (c *client) terminate() {
+	c.out.mu.Lock()
+	c.terminateLocked()
+	c.out.mu.Unlock()
+}
+
+// terminateLocked is terminate with c.out.mu held.
+func (c *client) terminateLocked() {
+	c.out.socketClosedLocked()
 	_ = c.conn.Close()
 	if c.rd.polled && c.reading.CompareAndSwap(false, true) {
 		go c.finish()
