@@ -75,14 +75,7 @@ func TestPerMessageDeflate(t *testing.T) {
 		}
 
 		watcher, _ := k.login("watcher")
-		c, err := fxtest.DialCompressed(context.Background(), k.url, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Abort() })
-		if !c.Compressed() {
-			t.Fatal("permessage-deflate not negotiated")
-		}
+		c := k.dialCompressed()
 		if _, err := c.Authenticate(context.Background(), map[string]any{"token": "valid-z"}); err != nil {
 			t.Fatalf("compressed authenticate: %v", err)
 		}

@@ -288,6 +288,21 @@ func (k *kit) dial() *fxtest.Client {
 	return c
 }
 
+// dialCompressed connects a protocol client offering permessage-deflate,
+// closed at cleanup; it fails the test unless the server accepted it.
+func (k *kit) dialCompressed() *fxtest.Client {
+	k.t.Helper()
+	c, err := fxtest.DialCompressed(context.Background(), k.url, nil)
+	if err != nil {
+		k.t.Fatalf("dial: %v", err)
+	}
+	k.t.Cleanup(func() { _ = c.Abort() })
+	if !c.Compressed() {
+		k.t.Fatal("permessage-deflate not negotiated")
+	}
+	return c
+}
+
 // login dials and authenticates as user ("" = anonymous).
 func (k *kit) login(user string) (*fxtest.Client, protocol.ConnectedData) {
 	k.t.Helper()

@@ -405,14 +405,7 @@ func TestMaxUnauthenticatedPayload(t *testing.T) {
 		expectClose(t, u, 1009, "Received too big message")
 
 		// Compressed: a few hundred bytes that inflate past the cap.
-		z, err := fxtest.DialCompressed(ctx, k.url, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = z.Abort() })
-		if !z.Compressed() {
-			t.Fatal("permessage-deflate not negotiated")
-		}
+		z := k.dialCompressed()
 		_ = z.SendText(over)
 		expectClose(t, z, 1009, "Received too big message")
 
@@ -446,14 +439,7 @@ func TestInflateBudget(t *testing.T) {
 		})
 		other, _ := k.login("bystander")
 		ctx := context.Background()
-		c, err := fxtest.DialCompressed(ctx, k.url, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Abort() })
-		if !c.Compressed() {
-			t.Fatal("permessage-deflate not negotiated")
-		}
+		c := k.dialCompressed()
 		if _, err := c.Authenticate(ctx, map[string]any{"token": "valid-u1"}); err != nil {
 			t.Fatal(err)
 		}
@@ -482,13 +468,8 @@ func TestInflateBudgetOff(t *testing.T) {
 		cfg.Options.PerMessageDeflate = true
 		cfg.Options.Limits = helper.Limits{InflatedBytesPerSecond: -1, InflatedBurst: 1}
 	})
-	ctx := context.Background()
-	c, err := fxtest.DialCompressed(ctx, k.url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Abort() })
-	if _, err := c.Authenticate(ctx, map[string]any{"token": "valid-u1"}); err != nil {
+	c := k.dialCompressed()
+	if _, err := c.Authenticate(context.Background(), map[string]any{"token": "valid-u1"}); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 20; i++ {

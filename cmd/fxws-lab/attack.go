@@ -251,14 +251,11 @@ var (
 // compressed echoes that inflate to 120 KB each, sent as fast as the
 // socket takes them; a compression bomb; or junk marked compressed.
 func deflateAttack(ctx context.Context, s *server, id, round int) error {
-	c, err := dialCompressed(ctx, s.wsURL())
+	c, closeNow, err := compressedAttacker(ctx, s, id)
 	if err != nil {
 		return err
 	}
-	defer closeAtEnd(ctx, c.conn)()
-	if err := c.authenticate(fmt.Sprintf("attacker%d", id)); err != nil {
-		return err
-	}
+	defer closeNow()
 	switch round % 3 {
 	case 0:
 		// 200 of them (24 MB once inflated), reading the echoes, then
@@ -287,14 +284,11 @@ func deflateAttack(ctx context.Context, s *server, id, round int) error {
 // each, as fast as the socket takes them, until the server closes it or the
 // attack ends.
 func streamDeflateAttack(ctx context.Context, s *server, id int) error {
-	c, err := dialCompressed(ctx, s.wsURL())
+	c, closeNow, err := compressedAttacker(ctx, s, id)
 	if err != nil {
 		return err
 	}
-	defer closeAtEnd(ctx, c.conn)()
-	if err := c.authenticate(fmt.Sprintf("attacker%d", id)); err != nil {
-		return err
-	}
+	defer closeNow()
 	done := make(chan error, 1)
 	go func() {
 		err := drainUntilClose(c, time.Hour)
@@ -307,6 +301,22 @@ func streamDeflateAttack(ctx context.Context, s *server, id int) error {
 		}
 	}
 	return <-done
+}
+
+// compressedAttacker dials with permessage-deflate and authenticates as
+// attacker id; closeNow ends the connection, and the attack's end does too
+// (see closeAtEnd).
+func compressedAttacker(ctx context.Context, s *server, id int) (c *wsClient, closeNow func(), err error) {
+	c, err = dialCompressed(ctx, s.wsURL())
+	if err != nil {
+		return nil, nil, err
+	}
+	closeNow = closeAtEnd(ctx, c.conn)
+	if err := c.authenticate(fmt.Sprintf("attacker%d", id)); err != nil {
+		closeNow()
+		return nil, nil, err
+	}
+	return c, closeNow, nil
 }
 
 // closeAtEnd closes an attacker's connection when the attack ends, so that
