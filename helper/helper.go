@@ -239,6 +239,9 @@ func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request
 	c.rd.pending = pending
 	c.rd.deflate = deflate != nil && deflate.accepted
 	c.compressOut = c.rd.deflate && deflate.fullWindow && h.opts.CompressMinSize > 0
+	if c.rd.deflate {
+		c.inflated = newInflateBudget(now.UnixNano(), &h.opts.Limits, h.opts.MaxPayloadLength)
+	}
 	if h.poller != nil && c.raw != nil {
 		// The first burst handles what came with the upgrade, then hands
 		// the socket to the poller.

@@ -62,9 +62,12 @@ type Limits struct {
 	// left; one that needs more gets the error event "Rate limit
 	// exceeded" and closes the client with 1008, as the message rate
 	// does. Plain messages are not charged: their size is what the
-	// client itself had to send. Defaults 1 MiB a second and 1 MiB;
-	// InflatedBurst is never less than MaxPayloadLength, so that one
-	// message of the largest size always fits an unspent budget.
+	// client itself had to send. A new connection starts with one
+	// MaxPayloadLength of budget and fills up to InflatedBurst at the
+	// rate, so that a client closed for going over it gets one message's
+	// worth, not a burst, each time it reconnects. Defaults 1 MiB a second
+	// and 1 MiB; InflatedBurst is never less than MaxPayloadLength, so
+	// that one message of the largest size always fits.
 	InflatedBytesPerSecond float64
 	InflatedBurst          int
 }
@@ -211,6 +214,18 @@ type rateLimiter struct {
 // ahead of the clock by the time the bytes spent take to refill.
 type inflateBudget struct {
 	tat int64 // unix nanos
+}
+
+// newInflateBudget is a new connection's budget: it holds one message of the
+// largest size, and fills up to the burst at the budget's rate. A client
+// that reconnects as soon as it is closed for going over its budget thus
+// gets one more message's worth, not a whole burst.
+func newInflateBudget(now int64, l *Limits, maxPayload int) inflateBudget {
+	if l.InflatedBytesPerSecond <= 0 || l.InflatedBurst <= maxPayload {
+		return inflateBudget{}
+	}
+	owed := float64(l.InflatedBurst-maxPayload) * float64(time.Second) / l.InflatedBytesPerSecond
+	return inflateBudget{tat: now + int64(min(owed, float64(math.MaxInt64/2)))}
 }
 
 // left returns how many bytes may be inflated at now, at most burst.

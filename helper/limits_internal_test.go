@@ -72,3 +72,28 @@ func TestInflateBudgetRefill(t *testing.T) {
 		t.Fatalf("after a pause: %d left, want the burst", got)
 	}
 }
+
+func TestInflateBudgetStartsWithOneMessage(t *testing.T) {
+	l := Limits{InflatedBytesPerSecond: 1000, InflatedBurst: 4000}
+	now := time.Unix(1000, 0).UnixNano()
+	b := newInflateBudget(now, &l, 1000)
+	if got := b.left(now, &l); got != 1000 {
+		t.Fatalf("a new connection's budget is %d, want one message of 1000", got)
+	}
+	// It fills to the burst at the rate: 3 s for the other 3000 bytes.
+	if got := b.left(now+int64(1500*time.Millisecond), &l); got != 2500 {
+		t.Fatalf("1.5 s later: %d, want 2500", got)
+	}
+	if got := b.left(now+int64(time.Hour), &l); got != 4000 {
+		t.Fatalf("later: %d, want the burst", got)
+	}
+	// No head start to take back when the burst is one message, or when
+	// the budget is off.
+	l1 := Limits{InflatedBytesPerSecond: 1000, InflatedBurst: 1000}
+	if b := newInflateBudget(now, &l1, 1000); b.left(now, &l1) != 1000 {
+		t.Fatal("burst of one message: not full at the start")
+	}
+	if b := newInflateBudget(now, &Limits{InflatedBytesPerSecond: -1}, 1000); b != (inflateBudget{}) {
+		t.Fatal("budget off: not zero")
+	}
+}

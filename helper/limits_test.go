@@ -428,7 +428,7 @@ func TestMaxUnauthenticatedPayloadOff(t *testing.T) {
 // size; the one that needs more than is left gets "Rate limit exceeded" and
 // closes the client with 1008, without reaching the handler or being
 // inflated past the budget. Plain messages spend nothing, and nobody else
-// is touched.
+// is touched. A new connection starts with one MaxPayloadLength of budget.
 func TestInflateBudget(t *testing.T) {
 	both(t, func(t *testing.T, tr transport) {
 		k := newKit(t, tr, func(cfg *helper.Config) {
@@ -444,15 +444,15 @@ func TestInflateBudget(t *testing.T) {
 			t.Fatal(err)
 		}
 		chat := func(n int) string { return `{"event":"chat","data":"` + strings.Repeat("z", n) + `"}` }
-		for i := 0; i < 2; i++ { // about 80 KiB of the 100
-			_ = c.SendText(chat(40 << 10))
+		for i := 0; i < 2; i++ { // about 40 KiB of the 64 it starts with
+			_ = c.SendText(chat(20 << 10))
 		}
 		// Plain, the same size: not charged.
 		for i := 0; i < 3; i++ {
 			_ = c.WriteFrame(ws.NewTextFrame([]byte(chat(40 << 10))))
 		}
 		k.rec.waitFor(t, "five messages", func() bool { return len(k.rec.messages) == 5 })
-		_ = c.SendText(chat(30 << 10)) // over the 20 KiB left
+		_ = c.SendText(chat(30 << 10)) // over the 24 KiB left
 		expectError(t, c, "Rate limit exceeded")
 		expectClose(t, c, 1008, "Rate limit exceeded")
 		if n := k.rec.messageCount(); n != 5 {
