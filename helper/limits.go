@@ -210,10 +210,13 @@ type rateLimiter struct {
 	tat int64 // theoretical arrival time, unix nanos
 }
 
-// inflateBudget is the same kind of bucket over inflated bytes: tat runs
-// ahead of the clock by the time the bytes spent take to refill.
+// inflateBudget is a token bucket over inflated bytes, kept as what was
+// owed (the burst minus what was left) at the last spend, and when. Unlike
+// the message limiter's clock it needs no conversion of bytes to
+// nanoseconds, which at a very low rate would overflow int64.
 type inflateBudget struct {
-	tat int64 // unix nanos
+	owed float64 // bytes, at `at`
+	at   int64   // unix nanos
 }
 
 // newInflateBudget is a new connection's budget: it holds one message of the
@@ -224,19 +227,23 @@ func newInflateBudget(now int64, l *Limits, maxPayload int) inflateBudget {
 	if l.InflatedBytesPerSecond <= 0 || l.InflatedBurst <= maxPayload {
 		return inflateBudget{}
 	}
-	owed := float64(l.InflatedBurst-maxPayload) * float64(time.Second) / l.InflatedBytesPerSecond
-	return inflateBudget{tat: now + int64(min(owed, float64(math.MaxInt64/2)))}
+	return inflateBudget{owed: float64(l.InflatedBurst - maxPayload), at: now}
+}
+
+// owedAt is what is still owed at now, after refilling.
+func (b *inflateBudget) owedAt(now int64, l *Limits) float64 {
+	refilled := float64(now-b.at) * l.InflatedBytesPerSecond / float64(time.Second)
+	return max(b.owed-refilled, 0)
 }
 
 // left returns how many bytes may be inflated at now, at most burst.
 func (b *inflateBudget) left(now int64, l *Limits) int {
-	owed := float64(max(b.tat-now, 0)) * l.InflatedBytesPerSecond / float64(time.Second)
-	return max(l.InflatedBurst-int(math.Ceil(owed)), 0)
+	return max(l.InflatedBurst-int(math.Ceil(b.owedAt(now, l))), 0)
 }
 
 // spend charges n inflated bytes at now.
 func (b *inflateBudget) spend(now int64, n int, l *Limits) {
-	b.tat = max(b.tat, now) + int64(float64(n)*float64(time.Second)/l.InflatedBytesPerSecond)
+	b.owed, b.at = b.owedAt(now, l)+float64(n), now
 }
 
 // allow reports whether one more message fits at now.

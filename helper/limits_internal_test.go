@@ -97,3 +97,18 @@ func TestInflateBudgetStartsWithOneMessage(t *testing.T) {
 		t.Fatal("budget off: not zero")
 	}
 }
+
+// A rate so low that a message's refill time does not fit in int64 nanos
+// must still read as spent, not wrap around to a full budget.
+func TestInflateBudgetTinyRate(t *testing.T) {
+	l := Limits{InflatedBytesPerSecond: 1e-12, InflatedBurst: 1 << 20}
+	now := time.Unix(1000, 0).UnixNano()
+	b := newInflateBudget(now, &l, 64<<10)
+	if got := b.left(now, &l); got != 64<<10 {
+		t.Fatalf("start: %d left, want one message of 64 KiB", got)
+	}
+	b.spend(now, 64<<10, &l)
+	if got := b.left(now+int64(time.Hour), &l); got != 0 {
+		t.Fatalf("an hour after spending it: %d left, want nothing", got)
+	}
+}
