@@ -202,17 +202,18 @@ func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request
 		pending = append([]byte(nil), pending...)
 	}
 	now := time.Now()
+	raw, sock := newRawConn(conn)
 	c := &client{
 		id:          uuid.NewString(),
 		h:           h,
 		conn:        conn,
-		raw:         newRawConn(conn),
+		raw:         raw,
 		shard:       h.flush.shardFor(),
 		connectedAt: now.UnixNano(),
 		remoteAddr:  r.RemoteAddr,
 		req:         r.WithContext(context.Background()),
 	}
-	c.out.sock = c.raw.sendFD()
+	c.out.sock = sock
 	c.lastActivity.Store(now.UnixNano())
 	c.lastSeen.Store(now.UnixNano())
 	c.fd.Store(-1)

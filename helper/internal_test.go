@@ -39,17 +39,17 @@ func TestRawConnSelection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	raw := newRawConn(c)
-	if hasRawPath && raw == nil {
+	raw, fd := newRawConn(c)
+	if hasRawPath && (raw == nil || fd < 0) {
 		t.Fatal("no raw path for a *net.TCPConn on this platform")
 	}
-	if newRawConn(struct{ net.Conn }{c}) != nil {
+	if raw, fd := newRawConn(struct{ net.Conn }{c}); raw != nil || fd != -1 {
 		t.Fatal("raw path for a conn that is not a syscall.Conn")
 	}
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
-	if newRawConn(a) != nil {
+	if raw, fd := newRawConn(a); raw != nil || fd != -1 {
 		t.Fatal("raw path for net.Pipe")
 	}
 }

@@ -18,44 +18,30 @@ import (
 type rawConn struct {
 	rc   syscall.RawConn
 	peek [1]byte
-	// fd is the socket's descriptor, for the non-blocking sends. They go
-	// to it directly, not through RawConn.Control, whose reference count
-	// on the descriptor and the objects it reaches were a third of a
-	// delivery's user-space CPU in profiles of a fan-out: each is one more
-	// cold cache line per recipient. What Control guaranteed (the
-	// descriptor is not closed, and its number not reused, during the
-	// write) the client's outbound lock guarantees instead: every send
-	// holds it and checks outbound.shut, which is set under it before the
-	// socket is closed.
-	fd int32
 
 	readFn  func(fd uintptr) bool
 	readErr error
 }
 
-func newRawConn(c net.Conn) *rawConn {
+// newRawConn returns the raw read side of c and its descriptor, for the
+// fast path's sends (see outbound.sock); nil and -1 when c is not a plain
+// socket.
+func newRawConn(c net.Conn) (*rawConn, int32) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return nil
+		return nil, -1
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return nil
+		return nil, -1
 	}
-	r := &rawConn{rc: rc, fd: -1}
-	if err := rc.Control(func(fd uintptr) { r.fd = int32(fd) }); err != nil || r.fd < 0 {
-		return nil
+	fd := int32(-1)
+	if err := rc.Control(func(d uintptr) { fd = int32(d) }); err != nil || fd < 0 {
+		return nil, -1
 	}
+	r := &rawConn{rc: rc}
 	r.readFn = r.peekReadable
-	return r
-}
-
-// sendFD returns the descriptor for the fast path's sends, -1 without one.
-func (r *rawConn) sendFD() int32 {
-	if r == nil {
-		return -1
-	}
-	return r.fd
+	return r, fd
 }
 
 // waitReadable blocks until the socket has data (or EOF, or an error) to

@@ -9,12 +9,9 @@ import "net"
 // into a pooled buffer held while blocked and writes from a goroutine.
 type rawConn struct{}
 
-func newRawConn(net.Conn) *rawConn { return nil }
+func newRawConn(net.Conn) (*rawConn, int32) { return nil, -1 }
 
 func (*rawConn) waitReadable() error { return nil }
-
-// sendFD is -1: there is no fast path.
-func (*rawConn) sendFD() int32 { return -1 }
 
 func sendNow(int32, []byte) (int, error) { return 0, nil }
 
