@@ -96,6 +96,9 @@ type Stats struct {
 	// Delivered that went out as compressed frames
 	// (Options.CompressMinSize).
 	InflatedMessages, DeliveredCompressed uint64
+	// RateLimited counts clients closed (1008) for going over their
+	// message rate or their inflate budget (Limits).
+	RateLimited uint64
 }
 
 type counters struct {
@@ -103,6 +106,7 @@ type counters struct {
 	publishErrors, badEnvelopes, handlerErrors  atomic.Uint64
 	memoryReleases                              atomic.Uint64
 	inflated, deliveredCompressed               atomic.Uint64
+	rateLimited                                 atomic.Uint64
 	authenticated                               atomic.Int64
 }
 
@@ -124,5 +128,6 @@ func (h *WebSocketServerHelper) Stats() Stats {
 		DeliveredCompressed: h.stats.deliveredCompressed.Load(),
 		HandlerErrors:       h.stats.handlerErrors.Load(),
 		MemoryReleases:      h.stats.memoryReleases.Load(),
+		RateLimited:         h.stats.rateLimited.Load(),
 	}
 }

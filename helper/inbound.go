@@ -36,6 +36,7 @@ func (h *WebSocketServerHelper) admitMessage(c *client) bool {
 // overRate ends a client that went over one of its rate budgets: the
 // error event, then the close.
 func (h *WebSocketServerHelper) overRate(c *client, why string) {
+	h.stats.rateLimited.Add(1)
 	h.log.Info(why, zapClient(c.id))
 	h.sendError(c, errTextRateLimited)
 	c.closeWith(closeRateLimited, reasonRateLimited)

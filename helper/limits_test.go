@@ -83,6 +83,9 @@ func TestMessageRateLimit(t *testing.T) {
 		}
 		expectError(t, u, "Rate limit exceeded")
 		expectClose(t, u, 1008, "Rate limit exceeded")
+		if n := k.h.Stats().RateLimited; n != 2 {
+			t.Fatalf("Stats().RateLimited = %d, want 2", n)
+		}
 	})
 }
 
@@ -457,6 +460,9 @@ func TestInflateBudget(t *testing.T) {
 		expectClose(t, c, 1008, "Rate limit exceeded")
 		if n := k.rec.messageCount(); n != 5 {
 			t.Fatalf("message handler saw %d messages, want the five within the budget", n)
+		}
+		if n := k.h.Stats().RateLimited; n != 1 {
+			t.Fatalf("Stats().RateLimited = %d, want 1", n)
 		}
 		roundTrip(t, other)
 	})

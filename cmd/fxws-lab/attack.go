@@ -549,7 +549,7 @@ func runAttack(ctx context.Context, c config, bin string) (map[string]any, error
 		"attack_outcomes":     st.Closes,
 		"attack_errors":       st.Errors,
 		// what the server's Stats counted during the attack (e.g.
-		// InflatedMessages, RateLimited closes among ClosedByServer)
+		// InflatedMessages, RateLimited, ConnectionsTotal)
 		"server_stats_delta": statsDelta(varsBefore.Stats, varsAfter.Stats),
 	}
 	if c.wire {
