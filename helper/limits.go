@@ -251,8 +251,10 @@ func (r *rateLimiter) allow(now int64, l *Limits) bool {
 	if l.MessagesPerSecond <= 0 {
 		return true
 	}
-	interval := int64(float64(time.Second) / l.MessagesPerSecond)
-	tolerance := interval * int64(l.MessageBurst-1)
+	// Capped (at 36 and 73 years) so that an absurdly low rate or large
+	// burst cannot overflow int64 into a negative, always-open limit.
+	interval := int64(min(float64(time.Second)/l.MessagesPerSecond, 1<<60))
+	tolerance := int64(min(float64(interval)*float64(l.MessageBurst-1), 1<<61))
 	tat := max(r.tat, now)
 	if tat-now > tolerance {
 		return false

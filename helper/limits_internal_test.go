@@ -1,6 +1,7 @@
 package helper
 
 import (
+	"math"
 	"testing"
 	"time"
 )
@@ -110,5 +111,28 @@ func TestInflateBudgetTinyRate(t *testing.T) {
 	b.spend(now, 64<<10, &l)
 	if got := b.left(now+int64(time.Hour), &l); got != 0 {
 		t.Fatalf("an hour after spending it: %d left, want nothing", got)
+	}
+}
+
+// A rate or burst far out of range is capped, not wrapped into a limit
+// that lets everything through.
+func TestRateLimiterExtremes(t *testing.T) {
+	now := time.Unix(1000, 0).UnixNano()
+	tiny := Limits{MessagesPerSecond: 1e-12, MessageBurst: 3}
+	var r rateLimiter
+	for i := 0; i < 3; i++ {
+		if !r.allow(now, &tiny) {
+			t.Fatalf("message %d of the burst refused", i)
+		}
+	}
+	if r.allow(now+int64(time.Hour), &tiny) {
+		t.Fatal("a rate of 1e-12/s let a fourth message through within the hour")
+	}
+	huge := Limits{MessagesPerSecond: 1000, MessageBurst: math.MaxInt}
+	var h rateLimiter
+	for i := 0; i < 1000; i++ {
+		if !h.allow(now, &huge) {
+			t.Fatalf("message %d refused under a burst of MaxInt", i)
+		}
 	}
 }
