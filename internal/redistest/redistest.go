@@ -255,6 +255,15 @@ func (c *Cluster) form(ctx context.Context) error {
 				ok = false
 				break
 			}
+			// Known is not yet linked: a classic PUBLISH reaches the
+			// other nodes over the cluster bus, and one sent while a
+			// link is still being set up is lost for that node's
+			// subscribers (a fleet test failed that way once).
+			nodes, err := cl.ClusterNodes(ctx).Result()
+			if err != nil || !allLinked(nodes) {
+				ok = false
+				break
+			}
 		}
 		if ok {
 			return nil
@@ -265,6 +274,19 @@ func (c *Cluster) form(ctx context.Context) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// allLinked reports whether a CLUSTER NODES reply shows every node with its
+// bus link connected and out of the handshake.
+func allLinked(nodes string) bool {
+	for _, line := range strings.Split(strings.TrimSpace(nodes), "\n") {
+		f := strings.Fields(line)
+		// id addr flags master ping-sent pong-recv epoch link-state [slots]
+		if len(f) < 8 || f[7] != "connected" || strings.Contains(f[2], "handshake") || strings.Contains(f[2], "noaddr") {
+			return false
+		}
+	}
+	return true
 }
 
 // Addrs are the host:port of every node.
