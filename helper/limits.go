@@ -236,13 +236,20 @@ func (b *inflateBudget) owedAt(now int64, l *Limits) float64 {
 	return max(b.owed-refilled, 0)
 }
 
-// left returns how many bytes may be inflated at now, at most burst.
+// left returns how many bytes may be inflated at now, at most burst; with
+// the budget off, no limit.
 func (b *inflateBudget) left(now int64, l *Limits) int {
+	if l.InflatedBytesPerSecond <= 0 {
+		return math.MaxInt
+	}
 	return max(l.InflatedBurst-int(math.Ceil(b.owedAt(now, l))), 0)
 }
 
-// spend charges n inflated bytes at now.
+// spend charges n inflated bytes at now; with the budget off, nothing.
 func (b *inflateBudget) spend(now int64, n int, l *Limits) {
+	if l.InflatedBytesPerSecond <= 0 {
+		return
+	}
 	b.owed, b.at = b.owedAt(now, l)+float64(n), now
 }
 

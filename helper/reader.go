@@ -445,16 +445,10 @@ func (c *client) deliverMessage(msg []byte, binary, compressed bool) bool {
 	if !compressed {
 		return c.deliverInbound(msg, binary)
 	}
-	lim := &c.h.opts.Limits
-	limit, budgeted := c.payloadLimit(), false
-	now := c.lastActivity.Load()
-	if lim.InflatedBytesPerSecond > 0 {
-		if left := c.inflated.left(now, lim); left < limit {
-			limit, budgeted = left, true
-		}
-	}
-	out, err := inflateMessage(msg, limit)
-	if err == errTooBig && budgeted {
+	lim, now := &c.h.opts.Limits, c.lastActivity.Load()
+	maxLen, left := c.payloadLimit(), c.inflated.left(now, lim)
+	out, err := inflateMessage(msg, min(maxLen, left))
+	if err == errTooBig && left < maxLen {
 		c.h.overRate(c, "client over its inflate budget; closing")
 		return true
 	}
@@ -462,9 +456,7 @@ func (c *client) deliverMessage(msg []byte, binary, compressed bool) bool {
 		c.readFailed(err)
 		return false
 	}
-	if lim.InflatedBytesPerSecond > 0 {
-		c.inflated.spend(now, len(*out), lim)
-	}
+	c.inflated.spend(now, len(*out), lim)
 	c.h.stats.inflated.Add(1)
 	c.pauseAfterScan(len(*out))
 	ok := c.deliverInbound(*out, binary)
