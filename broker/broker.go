@@ -21,6 +21,13 @@ type Handler func(channel string, payload []byte)
 // caller that has subscribed can tell its peers it is listening. A broker
 // whose connection drops re-subscribes by itself to exactly the channels it
 // holds at that time.
+//
+// A call that fails may or may not have changed the set held (the Redis
+// broker keeps a change it could not send and applies it when it
+// reconnects; one that failed on the caller's context changes nothing).
+// Callers therefore repeat a failed change, or send the opposite one,
+// whatever they believe the broker holds, and a broker accepts a channel it
+// already holds, or one it does not hold, without complaint.
 type Broker interface {
 	// Start connects and begins calling h for every message on subscribed
 	// channels. It returns once the broker can publish and subscribe.
@@ -48,5 +55,7 @@ var ErrNotStarted = errors.New("broker: not started")
 // broadcast channel and keeps no per-room, per-user or per-client
 // subscriptions, which saves memory and broker round trips per connection.
 type Firehose interface {
+	// ReceivesAll reports whether every channel reaches this instance
+	// whatever it subscribed to.
 	ReceivesAll() bool
 }

@@ -21,9 +21,18 @@ type subscriptions struct {
 	// there is nothing to follow.
 	off bool
 
-	mu      sync.Mutex
-	dirty   map[string]bool // channel → wanted
-	have    map[string]bool
+	mu    sync.Mutex
+	dirty map[string]bool // channel → wanted
+	have  map[string]bool
+	// unsure holds the channels whose last change failed. A failed call
+	// may or may not have taken effect in the broker (the Redis broker
+	// keeps the change and applies it when it reconnects), so have says
+	// nothing about them: their next change is sent whatever have says.
+	// Without this, an unsubscribe that failed during an outage, then a
+	// subscribe of the same channel (the user back before the retry), sent
+	// nothing: have still said subscribed, the broker had dropped it, and
+	// the channel's messages never reached this instance again.
+	unsure  map[string]bool
 	gen     uint64 // bumped by every change
 	applied uint64 // the gen whose changes are all applied
 	settled chan struct{}
@@ -38,6 +47,7 @@ func newSubscriptions(b broker.Broker, log *zap.Logger) *subscriptions {
 		log:     log,
 		dirty:   make(map[string]bool),
 		have:    make(map[string]bool),
+		unsure:  make(map[string]bool),
 		settled: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
 	}
@@ -84,7 +94,7 @@ func (s *subscriptions) apply(ctx context.Context) bool {
 	gen := s.gen
 	var sub, unsub []string
 	for ch, wanted := range s.dirty {
-		if s.have[ch] != wanted {
+		if s.have[ch] != wanted || s.unsure[ch] {
 			if wanted {
 				sub = append(sub, ch)
 			} else {
@@ -111,7 +121,11 @@ func (s *subscriptions) apply(ctx context.Context) bool {
 					} else {
 						delete(s.have, ch)
 					}
-				} else if _, changed := s.dirty[ch]; !changed {
+					delete(s.unsure, ch)
+					continue
+				}
+				s.unsure[ch] = true
+				if _, changed := s.dirty[ch]; !changed {
 					s.dirty[ch] = wanted // retry unless overridden since
 				}
 			}

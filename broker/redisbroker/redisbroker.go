@@ -182,9 +182,11 @@ type Broker struct {
 	opts    Options
 	log     *zap.Logger
 
-	// opMu serialises everything that sends (un)subscribe commands, so the
-	// set a new session subscribes to and later changes never cross.
-	opMu sync.Mutex
+	// op serialises everything that sends (un)subscribe commands, so the
+	// set a new session subscribes to and later changes never cross. It is
+	// a channel, not a mutex, so that a Subscribe queued behind a slow one
+	// or a reconnect gives up when its context ends.
+	op chan struct{}
 
 	mu      sync.Mutex
 	want    map[string]struct{} // channels held, pattern-covered ones included
@@ -193,7 +195,6 @@ type Broker struct {
 	started bool
 	closed  bool
 	cancel  context.CancelFunc
-	wake    chan struct{} // signalled when a session dies
 
 	queues  []chan delivery
 	loops   sync.WaitGroup // supervisor and workers
@@ -243,7 +244,7 @@ func New(client redis.UniversalClient, opts Options) *Broker {
 		opts:   o,
 		log:    o.Logger.With(zap.String("broker", "redis"), zap.Stringer("mode", o.Mode)),
 		want:   make(map[string]struct{}),
-		wake:   make(chan struct{}, 1),
+		op:     make(chan struct{}, 1),
 	}
 	if cc, ok := client.(*redis.ClusterClient); ok && o.Mode == ModeSharded {
 		b.cluster = cc
@@ -341,8 +342,10 @@ func (b *Broker) connect(ctx context.Context) error {
 	if b.cluster != nil {
 		b.cluster.ReloadState(ctx)
 	}
-	b.opMu.Lock()
-	defer b.opMu.Unlock()
+	if err := b.lockOp(ctx); err != nil {
+		return err
+	}
+	defer b.unlockOp()
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -499,12 +502,33 @@ func (b *Broker) Unsubscribe(ctx context.Context, channels ...string) error {
 	return b.change(ctx, false, channels)
 }
 
+// lockOp takes op, or fails when ctx ends first.
+func (b *Broker) lockOp(ctx context.Context) error {
+	select {
+	case b.op <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := ctx.Err(); err != nil {
+		b.unlockOp() // both were ready: the caller has given up
+		return err
+	}
+	return nil
+}
+
+func (b *Broker) unlockOp() { <-b.op }
+
 func (b *Broker) change(ctx context.Context, add bool, channels []string) error {
 	if len(channels) == 0 {
 		return nil
 	}
-	b.opMu.Lock()
-	defer b.opMu.Unlock()
+	// Wait for our turn no longer than the caller does, and give up
+	// before changing anything: a call that fails on its own context
+	// leaves the set as it was.
+	if err := b.lockOp(ctx); err != nil {
+		return fmt.Errorf("redisbroker: wait to change subscriptions: %w", err)
+	}
+	defer b.unlockOp()
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -672,12 +696,20 @@ func (b *Broker) Close() error {
 		cancel()
 	}
 	b.loops.Wait()
-	b.opMu.Lock() // a connect in flight has finished and seen closed
-	b.opMu.Unlock()
+	b.op <- struct{}{} // a connect in flight has finished and seen closed
+	b.unlockOp()
 	if s != nil {
 		s.close()
 	}
 	b.readers.Wait()
+	// A Publish that passed the closed check before Close may be about to
+	// start the publisher: settle pubOnce here, so that it either started
+	// already (and is stopped below) or never will, and the publish finds
+	// it closed.
+	b.pubOnce.Do(func() {
+		b.pubDone = make(chan struct{})
+		close(b.pubDone)
+	})
 	if b.pubStarted.Load() {
 		close(b.pubStop)
 		<-b.pubDone

@@ -112,7 +112,17 @@ func (s *session) init(ctx context.Context, chans []string) error {
 
 // apply sends (un)subscribe commands for chans, batched, and waits for
 // Redis to have processed them on every connection involved.
+//
+// The connection is shared by every channel of the instance, so the
+// caller's context bounds only the caller's wait, never a write: go-redis
+// turns a context's deadline into the write's, and a write cut short
+// leaves the connection unusable, which would cost every channel a
+// resubscription (and the messages published meanwhile) because one
+// caller gave up. Writes are bounded by the client's WriteTimeout instead.
 func (s *session) apply(ctx context.Context, add bool, chans []string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if len(chans) == 0 {
 		return s.barrierAll(ctx)
 	}
@@ -120,11 +130,12 @@ func (s *session) apply(ctx context.Context, add bool, chans []string) error {
 	if err != nil {
 		return err
 	}
+	wctx := context.WithoutCancel(ctx)
 	touched := make(map[*conn]struct{}, len(groups))
 	for _, g := range groups {
 		for start := 0; start < len(g.chans); start += s.b.opts.SubscribeBatch {
 			batch := g.chans[start:min(start+s.b.opts.SubscribeBatch, len(g.chans))]
-			if err := g.conn.send(ctx, add, batch); err != nil {
+			if err := g.conn.send(wctx, add, batch); err != nil {
 				s.fail(err)
 				return err
 			}
@@ -268,7 +279,8 @@ func (c *conn) barrier(ctx context.Context) error {
 		delete(c.waiters, token)
 		c.mu.Unlock()
 	}()
-	if err := c.ps.Ping(ctx, token); err != nil {
+	// Written without the caller's deadline, for the reason apply gives.
+	if err := c.ps.Ping(context.WithoutCancel(ctx), token); err != nil {
 		return fmt.Errorf("ping: %w", err)
 	}
 	select {

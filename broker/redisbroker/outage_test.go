@@ -1,0 +1,181 @@
+package redisbroker_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/fxws/websocket/broker/redisbroker"
+	"github.com/fxws/websocket/emitter"
+	"github.com/fxws/websocket/internal/redistest"
+	"github.com/fxws/websocket/protocol"
+	"github.com/redis/go-redis/v9"
+)
+
+// Subscription changes that fail during an outage: the Redis broker keeps
+// a change it could not send, so after a failure the helper cannot know
+// what the broker holds, and must send the next change of that channel
+// whatever it believed.
+
+func outageOpts() redisbroker.Options {
+	return redisbroker.Options{
+		ReconnectBackoffMin: 20 * time.Millisecond, ReconnectBackoffMax: 100 * time.Millisecond,
+		PublishTimeout: 300 * time.Millisecond, ProbeInterval: 200 * time.Millisecond, PingTimeout: 300 * time.Millisecond,
+	}
+}
+
+func noRetries(o *redis.Options) { o.MaxRetries = -1 }
+
+// A user's last connection closes while Redis is down: the unsubscribe of
+// ws:user:<u> fails, but the broker has dropped the channel. The user is
+// back before the retry. Once Redis is back, the channel must be
+// subscribed again, or the user's messages from other instances and
+// emitters are lost for as long as the user stays.
+func TestUserChannelRestoredAfterFailedUnsubscribe(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	a := redistest.StartInstance(t, srv.Client(noRetries), outageOpts())
+	userCh := protocol.UserChannel("alice")
+
+	c1, _ := a.Connect(t, "alice")
+	if !slices.Contains(a.Broker.Channels(), userCh) {
+		t.Fatalf("user channel not held after connected: %v", a.Broker.Channels())
+	}
+	srv.Kill()
+	waitFor(t, "the broker notices the loss", func() bool { return !a.Broker.Stats().Connected })
+
+	_ = c1.Abort()
+	waitFor(t, "the unsubscribe attempted", func() bool { return !slices.Contains(a.Broker.Channels(), userCh) })
+
+	c2, c2ID := a.Connect(t, "alice") // the same user back, Redis still down
+
+	srv.Restart()
+	waitFor(t, "reconnect", func() bool { st := a.Broker.Stats(); return st.Connected && st.Reconnects >= 1 })
+	pub := srv.Client()
+	waitFor(t, "the retry of the new client's channel", func() bool {
+		n, err := pub.PubSubNumSub(ctx, protocol.ClientChannel(c2ID)).Result()
+		return err == nil && n[protocol.ClientChannel(c2ID)] == 1
+	})
+	a.Connect(t, "sentinel") // its connected comes after every earlier change is applied
+
+	n, err := pub.PubSubNumSub(ctx, userCh).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n[userCh] != 1 {
+		t.Errorf("after recovery %s has %d subscribers, want 1 (the broker holds %v)", userCh, n[userCh], a.Broker.Channels())
+	}
+	e, err := emitter.New(srv.Client(), emitter.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ToUser(ctx, "alice", "for-alice", 1); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := c2.Expect(wctx, "for-alice"); err != nil {
+		t.Errorf("the connected user never got an emitter's message: %v", err)
+	}
+}
+
+// A client's whole life falls inside an outage: its subscribes fail, but
+// the broker keeps them. After recovery nothing of it may stay subscribed.
+func TestNoChannelsLeakFromClientsOfAnOutage(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	a := redistest.StartInstance(t, srv.Client(noRetries), outageOpts())
+
+	srv.Kill()
+	waitFor(t, "the broker notices the loss", func() bool { return !a.Broker.Stats().Connected })
+	c, id := a.Connect(t, "bob")
+	_ = c.Abort()
+	waitFor(t, "client removed", func() bool { _, ok := a.Helper.GetClient(id); return !ok })
+
+	srv.Restart()
+	waitFor(t, "reconnect", func() bool { st := a.Broker.Stats(); return st.Connected && st.Reconnects >= 1 })
+	gone := []string{protocol.ClientChannel(id), protocol.UserChannel("bob"), protocol.RoomChannel(id)}
+	pub := srv.Client()
+	// The helper retries failed changes every second; wait for them
+	// rather than for a fixed time.
+	waitFor(t, "the gone client's channels released", func() bool {
+		held := a.Broker.Channels()
+		n, err := pub.PubSubNumSub(ctx, gone...).Result()
+		if err != nil {
+			return false
+		}
+		for _, ch := range gone {
+			if n[ch] != 0 || slices.Contains(held, ch) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// A caller whose context has ended must fail alone: its write is not cut
+// short on the connection every channel shares.
+func TestExpiredContextSparesTheSharedSession(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	b, _ := startBroker(t, srv.Client(), redisbroker.Options{ReconnectBackoffMin: 10 * time.Millisecond})
+	if err := b.Subscribe(ctx, "ws:room:a"); err != nil {
+		t.Fatal(err)
+	}
+	expired, cancel := context.WithDeadline(ctx, time.Now().Add(-time.Millisecond))
+	defer cancel()
+	if err := b.Subscribe(expired, "ws:room:b"); err == nil {
+		t.Error("Subscribe with an expired context succeeded")
+	}
+	if slices.Contains(b.Channels(), "ws:room:b") {
+		t.Error("a Subscribe that failed on its own context changed the set held")
+	}
+	// A Subscribe whose deadline passes while it waits for Redis's
+	// confirmation (not before it writes).
+	short, cancel2 := context.WithTimeout(ctx, time.Microsecond)
+	defer cancel2()
+	_ = b.Subscribe(short, "ws:room:c")
+	if err := b.Subscribe(ctx, "ws:room:d"); err != nil {
+		t.Fatal(err)
+	}
+	if st := b.Stats(); st.Sessions != 1 || st.Reconnects != 0 {
+		t.Errorf("a caller's context tore down the shared subscription session: %+v", st)
+	}
+}
+
+// A Subscribe queued behind one stuck on a silent connection gives up when
+// its own context ends.
+func TestSubscribeHonoursContextWhileQueued(t *testing.T) {
+	srv := redistest.Start(t)
+	proxy := redistest.NewProxy(t, srv.Addr())
+	rc := redis.NewClient(&redis.Options{Addr: proxy.Addr()})
+	defer rc.Close()
+	ctx := context.Background()
+	b, _ := startBroker(t, rc, redisbroker.Options{
+		ProbeInterval: time.Second, PingTimeout: time.Second, ReconnectBackoffMin: 10 * time.Millisecond,
+	})
+	if err := b.Subscribe(ctx, "ws:room:a"); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Freeze()
+	first := make(chan error, 1)
+	go func() {
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		first <- b.Subscribe(c, "ws:room:b")
+	}()
+	waitFor(t, "the first Subscribe to hold the turn", func() bool { return slices.Contains(b.Channels(), "ws:room:b") })
+	c, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	err := b.Subscribe(c, "ws:room:c")
+	if err == nil {
+		t.Error("Subscribe queued behind a stuck one succeeded")
+	}
+	// It gave up on its context, not with the session's failure: its
+	// channel was never added.
+	if slices.Contains(b.Channels(), "ws:room:c") {
+		t.Errorf("a Subscribe that gave up while queued changed the set held (err %v)", err)
+	}
+	<-first // ends when the probe gives the silent connection up
+}
