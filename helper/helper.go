@@ -55,6 +55,9 @@ type WebSocketServerHelper struct {
 	conns    sync.WaitGroup // read loops
 	tasks    sync.WaitGroup // callbacks running off the read loops
 
+	// epoch is the origin of the rate limits' clock (see mono).
+	epoch time.Time
+
 	poller *poller // nil: every connection has a read goroutine
 	bursts *burstPool
 	flush  *flusher
@@ -100,6 +103,7 @@ func New(cfg Config) (*WebSocketServerHelper, error) {
 		broker:   b,
 		log:      log,
 		serverID: serverID,
+		epoch:    time.Now(),
 	}
 	h.checkOrigin = originChecker(opts.AllowedOrigins)
 	h.selfPrefix = append(protocol.AppendJSONString([]byte(`{"serverId":`), serverID), ',')
@@ -241,7 +245,7 @@ func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request
 	c.rd.deflate = deflate != nil && deflate.accepted
 	c.compressOut = c.rd.deflate && deflate.fullWindow && h.opts.CompressMinSize > 0
 	if c.rd.deflate {
-		c.inflated = newInflateBudget(now.UnixNano(), &h.opts.Limits, h.opts.MaxPayloadLength)
+		c.inflated = newInflateBudget(h.mono(now), &h.opts.Limits, h.opts.MaxPayloadLength)
 	}
 	if h.poller != nil && c.raw != nil {
 		// The first burst handles what came with the upgrade, then hands
@@ -406,3 +410,10 @@ const (
 	closeBackpressure  = ws.StatusCode(protocol.CloseBackpressure)
 	reasonBackpressure = protocol.ReasonBackpressure
 )
+
+// mono is t on the rate limits' clock: nanoseconds since epoch, read from
+// the monotonic clock. The limits keep time as a point ahead (the message
+// limiter) or a debt with its date (the inflate budget), so a wall clock
+// stepped back (an NTP correction, a resumed VM) would close every active
+// client for going over its rate, or empty its budget.
+func (h *WebSocketServerHelper) mono(t time.Time) int64 { return int64(t.Sub(h.epoch)) }

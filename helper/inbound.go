@@ -23,10 +23,10 @@ type inboundMessage struct {
 // admitMessage charges a complete message to c's rate budget, before
 // anything else is done with it (inflating, validating, decoding): a flood
 // costs the server a counter. Over the budget, c gets the error event and
-// is closed, and the message is dropped. The read loop stamped
-// lastActivity with the message's arrival just before.
-func (h *WebSocketServerHelper) admitMessage(c *client) bool {
-	if c.rate.allow(c.lastActivity.Load(), &h.opts.Limits) {
+// is closed, and the message is dropped. arrived is the message's arrival
+// on the limits' clock (see mono).
+func (h *WebSocketServerHelper) admitMessage(c *client, arrived int64) bool {
+	if c.rate.allow(arrived, &h.opts.Limits) {
 		return true
 	}
 	h.overRate(c, "client over its message rate; closing")

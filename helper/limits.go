@@ -232,7 +232,8 @@ func newInflateBudget(now int64, l *Limits, maxPayload int) inflateBudget {
 
 // owedAt is what is still owed at now, after refilling.
 func (b *inflateBudget) owedAt(now int64, l *Limits) float64 {
-	refilled := float64(now-b.at) * l.InflatedBytesPerSecond / float64(time.Second)
+	// A clock that went back refills nothing (and spend re-anchors).
+	refilled := float64(max(now-b.at, 0)) * l.InflatedBytesPerSecond / float64(time.Second)
 	return max(b.owed-refilled, 0)
 }
 
@@ -262,6 +263,13 @@ func (r *rateLimiter) allow(now int64, l *Limits) bool {
 	// burst cannot overflow int64 into a negative, always-open limit.
 	interval := int64(min(float64(time.Second)/l.MessagesPerSecond, 1<<60))
 	tolerance := int64(min(float64(interval)*float64(l.MessageBurst-1), 1<<61))
+	if r.tat-now > tolerance+interval {
+		// Never further ahead than that after an allowed message, unless
+		// the clock went back: start afresh rather than refuse everything
+		// until it has caught up. (The helper feeds a monotonic clock; this
+		// keeps the limiter sound for any caller.)
+		r.tat = now
+	}
 	tat := max(r.tat, now)
 	if tat-now > tolerance {
 		return false

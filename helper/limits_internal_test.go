@@ -136,3 +136,28 @@ func TestRateLimiterExtremes(t *testing.T) {
 		}
 	}
 }
+
+// A wall clock stepped back (NTP, a resumed VM) must not turn the limits
+// against every active client. The helper feeds them a monotonic clock;
+// the limits themselves also start afresh when time goes back.
+func TestLimitsSurviveABackwardClock(t *testing.T) {
+	lim := Options{}.withDefaults().Limits
+	t0 := time.Now().UnixNano()
+	var r rateLimiter
+	if !r.allow(t0, &lim) {
+		t.Fatal("first message refused")
+	}
+	if !r.allow(t0-int64(3*time.Second), &lim) {
+		t.Error("the second message, after the clock went back 3 s, was refused: the client would be closed 1008")
+	}
+	b := newInflateBudget(t0, &lim, 128<<10)
+	b.spend(t0, 1000, &lim)
+	before := b.left(t0, &lim)
+	if left := b.left(t0-int64(time.Second), &lim); left != before {
+		t.Errorf("inflate budget after the clock went back 1 s: %d bytes left, %d before", left, before)
+	}
+	b.spend(t0-int64(time.Second), 1000, &lim)
+	if left := b.left(t0, &lim); left < before-1000 {
+		t.Errorf("inflate budget a second after re-anchoring: %d bytes left, want at least %d", left, before-1000)
+	}
+}

@@ -103,7 +103,7 @@ func (c *client) send(frame []byte) sendResult {
 func (c *client) push(frame []byte, control, fanout bool) sendResult {
 	o := &c.out
 	o.mu.Lock()
-	if o.closing || o.readerDone {
+	if o.closing || o.readerDone || o.shut {
 		o.mu.Unlock()
 		return droppedClosing
 	}
@@ -116,8 +116,11 @@ func (c *client) push(frame []byte, control, fanout bool) sendResult {
 		}
 		return droppedBackpressure
 	}
-	c.enqueueLockedMode(frame, fanout)
+	ok := c.enqueueLockedMode(frame, fanout)
 	o.mu.Unlock()
+	if !ok {
+		return droppedClosing
+	}
 	return sent
 }
 
@@ -125,30 +128,33 @@ func (c *client) push(frame []byte, control, fanout bool) sendResult {
 func (c *client) enqueueLocked(frame []byte) { c.enqueueLockedMode(frame, false) }
 
 // enqueueLockedMode is enqueueLocked, or, for a fan-out, hands the frame to
-// the flusher. o.mu is held.
-func (c *client) enqueueLockedMode(frame []byte, fanout bool) {
+// the flusher. o.mu is held. It reports false when the frame was dropped
+// because the socket is closed or broke on this very write.
+func (c *client) enqueueLockedMode(frame []byte, fanout bool) bool {
 	o := &c.out
 	if o.shut {
-		return // the socket is closed: whoever closed it cleans up
+		return false // the socket is closed: whoever closed it cleans up
 	}
-	if o.sock >= 0 && !o.writing && (fanout || o.dirty || o.corked) {
+	// A frame never overtakes queued ones: with anything queued it joins
+	// the queue, even when no writer or flusher owns it yet.
+	if o.sock >= 0 && !o.writing && (fanout || o.dirty || o.corked || len(o.queue) > 0) {
 		o.appendFrame(frame)
 		o.queued += len(frame)
 		if !o.dirty && !o.corked {
 			o.dirty = true
 			c.h.flush.add(c)
 		}
-		return
+		return true
 	}
 	if !o.writing && o.sock >= 0 {
 		n, err := sendNow(o.sock, frame)
 		if err != nil {
 			// The socket is broken: the read side will clean up.
 			c.terminateLocked()
-			return
+			return false
 		}
 		if n == len(frame) {
-			return
+			return true
 		}
 		frame = frame[n:]
 	}
@@ -158,6 +164,7 @@ func (c *client) enqueueLockedMode(frame []byte, fanout bool) {
 		o.writing = true
 		go c.writeLoop()
 	}
+	return true
 }
 
 // writeLoop drains the queue with blocking, deadline-bounded writes and
@@ -242,9 +249,14 @@ func (c *client) writeSteadily(bufs *net.Buffers) (int64, error) {
 // flushQueued writes c's queue for the flusher: one non-blocking sendmsg;
 // what the socket does not take goes to a writer goroutine.
 func (c *client) flushQueued(iov *[]iovec) {
+	c.out.mu.Lock()
+	c.flushQueuedLocked(iov)
+	c.out.mu.Unlock()
+}
+
+// flushQueuedLocked is flushQueued with c.out.mu held.
+func (c *client) flushQueuedLocked(iov *[]iovec) {
 	o := &c.out
-	o.mu.Lock()
-	defer o.mu.Unlock()
 	o.dirty = false
 	if o.writing || len(o.queue) == 0 {
 		return
@@ -293,7 +305,11 @@ func (c *client) cork() {
 	c.out.mu.Unlock()
 }
 
-// uncork writes what was held since cork, in one write.
+// uncork writes what was held since cork, in one write. It writes without
+// letting go of the lock in between: a send from another goroutine (a
+// SendToClient, the sweep's ping, a close) that came between the uncork
+// and the write would otherwise go out ahead of the held frames, or, taken
+// by the socket in part, be queued behind them and spliced.
 func (c *client) uncork() {
 	if !c.rd.corked {
 		return
@@ -302,13 +318,12 @@ func (c *client) uncork() {
 	o := &c.out
 	o.mu.Lock()
 	o.corked = false
-	held := !o.writing && !o.dirty && len(o.queue) > 0
-	o.mu.Unlock()
-	if held {
+	if !o.writing && !o.dirty && len(o.queue) > 0 {
 		iov := iovecs.Get().(*[]iovec)
-		c.flushQueued(iov)
+		c.flushQueuedLocked(iov)
 		iovecs.Put(iov)
 	}
+	o.mu.Unlock()
 }
 
 // iovecs holds the scratch vectors of uncorking bursts.
@@ -377,16 +392,26 @@ func (c *client) closeWith(code ws.StatusCode, reason string) {
 
 // readerExited is called once by the read loop on its way out. Queued frames
 // are still written (bounded by the write timeout); then the socket closes.
+// A queue no writer owns yet (frames waiting for the flusher, or held by a
+// cork) gets a writer now: closing at once would drop it, and with it the
+// answer to the peer's close frame, which is queued behind them.
 func (c *client) readerExited() {
 	o := &c.out
 	o.mu.Lock()
 	o.readerDone = true
-	writing := o.writing
-	if !writing {
+	closeNow := false
+	switch {
+	case o.writing:
+		// The writer closes the socket once the queue is drained.
+	case len(o.queue) > 0 && !o.shut:
+		o.writing = true
+		go c.writeLoop()
+	default:
 		o.socketClosedLocked()
+		closeNow = true
 	}
 	o.mu.Unlock()
-	if !writing {
+	if closeNow {
 		_ = c.conn.Close()
 	}
 }

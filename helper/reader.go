@@ -274,7 +274,8 @@ func (c *client) readFrames() bool {
 			c.readFailed(err)
 			return false
 		}
-		now := time.Now().UnixNano()
+		at := time.Now()
+		now := at.UnixNano()
 		if rd.polled {
 			c.h.poller.pollNow(now)
 		}
@@ -305,7 +306,7 @@ func (c *client) readFrames() bool {
 				break
 			}
 			c.lastActivity.Store(now)
-			if !c.deliverMessage(payload, hdr.op == ws.OpBinary, compressed) {
+			if !c.deliverMessage(payload, hdr.op == ws.OpBinary, compressed, c.h.mono(at)) {
 				return false
 			}
 		case ws.OpContinuation:
@@ -321,7 +322,7 @@ func (c *client) readFrames() bool {
 			if hdr.fin {
 				rd.fragmented = false
 				c.lastActivity.Store(now)
-				if !c.deliverMessage(rd.fragments, rd.fragmentedBinary, rd.fragmentedCompressed) {
+				if !c.deliverMessage(rd.fragments, rd.fragmentedBinary, rd.fragmentedCompressed, c.h.mono(at)) {
 					return false
 				}
 				rd.fragments = nil
@@ -435,18 +436,18 @@ func (c *client) finish() {
 // stand for the whole MaxPayloadLength. What a message leaves behind for
 // handlers is copied out of it (as out of the read buffer), so the
 // inflated bytes go straight back to the pool.
-func (c *client) deliverMessage(msg []byte, binary, compressed bool) bool {
+func (c *client) deliverMessage(msg []byte, binary, compressed bool, arrived int64) bool {
 	if c.closing() {
 		return true // the server has said goodbye; only the close reply matters
 	}
-	if !c.h.admitMessage(c) {
+	if !c.h.admitMessage(c, arrived) {
 		return true
 	}
 	if !compressed {
 		return c.deliverInbound(msg, binary)
 	}
-	lim, now := &c.h.opts.Limits, c.lastActivity.Load()
-	maxLen, left := c.payloadLimit(), c.inflated.left(now, lim)
+	lim := &c.h.opts.Limits
+	maxLen, left := c.payloadLimit(), c.inflated.left(arrived, lim)
 	out, err := inflateMessage(msg, min(maxLen, left))
 	if err == errTooBig && left < maxLen {
 		c.h.overRate(c, "client over its inflate budget; closing")
@@ -456,7 +457,7 @@ func (c *client) deliverMessage(msg []byte, binary, compressed bool) bool {
 		c.readFailed(err)
 		return false
 	}
-	c.inflated.spend(now, len(*out), lim)
+	c.inflated.spend(arrived, len(*out), lim)
 	c.h.stats.inflated.Add(1)
 	c.pauseAfterScan(len(*out))
 	ok := c.deliverInbound(*out, binary)

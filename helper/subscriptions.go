@@ -2,6 +2,7 @@ package helper
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -37,6 +38,10 @@ type subscriptions struct {
 	applied uint64 // the gen whose changes are all applied
 	settled chan struct{}
 	kick    chan struct{}
+	// stopped is closed when run returns: nothing will be applied any
+	// more, so sync stops waiting (a login racing Shutdown would otherwise
+	// hold Shutdown for the whole SubscribeTimeout).
+	stopped chan struct{}
 }
 
 func newSubscriptions(b broker.Broker, log *zap.Logger) *subscriptions {
@@ -50,6 +55,7 @@ func newSubscriptions(b broker.Broker, log *zap.Logger) *subscriptions {
 		unsure:  make(map[string]bool),
 		settled: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
+		stopped: make(chan struct{}),
 	}
 }
 
@@ -72,6 +78,7 @@ func (s *subscriptions) mark(ch string, wanted bool) {
 
 // run applies changes until ctx ends.
 func (s *subscriptions) run(ctx context.Context) {
+	defer close(s.stopped)
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
@@ -151,6 +158,9 @@ func (s *subscriptions) apply(ctx context.Context) bool {
 	return ok
 }
 
+// errSubscriptionsStopped: the helper is shutting down.
+var errSubscriptionsStopped = errors.New("subscription changes stopped")
+
 // sync waits until every change recorded before the call has been applied
 // (or attempted), or ctx ends.
 func (s *subscriptions) sync(ctx context.Context) error {
@@ -163,6 +173,8 @@ func (s *subscriptions) sync(ctx context.Context) error {
 		case <-ch:
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-s.stopped:
+			return errSubscriptionsStopped
 		}
 		s.mu.Lock()
 	}
