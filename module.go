@@ -1,12 +1,14 @@
 package websocket
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 
 	"github.com/fxws/websocket/broker"
 	"github.com/fxws/websocket/component"
 	"github.com/fxws/websocket/helper"
+	"github.com/fxws/websocket/internal/nilref"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
@@ -27,8 +29,10 @@ var Module = fx.Module("websocket",
 )
 
 // ServerOptions configures the module: every helper.Options setting
-// (embedded) plus Addr, ReadHeaderTimeout and RedisPingTimeout. Zero values mean the documented defaults. Bind it with
-// WithServerOptions or under ServerOptionsKey.
+// (embedded) plus Addr, ReadHeaderTimeout, RedisPingTimeout and
+// RedisBroker. Zero values mean the documented defaults. Bind it with
+// WithServerOptions or under ServerOptionsKey; supplied without the name it
+// would be ignored, so the module refuses to start then.
 type ServerOptions = component.Options
 
 // HelperRef lets a handler reach the helper it belongs to: a handler's
@@ -37,8 +41,13 @@ type ServerOptions = component.Options
 type HelperRef = component.HelperRef
 
 // bind provides v under the fx name of key, typed as T (an interface stays
-// an interface, which fx.Supply would not keep).
+// an interface, which fx.Supply would not keep). A nil v is an error: bound,
+// it would read as "not bound" and quietly get the default (a mux of nil
+// makes the module listen on its own address), or panic at the first call.
 func bind[T any](v T, key string) fx.Option {
+	if nilref.Is(v) {
+		return fx.Error(fmt.Errorf("websocket: a nil %T bound under %s: bind a value, or leave the binding out for the default", v, key))
+	}
 	return fx.Provide(fx.Annotate(func() T { return v }, fx.ResultTags(key)))
 }
 

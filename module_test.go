@@ -176,6 +176,16 @@ func TestInvalidBindingsFailNew(t *testing.T) {
 			[]string{"@app/websocket/http-mux", "@app/websocket/listener"}},
 		{"nil authenticate", []fx.Option{fx.Provide(fx.Annotate(func() helper.AuthenticateFunc { return nil }, fx.ResultTags(websocket.AuthenticateHandlerKey)))},
 			[]string{"no authenticate handler", "@app/websocket/authenticate-handler"}},
+		// A typed nil inside the interface: not nil to a comparison, a
+		// panic in the start hook's ping before.
+		{"nil redis client inside the interface", []fx.Option{fx.Provide(fx.Annotate(func() redis.UniversalClient { return (*redis.Client)(nil) }, fx.ResultTags(websocket.RedisConnectionKey)))},
+			[]string{"@app/websocket/redis-connection", "nil *redis.Client"}},
+		{"nil redis client through the helper", []fx.Option{websocket.WithRedisConnection((*redis.Client)(nil))},
+			[]string{"@app/websocket/redis-connection", "nil"}},
+		{"nil mux", []fx.Option{websocket.WithHTTPMux(nil)},
+			[]string{"@app/websocket/http-mux", "nil"}},
+		{"options without the name", []fx.Option{fx.Supply(websocket.ServerOptions{Options: helper.Options{Path: "/realtime"}})},
+			[]string{"without the name", "@app/websocket/server-options", "WithServerOptions"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

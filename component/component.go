@@ -13,11 +13,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"reflect"
 	"sync"
 	"time"
 
 	"github.com/fxws/websocket/broker"
 	"github.com/fxws/websocket/helper"
+	"github.com/fxws/websocket/internal/nilref"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
@@ -35,6 +37,10 @@ type Params struct {
 
 	Options Options               `name:"@app/websocket/server-options" optional:"true"`
 	Redis   redis.UniversalClient `name:"@app/websocket/redis-connection" optional:"true"`
+	// UnnamedOptions catches options supplied without the name
+	// (fx.Supply(websocket.ServerOptions{…})), which would otherwise be
+	// ignored without a word.
+	UnnamedOptions Options `optional:"true"`
 
 	Authenticate        helper.AuthenticateFunc        `name:"@app/websocket/authenticate-handler"`
 	ValidateRoom        helper.ValidateRoomFunc        `name:"@app/websocket/validate-room-handler" optional:"true"`
@@ -138,6 +144,25 @@ func validate(p Params) error {
 	if p.Options.RequireEncryption && p.Handshake == nil {
 		errs = append(errs, fmt.Errorf("RequireEncryption is set but there is no handshake handler: provide a helper.HandshakeFunc named %q (websocket.WithHandshake)", keyHandshake))
 	}
+	if !reflect.ValueOf(p.UnnamedOptions).IsZero() {
+		errs = append(errs, fmt.Errorf("server options were provided without the name %q, so they would be ignored: bind them with websocket.WithServerOptions, or fx.Annotate(…, fx.ResultTags(websocket.ServerOptionsKey))", keyServerOptions))
+	}
+	for _, b := range []struct {
+		v    any
+		key  string
+		what string
+	}{
+		{p.Redis, keyRedis, "leave the binding out to run one instance on the in-process broker"},
+		{p.Broker, keyBroker, "leave the binding out for the default broker"},
+		{p.Listener, keyListener, "leave the binding out and the module listens on ServerOptions.Addr"},
+	} {
+		if b.v != nil && nilref.Is(b.v) {
+			errs = append(errs, fmt.Errorf("the value bound as %s is a nil %T: bind a live one, or %s", b.key, b.v, b.what))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("websocket: %w", errors.Join(errs...))
+	}
 	if p.Redis != nil && p.Broker != nil {
 		errs = append(errs, fmt.Errorf("both a Redis connection (%s) and a broker (%s) are provided: provide one", keyRedis, keyBroker))
 	}
@@ -239,8 +264,11 @@ func (s *server) pingRedis(ctx context.Context) error {
 	case <-pctx.Done():
 		err = pctx.Err()
 	}
-	if err != nil {
+	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("websocket: the Redis connection (%s) did not answer PING within %v: %w", keyRedis, s.opts.RedisPingTimeout, err)
+	}
+	if err != nil {
+		return fmt.Errorf("websocket: the Redis connection (%s) failed PING: %w", keyRedis, err)
 	}
 	s.log.Debug("redis ping", zap.Duration("took", time.Since(start)))
 	return nil

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/fxws/websocket/internal/nilref"
 	"github.com/fxws/websocket/protocol"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
@@ -60,7 +61,7 @@ type WebSocketEmitter struct {
 
 // New returns an emitter on client. It does no I/O.
 func New(client redis.UniversalClient, opts Options) (*WebSocketEmitter, error) {
-	if client == nil {
+	if nilref.Is(client) { // a nil *redis.Client would panic at the first publish
 		return nil, ErrNoRedis
 	}
 	if opts.Identifier == "" {
@@ -79,11 +80,19 @@ func New(client redis.UniversalClient, opts Options) (*WebSocketEmitter, error) 
 }
 
 // Start waits until Redis answers PING, retrying until ReadyTimeout or ctx
-// ends, and returns the last error if it never does.
+// ends, and returns the last failure if it never does. With a deadline on
+// ctx (fx's start timeout) it gives up a little before it, so that the
+// error says why Redis was not ready rather than only that time ran out.
 func (e *WebSocketEmitter) Start(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, e.opts.ReadyTimeout)
+	wait := e.opts.ReadyTimeout
+	if d, ok := ctx.Deadline(); ok {
+		left := time.Until(d)
+		wait = max(min(wait, left-min(left/10, time.Second)), 0)
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	backoff := 50 * time.Millisecond
+	var last error
 	for {
 		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
 		err := e.client.Ping(pctx).Err()
@@ -92,9 +101,14 @@ func (e *WebSocketEmitter) Start(ctx context.Context) error {
 			e.log.Info("websocket emitter ready")
 			return nil
 		}
+		// A ping cut short by the end of the whole wait says nothing
+		// about Redis; keep the failure before it.
+		if ctx.Err() == nil || last == nil {
+			last = err
+		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("emitter: redis did not become ready: %w (last error: %v)", ctx.Err(), err)
+			return fmt.Errorf("emitter: redis did not answer PING within %v: %w", wait, last)
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, time.Second)

@@ -3,6 +3,7 @@ package emitter_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -196,7 +197,7 @@ func TestModuleStartFailsWithoutRedis(t *testing.T) {
 	srv.Kill()
 	app := fx.New(
 		emitter.Module,
-		emitter.WithRedisConnection(srv.Client()),
+		emitter.WithRedisConnection(srv.Client(func(o *redis.Options) { o.MaxRetries = -1 })),
 		emitter.WithOptions(emitter.Options{ReadyTimeout: 200 * time.Millisecond}),
 		fx.Invoke(func(*emitter.WebSocketEmitter) {}),
 		fx.NopLogger,
@@ -208,7 +209,40 @@ func TestModuleStartFailsWithoutRedis(t *testing.T) {
 		_ = app.Stop(ctx)
 		t.Fatal("started without Redis")
 	}
-	if !strings.Contains(err.Error(), "redis did not become ready") {
+	if !strings.Contains(err.Error(), "redis did not answer PING within 200ms") {
 		t.Fatalf("unclear error: %v", err)
+	}
+}
+
+// With the default ReadyTimeout (longer than the app's start timeout), the
+// emitter gives up first, so the app's error says what failed.
+func TestModuleStartErrorBeatsTheStartTimeout(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Kill()
+	app := fx.New(
+		emitter.Module,
+		emitter.WithRedisConnection(srv.Client(func(o *redis.Options) { o.MaxRetries = -1 })),
+		fx.Invoke(func(*emitter.WebSocketEmitter) {}),
+		fx.NopLogger,
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	err := app.Start(ctx)
+	if err == nil {
+		_ = app.Stop(context.Background())
+		t.Fatal("started without Redis")
+	}
+	if !strings.Contains(err.Error(), "redis did not answer PING") || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("the error does not say why: %v", err)
+	}
+}
+
+// A nil client, even one typed inside the interface, is refused up front
+// instead of panicking at the first publish.
+func TestNewRefusesANilClient(t *testing.T) {
+	for _, c := range []redis.UniversalClient{nil, (*redis.Client)(nil), (*redis.ClusterClient)(nil)} {
+		if _, err := emitter.New(c, emitter.Options{}); !errors.Is(err, emitter.ErrNoRedis) {
+			t.Errorf("New(%T(nil)) = %v, want ErrNoRedis", c, err)
+		}
 	}
 }
