@@ -65,3 +65,16 @@ func TestStartClusterOnHub(t *testing.T) {
 		}
 	}
 }
+
+// ExpectAny with no events takes the next message, whatever its event.
+func TestExpectAnyWithoutEvents(t *testing.T) {
+	srv := fxtest.StartServer(t, websocket.WithAuthenticate(authenticate))
+	c, id := srv.Connect(t, map[string]string{"token": "u"})
+	if ok, err := srv.Helper().SendToClient(id, "hello", 1); !ok || err != nil {
+		t.Fatalf("SendToClient = %v, %v", ok, err)
+	}
+	m, err := c.ExpectAny(context.Background())
+	if err != nil || m.Event != "hello" {
+		t.Fatalf("ExpectAny() = %+v, %v; want the hello message", m, err)
+	}
+}

@@ -347,13 +347,19 @@ func (c *Client) Expect(ctx context.Context, event string) (protocol.Message, er
 	return c.ExpectAny(ctx, event)
 }
 
-// ExpectAny waits for the first message whose event is one of events.
+// ExpectAny waits for the first message whose event is one of events; with
+// no events, for the first message of any event.
 func (c *Client) ExpectAny(ctx context.Context, events ...string) (protocol.Message, error) {
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
 	for {
 		c.mu.Lock()
 		for i, m := range c.inbox {
+			if len(events) == 0 {
+				c.inbox = append(c.inbox[:i:i], c.inbox[i+1:]...)
+				c.mu.Unlock()
+				return m, nil
+			}
 			for _, e := range events {
 				if m.Event == e {
 					c.inbox = append(c.inbox[:i:i], c.inbox[i+1:]...)

@@ -1,12 +1,24 @@
 package helper
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
 	"sync/atomic"
+
+	"github.com/gobwas/ws"
+	"go.uber.org/zap"
 )
 
 // JoinRoom puts a local client in room, without validation (server-side
 // join). Internal names (ws:…) are refused. It reports whether the client
 // is now a member.
+//
+// Local sends to the room reach the client at once. When the room is new
+// to this instance, the broker subscription that brings other instances'
+// sends to it is made in the background (in the Redis broker's audience and
+// sharded modes); call SyncSubscriptions to wait for it.
 func (h *WebSocketServerHelper) JoinRoom(clientID, room string) bool {
 	c := h.reg.get(clientID)
 	if c == nil {
@@ -24,6 +36,82 @@ func (h *WebSocketServerHelper) LeaveRoom(clientID, room string) bool {
 		return false
 	}
 	return h.reg.leave(c, room, true)
+}
+
+// ErrInvalidCloseCode is returned by Disconnect and DisconnectUser for a code
+// that may not be sent (RFC 6455 section 7.4). Use 1000–1003, 1007–1011, or
+// one of 3000–4999 of the application's own (4001–4004 and 4008 already
+// mean what docs/compatibility.md says).
+var ErrInvalidCloseCode = errors.New("websocket: invalid close code")
+
+// Disconnect closes a local client, authenticated or not, with code and
+// reason: to enforce a ban, a logout or an expired token. The close frame
+// follows what is already queued for the client; the disconnect callback
+// runs once the connection is gone, as for any other close, and a client
+// that does not answer is cut after a second. A reason longer than the 123
+// bytes a close frame holds is cut at a character boundary. It reports
+// whether the client is here and was not already closing.
+//
+// It acts on this instance only: to close a user everywhere, each instance
+// calls DisconnectUser (the application tells them, e.g. through its own
+// broadcast).
+func (h *WebSocketServerHelper) Disconnect(clientID string, code int, reason string) (bool, error) {
+	if err := checkCloseCode(code); err != nil {
+		return false, err
+	}
+	c := h.reg.get(clientID)
+	if c == nil || c.closing() {
+		return false, nil
+	}
+	h.log.Info("client disconnected by the application", zapClient(clientID), zap.Int("code", code))
+	c.closeWith(ws.StatusCode(code), strings.ToValidUTF8(reason, ""))
+	return true, nil
+}
+
+// DisconnectUser closes every local connection of userID as Disconnect
+// does, and returns how many it closed.
+func (h *WebSocketServerHelper) DisconnectUser(userID string, code int, reason string) (int, error) {
+	if err := checkCloseCode(code); err != nil {
+		return 0, err
+	}
+	rs := getRecipients()
+	defer putRecipients(rs)
+	*rs = h.reg.appendUser(*rs, userID)
+	n := 0
+	reason = strings.ToValidUTF8(reason, "")
+	for _, c := range *rs {
+		if c.closing() {
+			continue
+		}
+		c.closeWith(ws.StatusCode(code), reason)
+		n++
+	}
+	if n > 0 {
+		h.log.Info("user disconnected by the application", zap.String("userId", userID), zap.Int("code", code))
+	}
+	return n, nil
+}
+
+func checkCloseCode(code int) error {
+	if code < 0 || code > 0xffff || !validCloseCode(ws.StatusCode(code)) {
+		return fmt.Errorf("%w: %d", ErrInvalidCloseCode, code)
+	}
+	return nil
+}
+
+// SyncSubscriptions waits until the broker subscriptions for every room,
+// user and client this instance has members of when it is called are in
+// place (the Redis broker has confirmed them), or ctx ends. Joins and
+// logins change those subscriptions in the background; after a JoinRoom,
+// this is what makes a send from another instance sure to arrive. It
+// returns at once with a broker that receives every channel anyway. A
+// change that failed (Redis down) counts as done: it is retried in the
+// background, and the broker subscribes again when Redis is back.
+func (h *WebSocketServerHelper) SyncSubscriptions(ctx context.Context) error {
+	if err := h.subs.sync(ctx); err != nil {
+		return fmt.Errorf("websocket: sync subscriptions: %w", err)
+	}
+	return nil
 }
 
 // GetClients returns a snapshot of every local client.

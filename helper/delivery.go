@@ -216,8 +216,10 @@ func (h *WebSocketServerHelper) deliverOneEncrypted(c *client, m *outgoing, fano
 	return c.push(frame, false, fanout) == sent
 }
 
-// SendToClient delivers to one local, authenticated client. It reports
-// whether the client is here.
+// SendToClient delivers to one local, authenticated client (this instance
+// only; Send reaches a client on any instance). It reports whether the
+// message was handed to the client: false when no such client is here, or
+// it is not authenticated, is closing, or is over its backpressure limit.
 func (h *WebSocketServerHelper) SendToClient(clientID, event string, data any) (bool, error) {
 	d, err := marshalData(data)
 	if err != nil {
@@ -227,12 +229,12 @@ func (h *WebSocketServerHelper) SendToClient(clientID, event string, data any) (
 	if c == nil {
 		return false, nil
 	}
-	h.deliver([]*client{c}, newOutgoing(event, d), nil)
-	return true, nil
+	return h.deliver([]*client{c}, newOutgoing(event, d), nil) > 0, nil
 }
 
-// SendToRoom delivers to the local members of room, except the clients
-// listed in exclude. It returns the number of clients reached.
+// SendToRoom delivers to the members of room on this instance only, except
+// the clients listed in exclude (Send, or Publish, reaches the other
+// instances). It returns the number of clients reached.
 func (h *WebSocketServerHelper) SendToRoom(room, event string, data any, exclude ...string) (int, error) {
 	d, err := marshalData(data)
 	if err != nil {
@@ -241,8 +243,9 @@ func (h *WebSocketServerHelper) SendToRoom(room, event string, data any, exclude
 	return h.localRoom(room, newOutgoing(event, d), exclude), nil
 }
 
-// Broadcast delivers to every local authenticated client except those in
-// exclude. It returns the number of clients reached.
+// Broadcast delivers to every authenticated client of this instance only,
+// except those in exclude (Send with no destination reaches every
+// instance). It returns the number of clients reached.
 func (h *WebSocketServerHelper) Broadcast(event string, data any, exclude ...string) (int, error) {
 	d, err := marshalData(data)
 	if err != nil {

@@ -71,7 +71,9 @@ func TestSendToClient(t *testing.T) {
 		// Deliberate difference: only error events reach unauthenticated clients.
 		u := k.dial()
 		id := k.unauthorizedID()
-		_, _ = k.h.SendToClient(id, "direct", 1)
+		if ok, _ := k.h.SendToClient(id, "direct", 1); ok {
+			t.Error("SendToClient to an unauthenticated client reported a delivery")
+		}
 		_, _ = k.h.Broadcast("everyone", 1)
 		_, _ = k.h.SendToRoom(id, "own-room", 1)
 		expectNothing(t, u, "direct")

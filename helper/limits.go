@@ -14,7 +14,10 @@ import (
 // Limits protect the server from clients that send too much. The original
 // has none of them; every default is generous enough for any well-behaved
 // client and is documented with its field. A negative value turns a limit
-// off.
+// off; for the two token buckets that is a negative rate (MessagesPerSecond,
+// InflatedBytesPerSecond), and a negative burst while the rate is on fails
+// Validate. A negative MaxUnauthenticatedPayload leaves MaxPayloadLength
+// alone to apply.
 type Limits struct {
 	// MaxJSONDepth is the deepest nesting of arrays and objects accepted in
 	// an inbound message; deeper ones get "Invalid message format".
@@ -76,9 +79,9 @@ type Limits struct {
 // event, then the close (1008, policy violation: the standard code for a
 // client that broke the server's rules; the original has no rate limit).
 const (
-	errTextRateLimited = "Rate limit exceeded"
-	reasonRateLimited  = "Rate limit exceeded"
-	closeRateLimited   = 1008
+	errTextRateLimited = protocol.ErrTextRateLimited
+	reasonRateLimited  = protocol.ReasonRateLimited
+	closeRateLimited   = protocol.ClosePolicyViolation
 )
 
 func (l Limits) validate() error {

@@ -42,7 +42,9 @@ type Options struct {
 	// close the connection with 1009. Default 131072.
 	MaxPayloadLength int
 	// IdleTimeout closes a connection that has sent no frame at all (pongs
-	// included) for this long. Default 60 s.
+	// included) for this long, with 1001 "Idle timeout" (the code of a
+	// server going away, as the original's idle close; the reason tells
+	// them apart). Default 60 s.
 	IdleTimeout time.Duration
 	// DisablePings turns off the protocol-level pings sent to idle
 	// connections (the original's sendPings, which defaults to true).
@@ -130,7 +132,7 @@ type Options struct {
 	Limits Limits
 }
 
-// Validate reports the first option that cannot work.
+// Validate reports every option that cannot work, joined in one error.
 func (o Options) Validate() error {
 	var errs []error
 	neg := func(name string, d time.Duration) {
@@ -268,7 +270,9 @@ type ClientInfo struct {
 type ClientConnectedFunc func(ctx context.Context, info ClientInfo) error
 
 // ClientDisconnectedFunc runs after a client is gone, authenticated or not.
-// Its error is logged.
+// Its error is logged. Its context is not the client's (that one has ended)
+// and has no deadline: Shutdown waits for these callbacks within its own
+// context, so one that may block should bound itself.
 type ClientDisconnectedFunc func(ctx context.Context, info ClientInfo) error
 
 // MessageRequest is an application message from an authenticated client.

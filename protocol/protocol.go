@@ -193,7 +193,13 @@ const (
 	ReasonShuttingDown       = "Server shutting down"
 	ReasonMessageTooBig      = "Received too big message"
 	ReasonBackpressure       = "Backpressure limit exceeded"
-	ReasonIdleTimeout        = "Idle timeout"
+	// ReasonIdleTimeout goes with CloseGoingAway: the client sent nothing,
+	// not even a pong, for the idle timeout.
+	ReasonIdleTimeout = "Idle timeout"
+	// ReasonRateLimited goes with ClosePolicyViolation (ours: the original
+	// has no rate limit): the client went over its message rate or its
+	// inflate budget. It follows the error event ErrTextRateLimited.
+	ReasonRateLimited = "Rate limit exceeded"
 )
 
 // Texts of the error event's `message` field.
@@ -204,6 +210,9 @@ const (
 	ErrTextAuthFailed           = "Authentication failed"
 	ErrTextAuthError            = "Authentication error"
 	ErrTextHandshakeFailed      = "Encryption handshake failed"
+	// ErrTextRateLimited is ours, sent before the close with
+	// ReasonRateLimited.
+	ErrTextRateLimited = "Rate limit exceeded"
 )
 
 // Message is one frame of the wire protocol: a JSON object with an event

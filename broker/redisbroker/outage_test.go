@@ -179,3 +179,36 @@ func TestSubscribeHonoursContextWhileQueued(t *testing.T) {
 	}
 	<-first // ends when the probe gives the silent connection up
 }
+
+// A server-side join of a room new to the instance subscribes in the
+// background; SyncSubscriptions waits for it, after which a send from
+// another instance cannot miss the client.
+func TestSyncSubscriptionsAfterJoinRoom(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	a := redistest.StartInstance(t, srv.Client(), redisbroker.Options{})
+	b := redistest.StartInstance(t, srv.Client(), redisbroker.Options{})
+	c, id := a.Connect(t, "u")
+	room := "fresh-room"
+	if !a.Helper.JoinRoom(id, room) {
+		t.Fatal("JoinRoom refused")
+	}
+	if err := a.Helper.SyncSubscriptions(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n, err := srv.Client().PubSubNumSub(ctx, protocol.RoomChannel(room)).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n[protocol.RoomChannel(room)] != 1 {
+		t.Fatalf("%s has %d subscribers right after SyncSubscriptions, want 1", room, n[protocol.RoomChannel(room)])
+	}
+	if err := b.Helper.Send(ctx, room, "to-room", 1); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := c.Expect(wctx, "to-room"); err != nil {
+		t.Fatalf("the room's message from the other instance: %v", err)
+	}
+}

@@ -1,0 +1,76 @@
+package helper_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/fxws/websocket/helper"
+)
+
+// The application closes a client (a ban, a logout): the client gets the
+// close frame after what was already sent to it, and the disconnect
+// callback runs as for any close.
+func TestDisconnect(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		k := newKit(t, tr, nil)
+		c, cd := k.login("mallory")
+		if ok, _ := k.h.SendToClient(cd.ID, "before", 1); !ok {
+			t.Fatal("SendToClient to a live client reported no delivery")
+		}
+		ok, err := k.h.Disconnect(cd.ID, 4100, "Banned")
+		if !ok || err != nil {
+			t.Fatalf("Disconnect = %v, %v", ok, err)
+		}
+		expectEvent(t, c, "before")
+		expectClose(t, c, 4100, "Banned")
+		k.rec.waitFor(t, "the disconnect callback", func() bool { return slicesContains(k.rec.disconnected, cd.ID) })
+		if ok, _ := k.h.Disconnect(cd.ID, 1000, ""); ok {
+			t.Error("Disconnect of a gone client reported success")
+		}
+		if ok, _ := k.h.SendToClient(cd.ID, "after", 1); ok {
+			t.Error("SendToClient to a gone client reported a delivery")
+		}
+
+		// An unauthenticated client can be closed too.
+		u := k.dial()
+		id := k.unauthorizedID()
+		if ok, err := k.h.Disconnect(id, 1008, strings.Repeat("é", 100)+"\xff"); !ok || err != nil {
+			t.Fatalf("Disconnect of an unauthenticated client = %v, %v", ok, err)
+		}
+		// The reason is cut to a close frame's 123 bytes and stays UTF-8
+		// (the kit's client fails the read otherwise).
+		expectClose(t, u, 1008, strings.Repeat("é", 61))
+	})
+}
+
+func TestDisconnectUser(t *testing.T) {
+	k := newKit(t, rawSocket, nil)
+	a, _ := k.login("eve")
+	b, _ := k.login("eve")
+	other, _ := k.login("bob")
+	n, err := k.h.DisconnectUser("eve", 4101, "Logged out")
+	if n != 2 || err != nil {
+		t.Fatalf("DisconnectUser = %d, %v; want 2 connections closed", n, err)
+	}
+	expectClose(t, a, 4101, "Logged out")
+	expectClose(t, b, 4101, "Logged out")
+	expectNothing(t, other, "anything")
+	if n, _ := k.h.DisconnectUser("nobody", 1000, ""); n != 0 {
+		t.Errorf("DisconnectUser of an absent user closed %d", n)
+	}
+}
+
+func TestDisconnectRefusesBadCodes(t *testing.T) {
+	k := newKit(t, rawSocket, nil)
+	c, cd := k.login("u")
+	for _, code := range []int{0, 999, 1004, 1005, 1006, 1015, 2000, 5000, -1, 70000} {
+		if ok, err := k.h.Disconnect(cd.ID, code, ""); ok || !errors.Is(err, helper.ErrInvalidCloseCode) {
+			t.Errorf("Disconnect with code %d = %v, %v; want ErrInvalidCloseCode", code, ok, err)
+		}
+		if _, err := k.h.DisconnectUser("u", code, ""); !errors.Is(err, helper.ErrInvalidCloseCode) {
+			t.Errorf("DisconnectUser with code %d: %v; want ErrInvalidCloseCode", code, err)
+		}
+	}
+	expectNothing(t, c, "anything")
+}
