@@ -132,6 +132,13 @@ type Options struct {
 	// full is dropped and counted rather than stalling the read loop.
 	// Default 8192.
 	QueueSize int
+	// QueueBytes bounds the payload bytes waiting in all the workers'
+	// queues together: QueueSize alone would let 4 × 8192 large messages
+	// (Redis takes up to 512 MB each) pile up while the workers are
+	// starved of CPU. A message that would pass it is dropped and counted,
+	// as on a full queue; one message alone is always taken. Default
+	// 64 MiB.
+	QueueBytes int
 	// Logger receives connection events and dropped messages. Default: none.
 	Logger *zap.Logger
 }
@@ -158,6 +165,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.QueueSize <= 0 {
 		o.QueueSize = 8192
+	}
+	if o.QueueBytes <= 0 {
+		o.QueueBytes = 64 << 20
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
@@ -205,6 +215,7 @@ type Broker struct {
 		reconnects, probeFailures, sessions         atomic.Uint64
 	}
 	lastDropLog atomic.Int64
+	queuedBytes atomic.Int64 // payload bytes in the workers' queues
 
 	// Publishing: one goroutine pipelines the publishes of concurrent
 	// callers (see publisher), started with the first one.
@@ -439,6 +450,7 @@ func (b *Broker) work(ctx context.Context, q chan delivery) {
 				}()
 				h(d.channel, []byte(d.payload))
 			}()
+			b.queuedBytes.Add(-int64(len(d.payload)))
 		}
 	}
 }
@@ -454,14 +466,28 @@ func (b *Broker) dispatch(channel, payload string) {
 		}
 		q = b.queues[h%uint32(len(b.queues))]
 	}
+	size := int64(len(payload))
+	queued := b.queuedBytes.Add(size)
+	if queued > int64(b.opts.QueueBytes) && queued != size {
+		b.queuedBytes.Add(-size)
+		b.dropped(channel)
+		return
+	}
 	select {
 	case q <- delivery{channel, payload}:
 	default:
-		n := b.stats.dropped.Add(1)
-		now := time.Now().UnixNano()
-		if last := b.lastDropLog.Load(); now-last > int64(time.Second) && b.lastDropLog.CompareAndSwap(last, now) {
-			b.log.Error("broker queue full; dropping messages", zap.String("channel", channel), zap.Uint64("droppedTotal", n))
-		}
+		b.queuedBytes.Add(-size)
+		b.dropped(channel)
+	}
+}
+
+// dropped counts a message that found no room, and logs at most once a
+// second.
+func (b *Broker) dropped(channel string) {
+	n := b.stats.dropped.Add(1)
+	now := time.Now().UnixNano()
+	if last := b.lastDropLog.Load(); now-last > int64(time.Second) && b.lastDropLog.CompareAndSwap(last, now) {
+		b.log.Error("broker queue full; dropping messages", zap.String("channel", channel), zap.Uint64("droppedTotal", n))
 	}
 }
 
