@@ -25,6 +25,17 @@ type registry struct {
 	users   map[string][]*client
 	subs    *subscriptions
 
+	// byFD holds the clients again, at their socket's descriptor, and
+	// spill those without one (or whose slot a closing client still
+	// held): the order of a broadcast. Sending in descriptor order, not
+	// a map's random one, walks the kernel's descriptor table and socket
+	// objects (allocated in connection order) in order too, which is
+	// cheaper on both sides of a loopback connection: a 10 000-client
+	// broadcast took about 5 % less CPU per delivered message. It is also
+	// a scan of a dense array instead of a map.
+	byFD  []*client
+	spill map[*client]struct{}
+
 	// pause, if set, is called without the lock between stretches of a
 	// long removal (see pacer); the helper sets it.
 	pause func()
@@ -36,12 +47,25 @@ func newRegistry(subs *subscriptions) *registry {
 		rooms:   make(map[string]map[*client]struct{}),
 		users:   make(map[string][]*client),
 		subs:    subs,
+		spill:   make(map[*client]struct{}),
 	}
 }
 
 func (r *registry) add(c *client) {
 	r.mu.Lock()
 	r.clients[c.id] = c
+	if fd := int(c.out.sock); fd >= 0 {
+		if old := len(r.byFD); fd >= old {
+			r.byFD = slices.Grow(r.byFD, fd+1-old)[:fd+1]
+			clear(r.byFD[old:])
+		}
+		if r.byFD[fd] == nil {
+			r.byFD[fd] = c
+			r.mu.Unlock()
+			return
+		}
+	}
+	r.spill[c] = struct{}{}
 	r.mu.Unlock()
 }
 
@@ -214,6 +238,11 @@ func (r *registry) remove(c *client) {
 	if r.clients[c.id] == c {
 		delete(r.clients, c.id)
 	}
+	if fd := int(c.out.sock); fd >= 0 && fd < len(r.byFD) && r.byFD[fd] == c {
+		r.byFD[fd] = nil
+	} else {
+		delete(r.spill, c)
+	}
 }
 
 // Snapshots copy recipients into dst so that no lock is held while frames
@@ -222,16 +251,33 @@ func (r *registry) remove(c *client) {
 func (r *registry) appendAll(dst []*client) []*client {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	for _, c := range r.clients {
+	for _, c := range r.byFD {
+		if c != nil {
+			dst = append(dst, c)
+		}
+	}
+	for c := range r.spill {
 		dst = append(dst, c)
 	}
 	return dst
 }
 
 // appendRoomLocked appends the members of room; the caller holds r.mu.
+// sortedRoomSize is the smallest room sent to in descriptor order.
+const sortedRoomSize = 512
+
 func (r *registry) appendRoomLocked(dst []*client, room string) []*client {
+	start := len(dst)
 	for c := range r.rooms[room] {
 		dst = append(dst, c)
+	}
+	// A large room goes out in descriptor order, as a broadcast (see
+	// byFD): its members are dense among the descriptors, and the order
+	// pays for the sort. A small room's members are spread over them, so
+	// that the order gains nothing (rooms-10k, 100 rooms of 100, measured
+	// the same either way) and the sort would cost.
+	if len(dst)-start >= sortedRoomSize {
+		slices.SortFunc(dst[start:], func(a, b *client) int { return int(a.out.sock) - int(b.out.sock) })
 	}
 	if c := r.clients[room]; c != nil && c.inOwnRoom {
 		dst = append(dst, c)
@@ -297,6 +343,17 @@ func (r *registry) compact() {
 	r.rooms = rebuilt(r.rooms)
 	for name, set := range r.rooms {
 		r.rooms[name] = rebuilt(set)
+	}
+	r.spill = rebuilt(r.spill)
+	n := len(r.byFD)
+	for n > 0 && r.byFD[n-1] == nil {
+		n--
+	}
+	if n < cap(r.byFD)/2 {
+		r.byFD = slices.Clone(r.byFD[:n])
+	} else {
+		clear(r.byFD[n:])
+		r.byFD = r.byFD[:n]
 	}
 }
 
