@@ -212,3 +212,34 @@ func TestSyncSubscriptionsAfterJoinRoom(t *testing.T) {
 		t.Fatalf("the room's message from the other instance: %v", err)
 	}
 }
+
+// With Redis gone silent (no reset, no answer), publishes queued behind the
+// stuck pipeline return within PublishTimeout, not when the client's read
+// timeout finally ends the stuck one.
+func TestPublishBoundedWhileRedisIsSilent(t *testing.T) {
+	srv := redistest.Start(t)
+	proxy := redistest.NewProxy(t, srv.Addr())
+	const readTimeout = 10 * time.Second
+	rc := redis.NewClient(&redis.Options{Addr: proxy.Addr(), ReadTimeout: readTimeout, MaxRetries: -1})
+	defer rc.Close()
+	b, _ := startBroker(t, rc, redisbroker.Options{PublishTimeout: 200 * time.Millisecond})
+	if err := b.Publish(context.Background(), "ws:broadcast", []byte("warm")); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Silence()
+	start := time.Now()
+	errs := make(chan error, 20)
+	for i := 0; i < cap(errs); i++ {
+		go func() { errs <- b.Publish(context.Background(), "ws:broadcast", []byte("x")) }()
+	}
+	for i := 0; i < cap(errs); i++ {
+		if err := <-errs; err == nil {
+			t.Error("a publish to a silent Redis succeeded")
+		}
+	}
+	// Not a measure of speed: the bound tells the two designs apart by
+	// far (before, the callers waited for the stuck pipeline's 10 s).
+	if took := time.Since(start); took > readTimeout/2 {
+		t.Errorf("publishes to a silent Redis returned after %v: they waited for the stuck pipeline", took)
+	}
+}

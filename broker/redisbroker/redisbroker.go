@@ -228,13 +228,18 @@ type Broker struct {
 
 // pubReq is one caller's publish, waiting for its batch.
 type pubReq struct {
-	channel string
-	payload []byte
-	err     error
-	done    chan struct{} // buffered: the publisher never blocks on it
+	channel  string
+	payload  []byte
+	deadline time.Time // past it the caller has given up: not sent
+	err      error
+	done     chan struct{} // buffered: the publisher never blocks on it
 }
 
 var pubReqPool = sync.Pool{New: func() any { return &pubReq{done: make(chan struct{}, 1)} }}
+
+// errExpired is a publish's result when it waited past its deadline and was
+// not sent.
+var errExpired = fmt.Errorf("not sent: waited past its deadline: %w", context.DeadlineExceeded)
 
 // maxPipeline bounds the publishes sent in one pipeline.
 const maxPipeline = 512
@@ -491,8 +496,12 @@ func (b *Broker) dropped(channel string) {
 	}
 }
 
-// Publish sends payload on channel (SPUBLISH in ModeSharded), within
-// PublishTimeout.
+// Publish sends payload on channel (SPUBLISH in ModeSharded). It returns
+// within PublishTimeout (or ctx's deadline, if sooner), however many
+// publishes wait behind one stuck on a Redis that stopped answering; a
+// publish whose caller has given up while it waited is not sent at all. One
+// already on its way may still reach Redis after the error, so payload must
+// not be changed once passed.
 func (b *Broker) Publish(ctx context.Context, channel string, payload []byte) error {
 	b.mu.Lock()
 	closed := b.closed
@@ -500,11 +509,11 @@ func (b *Broker) Publish(ctx context.Context, channel string, payload []byte) er
 	if closed {
 		return broker.ErrClosed
 	}
+	ctx, cancel := context.WithTimeout(ctx, b.opts.PublishTimeout)
+	defer cancel()
 	var err error
 	if b.opts.Mode == ModeSharded {
-		ctx, cancel := context.WithTimeout(ctx, b.opts.PublishTimeout)
 		err = b.client.SPublish(ctx, channel, payload).Err()
-		cancel()
 	} else {
 		err = b.pipelined(ctx, channel, payload)
 	}
@@ -604,6 +613,7 @@ func (b *Broker) pipelined(ctx context.Context, channel string, payload []byte) 
 	b.pubOnce.Do(b.startPublisher)
 	r := pubReqPool.Get().(*pubReq)
 	r.channel, r.payload, r.err = channel, payload, nil
+	r.deadline, _ = ctx.Deadline()
 	select {
 	case b.pubQ <- r:
 	case <-ctx.Done():
@@ -662,6 +672,22 @@ func (b *Broker) publisher() {
 			default:
 				break gather
 			}
+		}
+		// Publishes whose callers have given up while they waited behind a
+		// stuck pipeline are not sent late.
+		now, taken, live := time.Now(), len(batch), batch[:0]
+		for _, r := range batch {
+			if !r.deadline.IsZero() && now.After(r.deadline) {
+				r.err = errExpired
+				r.done <- struct{}{}
+				continue
+			}
+			live = append(live, r)
+		}
+		clear(batch[len(live):taken])
+		batch = live
+		if len(batch) == 0 {
+			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), b.opts.PublishTimeout)
 		if len(batch) == 1 {

@@ -18,6 +18,7 @@ type Proxy struct {
 	mu     sync.Mutex
 	links  map[*link]struct{}
 	closed bool
+	silent bool // new connections start frozen (Silence)
 	wg     sync.WaitGroup
 }
 
@@ -59,6 +60,7 @@ func (p *Proxy) accept() {
 		}
 		l := &link{a: a, b: b}
 		p.mu.Lock()
+		l.frozen = p.silent
 		if p.closed {
 			p.mu.Unlock()
 			a.Close()
@@ -109,6 +111,15 @@ func (p *Proxy) Freeze() {
 		l.frozen = true
 		l.mu.Unlock()
 	}
+}
+
+// Silence is Freeze for the connections opened later too: the server is
+// reachable but answers nothing, as across a partition.
+func (p *Proxy) Silence() {
+	p.mu.Lock()
+	p.silent = true
+	p.mu.Unlock()
+	p.Freeze()
 }
 
 // Close stops the proxy and closes every connection.
