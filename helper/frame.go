@@ -116,18 +116,31 @@ func unmask(p []byte, mask [4]byte) {
 // compileFrame returns a final, unmasked frame of op carrying payload.
 func compileFrame(op ws.OpCode, payload []byte) []byte {
 	n := len(payload)
-	var hdr int
+	hdr := headerSize(n)
+	b := make([]byte, hdr+n)
+	putHeader(b[:hdr], op, n)
+	copy(b[hdr:], payload)
+	return b
+}
+
+// headerSize is the length of an unmasked final frame's header for a
+// payload of n bytes.
+func headerSize(n int) int {
 	switch {
 	case n < 126:
-		hdr = 2
+		return 2
 	case n <= 0xffff:
-		hdr = 4
+		return 4
 	default:
-		hdr = 10
+		return 10
 	}
-	b := make([]byte, hdr+n)
+}
+
+// putHeader writes into b, headerSize(n) bytes long, the header of an
+// unmasked final frame of op with n bytes of payload.
+func putHeader(b []byte, op ws.OpCode, n int) {
 	b[0] = 0x80 | byte(op)
-	switch hdr {
+	switch len(b) {
 	case 2:
 		b[1] = byte(n)
 	case 4:
@@ -137,8 +150,6 @@ func compileFrame(op ws.OpCode, payload []byte) []byte {
 		b[1] = 127
 		binary.BigEndian.PutUint64(b[2:], uint64(n))
 	}
-	copy(b[hdr:], payload)
-	return b
 }
 
 // closeFrame compiles a close frame with code and reason. Reasons are cut to

@@ -404,7 +404,7 @@ func (h *WebSocketServerHelper) finishAuthentication(c *client, info identity) {
 		cd.ServerPublicKey, cd.Salt = info.publicKeys()
 	}
 	payload, _ := json.Marshal(cd)
-	frame := compileFrame(ws.OpText, encodeMessage(protocol.EventConnected, payload))
+	frame := messageFrame(protocol.EventConnected, payload)
 
 	// Become visible to deliveries and queue `connected` under the outbound
 	// lock: a delivery that sees the client authenticated waits for that

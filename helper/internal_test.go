@@ -120,11 +120,31 @@ func TestAppendJSONString(t *testing.T) {
 			t.Fatalf("HTML escaped: %s", got)
 		}
 	}
-	if got := string(encodeMessage("ev", nil)); got != `{"event":"ev"}` {
+	if got := string(messageFrame("ev", nil)[2:]); got != `{"event":"ev"}` {
 		t.Fatal(got)
 	}
-	if got := string(encodeMessage("ev", json.RawMessage(`{"a":1}`))); got != `{"event":"ev","data":{"a":1}}` {
+	if got := string(messageFrame("ev", json.RawMessage(`{"a":1}`))[2:]); got != `{"event":"ev","data":{"a":1}}` {
 		t.Fatal(got)
+	}
+}
+
+// messageFrame writes the header in front of the encoded message; at every
+// header size (the payload lengths at its edges, and an event whose
+// escaping outgrows the estimate) it is the frame compileFrame makes.
+func TestMessageFrame(t *testing.T) {
+	for _, n := range []int{0, 102, 103, 104, 65512, 65513, 65514, 70000} { // the message is n+23 bytes: edges 125|126, 65535|65536
+		data := json.RawMessage(`"` + strings.Repeat("x", n) + `"`)
+		for _, event := range []string{"e", strings.Repeat("\"\x01", 40)} {
+			msg := protocol.AppendMessage(nil, event, data)
+			want := compileFrame(ws.OpText, msg)
+			if got := messageFrame(event, data); !bytes.Equal(got, want) {
+				t.Fatalf("data of %d bytes, event %q: frame differs (len %d, want %d)", n, event[:1], len(got), len(want))
+			}
+		}
+	}
+	data := json.RawMessage(`{"text":"` + strings.Repeat("x", 4000) + `"}`)
+	if n := testing.AllocsPerRun(100, func() { _ = messageFrame("chat", data) }); n != 1 {
+		t.Errorf("messageFrame makes %v allocations, want 1", n)
 	}
 }
 
