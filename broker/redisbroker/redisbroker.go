@@ -126,7 +126,10 @@ type Options struct {
 	// command. Default 512.
 	SubscribeBatch int
 	// Workers is how many goroutines run the handler; a channel always
-	// goes to the same one, which keeps its order. Default 4.
+	// goes to the same one, which keeps its order. Messages of different
+	// channels may be handled out of their arrival order (an emitter's
+	// ToRoom, then ToClient, can reach a client reversed); 1 keeps it, at
+	// the cost of fanning out on one goroutine. Default 4.
 	Workers int
 	// QueueSize is each worker's backlog; a message arriving when it is
 	// full is dropped and counted rather than stalling the read loop.
