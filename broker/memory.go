@@ -93,14 +93,17 @@ func (m *Memory) Publish(_ context.Context, channel string, payload []byte) erro
 
 // Subscribe adds channels.
 func (m *Memory) Subscribe(_ context.Context, channels ...string) error {
+	// closed is read under the hub's lock: Close sets it before it takes
+	// that lock to detach the broker, so a Subscribe racing Close either
+	// finds it closed or is undone by it, never leaves it in the hub.
+	m.hub.mu.Lock()
+	defer m.hub.mu.Unlock()
 	m.mu.RLock()
 	closed := m.closed
 	m.mu.RUnlock()
 	if closed {
 		return ErrClosed
 	}
-	m.hub.mu.Lock()
-	defer m.hub.mu.Unlock()
 	for _, ch := range channels {
 		subs := m.hub.subs[ch]
 		if !slices.Contains(subs, m) {

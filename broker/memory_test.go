@@ -153,3 +153,20 @@ func TestMemoryConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// A Subscribe racing Close never leaves the closed broker in the hub.
+func TestMemorySubscribeRacingClose(t *testing.T) {
+	ctx := context.Background()
+	hub := broker.NewMemoryHub()
+	for i := 0; i < 2000; i++ {
+		m := hub.NewBroker()
+		_ = m.Start(ctx, func(string, []byte) {})
+		done := make(chan struct{})
+		go func() { defer close(done); _ = m.Subscribe(ctx, "ch") }()
+		_ = m.Close()
+		<-done
+		if m.Subscribed("ch") {
+			t.Fatalf("run %d: a closed broker is still in the hub", i)
+		}
+	}
+}

@@ -176,11 +176,14 @@ func (e *WebSocketEmitter) publish(ctx context.Context, typ protocol.MessageType
 	return nil
 }
 
-// Encode builds the envelope an emitter publishes, byte for byte as the
-// original's JSON.stringify({serverId, type, target, event, data, exclude})
-// does for the same values: absent target, data and exclude are left out,
-// and HTML characters are not escaped. data may be a json.RawMessage
-// (used as is after validation) or any value encoding/json accepts.
+// Encode builds the envelope an emitter publishes, as the original's
+// JSON.stringify({serverId, type, target, event, data, exclude}) does for
+// the same values: absent target, data and exclude are left out (nil data
+// is taken for JavaScript's undefined, not null), and HTML characters are
+// not escaped. It is byte for byte the same but for U+2028 and U+2029 in
+// strings, which encoding/json always writes as \u2028 and \u2029: the
+// same JSON to any parser. data may be a json.RawMessage (used as is after
+// validation) or any value encoding/json accepts.
 func Encode(typ protocol.MessageType, target, event string, data any, exclude []string) ([]byte, error) {
 	if !typ.Valid() {
 		return nil, fmt.Errorf("emitter: unknown message type %q", typ)
