@@ -192,23 +192,30 @@ func TestModuleRequiresRedis(t *testing.T) {
 	}
 }
 
-func TestModuleStartFailsWithoutRedis(t *testing.T) {
+// startWithoutRedis starts the emitter module against a Redis that is gone,
+// within startTimeout, and returns the start's error.
+func startWithoutRedis(t *testing.T, startTimeout time.Duration, extra ...fx.Option) error {
+	t.Helper()
 	srv := redistest.Start(t)
 	srv.Kill()
-	app := fx.New(
+	app := fx.New(append([]fx.Option{
 		emitter.Module,
 		emitter.WithRedisConnection(srv.Client(func(o *redis.Options) { o.MaxRetries = -1 })),
-		emitter.WithOptions(emitter.Options{ReadyTimeout: 200 * time.Millisecond}),
 		fx.Invoke(func(*emitter.WebSocketEmitter) {}),
 		fx.NopLogger,
-	)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	}, extra...)...)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	err := app.Start(ctx)
 	if err == nil {
-		_ = app.Stop(ctx)
+		_ = app.Stop(context.Background())
 		t.Fatal("started without Redis")
 	}
+	return err
+}
+
+func TestModuleStartFailsWithoutRedis(t *testing.T) {
+	err := startWithoutRedis(t, 5*time.Second, emitter.WithOptions(emitter.Options{ReadyTimeout: 200 * time.Millisecond}))
 	if !strings.Contains(err.Error(), "redis did not answer PING within 200ms") {
 		t.Fatalf("unclear error: %v", err)
 	}
@@ -217,21 +224,7 @@ func TestModuleStartFailsWithoutRedis(t *testing.T) {
 // With the default ReadyTimeout (longer than the app's start timeout), the
 // emitter gives up first, so the app's error says what failed.
 func TestModuleStartErrorBeatsTheStartTimeout(t *testing.T) {
-	srv := redistest.Start(t)
-	srv.Kill()
-	app := fx.New(
-		emitter.Module,
-		emitter.WithRedisConnection(srv.Client(func(o *redis.Options) { o.MaxRetries = -1 })),
-		fx.Invoke(func(*emitter.WebSocketEmitter) {}),
-		fx.NopLogger,
-	)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	err := app.Start(ctx)
-	if err == nil {
-		_ = app.Stop(context.Background())
-		t.Fatal("started without Redis")
-	}
+	err := startWithoutRedis(t, time.Second)
 	if !strings.Contains(err.Error(), "redis did not answer PING") || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("the error does not say why: %v", err)
 	}
