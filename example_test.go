@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"time"
 
 	websocket "github.com/fxws/websocket"
 	"github.com/fxws/websocket/fxtest"
 	"github.com/fxws/websocket/helper"
+	"go.uber.org/fx"
 )
 
 // A server that requires the Ignis ECDH scheme, and a client that speaks
@@ -50,4 +52,54 @@ func ExampleWithECDHEncryption() {
 	m, err := c.Decrypt(raw)
 	fmt.Println(m.Event, string(m.Data), err)
 	// Output: secret "hello" <nil>
+}
+
+// An app with the module on a listener of its own: a client authenticates,
+// and the application closes it with a code and reason of its own.
+func ExampleModule() {
+	authenticate := func(_ context.Context, req helper.AuthenticateRequest) (*helper.AuthResult, error) {
+		var d struct{ Token string }
+		if json.Unmarshal(req.Data, &d) != nil || d.Token == "" {
+			return nil, nil // refused: the client is closed 4003
+		}
+		return &helper.AuthResult{UserID: d.Token}, nil
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	var ws *helper.WebSocketServerHelper
+	app := fx.New(
+		websocket.Module,
+		websocket.WithAuthenticate(authenticate),
+		websocket.WithListener(ln),
+		fx.Populate(&ws),
+		fx.NopLogger,
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := app.Start(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer app.Stop(ctx)
+
+	c, err := fxtest.Dial(ctx, "ws://"+ln.Addr().String()+ws.Path())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	cd, err := c.Authenticate(ctx, map[string]string{"token": "mallory"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("connected as", cd.UserID)
+	_, _ = ws.Disconnect(cd.ID, 4100, "Banned")
+	code, reason, _ := c.ExpectClose(ctx)
+	fmt.Println("closed", code, reason)
+	// Output:
+	// connected as mallory
+	// closed 4100 Banned
 }
