@@ -4,6 +4,7 @@ package helper
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -136,14 +137,23 @@ func (p *poller) arm(c *client) error {
 	err := c.raw.rc.Control(func(fd uintptr) {
 		if first {
 			p.mu.Lock()
+			if c.fd.Load() == fdForgotten {
+				// The connection ended while this first arm was on its
+				// way (a terminate from another goroutine): registered
+				// now, it would stay in the table until its descriptor
+				// number came back.
+				p.mu.Unlock()
+				opErr = net.ErrClosed
+				return
+			}
 			if int(fd) >= len(p.clients) {
 				grown := make([]*client, max(int(fd)+1, 2*len(p.clients)))
 				copy(grown, p.clients)
 				p.clients = grown
 			}
 			p.clients[fd] = c
-			p.mu.Unlock()
 			c.fd.Store(int32(fd))
+			p.mu.Unlock()
 		}
 		ev := unix.EpollEvent{
 			Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT,
@@ -164,16 +174,16 @@ func (p *poller) arm(c *client) error {
 // forget drops c from the table; the kernel drops the registration itself
 // when the socket closes.
 func (p *poller) forget(c *client) {
-	fd := c.fd.Load()
-	if fd < 0 {
-		return
-	}
 	p.mu.Lock()
-	if int(fd) < len(p.clients) && p.clients[fd] == c {
+	fd := c.fd.Swap(fdForgotten)
+	if fd >= 0 && int(fd) < len(p.clients) && p.clients[fd] == c {
 		p.clients[fd] = nil
 	}
 	p.mu.Unlock()
 }
+
+// fdForgotten marks a client the poller has forgotten for good.
+const fdForgotten = -2
 
 // close stops run and releases the descriptor.
 func (p *poller) close() {

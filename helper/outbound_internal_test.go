@@ -288,3 +288,33 @@ func TestReaderExitDrainsTheFlusherQueue(t *testing.T) {
 		}
 	}
 }
+
+// A connection that ended while its first arm was on its way (forget ran
+// first, from a terminate on another goroutine) is not registered with the
+// poller afterwards, where it would have stayed until its descriptor
+// number came back.
+func TestArmAfterForgetRegistersNothing(t *testing.T) {
+	p, err := newPoller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go p.run()
+	defer p.close()
+	h := bareHelper()
+	defer h.flush.close()
+	c, peer := rawPair(t, h)
+	defer peer.Close()
+	defer c.conn.Close()
+
+	p.forget(c)
+	if err := p.arm(c); err == nil {
+		t.Error("arm of a forgotten client succeeded")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for fd, held := range p.clients {
+		if held == c {
+			t.Fatalf("the forgotten client is in the poller's table at %d", fd)
+		}
+	}
+}
