@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -124,24 +125,32 @@ func TestUncorkKeepsFrameOrder(t *testing.T) {
 	wg.Add(2)
 	go func() { // the burst: cork, answer, uncork
 		defer wg.Done()
+		defer stop.Store(true)
 		for i := int64(0); i < rounds && !stop.Load(); i++ {
 			c.cork()
-			if r := c.send(compileFrame(ws.OpText, []byte("A"+strconv.FormatInt(i, 10)))); r != sent {
+			r := c.send(compileFrame(ws.OpText, []byte("A"+strconv.FormatInt(i, 10))))
+			lastHeld.Store(i)
+			c.uncork()
+			if r != sent {
 				t.Errorf("A%d: %v", i, r)
 				return
 			}
-			lastHeld.Store(i)
-			c.uncork()
 		}
-		stop.Store(true)
 	}()
 	go func() { // another goroutine sending to the same client
 		defer wg.Done()
+		// One B for each A, sent as soon as A's push has returned: the
+		// queue stays short (a B flood while the burst is held would
+		// reach the backpressure limit), and each B races that A's
+		// uncork.
+		last := int64(-1)
 		for !stop.Load() {
 			n := lastHeld.Load()
-			if n < 0 {
+			if n == last {
+				runtime.Gosched()
 				continue
 			}
+			last = n
 			c.send(compileFrame(ws.OpText, []byte("B"+strconv.FormatInt(n, 10))))
 		}
 	}()
