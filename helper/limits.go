@@ -210,7 +210,7 @@ func originChecker(patterns []string) func(*http.Request) bool {
 // rateLimiter is a GCRA token bucket: one int64 per client, no timer, no
 // lock (only the client's read loop uses it).
 type rateLimiter struct {
-	tat int64 // theoretical arrival time, unix nanos
+	tat int64 // theoretical arrival time, on the limits' clock (see mono)
 }
 
 // inflateBudget is a token bucket over inflated bytes, kept as what was
@@ -219,7 +219,7 @@ type rateLimiter struct {
 // nanoseconds, which at a very low rate would overflow int64.
 type inflateBudget struct {
 	owed float64 // bytes, at `at`
-	at   int64   // unix nanos
+	at   int64   // on the limits' clock (see mono)
 }
 
 // newInflateBudget is a new connection's budget: it holds one message of the
