@@ -330,7 +330,7 @@ func (h *WebSocketServerHelper) publish(ctx context.Context, typ protocol.Messag
 	payload := protocol.AppendEnvelope(make([]byte, 0, len(h.selfPrefix)+len(event)+len(target)+len(data)+48), &env)
 	if err := h.broker.Publish(ctx, env.Channel(), payload); err != nil {
 		h.stats.publishErrors.Add(1)
-		if ok, n := h.publishLog.allow(); ok {
+		if ok, n := h.publishLog.Allow(); ok {
 			h.log.Warn("publish failed", zap.String("channel", env.Channel()), zap.Error(err), zap.Uint64("suppressed", n))
 		}
 		return fmt.Errorf("websocket: publish to %s: %w", env.Channel(), err)
@@ -375,7 +375,7 @@ func (h *WebSocketServerHelper) onBrokerMessage(channel string, payload []byte) 
 	env, err := protocol.DecodeEnvelope(payload)
 	if err != nil {
 		h.stats.badEnvelopes.Add(1)
-		if ok, n := h.envelopeLog.allow(); ok {
+		if ok, n := h.envelopeLog.Allow(); ok {
 			h.log.Warn("dropping unreadable envelope", zap.String("channel", channel), zap.Error(err), zap.Uint64("suppressed", n))
 		}
 		return
@@ -401,7 +401,7 @@ func (h *WebSocketServerHelper) onBrokerMessage(channel string, payload []byte) 
 		}
 	default:
 		h.stats.badEnvelopes.Add(1)
-		if ok, n := h.envelopeLog.allow(); ok {
+		if ok, n := h.envelopeLog.Allow(); ok {
 			h.log.Warn("dropping envelope of unknown type", zap.String("channel", channel), zap.String("type", string(env.Type)), zap.Uint64("suppressed", n))
 		}
 	}

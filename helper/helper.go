@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/fxws/websocket/broker"
+	"github.com/fxws/websocket/internal/logthrottle"
 	"github.com/fxws/websocket/protocol"
 	"github.com/gobwas/ws"
 	"github.com/google/uuid"
@@ -60,7 +61,7 @@ type WebSocketServerHelper struct {
 
 	// Warnings that a Redis outage or junk on a channel repeat thousands
 	// of times a second go out at most once a second each.
-	publishLog, envelopeLog logThrottle
+	publishLog, envelopeLog logthrottle.Throttle
 
 	poller *poller // nil: every connection has a read goroutine
 	bursts *burstPool
@@ -421,21 +422,3 @@ const (
 // stepped back (an NTP correction, a resumed VM) would close every active
 // client for going over its rate, or empty its budget.
 func (h *WebSocketServerHelper) mono(t time.Time) int64 { return int64(t.Sub(h.epoch)) }
-
-// logThrottle lets a repeated warning through at most once a second, with
-// the number of those held back since the last one.
-type logThrottle struct {
-	last       atomic.Int64
-	suppressed atomic.Uint64
-}
-
-// allow reports whether to log now, and how many were held back before.
-func (t *logThrottle) allow() (bool, uint64) {
-	now := time.Now().UnixNano()
-	last := t.last.Load()
-	if now-last < int64(time.Second) || !t.last.CompareAndSwap(last, now) {
-		t.suppressed.Add(1)
-		return false, 0
-	}
-	return true, t.suppressed.Swap(0)
-}

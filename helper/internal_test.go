@@ -369,19 +369,3 @@ func TestLargeFrameTakesPendingInputFirst(t *testing.T) {
 		t.Fatal("large frame assembled out of order")
 	}
 }
-
-func TestLogThrottle(t *testing.T) {
-	var lt logThrottle
-	if ok, n := lt.allow(); !ok || n != 0 {
-		t.Fatalf("first = %v, %d", ok, n)
-	}
-	for i := 0; i < 5; i++ {
-		if ok, _ := lt.allow(); ok {
-			t.Fatal("a second warning within the second went through")
-		}
-	}
-	lt.last.Add(-int64(time.Second)) // as if a second had passed
-	if ok, n := lt.allow(); !ok || n != 5 {
-		t.Fatalf("after a second = %v, %d; want true, 5 held back", ok, n)
-	}
-}

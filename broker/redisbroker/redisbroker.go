@@ -57,6 +57,7 @@ import (
 	"time"
 
 	"github.com/fxws/websocket/broker"
+	"github.com/fxws/websocket/internal/logthrottle"
 	"github.com/fxws/websocket/protocol"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
@@ -217,7 +218,7 @@ type Broker struct {
 		received, dropped, published, publishErrors atomic.Uint64
 		reconnects, probeFailures, sessions         atomic.Uint64
 	}
-	lastDropLog atomic.Int64
+	dropLog     logthrottle.Throttle
 	queuedBytes atomic.Int64 // payload bytes in the workers' queues
 
 	// Publishing: one goroutine pipelines the publishes of concurrent
@@ -493,8 +494,7 @@ func (b *Broker) dispatch(channel, payload string) {
 // second.
 func (b *Broker) dropped(channel string) {
 	n := b.stats.dropped.Add(1)
-	now := time.Now().UnixNano()
-	if last := b.lastDropLog.Load(); now-last > int64(time.Second) && b.lastDropLog.CompareAndSwap(last, now) {
+	if ok, _ := b.dropLog.Allow(); ok {
 		b.log.Error("broker queue full; dropping messages", zap.String("channel", channel), zap.Uint64("droppedTotal", n))
 	}
 }
