@@ -76,7 +76,7 @@ func (r *rawConn) peekReadable(fd uintptr) bool {
 // sendNow writes as much of b to the socket fd as it takes now. It returns
 // the bytes written; a full socket is not an error, the caller queues the
 // rest. The caller holds the client's outbound lock, with the socket not
-// shut (see rawConn.fd).
+// shut (see outbound.sock and outbound.shut).
 func sendNow(fd int32, b []byte) (int, error) {
 	n := 0
 	for n < len(b) {
