@@ -3,6 +3,7 @@ package redisbroker_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -381,5 +382,66 @@ func TestCloseDuringStart(t *testing.T) {
 	}
 	if err := <-errc; err == nil {
 		t.Fatal("Start succeeded on a closed broker")
+	}
+}
+
+// TestSlowLargeMessageKeepsTheSession sends a message that takes longer to
+// arrive than the connection may stay silent. A read deadline that expires
+// mid-reply leaves the rest of the reply in the stream, where it would be
+// read as the next reply: the message lost, the connection torn down, or
+// worse, bytes of a payload taken for a message of their own.
+func TestSlowLargeMessageKeepsTheSession(t *testing.T) {
+	srv := redistest.Start(t)
+	proxy := redistest.NewProxy(t, srv.Addr())
+	rc := redis.NewClient(&redis.Options{Addr: proxy.Addr()})
+	defer rc.Close()
+	ctx := context.Background()
+	b, in := startBroker(t, rc, redisbroker.Options{
+		ProbeInterval: 100 * time.Millisecond, PingTimeout: 3 * time.Second,
+		ReconnectBackoffMin: 10 * time.Millisecond,
+	})
+	if err := b.Subscribe(ctx, "ws:room:a"); err != nil {
+		t.Fatal(err)
+	}
+	// A payload that would parse as messages of its own if read out of
+	// place.
+	forged := "\r\n*3\r\n$7\r\nmessage\r\n$9\r\nws:room:a\r\n$6\r\nforged\r\n"
+	big := strings.Repeat(forged, 256<<10/len(forged))
+	proxy.Trickle(4096, 10*time.Millisecond) // about 0.65 s for the whole message
+	pub := srv.Client()
+	for i := range 3 {
+		if err := pub.Publish(ctx, "ws:room:a", big).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.Publish(ctx, "ws:room:a", fmt.Sprint("after-", i)).Err(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			in.mu.Lock()
+			n := len(in.msgs)
+			in.mu.Unlock()
+			if n >= 2*(i+1) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(150 * time.Millisecond) // let the connection go silent again
+	}
+	got := in.all()
+	if len(got) != 6 {
+		t.Fatalf("got %d messages, want 6 (3 large, 3 small)", len(got))
+	}
+	for i, m := range got {
+		want := "ws:room:a|" + big
+		if i%2 == 1 {
+			want = fmt.Sprint("ws:room:a|after-", i/2)
+		}
+		if m != want {
+			t.Fatalf("message %d: got %d bytes starting %.40q, want %.40q", i, len(m), m, want)
+		}
+	}
+	if st := b.Stats(); st.Reconnects != 0 || st.ProbeFailures != 0 {
+		t.Fatalf("the subscription was rebuilt: %+v", st)
 	}
 }

@@ -33,8 +33,9 @@
 //
 // # Faults
 //
-// The broker reads its pub/sub connections itself (PubSub.ReceiveTimeout,
-// never the lossy Channel()) and hands messages off to a few workers, one
+// The broker reads its pub/sub connections itself (PubSub.Receive, never
+// the lossy Channel(), and without a read deadline, which could expire in
+// the middle of a large reply and leave the stream out of step) and hands messages off to a few workers, one
 // per hash of the channel name, so per-channel order is kept and delivery
 // never blocks the read loop. When a connection fails, or stays silent past
 // a probe (a PING on the subscription connection that must come back within
@@ -48,7 +49,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -117,7 +117,9 @@ type Options struct {
 	// Start checks the connection. Default 2 s.
 	PingTimeout time.Duration
 	// ProbeInterval is how long a subscription connection may stay silent
-	// before it is probed. Default 5 s.
+	// before it is probed. Default 5 s. Silent means no reply read in full:
+	// a single message that takes longer than ProbeInterval + PingTimeout to
+	// arrive counts as a dead connection.
 	ProbeInterval time.Duration
 	// ReconnectBackoffMin and ReconnectBackoffMax bound the exponential
 	// backoff between attempts to rebuild the subscriptions. Defaults
@@ -815,11 +817,4 @@ func (b *Broker) Channels() []string {
 	b.mu.Unlock()
 	sort.Strings(out)
 	return out
-}
-
-// isTimeout reports a read deadline, which is how an idle connection
-// shows up; it is not a failure.
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }

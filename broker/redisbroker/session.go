@@ -41,6 +41,9 @@ type conn struct {
 	mu      sync.Mutex
 	waiters map[string]chan struct{} // barrier PING payload → waiter
 	seq     atomic.Uint64
+
+	born  time.Time    // the clock heard counts from (monotonic)
+	heard atomic.Int64 // time since born at which a reply was last read
 }
 
 func (b *Broker) newSession() *session {
@@ -224,7 +227,7 @@ func (s *session) connFor(ctx context.Context, node string, nc *redis.Client) (*
 	default:
 		ps = b.client.Subscribe(ctx)
 	}
-	c := &conn{s: s, key: node, ps: ps, waiters: make(map[string]chan struct{})}
+	c := &conn{s: s, key: node, ps: ps, waiters: make(map[string]chan struct{}), born: time.Now()}
 	// Open the connection now and read the PING reply here, before the
 	// read loop exists, so that a dead Redis fails this call.
 	token := "fxws-open"
@@ -237,8 +240,9 @@ func (s *session) connFor(ctx context.Context, node string, nc *redis.Client) (*
 		return nil, fmt.Errorf("open subscription connection %s: %w", nodeName(node), err)
 	}
 	s.conns[node] = c
-	b.readers.Add(1)
+	b.readers.Add(2)
 	go c.read()
+	go c.watch()
 	return c, nil
 }
 
@@ -316,35 +320,24 @@ func (c *conn) readUntil(ctx context.Context, token string) error {
 }
 
 // read is the connection's read loop: it never blocks on delivery, and
-// probes the connection when it has been silent for ProbeInterval.
+// reads without a deadline. A deadline that expired in the middle of a
+// large reply would leave the rest of that reply in the stream, to be parsed
+// as the next one: the message lost and the connection torn down, or bytes
+// of a payload taken for a message of their own. watch looks after a
+// connection that went silent instead.
 func (c *conn) read() {
 	b := c.s.b
 	defer b.readers.Done()
-	timeout := b.opts.ProbeInterval
-	probing := false
 	for {
-		msg, err := c.ps.ReceiveTimeout(c.s.ctx, timeout)
+		msg, err := c.ps.Receive(c.s.ctx)
 		if c.s.closed.Load() {
 			return
 		}
 		if err != nil {
-			if isTimeout(err) {
-				if probing {
-					b.stats.probeFailures.Add(1)
-					c.s.fail(fmt.Errorf("subscription connection %s silent: no reply to a probe within %v", nodeName(c.key), b.opts.PingTimeout))
-					return
-				}
-				if perr := c.ps.Ping(c.s.ctx, "fxws-probe"); perr != nil {
-					c.s.fail(fmt.Errorf("probe %s: %w", nodeName(c.key), perr))
-					return
-				}
-				probing, timeout = true, b.opts.PingTimeout
-				continue
-			}
 			c.s.fail(fmt.Errorf("read %s: %w", nodeName(c.key), err))
 			return
 		}
-		probing, timeout = false, b.opts.ProbeInterval
+		c.heard.Store(int64(time.Since(c.born)))
 		switch m := msg.(type) {
 		case *redis.Message:
 			b.dispatch(m.Channel, m.Payload)
@@ -370,6 +363,51 @@ func (c *conn) read() {
 				}
 			}
 		}
+	}
+}
+
+// watch probes the connection when nothing has been read from it for
+// ProbeInterval, and fails the session when nothing has been read for
+// PingTimeout after a probe went out. So a reply that takes longer than
+// ProbeInterval + PingTimeout to arrive in full counts as a dead connection.
+// It ends with the session.
+func (c *conn) watch() {
+	b := c.s.b
+	defer b.readers.Done()
+	t := time.NewTimer(b.opts.ProbeInterval)
+	defer t.Stop()
+	var probeAt time.Duration // when the unanswered probe went out
+	probing := false
+	for {
+		select {
+		case <-c.s.dead:
+			return
+		case <-t.C:
+		}
+		now := time.Since(c.born)
+		heard := time.Duration(c.heard.Load())
+		if probing {
+			if heard < probeAt {
+				if waited := now - probeAt; waited < b.opts.PingTimeout {
+					t.Reset(b.opts.PingTimeout - waited)
+					continue
+				}
+				b.stats.probeFailures.Add(1)
+				c.s.fail(fmt.Errorf("subscription connection %s silent: no reply to a probe within %v", nodeName(c.key), b.opts.PingTimeout))
+				return
+			}
+			probing = false
+		}
+		if idle := now - heard; idle < b.opts.ProbeInterval {
+			t.Reset(b.opts.ProbeInterval - idle)
+			continue
+		}
+		if err := c.ps.Ping(c.s.ctx, "fxws-probe"); err != nil {
+			c.s.fail(fmt.Errorf("probe %s: %w", nodeName(c.key), err))
+			return
+		}
+		probing, probeAt = true, now
+		t.Reset(b.opts.PingTimeout)
 	}
 }
 

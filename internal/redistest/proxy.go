@@ -3,7 +3,9 @@ package redistest
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Proxy is a TCP proxy in front of a server. Freeze makes the connections
@@ -20,6 +22,9 @@ type Proxy struct {
 	closed bool
 	silent bool // new connections start frozen (Silence)
 	wg     sync.WaitGroup
+
+	trickleSize atomic.Int64 // bytes per write towards clients; 0: as read
+	trickleGap  atomic.Int64 // pause between those writes, in nanoseconds
 }
 
 type link struct {
@@ -85,7 +90,7 @@ func (p *Proxy) pipe(l *link, dst, src net.Conn) {
 			frozen := l.frozen
 			l.mu.Unlock()
 			if !frozen {
-				if _, werr := dst.Write(buf[:n]); werr != nil {
+				if werr := p.forward(l, dst, buf[:n]); werr != nil {
 					err = werr
 				}
 			}
@@ -99,6 +104,34 @@ func (p *Proxy) pipe(l *link, dst, src net.Conn) {
 			return
 		}
 	}
+}
+
+// forward writes b to dst, in Trickle's pieces when it heads for the client.
+func (p *Proxy) forward(l *link, dst net.Conn, b []byte) error {
+	size, gap := int(p.trickleSize.Load()), time.Duration(p.trickleGap.Load())
+	if dst != l.a || size <= 0 {
+		_, err := dst.Write(b)
+		return err
+	}
+	for len(b) > 0 {
+		n := min(size, len(b))
+		if _, err := dst.Write(b[:n]); err != nil {
+			return err
+		}
+		b = b[n:]
+		if len(b) > 0 {
+			time.Sleep(gap)
+		}
+	}
+	return nil
+}
+
+// Trickle makes every connection pass what the server sends in pieces of
+// size bytes, gap apart, as a slow or congested link does: a large reply
+// then takes a while to arrive in full. size 0 forwards normally again.
+func (p *Proxy) Trickle(size int, gap time.Duration) {
+	p.trickleGap.Store(int64(gap))
+	p.trickleSize.Store(int64(size))
 }
 
 // Freeze stops forwarding on every connection open now, without closing
