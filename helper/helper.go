@@ -47,7 +47,8 @@ type WebSocketServerHelper struct {
 	// for a client that never got there).
 	open, pending atomic.Int64
 
-	started  atomic.Bool
+	started  atomic.Bool // Start was called (and has not failed)
+	ready    atomic.Bool // Start succeeded: connections are accepted
 	closing  atomic.Bool
 	acceptMu sync.Mutex // orders registering a connection against Shutdown
 	stopOnce sync.Once
@@ -173,6 +174,9 @@ func (h *WebSocketServerHelper) Start(ctx context.Context) error {
 		h.loops.Add(1)
 		go func() { defer h.loops.Done(); h.releaseMemory(loopCtx) }()
 	}
+	// Only now: a connection accepted while the broker was starting would
+	// be left open, and out of Shutdown's reach, if Start then failed.
+	h.ready.Store(true)
 	h.log.Info("websocket server ready", zap.String("path", h.opts.Path))
 	return nil
 }
@@ -185,7 +189,7 @@ func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request
 		http.NotFound(w, r)
 		return
 	}
-	if !h.started.Load() || h.closing.Load() {
+	if !h.ready.Load() || h.closing.Load() {
 		http.Error(w, "WebSocket server not accepting connections", http.StatusServiceUnavailable)
 		return
 	}

@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fxws/websocket/broker"
+	"github.com/fxws/websocket/fxtest"
 	"github.com/fxws/websocket/helper"
 	"github.com/fxws/websocket/protocol"
 	"github.com/google/uuid"
@@ -403,4 +406,54 @@ func httptestServer(t *testing.T, h http.Handler) string {
 	srv := newHTTPTest(h)
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// slowFailingBroker's Start waits for release and then fails, as a Redis
+// broker does when Redis never comes up within the start timeout.
+type slowFailingBroker struct {
+	broker.Broker
+	entered, release chan struct{}
+}
+
+func (b *slowFailingBroker) Start(context.Context, broker.Handler) error {
+	close(b.entered)
+	<-b.release
+	return errors.New("redis not ready")
+}
+
+// While Start waits for the broker, upgrades are refused: a connection
+// accepted then would be left open and out of Shutdown's reach if Start
+// failed (fx calls no OnStop for a hook whose OnStart failed).
+func TestNoConnectionsWhileStarting(t *testing.T) {
+	b := &slowFailingBroker{Broker: broker.NewMemory(), entered: make(chan struct{}), release: make(chan struct{})}
+	h, err := helper.New(helper.Config{
+		Handlers: helper.Handlers{Authenticate: func(context.Context, helper.AuthenticateRequest) (*helper.AuthResult, error) {
+			return &helper.AuthResult{UserID: "u"}, nil
+		}},
+		Broker: b,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h) // the app's server, already serving
+	defer srv.Close()
+	started := make(chan error, 1)
+	go func() { started <- h.Start(context.Background()) }()
+	<-b.entered
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	c, err := fxtest.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws")
+	if err == nil {
+		c.Abort()
+	}
+	close(b.release)
+	if err := <-started; err == nil {
+		t.Fatal("Start did not fail")
+	}
+	if !isStatus(err, http.StatusServiceUnavailable) {
+		t.Fatalf("upgrade while starting: err = %v, want HTTP 503", err)
+	}
+	if n := len(h.GetClients()); n > 0 {
+		t.Fatalf("Start failed with %d connection(s) registered", n)
+	}
 }
