@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/fxws/websocket/protocol"
 )
@@ -229,19 +230,30 @@ func (s *Session) DecryptMessage(data json.RawMessage) (event string, inner json
 	if err != nil {
 		return "", nil, "", err
 	}
-	var m struct {
-		Event json.RawMessage `json:"event"`
-		Data  json.RawMessage `json:"data"`
-		ID    json.RawMessage `json:"id"`
+	// The frame's UTF-8 check saw only ciphertext.
+	if !utf8.Valid(pt) {
+		return "", nil, "", errors.New("encryption: decrypted message is not valid UTF-8")
 	}
-	if err := json.Unmarshal(pt, &m); err != nil {
+	// Keys match exactly, as a plain message's do (encoding/json would
+	// take "EVENT" for "event"); of duplicates the last wins.
+	var rawEvent, rawID json.RawMessage
+	err = protocol.ObjectMembers(pt, func(key []byte, value json.RawMessage) {
+		switch string(key) {
+		case "event":
+			rawEvent = value
+		case "data":
+			inner = value
+		case "id":
+			rawID = value
+		}
+	})
+	if err != nil {
 		return "", nil, "", fmt.Errorf("encryption: decrypted message is not a JSON object: %w", err)
 	}
-	if len(m.Event) == 0 || m.Event[0] != '"' || json.Unmarshal(m.Event, &event) != nil || event == "" {
+	event, ok := protocol.StringValue(rawEvent)
+	if !ok || event == "" {
 		return "", nil, "", errors.New("encryption: decrypted message has no string event")
 	}
-	if len(m.ID) > 0 && m.ID[0] == '"' {
-		_ = json.Unmarshal(m.ID, &id)
-	}
-	return event, m.Data, id, nil
+	id, _ = protocol.StringValue(rawID)
+	return event, inner, id, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 
@@ -157,4 +158,51 @@ func TestOutboundTransformer(t *testing.T) {
 			t.Fatalf("direct %s", got)
 		}
 	})
+}
+
+// What an inbound transformer returns passes the checks a plain message
+// does: the frame's checks ran on ciphertext. Refused results are answered
+// with the invalid-format error and never reach the message handler.
+func TestInboundTransformerResultIsChecked(t *testing.T) {
+	k := newKit(t, rawSocket, func(c *helper.Config) {
+		c.Options.RequireEncryption = true
+		c.Handlers.Handshake = func(context.Context, helper.HandshakeRequest) (*helper.HandshakeResult, error) {
+			return &helper.HandshakeResult{ServerPublicKey: "server-pub", Salt: "salt"}, nil
+		}
+		c.Handlers.OutboundTransformer = func(_ context.Context, req helper.OutboundRequest) (*protocol.Message, error) {
+			plain, _ := json.Marshal(map[string]any{"event": req.Event, "data": req.Data})
+			return &protocol.Message{Event: protocol.EventEncrypted, Data: plain}, nil
+		}
+		// "Decrypts" by picking the data named by kind.
+		c.Handlers.InboundTransformer = func(_ context.Context, req helper.InboundRequest) (protocol.Message, error) {
+			var d struct{ Kind string }
+			_ = json.Unmarshal(req.Message.Data, &d)
+			out := map[string]string{
+				"deep":     strings.Repeat("[", 500) + strings.Repeat("]", 500),
+				"not-utf8": "\"\xff\xfe\"",
+				"not-json": `{"a":`,
+				"ok":       `{"fine":true}`,
+			}[d.Kind]
+			return protocol.Message{Event: "inner-" + d.Kind, Data: json.RawMessage(out)}, nil
+		}
+	})
+	c, _ := k.login("u")
+	for _, kind := range []string{"deep", "not-utf8", "not-json"} {
+		_ = c.Emit(protocol.EventEncrypted, map[string]string{"kind": kind})
+		m := expectEvent(t, c, protocol.EventEncrypted)
+		var inner struct {
+			Event string
+			Data  protocol.ErrorData
+		}
+		if err := json.Unmarshal(m.Data, &inner); err != nil || inner.Event != protocol.EventError || inner.Data.Message != protocol.ErrTextInvalidFormat {
+			t.Fatalf("%s: answer %s", kind, m.Data)
+		}
+	}
+	_ = c.Emit(protocol.EventEncrypted, map[string]string{"kind": "ok"})
+	k.rec.waitFor(t, "the good message", func() bool { return len(k.rec.messages) > 0 })
+	k.rec.mu.Lock()
+	defer k.rec.mu.Unlock()
+	if len(k.rec.messages) != 1 || k.rec.messages[0].Message.Event != "inner-ok" {
+		t.Fatalf("the handler got %+v", k.rec.messages)
+	}
 }

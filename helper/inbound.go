@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fxws/websocket/protocol"
 	"github.com/gobwas/ws"
@@ -163,11 +164,24 @@ func (h *WebSocketServerHelper) transformInbound(c *client, m inboundMessage) (s
 		return err
 	})
 	if err != nil {
-		h.log.Warn("inbound transformer failed; message dropped", zapClient(c.id), zap.Error(err))
+		// A client decides what it sends: one sending junk by the
+		// thousand would otherwise write the log as fast.
+		if ok, n := h.transformLog.Allow(); ok {
+			h.log.Warn("inbound transformer failed; message dropped", zapClient(c.id), zap.Error(err), zap.Uint64("suppressed", n))
+		}
 		return "", m, false
 	}
 	if out.Event == "" || out.Event == protocol.EventEncrypted {
 		h.log.Debug("transformed message without a usable event ignored", zapClient(c.id))
+		return "", m, false
+	}
+	// What came out of the transformer was sealed when the frame's checks
+	// ran: the checks a plain message passes apply to it now, or a client
+	// could get past them by encrypting.
+	if !utf8.ValidString(out.Event) || !utf8.ValidString(out.ID) ||
+		(len(out.Data) > 0 && (!utf8.Valid(out.Data) || h.opts.Limits.depthExceeded(out.Data) || !json.Valid(out.Data))) {
+		h.log.Debug("transformed message refused: not valid UTF-8 JSON or nested too deep", zapClient(c.id))
+		h.sendError(c, protocol.ErrTextInvalidFormat)
 		return "", m, false
 	}
 	m = inboundMessage{Data: out.Data}
