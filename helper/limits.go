@@ -32,8 +32,9 @@ type Limits struct {
 	MaxRoomsPerClient int
 	// MessagesPerSecond and MessageBurst rate-limit each client's inbound
 	// messages (a token bucket refilled at MessagesPerSecond, holding
-	// MessageBurst). A client over the limit gets an error event "Rate limit
-	// exceeded" and is closed with 1008. Defaults 1000 and 2000.
+	// MessageBurst); pings count as messages. A client over the limit gets
+	// an error event "Rate limit exceeded" and is closed with 1008. Defaults
+	// 1000 and 2000.
 	MessagesPerSecond float64
 	MessageBurst      int
 	// MaxConnections caps this instance's open connections; upgrades past

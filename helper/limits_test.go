@@ -89,6 +89,19 @@ func TestMessageRateLimit(t *testing.T) {
 	})
 }
 
+// Pings are charged like messages: each costs the server a pong.
+func TestPingsCountAgainstTheMessageRate(t *testing.T) {
+	k := newKit(t, rawSocket, withLimits(helper.Limits{MessagesPerSecond: 0.1, MessageBurst: 5}))
+	c, _ := k.login("u1") // authenticate is message 1
+	for i := 0; i < 5; i++ {
+		if err := c.WriteFrame(ws.NewPingFrame([]byte("p"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expectError(t, c, "Rate limit exceeded")
+	expectClose(t, c, 1008, "Rate limit exceeded")
+}
+
 func TestMessageRateLimitOff(t *testing.T) {
 	k := newKit(t, rawSocket, withLimits(helper.Limits{MessagesPerSecond: -1, MessageBurst: 1}))
 	c, _ := k.login("u1")

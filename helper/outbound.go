@@ -98,8 +98,12 @@ func (c *client) send(frame []byte) sendResult {
 	return c.push(frame, false, false)
 }
 
-// push hands frame to the socket or the queue. Control frames skip the
-// backpressure limit: they are small and keep the connection healthy.
+// push hands frame to the socket or the queue. Control frames (pongs,
+// pings) may go past the backpressure limit, being small and what keeps the
+// connection healthy, but not once the queue is over it: each ping a client
+// sends asks for a pong, and a client that pings without reading would
+// otherwise queue pongs without end. A peer that reads nothing has no use
+// for them anyway (RFC 6455 lets a server answer only the latest ping).
 func (c *client) push(frame []byte, control, fanout bool) sendResult {
 	o := &c.out
 	o.mu.Lock()
@@ -107,7 +111,12 @@ func (c *client) push(frame []byte, control, fanout bool) sendResult {
 		o.mu.Unlock()
 		return droppedClosing
 	}
-	if !control && o.queued > 0 && o.queued+len(frame) > c.h.opts.BackpressureLimit {
+	limit := c.h.opts.BackpressureLimit
+	if control && o.queued > limit {
+		o.mu.Unlock()
+		return droppedBackpressure
+	}
+	if !control && o.queued > 0 && o.queued+len(frame) > limit {
 		o.mu.Unlock()
 		c.h.stats.droppedBackpressure.Add(1)
 		if c.h.opts.CloseOnBackpressureLimit {

@@ -282,7 +282,12 @@ func (c *client) readFrames() bool {
 		c.lastSeen.Store(now)
 		switch hdr.op {
 		case ws.OpPing:
-			c.sendControl(compileFrame(ws.OpPong, payload))
+			// A ping costs a read and a pong: it is charged to the message
+			// budget, or a ping flood would cost the server with no limit
+			// to stop it.
+			if !c.closing() && c.h.admitMessage(c, c.h.mono(at)) {
+				c.sendControl(compileFrame(ws.OpPong, payload))
+			}
 		case ws.OpPong:
 		case ws.OpClose:
 			code, err := parseClosePayload(payload)
