@@ -286,12 +286,16 @@ func (h *WebSocketServerHelper) roomsFull(c *client) bool {
 
 func (h *WebSocketServerHelper) handleLeave(c *client, data json.RawMessage) {
 	pc := newPacer()
+	// Capped like the rooms a client may join by itself: a leave of tens
+	// of thousands of names would take the registry's lock for each.
+	left := h.opts.Limits.MaxRoomsPerClient
 	eachRoom(data, func(r string) bool {
 		h.reg.leave(c, r, false)
 		if pc.due() {
 			h.pause()
 		}
-		return true
+		left-- // negative (no cap) never reaches 0
+		return left != 0
 	})
 }
 

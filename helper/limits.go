@@ -28,7 +28,9 @@ type Limits struct {
 	MaxRoomsPerJoin int
 	// MaxRoomsPerClient caps the rooms one client may be in, its own-id
 	// and default rooms included; joins past it are ignored. Server-side
-	// JoinRoom is not capped. Default 1024.
+	// JoinRoom is not capped. A `leave` is read up to as many names, the
+	// rest ignored, so that a leave of tens of thousands does not cost a
+	// registry lock for each. Default 1024.
 	MaxRoomsPerClient int
 	// MessagesPerSecond and MessageBurst rate-limit each client's inbound
 	// messages (a token bucket refilled at MessagesPerSecond, holding

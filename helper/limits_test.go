@@ -193,6 +193,24 @@ func TestMaxRoomsPerClient(t *testing.T) {
 	})
 }
 
+// A leave is read up to MaxRoomsPerClient names; the rest are ignored.
+func TestLeaveReadsUpToMaxRoomsPerClientNames(t *testing.T) {
+	k := newKit(t, rawSocket, withLimits(helper.Limits{MaxRoomsPerClient: 5}))
+	c, cd := k.login("u1")
+	_ = c.Join("a", "b")
+	roundTrip(t, c)
+	_ = c.Leave(append(roomNames("x", 5), "a")...) // "a" is the sixth name
+	roundTrip(t, c)
+	if v, _ := k.h.GetClient(cd.ID); !slices.Contains(v.Rooms, "a") {
+		t.Fatalf("left a room named past the cap: %v", v.Rooms)
+	}
+	_ = c.Leave("x", "a")
+	roundTrip(t, c)
+	if v, _ := k.h.GetClient(cd.ID); slices.Contains(v.Rooms, "a") || !slices.Contains(v.Rooms, "b") {
+		t.Fatalf("rooms after leaving a: %v", v.Rooms)
+	}
+}
+
 func isStatus(err error, code int) bool {
 	var se ws.StatusError
 	return errors.As(err, &se) && int(se) == code
