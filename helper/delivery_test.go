@@ -398,3 +398,36 @@ func TestClosedSocketsGetNoStrayFrames(t *testing.T) {
 		}
 	})
 }
+
+// A client cannot join another client's id room by itself: sends to a client
+// on another instance travel through that room, so it would get them too.
+// AllowClientIDRooms hands such names to the validate-room handler again.
+func TestJoinOfAnotherClientsIDRoomIsRefused(t *testing.T) {
+	a, b := pair(t, rawSocket)
+	victim, vcd := a.login("victim")
+	spy, scd := b.login("spy")
+	_ = spy.Join(vcd.ID, "lobby", scd.ID)
+	roundTrip(t, spy)
+	b.rec.mu.Lock()
+	asked := b.rec.joins[len(b.rec.joins)-1].Rooms
+	b.rec.mu.Unlock()
+	if !slices.Equal(asked, []string{"lobby", scd.ID}) {
+		t.Fatalf("validate-room asked for %v, want lobby and the client's own id only", asked)
+	}
+	if err := b.h.SyncSubscriptions(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.h.Send(context.Background(), vcd.ID, "private", map[string]string{"otp": "123456"}); err != nil {
+		t.Fatal(err)
+	}
+	dataOf(t, victim, "private")
+	expectNothing(t, spy, "private")
+
+	c := newKit(t, rawSocket, func(c *helper.Config) { c.Options.AllowClientIDRooms = true })
+	u, _ := c.login("u")
+	_ = u.Join(vcd.ID)
+	roundTrip(t, u)
+	if v := c.h.GetClientsByRoom(vcd.ID); len(v) != 1 {
+		t.Fatalf("with AllowClientIDRooms the join was refused: %v", v)
+	}
+}

@@ -62,7 +62,7 @@ type WebSocketServerHelper struct {
 
 	// Warnings that a Redis outage or junk on a channel repeat thousands
 	// of times a second go out at most once a second each.
-	publishLog, envelopeLog, transformLog logthrottle.Throttle
+	publishLog, envelopeLog, transformLog, clientIDRoomLog logthrottle.Throttle
 
 	poller *poller // nil: every connection has a read goroutine
 	bursts *burstPool

@@ -228,6 +228,13 @@ func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
 		if !protocol.ValidRoomName(r) {
 			return true
 		}
+		if r != c.id && !h.opts.AllowClientIDRooms && protocol.IsClientID(r) {
+			if ok, n := h.clientIDRoomLog.Allow(); ok {
+				h.log.Info("join of a room named like a client id refused (see Options.AllowClientIDRooms)",
+					zapClient(c.id), zap.String("room", r), zap.Uint64("suppressed", n))
+			}
+			return true
+		}
 		if seen == nil {
 			seen = make(map[string]struct{}, 4)
 		}

@@ -25,6 +25,17 @@ type Options struct {
 	// Nil means ["ws-default", "ws-notification"]; an empty, non-nil
 	// slice means none.
 	DefaultRooms []string
+	// AllowClientIDRooms lets clients ask to join rooms named like a
+	// client id (a UUID in the canonical lower-case form servers give
+	// clients), other than their own. Every client is a member of the room
+	// named by its id, and a send to a client on another instance travels
+	// through that room: a client that joined another's id room would get
+	// that client's messages. So by default such names are dropped from a
+	// join before the validate-room handler sees them (the original asks
+	// the handler). Set it if your room names are bare UUIDs, and have the
+	// handler refuse names that are not your rooms. Server-side JoinRoom is
+	// not affected.
+	AllowClientIDRooms bool
 	// AuthTimeout is how long a new connection may take to send
 	// authenticate (close 4001 after). Once authentication has begun, the
 	// client gets 3× this for the callbacks to finish. Default 5 s.
@@ -255,7 +266,8 @@ type ValidateRoomRequest struct {
 }
 
 // ValidateRoomFunc returns the subset of the requested rooms the client may
-// join. Without one, clients cannot join rooms themselves.
+// join. Without one, clients cannot join rooms themselves. Names shaped
+// like another client's id never reach it unless Options.AllowClientIDRooms.
 type ValidateRoomFunc func(ctx context.Context, req ValidateRoomRequest) ([]string, error)
 
 // ClientInfo identifies a client to the lifecycle callbacks.

@@ -164,6 +164,29 @@ func ValidRoomName(room string) bool {
 	return true
 }
 
+// IsClientID reports whether s has the shape of a client id: a UUID in the
+// canonical lower-case form (8-4-4-4-12 hex digits) that servers, the
+// original's included, give their clients. The version is not checked.
+func IsClientID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < 36; i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // Close codes sent by the server.
 const (
 	CloseNormal          = 1000

@@ -176,3 +176,21 @@ func TestAppendEnvelopeMatchesMarshal(t *testing.T) {
 		}
 	}
 }
+
+func TestIsClientID(t *testing.T) {
+	for s, want := range map[string]bool{
+		"1a8b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d":  true,
+		"00000000-0000-0000-0000-000000000000":  true,
+		"1A8B2C3D-4E5F-4A6B-8C7D-9E0F1A2B3C4D":  false, // not the form ids take
+		"1a8b2c3d4e5f4a6b8c7d9e0f1a2b3c4d":      false,
+		"1a8b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4":   false,
+		"1a8b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4dd": false,
+		"1a8b2c3d-4e5f-4a6b-8c7d_9e0f1a2b3c4d":  false,
+		"1a8b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4g":  false,
+		"lobby":                                 false,
+	} {
+		if got := IsClientID(s); got != want {
+			t.Errorf("IsClientID(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
