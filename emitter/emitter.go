@@ -37,7 +37,9 @@ type Options struct {
 	// redisbroker.ModeSharded on a Redis Cluster. Ignis servers do not
 	// receive sharded messages; leave it off to reach them.
 	Sharded bool
-	// PublishTimeout bounds one publish. Default 2 s.
+	// PublishTimeout bounds one publish, also against a Redis that stopped
+	// answering with a client made without ContextTimeoutEnabled. Default
+	// 2 s.
 	PublishTimeout time.Duration
 	// ReadyTimeout bounds how long Start waits for Redis to answer, as the
 	// original waits for its connection to be ready. Default 30 s.
@@ -57,7 +59,15 @@ type WebSocketEmitter struct {
 	client redis.UniversalClient
 	opts   Options
 	log    *zap.Logger
+
+	// inflight holds a slot per command running on its own goroutine (see
+	// bounded); it caps the commands left behind by callers that gave up.
+	inflight chan struct{}
 }
+
+// maxInflight caps the commands running at once; past it, callers wait
+// for a slot within their own deadline.
+const maxInflight = 4096
 
 // New returns an emitter on client. It does no I/O.
 func New(client redis.UniversalClient, opts Options) (*WebSocketEmitter, error) {
@@ -76,7 +86,38 @@ func New(client redis.UniversalClient, opts Options) (*WebSocketEmitter, error) 
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	return &WebSocketEmitter{client: client, opts: opts, log: opts.Logger.With(zap.String("emitter", opts.Identifier))}, nil
+	return &WebSocketEmitter{
+		client:   client,
+		opts:     opts,
+		log:      opts.Logger.With(zap.String("emitter", opts.Identifier)),
+		inflight: make(chan struct{}, maxInflight),
+	}, nil
+}
+
+// bounded runs the command f and returns when it does or when ctx ends,
+// whichever comes first. go-redis heeds a context's deadline during I/O
+// only for clients made with ContextTimeoutEnabled; with any other client,
+// a command to a Redis that stopped answering waits out the client's
+// ReadTimeout (and its retries), or for ever with ReadTimeout -1, whatever
+// PublishTimeout says. A command given up on finishes on its own, within
+// the client's timeouts.
+func (e *WebSocketEmitter) bounded(ctx context.Context, f func(context.Context) error) error {
+	select {
+	case e.inflight <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	res := make(chan error, 1)
+	go func() {
+		defer func() { <-e.inflight }()
+		res <- f(ctx)
+	}()
+	select {
+	case err := <-res:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Start waits until Redis answers PING, retrying until ReadyTimeout or ctx
@@ -95,7 +136,7 @@ func (e *WebSocketEmitter) Start(ctx context.Context) error {
 	var last error
 	for {
 		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
-		err := e.client.Ping(pctx).Err()
+		err := e.bounded(pctx, func(ctx context.Context) error { return e.client.Ping(ctx).Err() })
 		pcancel()
 		if err == nil {
 			e.log.Info("websocket emitter ready")
@@ -165,11 +206,12 @@ func (e *WebSocketEmitter) publish(ctx context.Context, typ protocol.MessageType
 	ch := typ.Channel(target)
 	ctx, cancel := context.WithTimeout(ctx, e.opts.PublishTimeout)
 	defer cancel()
-	if e.opts.Sharded {
-		err = e.client.SPublish(ctx, ch, payload).Err()
-	} else {
-		err = e.client.Publish(ctx, ch, payload).Err()
-	}
+	err = e.bounded(ctx, func(ctx context.Context) error {
+		if e.opts.Sharded {
+			return e.client.SPublish(ctx, ch, payload).Err()
+		}
+		return e.client.Publish(ctx, ch, payload).Err()
+	})
 	if err != nil {
 		return fmt.Errorf("emitter: publish to %s: %w", ch, err)
 	}
