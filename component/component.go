@@ -20,6 +20,7 @@ import (
 	"github.com/fxws/websocket/broker"
 	"github.com/fxws/websocket/helper"
 	"github.com/fxws/websocket/internal/nilref"
+	"github.com/fxws/websocket/protocol"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
@@ -59,6 +60,61 @@ type Params struct {
 	// used when Logger is absent.
 	Logger    *zap.Logger `name:"@app/websocket/logger" optional:"true"`
 	AppLogger *zap.Logger `optional:"true"`
+
+	// Loose takes the same bindings in the types they are easily given in.
+	Loose LooseBindings
+}
+
+// LooseBindings are the bindings of Params under the same names, in the
+// types they are easily given in by mistake: redis.NewClient returns a
+// *redis.Client, and a method value or a func literal has an unnamed func
+// type, not the helper's named one. fx matches type and name exactly, so
+// without these such a binding would be ignored without a word: a server
+// with no Redis running alone, an "encrypted" client sent plain text. New
+// takes them as if bound in the right type, and fails if a key is bound in
+// both. (The authenticate handler is required, so fx itself reports one
+// bound in another type as missing.)
+type LooseBindings struct {
+	fx.In
+
+	RedisClient  *redis.Client        `name:"@app/websocket/redis-connection" optional:"true"`
+	RedisCluster *redis.ClusterClient `name:"@app/websocket/redis-connection" optional:"true"`
+
+	ValidateRoom        func(context.Context, helper.ValidateRoomRequest) ([]string, error)             `name:"@app/websocket/validate-room-handler" optional:"true"`
+	ClientConnected     func(context.Context, helper.ClientInfo) error                                  `name:"@app/websocket/client-connected-handler" optional:"true"`
+	ClientDisconnected  func(context.Context, helper.ClientInfo) error                                  `name:"@app/websocket/client-disconnected-handler" optional:"true"`
+	Message             func(context.Context, helper.MessageRequest) error                              `name:"@app/websocket/message-handler" optional:"true"`
+	OutboundTransformer func(context.Context, helper.OutboundRequest) (*protocol.Message, error)        `name:"@app/websocket/outbound-transformer" optional:"true"`
+	InboundTransformer  func(context.Context, helper.InboundRequest) (protocol.Message, error)          `name:"@app/websocket/inbound-transformer" optional:"true"`
+	Handshake           func(context.Context, helper.HandshakeRequest) (*helper.HandshakeResult, error) `name:"@app/websocket/handshake-handler" optional:"true"`
+}
+
+// tighten moves what came in loose types to p's own fields.
+func (p *Params) tighten() error {
+	var errs []error
+	take := func(dst, src any, key string) {
+		d, v := reflect.ValueOf(dst).Elem(), reflect.ValueOf(src)
+		if v.IsNil() { // absent (fx gives no way to tell a nil bound)
+			return
+		}
+		if !d.IsNil() {
+			errs = append(errs, fmt.Errorf("%s is bound twice, as %s and as %s: bind it once", key, d.Type(), v.Type()))
+			return
+		}
+		d.Set(v.Convert(d.Type()))
+	}
+	l := p.Loose
+	take(&p.Redis, l.RedisClient, keyRedis)
+	take(&p.Redis, l.RedisCluster, keyRedis)
+	take(&p.ValidateRoom, l.ValidateRoom, "@app/websocket/validate-room-handler")
+	take(&p.ClientConnected, l.ClientConnected, "@app/websocket/client-connected-handler")
+	take(&p.ClientDisconnected, l.ClientDisconnected, "@app/websocket/client-disconnected-handler")
+	take(&p.Message, l.Message, "@app/websocket/message-handler")
+	take(&p.OutboundTransformer, l.OutboundTransformer, "@app/websocket/outbound-transformer")
+	take(&p.InboundTransformer, l.InboundTransformer, "@app/websocket/inbound-transformer")
+	take(&p.Handshake, l.Handshake, keyHandshake)
+	p.Loose = LooseBindings{}
+	return errors.Join(errs...)
 }
 
 // Key names, for error messages (the websocket package exports them as tags).
@@ -75,6 +131,9 @@ const (
 // New validates p, builds the helper and registers the lifecycle hooks. It
 // does no I/O: Redis is contacted, and sockets are opened, in OnStart.
 func New(p Params) (*helper.WebSocketServerHelper, error) {
+	if err := p.tighten(); err != nil {
+		return nil, fmt.Errorf("websocket: %w", err)
+	}
 	if err := validate(p); err != nil {
 		return nil, err
 	}
