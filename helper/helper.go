@@ -103,6 +103,10 @@ func New(cfg Config) (*WebSocketServerHelper, error) {
 		serverID = uuid.NewString()
 	}
 	log = log.With(zap.String("ws", opts.Identifier), zap.String("serverId", serverID))
+	if opts.RequireEncryption && cfg.Handlers.OutboundTransformer == nil {
+		// Allowed, as in the original, but rarely meant.
+		log.Warn("RequireEncryption is set without an outbound transformer: clients that completed the handshake get every message in plain text")
+	}
 	h := &WebSocketServerHelper{
 		opts:     opts,
 		handlers: cfg.Handlers,

@@ -16,6 +16,9 @@ import (
 	"github.com/fxws/websocket/helper"
 	"github.com/fxws/websocket/protocol"
 	"github.com/google/uuid"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // Spec "Connection lifecycle" 1: upgrade on the path, UUID id, unauthorized.
@@ -455,5 +458,26 @@ func TestNoConnectionsWhileStarting(t *testing.T) {
 	}
 	if n := len(h.GetClients()); n > 0 {
 		t.Fatalf("Start failed with %d connection(s) registered", n)
+	}
+}
+
+// RequireEncryption without an outbound transformer is allowed, as in the
+// original, but said: such clients get everything in plain text.
+func TestEncryptionWithoutTransformerIsWarned(t *testing.T) {
+	for _, withTransformer := range []bool{false, true} {
+		core, logs := observer.New(zapcore.WarnLevel)
+		hs := helper.Handlers{
+			Authenticate: func(context.Context, helper.AuthenticateRequest) (*helper.AuthResult, error) { return nil, nil },
+			Handshake:    func(context.Context, helper.HandshakeRequest) (*helper.HandshakeResult, error) { return nil, nil },
+		}
+		if withTransformer {
+			hs.OutboundTransformer = func(context.Context, helper.OutboundRequest) (*protocol.Message, error) { return nil, nil }
+		}
+		if _, err := helper.New(helper.Config{Options: helper.Options{RequireEncryption: true}, Handlers: hs, Logger: zap.New(core)}); err != nil {
+			t.Fatal(err)
+		}
+		if got := logs.FilterMessageSnippet("without an outbound transformer").Len(); got != map[bool]int{false: 1, true: 0}[withTransformer] {
+			t.Fatalf("transformer %v: %d warnings", withTransformer, got)
+		}
 	}
 }
