@@ -2,8 +2,9 @@
 # compare.sh — the standard load matrix against the original (Ignis
 # WebSocketServerHelper on Bun) and our demo, in one run, on one Redis, with
 # one load tool (cmd/fxws-bench). Each case runs REPS times per implementation,
-# interleaved (original, ours, original, ours, …) so that drifting background
-# load hits both alike, every run on a freshly started server pinned to
+# interleaved, the first of each pair alternating (original, ours, ours,
+# original, …), so that drifting background load and what one run leaves
+# behind hit both alike, every run on a freshly started server pinned to
 # SERVER_CPU while the load and Redis run on LOAD_CPU. The medians and the
 # ratios ours / original go into docs/performance.md between the
 # "compare:begin" and "compare:end" markers.
@@ -19,6 +20,8 @@
 #   OUT=docs/performance.md
 #   REF_DIR=../shared/reference   the original's harness (start.sh, server.ts)
 #   NOTE="..."             a line put above the generated table (e.g. "preliminary")
+#   OURS_LOG_LEVEL=debug   run our demo with LOG_LEVEL (debug logs every connection,
+#                          as the original does at its default level)
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,7 +46,7 @@ bcast-1k|broadcast|1|0|-n 1000 -rate 100 -duration 10s -via redis
 bcast-10k|broadcast|1|0|-n 10000 -rate 10 -duration 10s -via redis
 rooms-10k|rooms|1|0|-n 10000 -rooms 100 -rate 1000 -duration 10s -via redis
 echo-100|echo|1|0|-n 100 -duration 10s
-cross-2x1k|cross|2|0|-n 2000 -rate 100 -duration 10s -via rest
+cross-2x1k|cross|2|0|-n 2000 -rate 35 -duration 10s -via rest
 enc-1k|encrypted|1|1|-n 1000 -rate 20 -duration 10s -via redis
 enc-1k-max|encrypted|1|1|-n 1000 -rate 200 -duration 10s -via redis
 enc-10k|encrypted|1|1|-n 10000 -rate 10 -duration 10s -via redis
@@ -158,6 +161,10 @@ log "redis on $redis_port"
 start_server() {
   local impl=$1 enc=$2 port=$3 pid i
   local env=(PORT="$port" HOST=127.0.0.1 REDIS_URL="$REDIS_URL" QUIET=1)
+  # The original logs two lines per connection whatever QUIET says; ours
+  # logs them at debug, so OURS_LOG_LEVEL=debug compares CPU per connect
+  # with both logging alike.
+  [ "$impl" != original ] && [ -n "${OURS_LOG_LEVEL:-}" ] && env+=(LOG_LEVEL="$OURS_LOG_LEVEL")
   [ "$enc" = 1 ] && env+=(REQUIRE_ENCRYPTION=1)
   case $impl in
     original) env "${env[@]}" "${pin_server[@]}" "$REF_DIR/start.sh" </dev/null >>"$work/$impl-$port.log" 2>&1 & ;;
@@ -183,7 +190,11 @@ commands=()
 for rep in $(seq "$REPS"); do
   while IFS='|' read -r name scenario instances enc flags; do
     [ -n "$name" ] || continue
-    for impl in $IMPLS; do
+    # Alternate which implementation goes first, so that what a run leaves
+    # behind (TIME_WAIT sockets, a warm page cache) falls on each alike.
+    order=$IMPLS
+    [ $((rep % 2)) = 0 ] && order=$(echo "$IMPLS" | awk '{for (i = NF; i > 0; i--) printf "%s%s", $i, (i > 1 ? " " : "")}')
+    for impl in $order; do
       pids=() urls=()
       for k in $(seq "$instances"); do
         free_port

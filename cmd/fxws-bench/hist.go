@@ -103,8 +103,12 @@ func (s histSnap) quantile(q float64) uint64 {
 	if n == 0 {
 		return 0
 	}
-	rank := uint64(q*float64(n) + 0.5)
-	if rank >= n {
+	return s.atRank(uint64(q*float64(n) + 0.5))
+}
+
+// atRank returns the rank-th smallest value (1-based, clamped).
+func (s histSnap) atRank(rank uint64) uint64 {
+	if rank >= s.total() {
 		return s.Max
 	}
 	rank = max(rank, 1)
@@ -116,4 +120,19 @@ func (s histSnap) quantile(q float64) uint64 {
 		}
 	}
 	return s.Max
+}
+
+// quantileWithMissing is quantile over the recorded values and missing
+// more that are later than all of them; false when the quantile falls
+// among those.
+func (s histSnap) quantileWithMissing(q float64, missing uint64) (uint64, bool) {
+	n := s.total()
+	if missing == 0 || n == 0 {
+		return s.quantile(q), missing == 0 || n > 0
+	}
+	rank := max(uint64(q*float64(n+missing)+0.5), 1)
+	if rank > n {
+		return 0, false
+	}
+	return s.atRank(rank), true
 }

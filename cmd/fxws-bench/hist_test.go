@@ -50,3 +50,27 @@ func TestHistQuantilesMatchSorted(t *testing.T) {
 		t.Errorf("merge changed the distribution: total %d, p50 %d vs %d", m.total(), m.quantile(0.5), s.quantile(0.5))
 	}
 }
+
+// Missing messages count as later than every arrival.
+func TestQuantileWithMissing(t *testing.T) {
+	var h hist
+	for i := int64(1); i <= 100; i++ {
+		h.record(i)
+	}
+	s := h.snapshot()
+	if v, ok := s.quantileWithMissing(0.99, 0); !ok || v != s.quantile(0.99) {
+		t.Errorf("no missing: %d, %v; want %d", v, ok, s.quantile(0.99))
+	}
+	// 100 arrived, 100 missing: the median is the last arrival, p90 is
+	// among the missing.
+	if v, ok := s.quantileWithMissing(0.5, 100); !ok || v != 100 {
+		t.Errorf("p50 with half missing = %d, %v; want 100", v, ok)
+	}
+	if _, ok := s.quantileWithMissing(0.9, 100); ok {
+		t.Error("p90 with half missing is bounded")
+	}
+	// 1 missing of 101: p50 moves up by half a rank at most.
+	if v, ok := s.quantileWithMissing(0.5, 1); !ok || v < 50 || v > 52 {
+		t.Errorf("p50 with one missing = %d, %v", v, ok)
+	}
+}

@@ -110,6 +110,11 @@ type pubRun struct {
 	sent   []atomic.Int64 // per room, successful publishes
 	errors atomic.Int64
 	lagged atomic.Int64 // sends that left more than 100 ms after schedule
+	// lag is how late each send left against its schedule. Latency is
+	// timed from the send, so the publisher's own delays (its core busy
+	// reading the previous fan-out) are not in it: this says how large
+	// they were.
+	lag hist
 
 	mu    sync.Mutex
 	times [][]int64 // per room: send time of each seq (µs), for opaque clients
@@ -145,7 +150,10 @@ func (p *pubRun) run(ctx context.Context) {
 	if p.textPad {
 		pad = textPadding(max(0, p.size-60))
 	}
-	type job struct{ room, seq int }
+	type job struct {
+		room, seq int
+		due       time.Time
+	}
 	jobs := make(chan job, 1024)
 	var wg sync.WaitGroup
 	for g := 0; g < 8; g++ {
@@ -153,7 +161,9 @@ func (p *pubRun) run(ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				ts := time.Now().UnixMicro()
+				now := time.Now()
+				p.lag.record(now.Sub(j.due).Microseconds())
+				ts := now.UnixMicro()
 				p.mu.Lock()
 				for len(p.times[j.room]) <= j.seq {
 					p.times[j.room] = append(p.times[j.room], 0)
@@ -183,7 +193,7 @@ func (p *pubRun) run(ctx context.Context) {
 			p.lagged.Add(1)
 		}
 		r := i % n
-		jobs <- job{room: r, seq: seqs[r]}
+		jobs <- job{room: r, seq: seqs[r], due: due}
 		seqs[r]++
 	}
 	close(jobs)

@@ -112,6 +112,27 @@ func cell(v []float64) string {
 	return fmt.Sprintf("%s (%s–%s, n=%d)", fmtNum(median(v)), fmtNum(slices.Min(v)), fmtNum(slices.Max(v)), len(v))
 }
 
+// paired lists the ratio of each repetition that both implementations
+// ran, in repetition order: the spread of a median ratio, and whether the
+// runs fall on both sides of a threshold.
+func paired(a, b map[int]float64) string {
+	var reps []int
+	for rep := range a {
+		if _, ok := b[rep]; ok && a[rep] != 0 {
+			reps = append(reps, rep)
+		}
+	}
+	if len(reps) == 0 {
+		return "—"
+	}
+	slices.Sort(reps)
+	parts := make([]string, len(reps))
+	for i, rep := range reps {
+		parts[i] = fmt.Sprintf("%.2f", b[rep]/a[rep])
+	}
+	return strings.Join(parts, ", ")
+}
+
 // runReport reads result lines and writes the comparison table in Markdown.
 func runReport(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("fxws-bench report", flag.ContinueOnError)
@@ -167,7 +188,7 @@ func writeReport(out io.Writer, results []*result, base, ours string) error {
 	if len(cases) == 0 {
 		return errors.New("fxws-bench report: no results")
 	}
-	fmt.Fprintf(out, "| case | figure | %s | %s | %s / %s |\n|---|---|---|---|---|\n", base, ours, ours, base)
+	fmt.Fprintf(out, "| case | figure | %s | %s | %s / %s | run by run |\n|---|---|---|---|---|---|\n", base, ours, ours, base)
 	// Irregularities, one line per (case, implementation, text) with the
 	// runs it happened in.
 	type key struct{ c, label, text string }
@@ -184,9 +205,14 @@ func writeReport(out io.Writer, results []*result, base, ours string) error {
 		rs := byCase[c]
 		for _, fig := range figuresOf(rs[0].Scenario) {
 			vals := map[string][]float64{}
+			byRep := map[string]map[int]float64{}
 			for _, r := range rs {
 				if v, ok := fig.get(r); ok {
 					vals[r.Label] = append(vals[r.Label], v)
+					if byRep[r.Label] == nil {
+						byRep[r.Label] = map[int]float64{}
+					}
+					byRep[r.Label][r.Rep] = v
 				}
 			}
 			ratio := "—"
@@ -196,7 +222,7 @@ func writeReport(out io.Writer, results []*result, base, ours string) error {
 					ratio += " (higher is better)"
 				}
 			}
-			fmt.Fprintf(out, "| %s | %s | %s | %s | %s |\n", c, fig.name, cell(vals[base]), cell(vals[ours]), ratio)
+			fmt.Fprintf(out, "| %s | %s | %s | %s | %s | %s |\n", c, fig.name, cell(vals[base]), cell(vals[ours]), ratio, paired(byRep[base], byRep[ours]))
 		}
 		for _, r := range rs {
 			if t := trouble(r); t != "" {

@@ -20,7 +20,7 @@ func TestReportMediansAndRatios(t *testing.T) {
 	}
 	s := out.String()
 	for _, want := range []string{
-		"| bcast-1k | server CPU per delivered message, µs | 5.00 (4.00–9.00, n=3) | 2.50 (2.00–4.50, n=3) | 0.50 |",
+		"| bcast-1k | server CPU per delivered message, µs | 5.00 (4.00–9.00, n=3) | 2.50 (2.00–4.50, n=3) | 0.50 | 0.50, 0.50, 0.50 |",
 		"| bcast-1k | latency p50, ms | 2.00 (2.00–2.00, n=3) | 1.00 (1.00–1.00, n=3) | 0.50 |",
 		"| delivered messages/s | 1000 (1000–1000, n=3) | 1000 (1000–1000, n=3) | 1.00 (higher is better) |",
 		"- bcast-1k, ours, run 3: 2 missing",

@@ -30,6 +30,7 @@ type result struct {
 	RSSBefore      int64          `json:"server_rss_before,omitempty"`
 	RSSAfter       int64          `json:"server_rss_after,omitempty"`
 	RSSPerConn     float64        `json:"server_rss_per_conn_b,omitempty"`
+	WarmupClients  int            `json:"warmup_clients,omitempty"`
 	HoldSec        float64        `json:"hold_s,omitempty"`
 	LiveAtEnd      int64          `json:"live_at_end"`
 	Dropped        int64          `json:"dropped"`
@@ -42,6 +43,7 @@ type result struct {
 	Published      int64          `json:"published,omitempty"`
 	PublishErrors  int64          `json:"publish_errors,omitempty"`
 	PublishLagged  int64          `json:"publish_lagged,omitempty"`
+	PublishLagP99  float64        `json:"publish_lag_p99_ms,omitempty"`
 	Expected       int64          `json:"expected,omitempty"`
 	Delivered      int64          `json:"delivered,omitempty"`
 	Missing        int64          `json:"missing,omitempty"`
@@ -322,6 +324,9 @@ func run(ctx context.Context, cfg config) (*result, error) {
 func runConns(ctx context.Context, f *fleet, r *result) error {
 	cfg := f.cfg
 	var err error
+	if err := warmUp(ctx, cfg, r); err != nil {
+		return err
+	}
 	if len(cfg.serverPids) > 0 {
 		if r.RSSBefore, err = cfg.serverPids.rss(); err != nil {
 			return err
@@ -366,6 +371,38 @@ func runConns(ctx context.Context, f *fleet, r *result) error {
 	return ctx.Err()
 }
 
+// warmUp connects and closes a batch of clients before the baseline: a
+// server started cold allocates on its first connections what it keeps for
+// good (compiled code, pools, heap it does not give back), and charging
+// that to the measured connections would flatter the server that allocates
+// more of it.
+func warmUp(ctx context.Context, cfg config, r *result) error {
+	n := cfg.warmup
+	if n < 0 {
+		n = min(1000, cfg.n/10)
+	}
+	if n == 0 || len(cfg.serverPids) == 0 {
+		return nil
+	}
+	wc := cfg
+	wc.n, wc.procs = n, 1
+	wf, err := newFleet(wc)
+	if err != nil {
+		return err
+	}
+	var wr result
+	err = wf.connect(ctx, &wr)
+	wf.close()
+	if err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	r.WarmupClients = wr.Connected
+	progressf("warm-up: %d connected and closed; settling", wr.Connected)
+	sleepCtx(ctx, 2*time.Second)
+	progressDone()
+	return nil
+}
+
 func runEcho(ctx context.Context, f *fleet, r *result) error {
 	cfg := f.cfg
 	if err := f.connect(ctx, r); err != nil {
@@ -404,7 +441,7 @@ func runEcho(ctx context.Context, f *fleet, r *result) error {
 	r.Size = cfg.size
 	r.RoundTrips = m.Echoes
 	r.RoundTripsPerS = round(float64(m.Echoes)/window, 1)
-	r.fillLatency(m, cfg)
+	r.fillLatency(m, cfg, 0)
 	r.LiveAtEnd, r.Dropped, r.Closes = m.Live, m.Dropped, m.Closes
 	r.LoadCPUPct = round(lpct, 1)
 	if len(cfg.serverPids) > 0 && m.Echoes > 0 {
@@ -516,7 +553,8 @@ func runPublish(ctx context.Context, f *fleet, r *result) error {
 	if window > 0 {
 		r.DeliveredPerS = round(float64(m.Received)/window, 1)
 	}
-	r.fillLatency(m, cfg)
+	r.fillLatency(m, cfg, m.Missing)
+	r.PublishLagP99 = ms(pr.lag.snapshot().quantile(0.99))
 	r.LiveAtEnd, r.Dropped, r.Closes = m.Live, m.Dropped, m.Closes
 	r.LoadCPUPct = round(lpct, 1)
 	if len(cfg.serverPids) > 0 && m.Received > 0 {
@@ -536,6 +574,12 @@ func runPublish(ctx context.Context, f *fleet, r *result) error {
 	if r.PublishLagged > 0 {
 		r.Notes = append(r.Notes, "the publisher fell behind its schedule")
 	}
+	if r.PublishLagP99 > 5 {
+		r.Notes = append(r.Notes, fmt.Sprintf("publishes left up to %.1f ms late (p99) against their schedule: latency is timed from the send, so that delay is not in it", r.PublishLagP99))
+	}
+	if r.ServerCPUPct > 90 {
+		r.Notes = append(r.Notes, fmt.Sprintf("server core saturated (%.0f %%): CPU per message is then one core over the throughput, not a cost to compare", r.ServerCPUPct))
+	}
 	return ctx.Err()
 }
 
@@ -551,7 +595,11 @@ func membersOf(room, n, k int) int {
 	return c
 }
 
-func (r *result) fillLatency(m measureReport, cfg config) {
+// fillLatency sets the percentiles. missing messages count as later than
+// any that arrived, so that a server cannot improve its tail by losing its
+// slowest messages; a percentile that falls among them is reported as -1
+// (unbounded) with a note.
+func (r *result) fillLatency(m measureReport, cfg config, missing int64) {
 	var all histSnap
 	for i, h := range m.Lat {
 		all.merge(h)
@@ -561,8 +609,18 @@ func (r *result) fillLatency(m measureReport, cfg config) {
 			})
 		}
 	}
-	r.LatP50, r.LatP90, r.LatP99 = ms(all.quantile(0.5)), ms(all.quantile(0.9)), ms(all.quantile(0.99))
+	q := func(p float64) float64 {
+		v, ok := all.quantileWithMissing(p, uint64(max(missing, 0)))
+		if !ok {
+			return -1
+		}
+		return ms(v)
+	}
+	r.LatP50, r.LatP90, r.LatP99 = q(0.5), q(0.9), q(0.99)
 	r.LatMax = ms(all.Max)
+	if r.LatP99 < 0 {
+		r.Notes = append(r.Notes, "p99 falls among the missing messages: latency unbounded (reported as -1)")
+	}
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {
