@@ -289,12 +289,13 @@ func TestUnauthenticatedView(t *testing.T) {
 	jsonEqual(t, v.raw, `{"id":"`+id+`","userId":null,"state":"unauthorized","rooms":[],"encrypted":false,"metadata":null}`)
 
 	user := uniq("viewer-")
-	emit(t, c, "authenticate", map[string]string{"token": "slow-600-" + user})
+	// Slow enough that a loaded machine still lists the client while it
+	// authenticates; within 3 × the default AUTH_TIMEOUT_MS.
+	emit(t, c, "authenticate", map[string]string{"token": "slow-1500-" + user})
 	eventually(t, "state authenticating", func() bool {
-		v := getView(t, id)
+		v = getView(t, id)
 		return v != nil && v.State == "authenticating"
 	})
-	v = getView(t, id)
 	jsonEqual(t, v.raw, `{"id":"`+id+`","userId":null,"state":"authenticating","rooms":[],"encrypted":false,"metadata":null}`)
 	cd := connectedShape(t, expect(t, c, "connected"), user)
 	if cd != id {

@@ -111,7 +111,8 @@ func TestJoinIgnoredShapes(t *testing.T) {
 }
 
 func TestLeave(t *testing.T) {
-	t.Parallel()
+	// Serial: it broadcasts, and parallel tests check that their clients
+	// get nothing unasked.
 	c, cd := authed(t, "valid-"+uniq("leaver-"))
 	room := uniq("public-l-")
 	join(t, c, map[string]any{"rooms": []string{room}})

@@ -9,7 +9,8 @@ import (
 )
 
 func TestBroadcast(t *testing.T) {
-	t.Parallel()
+	// Serial: it broadcasts, and parallel tests check that their clients
+	// get nothing unasked.
 	a, _ := authed(t, "valid-"+uniq("bca-"))
 	b, _ := authed(t, "valid-")
 	ev := uniq("broadcast-")
@@ -23,7 +24,8 @@ func TestBroadcast(t *testing.T) {
 // TestSendDataRules: an absent data or event sends nothing; null data is
 // sent as null; a body that is not JSON counts as {}.
 func TestSendDataRules(t *testing.T) {
-	t.Parallel()
+	// Serial: it broadcasts, and parallel tests check that their clients
+	// get nothing unasked.
 	c, cd := authed(t, "valid-"+uniq("rules-"))
 	room := uniq("private-rules-")
 	post(t, "/ws-api/clients/"+seg(cd.ID)+"/rooms/"+seg(room), "")

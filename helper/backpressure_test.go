@@ -122,7 +122,10 @@ func TestCloseOnBackpressureLimit(t *testing.T) {
 		if k.h.Stats().DroppedBackpressure == 0 {
 			t.Fatal("drop not counted")
 		}
-		// What the stalled client finds when it finally reads: data, then 4008.
+		// What the stalled client finds when it finally reads: data, then
+		// 4008, or the end of the stream if the close frame, queued behind
+		// the data it would not read, was still unsent when the server gave
+		// up on it.
 		_, code, reason := readUntilCloseOrEOF(t, conn)
 		if code != 0 && (code != protocol.CloseBackpressure || reason != protocol.ReasonBackpressure) {
 			t.Fatalf("close %d %q", code, reason)
@@ -157,13 +160,14 @@ func TestSlowButSteadyReaderIsNotCut(t *testing.T) {
 }
 
 // WriteTimeout is the longest a client may take nothing, not a minimum
-// speed: 64 KiB every 200 ms, with a receive buffer that small, moves
-// 256 KiB (one writer batch) in 800 ms, more than the 500 ms timeout, but
-// no timeout passes without a read. When each batch had to go out within
-// one timeout, this reader was cut at its first.
+// speed: 64 KiB every 300 ms, with a receive buffer that small, moves
+// 256 KiB (one writer batch) in 1.2 s, more than the 1 s timeout, but no
+// timeout passes without a read (and a reader stalled 700 ms by a loaded
+// machine is still within it). When each batch had to go out within one
+// timeout, this reader was cut at its first.
 func TestSlowReaderIsCutOnlyWithoutProgress(t *testing.T) {
 	both(t, func(t *testing.T, tr transport) {
-		readPaced(t, tr, 500*time.Millisecond, 1<<20, 64<<10, 200*time.Millisecond)
+		readPaced(t, tr, time.Second, 512<<10, 64<<10, 300*time.Millisecond)
 	})
 }
 

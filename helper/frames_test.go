@@ -252,20 +252,23 @@ func TestMaxPayloadLength(t *testing.T) {
 // heartbeats stays; unauthenticated clients are the auth timer's business.
 func TestHeartbeatSweep(t *testing.T) {
 	both(t, func(t *testing.T, tr transport) {
-		const timeout = 250 * time.Millisecond
+		// The heartbeating client must never stall for most of a timeout:
+		// a second leaves room for a loaded machine under -race.
+		const timeout = time.Second
 		k := newKit(t, tr, func(c *helper.Config) {
-			c.Options.HeartbeatInterval = 25 * time.Millisecond
+			c.Options.HeartbeatInterval = 50 * time.Millisecond
 			c.Options.HeartbeatTimeout = timeout
 			c.Options.AuthTimeout = time.Hour
 		})
 		silent, scd := k.login("silent")
 		alive, _ := k.login("alive")
+		_ = alive.Heartbeat()
 		unauth := k.dial()
 		stop := make(chan struct{})
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			tick := time.NewTicker(timeout / 5)
+			tick := time.NewTicker(timeout / 10)
 			defer tick.Stop()
 			for {
 				select {
@@ -281,8 +284,8 @@ func TestHeartbeatSweep(t *testing.T) {
 		if k.rec.disconnectedIDs()[0] != scd.ID {
 			t.Fatal("wrong client swept")
 		}
-		// Several more timeouts pass for the heartbeating client.
-		time.Sleep(3 * timeout)
+		// More timeouts pass for the heartbeating client.
+		time.Sleep(2 * timeout)
 		close(stop)
 		<-done
 		roundTrip(t, alive)

@@ -280,10 +280,12 @@ func TestMessageCallbackFailures(t *testing.T) {
 func TestBlockingCallbackStallsNobodyElse(t *testing.T) {
 	both(t, func(t *testing.T, tr transport) {
 		release := make(chan struct{})
+		entered := make(chan struct{})
 		k := newKit(t, tr, func(c *helper.Config) {
 			rec := c.Handlers.Message
 			c.Handlers.Message = func(ctx context.Context, req helper.MessageRequest) error {
 				if req.Message.Event == "block" {
+					close(entered)
 					select {
 					case <-release:
 					case <-ctx.Done():
@@ -295,7 +297,11 @@ func TestBlockingCallbackStallsNobodyElse(t *testing.T) {
 		a, _ := k.login("a")
 		b, _ := k.login("b")
 		_ = a.Emit("block", nil)
-		k.rec.waitFor(t, "nothing yet", func() bool { return true })
+		select { // a's callback is blocking before b speaks
+		case <-entered:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the blocking callback never ran")
+		}
 		_ = b.Emit("chat", "from b")
 		k.rec.waitFor(t, "b's message while a blocks", func() bool {
 			return len(k.rec.messages) == 1 && k.rec.messages[0].UserID == "b"

@@ -3,6 +3,7 @@ package redisbroker_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -371,17 +372,49 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestCloseDuringStart(t *testing.T) {
-	srv := redistest.Start(t)
-	srv.Kill()
-	b := redisbroker.New(srv.Client(), redisbroker.Options{ReconnectBackoffMin: 10 * time.Millisecond, PingTimeout: 100 * time.Millisecond})
+	// A Redis that accepts and never answers: Start keeps trying.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 100)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c
+		}
+	}()
+	defer func() {
+		ln.Close()
+		for c := range accepted {
+			c.Close()
+		}
+	}()
+	rc := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), MaxRetries: -1, ContextTimeoutEnabled: true})
+	defer rc.Close()
+	b := redisbroker.New(rc, redisbroker.Options{ReconnectBackoffMin: 10 * time.Millisecond, PingTimeout: 100 * time.Millisecond})
 	errc := make(chan error, 1)
 	go func() { errc <- b.Start(context.Background(), func(string, []byte) {}) }()
-	time.Sleep(50 * time.Millisecond) // let Start begin waiting for Redis
+	select { // Start is trying to reach Redis
+	case c := <-accepted:
+		defer c.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("Start never dialled Redis")
+	}
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-errc; err == nil {
-		t.Fatal("Start succeeded on a closed broker")
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Fatal("Start succeeded on a closed broker")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Start did not return after Close")
 	}
 }
 

@@ -2,6 +2,7 @@ package redisbroker_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -118,8 +119,11 @@ func TestNoChannelsLeakFromClientsOfAnOutage(t *testing.T) {
 // short on the connection every channel shares.
 func TestExpiredContextSparesTheSharedSession(t *testing.T) {
 	srv := redistest.Start(t)
+	proxy := redistest.NewProxy(t, srv.Addr())
+	rc := redis.NewClient(&redis.Options{Addr: proxy.Addr(), ContextTimeoutEnabled: true})
+	defer rc.Close()
 	ctx := context.Background()
-	b, _ := startBroker(t, srv.Client(), redisbroker.Options{ReconnectBackoffMin: 10 * time.Millisecond})
+	b, _ := startBroker(t, rc, redisbroker.Options{ReconnectBackoffMin: 10 * time.Millisecond, PingTimeout: 5 * time.Second, ProbeInterval: 5 * time.Second})
 	if err := b.Subscribe(ctx, "ws:room:a"); err != nil {
 		t.Fatal(err)
 	}
@@ -132,10 +136,14 @@ func TestExpiredContextSparesTheSharedSession(t *testing.T) {
 		t.Error("a Subscribe that failed on its own context changed the set held")
 	}
 	// A Subscribe whose deadline passes while it waits for Redis's
-	// confirmation (not before it writes).
-	short, cancel2 := context.WithTimeout(ctx, time.Microsecond)
+	// confirmation (not before it writes): Redis's answers trickle in.
+	proxy.Trickle(1, 20*time.Millisecond)
+	short, cancel2 := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel2()
-	_ = b.Subscribe(short, "ws:room:c")
+	if err := b.Subscribe(short, "ws:room:c"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Subscribe past its deadline: %v, want a deadline error", err)
+	}
+	proxy.Trickle(0, 0)
 	if err := b.Subscribe(ctx, "ws:room:d"); err != nil {
 		t.Fatal(err)
 	}
