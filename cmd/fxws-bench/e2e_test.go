@@ -225,6 +225,10 @@ func TestConnsReportsFailuresAndServerMemory(t *testing.T) {
 	if r.Connected != 10 || r.LiveAtEnd != 10 || r.RSSAfter <= 0 {
 		t.Fatalf("unexpected conns result: %+v", r)
 	}
+	// Connected in two halves, memory sampled between them.
+	if r.MarginalConns != 5 || r.RSSMid <= 0 {
+		t.Fatalf("no marginal figure: %+v", r)
+	}
 	// A wrong path: every client fails with a clear, counted error.
 	bad := strings.TrimSuffix(url, "/ws") + "/nope"
 	r, err = run(context.Background(), benchConfig(t, "conns", "-url", bad, "-n", "3", "-hold", "10ms"))

@@ -69,6 +69,7 @@ type config struct {
 	srcBase         string
 	hold            time.Duration
 	warmup          int
+	first           int // number of the first client (conns connects in two halves)
 	heartbeat       time.Duration
 	dialConcurrency int
 	connectTimeout  time.Duration

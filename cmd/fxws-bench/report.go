@@ -36,6 +36,9 @@ func figuresOf(scenario string) []figure {
 			{"server RSS per idle authenticated connection, KB", "lower", func(r *result) (float64, bool) {
 				return r.RSSPerConn / 1024, r.RSSAfter > 0
 			}},
+			{"server RSS per added connection (second half), KB", "lower", func(r *result) (float64, bool) {
+				return r.RSSMarginal / 1024, r.MarginalConns > 0
+			}},
 			{"server CPU per connect + authenticate, µs", "lower", func(r *result) (float64, bool) { return pos(r.CPUPerConnUs) }},
 			{"connects/s (one load process)", "higher", func(r *result) (float64, bool) { return pos(r.ConnectPerSec) }},
 		}

@@ -31,6 +31,9 @@ type result struct {
 	RSSAfter       int64          `json:"server_rss_after,omitempty"`
 	RSSPerConn     float64        `json:"server_rss_per_conn_b,omitempty"`
 	WarmupClients  int            `json:"warmup_clients,omitempty"`
+	RSSMid         int64          `json:"server_rss_mid,omitempty"`
+	MarginalConns  int            `json:"marginal_conns,omitempty"`
+	RSSMarginal    float64        `json:"server_rss_marginal_per_conn_b,omitempty"`
 	HoldSec        float64        `json:"hold_s,omitempty"`
 	LiveAtEnd      int64          `json:"live_at_end"`
 	Dropped        int64          `json:"dropped"`
@@ -125,8 +128,8 @@ func newFleet(cfg config) (*fleet, error) {
 	f := &fleet{cfg: cfg}
 	per := (cfg.n + cfg.procs - 1) / cfg.procs
 	for p := 0; p < cfg.procs; p++ {
-		first := p * per
-		count := min(per, cfg.n-first)
+		first := cfg.first + p*per
+		count := min(per, cfg.first+cfg.n-first)
 		if count <= 0 {
 			break
 		}
@@ -305,14 +308,15 @@ func run(ctx context.Context, cfg config) (*result, error) {
 			return nil, err
 		}
 	}
+	if cfg.scenario == "conns" {
+		return r, runConns(ctx, cfg, r)
+	}
 	f, err := newFleet(cfg)
 	if err != nil {
 		return nil, err
 	}
 	defer f.close()
 	switch cfg.scenario {
-	case "conns":
-		err = runConns(ctx, f, r)
 	case "echo":
 		err = runEcho(ctx, f, r)
 	default:
@@ -321,53 +325,126 @@ func run(ctx context.Context, cfg config) (*result, error) {
 	return r, err
 }
 
-func runConns(ctx context.Context, f *fleet, r *result) error {
-	cfg := f.cfg
-	var err error
+// runConns connects the clients in two halves, each followed by a hold,
+// and samples the server's RSS before, between and after. (after − before)
+// / n is the memory per connection as first published; (after − between)
+// / (second half) is the marginal cost of one more connection, which a
+// fixed cost (what a server allocates once, or garbage from the warm-up)
+// does not distort.
+func runConns(ctx context.Context, cfg config, r *result) error {
+	var halves []*fleet
+	if len(cfg.serverPids) == 0 || cfg.n < 2 {
+		f, err := newFleet(cfg)
+		if err != nil {
+			return err
+		}
+		defer f.close()
+		halves = []*fleet{f}
+	} else {
+		a, b := cfg, cfg
+		a.n = cfg.n / 2
+		b.n, b.first = cfg.n-a.n, cfg.first+a.n
+		fa, err := newFleet(a)
+		if err != nil {
+			return err
+		}
+		defer fa.close()
+		fb, err := newFleet(b)
+		if err != nil {
+			return err
+		}
+		defer fb.close()
+		halves = []*fleet{fa, fb}
+	}
 	if err := warmUp(ctx, cfg, r); err != nil {
 		return err
 	}
+	var err error
 	if len(cfg.serverPids) > 0 {
 		if r.RSSBefore, err = cfg.serverPids.rss(); err != nil {
 			return err
 		}
 	}
-	cm, err := startCPU(cfg.serverPids)
-	if err != nil {
-		return err
-	}
-	if err := f.connect(ctx, r); err != nil {
-		return err
-	}
-	used, _, err := cm.stop()
-	if err != nil {
-		return err
-	}
-	if len(cfg.serverPids) > 0 {
-		r.CPUPerConnUs = round(used*1e6/float64(r.Connected), 2)
-	}
-	hold := time.Now()
-	for time.Since(hold) < cfg.hold && ctx.Err() == nil {
-		p, err := f.progress()
+	var cpu, connectSec float64
+	var live int64
+	r.ConnectErrors = map[string]int{}
+	for i, h := range halves {
+		cm, err := startCPU(cfg.serverPids)
 		if err != nil {
 			return err
 		}
-		progressf("holding: %d live, %.0fs left", p.Live, (cfg.hold - time.Since(hold)).Seconds())
-		sleepCtx(ctx, min(500*time.Millisecond, cfg.hold-time.Since(hold)))
+		var hr result
+		cerr := h.connect(ctx, &hr)
+		r.Connected += hr.Connected
+		r.ConnectFailed += hr.ConnectFailed
+		for k, v := range hr.ConnectErrors {
+			r.ConnectErrors[k] += v
+		}
+		if cerr != nil {
+			return cerr
+		}
+		used, _, err := cm.stop()
+		if err != nil {
+			return err
+		}
+		cpu += used
+		connectSec += hr.ConnectSec
+		hold := time.Now()
+		for time.Since(hold) < cfg.hold && ctx.Err() == nil {
+			p, err := h.progress()
+			if err != nil {
+				return err
+			}
+			progressf("holding: %d live, %.0fs left", live+p.Live, (cfg.hold - time.Since(hold)).Seconds())
+			sleepCtx(ctx, min(500*time.Millisecond, cfg.hold-time.Since(hold)))
+		}
+		progressDone()
+		r.HoldSec = round(time.Since(hold).Seconds(), 2)
+		p, err := h.progress()
+		if err != nil {
+			return err
+		}
+		live += p.Live
+		if len(cfg.serverPids) > 0 && i == 0 && len(halves) == 2 {
+			if r.RSSMid, err = cfg.serverPids.rss(); err != nil {
+				return err
+			}
+		}
+		if len(halves) == 2 && i == 1 {
+			r.MarginalConns = hr.Connected
+		}
 	}
-	progressDone()
-	r.HoldSec = round(time.Since(hold).Seconds(), 2)
+	if r.Connected == 0 {
+		return fmt.Errorf("no client connected: %v", r.ConnectErrors)
+	}
+	r.ConnectSec = round(connectSec, 3)
+	if connectSec > 0 {
+		r.ConnectPerSec = round(float64(r.Connected)/connectSec, 1)
+	}
 	if len(cfg.serverPids) > 0 {
+		r.CPUPerConnUs = round(cpu*1e6/float64(r.Connected), 2)
 		if r.RSSAfter, err = cfg.serverPids.rss(); err != nil {
 			return err
 		}
 		r.RSSPerConn = round(float64(r.RSSAfter-r.RSSBefore)/float64(r.Connected), 1)
+		if r.MarginalConns > 0 {
+			r.RSSMarginal = round(float64(r.RSSAfter-r.RSSMid)/float64(r.MarginalConns), 1)
+		}
 	}
-	m, err := f.stop(nil)
-	if err != nil {
-		return err
+	for _, h := range halves {
+		m, err := h.stop(nil)
+		if err != nil {
+			return err
+		}
+		r.LiveAtEnd += m.Live
+		r.Dropped += m.Dropped
+		for k, v := range m.Closes {
+			if r.Closes == nil {
+				r.Closes = map[string]int{}
+			}
+			r.Closes[k] += v
+		}
 	}
-	r.LiveAtEnd, r.Dropped, r.Closes = m.Live, m.Dropped, m.Closes
 	return ctx.Err()
 }
 
