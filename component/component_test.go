@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fxws/websocket/helper"
+	"github.com/fxws/websocket/internal/blackhole"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
@@ -64,7 +65,7 @@ func TestPingRedisBounded(t *testing.T) {
 	}
 
 	// A server that accepts and stays silent.
-	silent := newSilentServer(t)
+	silent := blackhole.New(t).Addr()
 	mute := redis.NewClient(&redis.Options{Addr: silent, MaxRetries: -1, ReadTimeout: -1})
 	defer mute.Close()
 	s = &server{redis: mute, opts: Options{RedisPingTimeout: 100 * time.Millisecond}, log: zap.NewNop()}

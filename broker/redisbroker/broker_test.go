@@ -3,13 +3,13 @@ package redisbroker_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/fxws/websocket/broker/redisbroker"
+	"github.com/fxws/websocket/internal/blackhole"
 	"github.com/fxws/websocket/internal/redistest"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
@@ -88,6 +88,22 @@ func startBroker(t *testing.T, client redis.UniversalClient, opts redisbroker.Op
 	}
 	t.Cleanup(func() { _ = b.Close() })
 	return b, in
+}
+
+// proxiedBroker starts a broker whose Redis client reaches a fresh
+// redis-server through a proxy the test can freeze, silence or slow down.
+// ro sets the client's options (Addr is the proxy's).
+func proxiedBroker(t *testing.T, ro redis.Options, opts redisbroker.Options) (*redisbroker.Broker, *inbox, *redistest.Proxy, *redistest.Server) {
+	t.Helper()
+	srv := redistest.Start(t)
+	proxy := redistest.NewProxy(t, srv.Addr())
+	ro.Addr = proxy.Addr()
+	rc := redis.NewClient(&ro)
+	b, in := startBroker(t, rc, opts)
+	// Before the broker's Close: a publish stuck on a silenced proxy
+	// would hold that Close for the client's whole ReadTimeout.
+	t.Cleanup(func() { _ = rc.Close() })
+	return b, in, proxy, srv
 }
 
 func TestAudienceModeFollowsSubscriptions(t *testing.T) {
@@ -287,15 +303,11 @@ func TestRestartResubscribesExactly(t *testing.T) {
 // TestProbeDetectsSilentConnection freezes the subscription connection
 // (it stays open but carries nothing) and checks the probe replaces it.
 func TestProbeDetectsSilentConnection(t *testing.T) {
-	srv := redistest.Start(t)
-	proxy := redistest.NewProxy(t, srv.Addr())
-	rc := redis.NewClient(&redis.Options{Addr: proxy.Addr(), ReadTimeout: 300 * time.Millisecond, ContextTimeoutEnabled: true})
-	defer rc.Close()
-	ctx := context.Background()
-	b, in := startBroker(t, rc, redisbroker.Options{
+	b, in, proxy, srv := proxiedBroker(t, redis.Options{ReadTimeout: 300 * time.Millisecond, ContextTimeoutEnabled: true}, redisbroker.Options{
 		ProbeInterval: 100 * time.Millisecond, PingTimeout: 200 * time.Millisecond,
 		ReconnectBackoffMin: 10 * time.Millisecond,
 	})
+	ctx := context.Background()
 	if err := b.Subscribe(ctx, "ws:room:a"); err != nil {
 		t.Fatal(err)
 	}
@@ -373,35 +385,14 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func TestCloseDuringStart(t *testing.T) {
 	// A Redis that accepts and never answers: Start keeps trying.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	accepted := make(chan net.Conn, 100)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				close(accepted)
-				return
-			}
-			accepted <- c
-		}
-	}()
-	defer func() {
-		ln.Close()
-		for c := range accepted {
-			c.Close()
-		}
-	}()
-	rc := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), MaxRetries: -1, ContextTimeoutEnabled: true})
+	silent := blackhole.New(t)
+	rc := redis.NewClient(&redis.Options{Addr: silent.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true})
 	defer rc.Close()
 	b := redisbroker.New(rc, redisbroker.Options{ReconnectBackoffMin: 10 * time.Millisecond, PingTimeout: 100 * time.Millisecond})
 	errc := make(chan error, 1)
 	go func() { errc <- b.Start(context.Background(), func(string, []byte) {}) }()
 	select { // Start is trying to reach Redis
-	case c := <-accepted:
-		defer c.Close()
+	case <-silent.Accepted():
 	case <-time.After(5 * time.Second):
 		t.Fatal("Start never dialled Redis")
 	}
@@ -424,15 +415,11 @@ func TestCloseDuringStart(t *testing.T) {
 // read as the next reply: the message lost, the connection torn down, or
 // worse, bytes of a payload taken for a message of their own.
 func TestSlowLargeMessageKeepsTheSession(t *testing.T) {
-	srv := redistest.Start(t)
-	proxy := redistest.NewProxy(t, srv.Addr())
-	rc := redis.NewClient(&redis.Options{Addr: proxy.Addr()})
-	defer rc.Close()
-	ctx := context.Background()
-	b, in := startBroker(t, rc, redisbroker.Options{
+	b, in, proxy, srv := proxiedBroker(t, redis.Options{}, redisbroker.Options{
 		ProbeInterval: 100 * time.Millisecond, PingTimeout: 3 * time.Second,
 		ReconnectBackoffMin: 10 * time.Millisecond,
 	})
+	ctx := context.Background()
 	if err := b.Subscribe(ctx, "ws:room:a"); err != nil {
 		t.Fatal(err)
 	}

@@ -118,12 +118,9 @@ func TestNoChannelsLeakFromClientsOfAnOutage(t *testing.T) {
 // A caller whose context has ended must fail alone: its write is not cut
 // short on the connection every channel shares.
 func TestExpiredContextSparesTheSharedSession(t *testing.T) {
-	srv := redistest.Start(t)
-	proxy := redistest.NewProxy(t, srv.Addr())
-	rc := redis.NewClient(&redis.Options{Addr: proxy.Addr(), ContextTimeoutEnabled: true})
-	defer rc.Close()
+	b, _, proxy, _ := proxiedBroker(t, redis.Options{ContextTimeoutEnabled: true},
+		redisbroker.Options{ReconnectBackoffMin: 10 * time.Millisecond, PingTimeout: 5 * time.Second, ProbeInterval: 5 * time.Second})
 	ctx := context.Background()
-	b, _ := startBroker(t, rc, redisbroker.Options{ReconnectBackoffMin: 10 * time.Millisecond, PingTimeout: 5 * time.Second, ProbeInterval: 5 * time.Second})
 	if err := b.Subscribe(ctx, "ws:room:a"); err != nil {
 		t.Fatal(err)
 	}
@@ -155,14 +152,10 @@ func TestExpiredContextSparesTheSharedSession(t *testing.T) {
 // A Subscribe queued behind one stuck on a silent connection gives up when
 // its own context ends.
 func TestSubscribeHonoursContextWhileQueued(t *testing.T) {
-	srv := redistest.Start(t)
-	proxy := redistest.NewProxy(t, srv.Addr())
-	rc := redis.NewClient(&redis.Options{Addr: proxy.Addr()})
-	defer rc.Close()
-	ctx := context.Background()
-	b, _ := startBroker(t, rc, redisbroker.Options{
+	b, _, proxy, _ := proxiedBroker(t, redis.Options{}, redisbroker.Options{
 		ProbeInterval: time.Second, PingTimeout: time.Second, ReconnectBackoffMin: 10 * time.Millisecond,
 	})
+	ctx := context.Background()
 	if err := b.Subscribe(ctx, "ws:room:a"); err != nil {
 		t.Fatal(err)
 	}
@@ -225,12 +218,8 @@ func TestSyncSubscriptionsAfterJoinRoom(t *testing.T) {
 // stuck pipeline return within PublishTimeout, not when the client's read
 // timeout finally ends the stuck one.
 func TestPublishBoundedWhileRedisIsSilent(t *testing.T) {
-	srv := redistest.Start(t)
-	proxy := redistest.NewProxy(t, srv.Addr())
 	const readTimeout = 10 * time.Second
-	rc := redis.NewClient(&redis.Options{Addr: proxy.Addr(), ReadTimeout: readTimeout, MaxRetries: -1})
-	defer rc.Close()
-	b, _ := startBroker(t, rc, redisbroker.Options{PublishTimeout: 200 * time.Millisecond})
+	b, _, proxy, _ := proxiedBroker(t, redis.Options{ReadTimeout: readTimeout, MaxRetries: -1}, redisbroker.Options{PublishTimeout: 200 * time.Millisecond})
 	if err := b.Publish(context.Background(), "ws:broadcast", []byte("warm")); err != nil {
 		t.Fatal(err)
 	}
