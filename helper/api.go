@@ -165,8 +165,9 @@ type Stats struct {
 	// Clients is the number of local connections; Authenticated, those
 	// past authentication; Rooms and Users, the non-empty local indexes.
 	Clients, Authenticated, Rooms, Users int
-	// Subscriptions is the number of broker channels held for the local
-	// audience (ws:broadcast not included).
+	// Subscriptions is the number of broker channels the local audience
+	// needs (ws:broadcast not included); SyncSubscriptions waits until the
+	// broker holds them.
 	Subscriptions int
 	// ConnectionsTotal counts every upgrade since start.
 	ConnectionsTotal uint64

@@ -23,17 +23,16 @@ type subscriptions struct {
 	off bool
 
 	mu    sync.Mutex
-	dirty map[string]bool // channel → wanted
-	have  map[string]bool
-	// unsure holds the channels whose last change failed. A failed call
-	// may or may not have taken effect in the broker (the Redis broker
-	// keeps the change and applies it when it reconnects), so have says
-	// nothing about them: their next change is sent whatever have says.
-	// Without this, an unsubscribe that failed during an outage, then a
-	// subscribe of the same channel (the user back before the retry), sent
-	// nothing: have still said subscribed, the broker had dropped it, and
-	// the channel's messages never reached this instance again.
-	unsure  map[string]bool
+	dirty map[string]bool // channel → wanted, changes not yet sent
+	// Every change is sent as it is, with no record of what the broker
+	// holds: the registry asks only when a channel's local audience
+	// appears or empties, so a redundant call is rare (a flip within one
+	// batch), and a subscribe of a channel held or an unsubscribe of one
+	// not held does nothing. A record would cost a map entry per channel,
+	// three per connection in audience mode, and it went wrong after a
+	// failed call, which may or may not have taken effect in the broker
+	// (the Redis broker keeps the change and applies it on reconnect).
+	wanted  int    // channels wanted now: the registry's subscribes less its unsubscribes
 	gen     uint64 // bumped by every change
 	applied uint64 // the gen whose changes are all applied
 	settled chan struct{}
@@ -51,8 +50,6 @@ func newSubscriptions(b broker.Broker, log *zap.Logger) *subscriptions {
 		broker:  b,
 		log:     log,
 		dirty:   make(map[string]bool),
-		have:    make(map[string]bool),
-		unsure:  make(map[string]bool),
 		settled: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
 		stopped: make(chan struct{}),
@@ -68,6 +65,11 @@ func (s *subscriptions) mark(ch string, wanted bool) {
 	}
 	s.mu.Lock()
 	s.dirty[ch] = wanted
+	if wanted {
+		s.wanted++
+	} else {
+		s.wanted--
+	}
 	s.gen++
 	s.mu.Unlock()
 	select {
@@ -101,15 +103,19 @@ func (s *subscriptions) apply(ctx context.Context) bool {
 	gen := s.gen
 	var sub, unsub []string
 	for ch, wanted := range s.dirty {
-		if s.have[ch] != wanted || s.unsure[ch] {
-			if wanted {
-				sub = append(sub, ch)
-			} else {
-				unsub = append(unsub, ch)
-			}
+		if wanted {
+			sub = append(sub, ch)
+		} else {
+			unsub = append(unsub, ch)
 		}
 	}
-	clear(s.dirty)
+	// A storm of connections leaves a batch of tens of thousands: start
+	// afresh rather than keep a table that size for good.
+	if len(s.dirty) > 1024 {
+		s.dirty = make(map[string]bool)
+	} else {
+		clear(s.dirty)
+	}
 	s.mu.Unlock()
 
 	ok := true
@@ -120,24 +126,14 @@ func (s *subscriptions) apply(ctx context.Context) bool {
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			err := f(cctx, chans[:n]...)
 			cancel()
-			s.mu.Lock()
-			for _, ch := range chans[:n] {
-				if err == nil {
-					if wanted {
-						s.have[ch] = true
-					} else {
-						delete(s.have, ch)
-					}
-					delete(s.unsure, ch)
-					continue
-				}
-				s.unsure[ch] = true
-				if _, changed := s.dirty[ch]; !changed {
-					s.dirty[ch] = wanted // retry unless overridden since
-				}
-			}
-			s.mu.Unlock()
 			if err != nil {
+				s.mu.Lock()
+				for _, ch := range chans[:n] {
+					if _, changed := s.dirty[ch]; !changed {
+						s.dirty[ch] = wanted // retry unless overridden since
+					}
+				}
+				s.mu.Unlock()
 				ok = false
 				s.log.Warn("broker subscription change failed; will retry",
 					zap.Bool("subscribe", wanted), zap.Int("channels", n), zap.Error(err))
@@ -192,5 +188,5 @@ func (s *subscriptions) upToDate() bool {
 func (s *subscriptions) count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.have)
+	return s.wanted
 }

@@ -37,22 +37,30 @@ func TestSyncEndsWhenSubscriptionsStop(t *testing.T) {
 	}
 }
 
-// A channel whose change failed is sent again on its next change, whatever
-// the helper believed the broker held: the failed call may have taken
-// effect (the Redis broker keeps it).
-func TestUnsureChannelIsSentAgain(t *testing.T) {
+// Every change is sent, whatever was sent before: a failed call may have
+// taken effect (the Redis broker keeps it), so the helper keeps no record of
+// what the broker holds. A failed change is retried unless overridden.
+func TestEveryChangeIsSent(t *testing.T) {
 	rb := &recordingBroker{}
 	s := newSubscriptions(rb, zap.NewNop())
 	s.want("ch")
 	s.apply(context.Background()) // subscribe succeeds
 	rb.fail = true
 	s.unwant("ch")
-	s.apply(context.Background()) // unsubscribe fails: unsure
+	s.apply(context.Background()) // unsubscribe fails: kept for a retry
 	rb.fail = false
-	s.want("ch") // overrides the retry: have still says subscribed
+	s.want("ch") // overrides the retry
 	s.apply(context.Background())
 	if got := rb.calls[len(rb.calls)-1]; got != "+ch" {
-		t.Fatalf("calls %v: the last change of an unsure channel was not sent", rb.calls)
+		t.Fatalf("calls %v: the last change was not sent", rb.calls)
+	}
+	s.unwant("ch")
+	rb.fail = true
+	s.apply(context.Background()) // fails: retried
+	rb.fail = false
+	s.apply(context.Background())
+	if got := rb.calls[len(rb.calls)-1]; got != "-ch" || s.count() != 0 {
+		t.Fatalf("calls %v, count %d: a failed unsubscribe was not retried", rb.calls, s.count())
 	}
 }
 
