@@ -68,7 +68,6 @@ type config struct {
 	sources         int
 	srcBase         string
 	hold            time.Duration
-	warmup          int
 	first           int // number of the first client (conns connects in two halves)
 	heartbeat       time.Duration
 	dialConcurrency int
@@ -181,7 +180,6 @@ func parseConfig(args []string) (config, error) {
 	fs.IntVar(&cfg.sources, "sources", 0, "loopback source addresses to spread clients over (default: one per 20000 clients, none below)")
 	fs.StringVar(&cfg.srcBase, "src-base", "127.0.0.2", "first source address; the next ones count up")
 	fs.DurationVar(&cfg.hold, "hold", 5*time.Second, "conns: how long to hold the connections before measuring RSS")
-	fs.IntVar(&cfg.warmup, "warmup", 0, "conns: clients connected and closed before the baseline RSS is taken (-1: min(1000, n/10)); the marginal figures, from the second half of the clients, need none")
 	fs.DurationVar(&cfg.heartbeat, "heartbeat", 20*time.Second, "application heartbeat interval per client (0: none)")
 	fs.IntVar(&cfg.dialConcurrency, "dial-concurrency", 32, "connections being set up at once, per load process")
 	fs.DurationVar(&cfg.connectTimeout, "connect-timeout", 15*time.Second, "limit for dial + authenticate of one client")

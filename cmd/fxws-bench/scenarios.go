@@ -30,7 +30,6 @@ type result struct {
 	RSSBefore      int64          `json:"server_rss_before,omitempty"`
 	RSSAfter       int64          `json:"server_rss_after,omitempty"`
 	RSSPerConn     float64        `json:"server_rss_per_conn_b,omitempty"`
-	WarmupClients  int            `json:"warmup_clients,omitempty"`
 	RSSMid         int64          `json:"server_rss_mid,omitempty"`
 	MarginalConns  int            `json:"marginal_conns,omitempty"`
 	RSSMarginal    float64        `json:"server_rss_marginal_per_conn_b,omitempty"`
@@ -329,7 +328,7 @@ func run(ctx context.Context, cfg config) (*result, error) {
 // and samples the server's RSS before, between and after. (after − before)
 // / n is the memory per connection as first published; (after − between)
 // / (second half) is the marginal cost of one more connection, which a
-// fixed cost (what a server allocates once, or garbage from the warm-up)
+// fixed cost (what a cold server allocates once on its first connections)
 // does not distort.
 func runConns(ctx context.Context, cfg config, r *result) error {
 	var halves []*fleet
@@ -355,9 +354,6 @@ func runConns(ctx context.Context, cfg config, r *result) error {
 		}
 		defer fb.close()
 		halves = []*fleet{fa, fb}
-	}
-	if err := warmUp(ctx, cfg, r); err != nil {
-		return err
 	}
 	var err error
 	if len(cfg.serverPids) > 0 {
@@ -453,38 +449,6 @@ func runConns(ctx context.Context, cfg config, r *result) error {
 		}
 	}
 	return ctx.Err()
-}
-
-// warmUp connects and closes a batch of clients before the baseline
-// (-warmup; off by default). It was meant to keep a cold server's one-off
-// costs out of the figures, but the original kept tens of MB from a
-// 1 000-client warm-up and reused them for the next 10 000 connections
-// (2.9 B each): the marginal figures of runConns are the fair way.
-func warmUp(ctx context.Context, cfg config, r *result) error {
-	n := cfg.warmup
-	if n < 0 {
-		n = min(1000, cfg.n/10)
-	}
-	if n == 0 || len(cfg.serverPids) == 0 {
-		return nil
-	}
-	wc := cfg
-	wc.n, wc.procs = n, 1
-	wf, err := newFleet(wc)
-	if err != nil {
-		return err
-	}
-	var wr result
-	err = wf.connect(ctx, &wr)
-	wf.close()
-	if err != nil {
-		return fmt.Errorf("warm-up: %w", err)
-	}
-	r.WarmupClients = wr.Connected
-	progressf("warm-up: %d connected and closed; settling", wr.Connected)
-	sleepCtx(ctx, 2*time.Second)
-	progressDone()
-	return nil
 }
 
 func runEcho(ctx context.Context, f *fleet, r *result) error {
