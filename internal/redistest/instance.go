@@ -99,22 +99,15 @@ func (in *Instance) Connect(tb testing.TB, userID string) (*fxtest.Client, strin
 }
 
 // Join puts a client in room server-side and waits until the instance's
-// broker has subscribed to the room's channel if it was new here.
+// broker has confirmed the subscriptions it needs (SyncSubscriptions).
 func (in *Instance) Join(tb testing.TB, clientID, room string) {
 	tb.Helper()
-	already := len(in.Helper.GetClientsByRoom(room)) > 0
-	before := in.Helper.Stats().Subscriptions
 	if !in.Helper.JoinRoom(clientID, room) {
 		tb.Fatalf("redistest: join %s to %s failed", clientID, room)
 	}
-	if already || in.Broker.ReceivesAll() {
-		return // nothing to subscribe: known here, or the patterns bring it
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for in.Helper.Stats().Subscriptions < before+1 {
-		if time.Now().After(deadline) {
-			tb.Fatalf("redistest: room %s never subscribed", room)
-		}
-		time.Sleep(2 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := in.Helper.SyncSubscriptions(ctx); err != nil {
+		tb.Fatalf("redistest: room %s never subscribed: %v", room, err)
 	}
 }
