@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/fxws/websocket/internal/bounded"
 	"github.com/fxws/websocket/internal/nilref"
 	"github.com/fxws/websocket/protocol"
 	"github.com/redis/go-redis/v9"
@@ -60,9 +61,10 @@ type WebSocketEmitter struct {
 	opts   Options
 	log    *zap.Logger
 
-	// inflight holds a slot per command running on its own goroutine (see
-	// bounded); it caps the commands left behind by callers that gave up.
-	inflight chan struct{}
+	// commands runs every Redis command, so that PublishTimeout and
+	// ReadyTimeout hold with any client (see package bounded); it caps
+	// the commands left behind by callers that gave up.
+	commands *bounded.Runner
 }
 
 // maxInflight caps the commands running at once; past it, callers wait
@@ -90,34 +92,8 @@ func New(client redis.UniversalClient, opts Options) (*WebSocketEmitter, error) 
 		client:   client,
 		opts:     opts,
 		log:      opts.Logger.With(zap.String("emitter", opts.Identifier)),
-		inflight: make(chan struct{}, maxInflight),
+		commands: bounded.New(maxInflight),
 	}, nil
-}
-
-// bounded runs the command f and returns when it does or when ctx ends,
-// whichever comes first. go-redis heeds a context's deadline during I/O
-// only for clients made with ContextTimeoutEnabled; with any other client,
-// a command to a Redis that stopped answering waits out the client's
-// ReadTimeout (and its retries), or for ever with ReadTimeout -1, whatever
-// PublishTimeout says. A command given up on finishes on its own, within
-// the client's timeouts.
-func (e *WebSocketEmitter) bounded(ctx context.Context, f func(context.Context) error) error {
-	select {
-	case e.inflight <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	res := make(chan error, 1)
-	go func() {
-		defer func() { <-e.inflight }()
-		res <- f(ctx)
-	}()
-	select {
-	case err := <-res:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // Start waits until Redis answers PING, retrying until ReadyTimeout or ctx
@@ -136,7 +112,7 @@ func (e *WebSocketEmitter) Start(ctx context.Context) error {
 	var last error
 	for {
 		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
-		err := e.bounded(pctx, func(ctx context.Context) error { return e.client.Ping(ctx).Err() })
+		err := e.commands.Run(pctx, func(ctx context.Context) error { return e.client.Ping(ctx).Err() })
 		pcancel()
 		if err == nil {
 			e.log.Info("websocket emitter ready")
@@ -206,7 +182,7 @@ func (e *WebSocketEmitter) publish(ctx context.Context, typ protocol.MessageType
 	ch := typ.Channel(target)
 	ctx, cancel := context.WithTimeout(ctx, e.opts.PublishTimeout)
 	defer cancel()
-	err = e.bounded(ctx, func(ctx context.Context) error {
+	err = e.commands.Run(ctx, func(ctx context.Context) error {
 		if e.opts.Sharded {
 			return e.client.SPublish(ctx, ch, payload).Err()
 		}

@@ -240,3 +240,39 @@ func TestPublishBoundedWhileRedisIsSilent(t *testing.T) {
 		t.Errorf("publishes to a silent Redis returned after %v: they waited for the stuck pipeline", took)
 	}
 }
+
+// With Redis gone silent, Close returns within about PublishTimeout even
+// though a publish is stuck in its pipeline and the reconnect is stuck in
+// its PING: the client, made without ContextTimeoutEnabled, would hold
+// both for its whole ReadTimeout.
+func TestCloseBoundedWhileRedisIsSilent(t *testing.T) {
+	const readTimeout = 10 * time.Second
+	b, _, proxy, _ := proxiedBroker(t, redis.Options{ReadTimeout: readTimeout, MaxRetries: -1}, redisbroker.Options{
+		PublishTimeout: 200 * time.Millisecond, PingTimeout: 300 * time.Millisecond,
+		ProbeInterval: 100 * time.Millisecond, ReconnectBackoffMin: 10 * time.Millisecond,
+	})
+	ctx := context.Background()
+	if err := b.Subscribe(ctx, "ws:room:a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(ctx, "ws:broadcast", []byte("warm")); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Silence()
+	if err := b.Publish(ctx, "ws:broadcast", []byte("stuck")); err == nil {
+		t.Fatal("a publish to a silent Redis succeeded")
+	}
+	// The probe finds the session dead; the supervisor's reconnect then
+	// waits on its PING.
+	waitFor(t, "the probe to fail", func() bool { return b.Stats().ProbeFailures >= 1 })
+	time.Sleep(100 * time.Millisecond) // past ReconnectBackoffMin, into the PING
+	start := time.Now()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Not a measure of speed: the bound tells the two designs apart by
+	// far (before, Close waited for the client's 10 s read timeout).
+	if took := time.Since(start); took > readTimeout/2 {
+		t.Errorf("Close with Redis silent took %v", took)
+	}
+}

@@ -57,6 +57,7 @@ import (
 	"time"
 
 	"github.com/fxws/websocket/broker"
+	"github.com/fxws/websocket/internal/bounded"
 	"github.com/fxws/websocket/internal/logthrottle"
 	"github.com/fxws/websocket/protocol"
 	"github.com/redis/go-redis/v9"
@@ -204,6 +205,11 @@ type Broker struct {
 	// or a reconnect gives up when its context ends.
 	op chan struct{}
 
+	// commands runs the commands a caller or Close waits for (the connect
+	// PING, sharded publishes) so that their deadlines hold with any
+	// client; see package bounded.
+	commands *bounded.Runner
+
 	mu      sync.Mutex
 	want    map[string]struct{} // channels held, pattern-covered ones included
 	sess    *session
@@ -267,6 +273,8 @@ func New(client redis.UniversalClient, opts Options) *Broker {
 		log:    o.Logger.With(zap.String("broker", "redis"), zap.Stringer("mode", o.Mode)),
 		want:   make(map[string]struct{}),
 		op:     make(chan struct{}, 1),
+		// A few for the connect PING, the rest for sharded publishes.
+		commands: bounded.New(maxPipeline + 4),
 	}
 	if cc, ok := client.(*redis.ClusterClient); ok && o.Mode == ModeSharded {
 		b.cluster = cc
@@ -356,7 +364,7 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 // now and installs it.
 func (b *Broker) connect(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, b.opts.PingTimeout)
-	err := b.client.Ping(pctx).Err()
+	err := b.commands.Run(pctx, func(ctx context.Context) error { return b.client.Ping(ctx).Err() })
 	cancel()
 	if err != nil {
 		return fmt.Errorf("ping: %w", err)
@@ -518,7 +526,7 @@ func (b *Broker) Publish(ctx context.Context, channel string, payload []byte) er
 	defer cancel()
 	var err error
 	if b.opts.Mode == ModeSharded {
-		err = b.client.SPublish(ctx, channel, payload).Err()
+		err = b.commands.Run(ctx, func(ctx context.Context) error { return b.client.SPublish(ctx, channel, payload).Err() })
 	} else {
 		err = b.pipelined(ctx, channel, payload)
 	}
@@ -737,7 +745,10 @@ func (b *Broker) covered(ch string) bool {
 }
 
 // Close stops delivery and closes the subscription connections. It does
-// not close the Redis client. It is idempotent.
+// not close the Redis client. It is idempotent. Against a Redis that
+// stopped answering it returns within about PublishTimeout, whatever the
+// client's ReadTimeout: a command it stops waiting for ends within the
+// client's own timeouts, or when its owner closes it.
 func (b *Broker) Close() error {
 	b.mu.Lock()
 	if b.closed {
@@ -769,7 +780,17 @@ func (b *Broker) Close() error {
 	})
 	if b.pubStarted.Load() {
 		close(b.pubStop)
-		<-b.pubDone
+		// A pipeline stuck on a Redis that stopped answering ends within
+		// the client's own timeouts, which may be long or none: its
+		// callers have had their errors at PublishTimeout, and Close
+		// waits no longer than that either.
+		t := time.NewTimer(b.opts.PublishTimeout)
+		select {
+		case <-b.pubDone:
+		case <-t.C:
+			b.log.Warn("redis broker closed with a publish still waiting for redis; it ends within the client's timeouts")
+		}
+		t.Stop()
 	}
 	return nil
 }

@@ -1,0 +1,55 @@
+package bounded
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestRunReturnsTheResult(t *testing.T) {
+	r := New(1)
+	want := errors.New("boom")
+	if err := r.Run(context.Background(), func(context.Context) error { return want }); err != want {
+		t.Fatalf("Run = %v, want %v", err, want)
+	}
+	if n := r.Running(); n != 0 {
+		t.Fatalf("Running after the command ended = %d", n)
+	}
+}
+
+// A command that outlives its caller's context does not hold the caller,
+// keeps its slot until it ends, and the cap makes the next caller wait for
+// that slot only within its own context.
+func TestAbandonedCommandHoldsItsSlot(t *testing.T) {
+	r := New(1)
+	release := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx, func(context.Context) error { <-release; return nil }) }()
+	for r.Running() != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("abandoned Run = %v, want context.Canceled", err)
+	}
+	short, stop := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer stop()
+	ran := false
+	err := r.Run(short, func(context.Context) error { ran = true; return nil })
+	if !errors.Is(err, context.DeadlineExceeded) || ran {
+		t.Fatalf("Run past the cap = %v (ran %v), want DeadlineExceeded without running", err, ran)
+	}
+	close(release)
+	for r.Running() != 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := r.Run(context.Background(), func(context.Context) error { return nil }); err != nil {
+		t.Fatalf("Run once the slot is free = %v", err)
+	}
+}
