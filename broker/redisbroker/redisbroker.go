@@ -210,13 +210,18 @@ type Broker struct {
 	// client; see package bounded.
 	commands *bounded.Runner
 
-	mu      sync.Mutex
-	want    map[string]struct{} // channels held, pattern-covered ones included
-	sess    *session
-	handler broker.Handler
-	started bool
-	closed  bool
-	cancel  context.CancelFunc
+	mu   sync.Mutex
+	want map[string]struct{} // channels held, pattern-covered ones included
+	// wantPeak is the most channels want has held since it was last
+	// built: a Go map never gives back the table of its peak, three
+	// channels per connection in ModeAudience, so once it holds a small
+	// fraction of that it is rebuilt.
+	wantPeak int
+	sess     *session
+	handler  broker.Handler
+	started  bool
+	closed   bool
+	cancel   context.CancelFunc
 
 	queues  []chan delivery
 	loops   sync.WaitGroup // supervisor and workers
@@ -595,6 +600,7 @@ func (b *Broker) change(ctx context.Context, add bool, channels []string) error 
 			send = append(send, ch)
 		}
 	}
+	b.compactWant()
 	s := b.sess
 	started := b.started
 	b.mu.Unlock()
@@ -616,6 +622,28 @@ func (b *Broker) change(ctx context.Context, add bool, channels []string) error 
 	}
 	return nil
 }
+
+// compactWant keeps want's table in proportion to what it holds (see
+// wantPeak); b.mu is held.
+func (b *Broker) compactWant() {
+	n := len(b.want)
+	if n > b.wantPeak {
+		b.wantPeak = n
+		return
+	}
+	if b.wantPeak < minCompact || n > b.wantPeak/4 {
+		return
+	}
+	m := make(map[string]struct{}, n)
+	for ch := range b.want {
+		m[ch] = struct{}{}
+	}
+	b.want, b.wantPeak = m, n
+}
+
+// minCompact is the smallest peak for which want is rebuilt: below it
+// the table is too small to matter.
+const minCompact = 4096
 
 // pipelined hands a publish to the publisher goroutine and waits for its
 // result. Concurrent publishes (every instance's fan-outs, echo replies of
