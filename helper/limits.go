@@ -34,7 +34,9 @@ type Limits struct {
 	MaxRoomsPerClient int
 	// MessagesPerSecond and MessageBurst rate-limit each client's inbound
 	// messages (a token bucket refilled at MessagesPerSecond, holding
-	// MessageBurst); pings count as messages. A client over the limit gets
+	// MessageBurst). Every frame counts: pings and pongs, and each frame
+	// of a fragmented message (a message in 64 frames costs 64; clients
+	// rarely fragment, browsers never). A client over the limit gets
 	// an error event "Rate limit exceeded" and is closed with 1008. Defaults
 	// 1000 and 2000.
 	MessagesPerSecond float64

@@ -102,6 +102,51 @@ func TestPingsCountAgainstTheMessageRate(t *testing.T) {
 	expectClose(t, c, 1008, "Rate limit exceeded")
 }
 
+// Pongs nobody asked for cost a read each: they are charged like pings.
+func TestPongsCountAgainstTheMessageRate(t *testing.T) {
+	k := newKit(t, rawSocket, withLimits(helper.Limits{MessagesPerSecond: 0.1, MessageBurst: 5}))
+	c, _ := k.login("u1") // authenticate is message 1
+	for i := 0; i < 5; i++ {
+		if err := c.WriteFrame(ws.NewPongFrame([]byte("p"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expectError(t, c, "Rate limit exceeded")
+	expectClose(t, c, 1008, "Rate limit exceeded")
+}
+
+// Each frame of a fragmented message is charged: a message cut into many
+// frames counts as many, while one in fewer frames than the budget left
+// is delivered whole.
+func TestFragmentsCountAgainstTheMessageRate(t *testing.T) {
+	k := newKit(t, rawSocket, withLimits(helper.Limits{MessagesPerSecond: 0.1, MessageBurst: 6}))
+	c, _ := k.login("u1") // authenticate is message 1
+	parts := []string{"not ", "js", "on"}
+	for i, p := range parts { // three frames: 4 of 6 spent
+		op := ws.OpContinuation
+		if i == 0 {
+			op = ws.OpText
+		}
+		if err := c.WriteRaw(rawFrame(i == len(parts)-1, 0, op, true, []byte(p))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Delivered whole: "not json" is answered as one message.
+	expectError(t, c, protocol.ErrTextInvalidFormat)
+	// A message of many empty fragments: 5, 6, then over the budget.
+	if err := c.WriteRaw(rawFrame(false, 0, ws.OpText, true, []byte(`{"event":`))); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 4; i++ { // the third is over (a fourth in case a token was refilled)
+		// Once over, the server may have closed before the last writes.
+		if err := c.WriteRaw(rawFrame(false, 0, ws.OpContinuation, true, nil)); err != nil && i < 2 {
+			t.Fatal(err)
+		}
+	}
+	expectError(t, c, "Rate limit exceeded")
+	expectClose(t, c, 1008, "Rate limit exceeded")
+}
+
 func TestMessageRateLimitOff(t *testing.T) {
 	k := newKit(t, rawSocket, withLimits(helper.Limits{MessagesPerSecond: -1, MessageBurst: 1}))
 	c, _ := k.login("u1")

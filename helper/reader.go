@@ -289,6 +289,11 @@ func (c *client) readFrames() bool {
 				c.sendControl(compileFrame(ws.OpPong, payload))
 			}
 		case ws.OpPong:
+			// Nothing is owed for a pong, but a flood of them costs a read
+			// each: charged like a ping.
+			if !c.closing() {
+				c.h.admitMessage(c, c.h.mono(at))
+			}
 		case ws.OpClose:
 			code, err := parseClosePayload(payload)
 			if err != nil {
@@ -322,6 +327,18 @@ func (c *client) readFrames() bool {
 			if len(rd.fragments)+len(payload) > c.payloadLimit() {
 				c.readFailed(errTooBig)
 				return false
+			}
+			// Each frame of a message is charged, the last one when the
+			// message is delivered: a message cut into a thousand frames
+			// costs a thousand reads, and counts as much.
+			if !hdr.fin && !c.closing() && !c.h.admitMessage(c, c.h.mono(at)) {
+				break
+			}
+			if c.closing() { // the rest is read only to reach the close
+				if hdr.fin {
+					rd.fragmented, rd.fragments = false, nil
+				}
+				break
 			}
 			rd.fragments = append(rd.fragments, payload...)
 			if hdr.fin {
