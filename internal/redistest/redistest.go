@@ -31,6 +31,7 @@ type Server struct {
 	tb      testing.TB
 	port    int
 	dir     string
+	conf    string // config file given first, for modes that need one (Sentinel)
 	args    []string
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -55,8 +56,13 @@ func lookPath(tb testing.TB) string {
 // it when the test ends. extra are more redis-server arguments.
 func Start(tb testing.TB, extra ...string) *Server {
 	tb.Helper()
+	return start(tb, "", extra...)
+}
+
+func start(tb testing.TB, conf string, extra ...string) *Server {
+	tb.Helper()
 	lookPath(tb)
-	s := &Server{tb: tb, dir: tb.TempDir(), args: extra}
+	s := &Server{tb: tb, dir: tb.TempDir(), conf: conf, args: extra}
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
 		s.port, err = freePort()
@@ -86,7 +92,11 @@ func freePort() (int, error) {
 }
 
 func (s *Server) start() error {
-	args := []string{
+	var args []string
+	if s.conf != "" {
+		args = append(args, s.conf)
+	}
+	args = append(args,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
@@ -95,7 +105,7 @@ func (s *Server) start() error {
 		"--daemonize", "no",
 		"--loglevel", "warning",
 		"--protected-mode", "no",
-	}
+	)
 	args = append(args, s.args...)
 	cmd := exec.Command(Binary, args...)
 	var stderr bytes.Buffer
