@@ -37,12 +37,20 @@
 // the lossy Channel(), and without a read deadline, which could expire in
 // the middle of a large reply and leave the stream out of step) and hands messages off to a few workers, one
 // per hash of the channel name, so per-channel order is kept and delivery
-// never blocks the read loop. When a connection fails, or stays silent past
-// a probe (a PING on the subscription connection that must come back within
-// PingTimeout), the broker drops the whole subscription session and builds
-// a new one with exponential backoff, subscribed to exactly the channels
-// held at that moment. Publishes fail within PublishTimeout while Redis is
-// unreachable, and return the error.
+// never blocks the read loop. When a connection fails, or a probe does not
+// come back within PingTimeout, the broker drops the whole subscription
+// session and builds a new one with exponential backoff, subscribed to
+// exactly the channels held at that moment. The probe, sent when a
+// subscription connection has been silent for ProbeInterval, is a loopback:
+// the instance publishes to a channel of its own session, which the
+// subscription connection must receive. So it also catches a connection
+// that is alive but no longer hears the fleet, as after a planned Sentinel
+// failover (go-redis moves its pool to the new master, not its pub/sub
+// connections; the old master stays a master until Sentinel demotes it).
+// Where the publish fails, and for the per-node connections of ModeSharded
+// on a cluster, the probe is a PING on the subscription connection.
+// Publishes fail within PublishTimeout while Redis is unreachable, and
+// return the error.
 package redisbroker
 
 import (
@@ -114,13 +122,15 @@ type Options struct {
 	// client's ReadTimeout/WriteTimeout unless the client was made with
 	// ContextTimeoutEnabled, which lets this deadline apply there too.
 	PublishTimeout time.Duration
-	// PingTimeout bounds the reply to a probe and to the PING with which
+	// PingTimeout bounds the return of a probe and the PING with which
 	// Start checks the connection. Default 2 s.
 	PingTimeout time.Duration
 	// ProbeInterval is how long a subscription connection may stay silent
-	// before it is probed. Default 5 s. Silent means no reply read in full:
-	// a single message that takes longer than ProbeInterval + PingTimeout to
-	// arrive counts as a dead connection.
+	// before it is probed (see the package doc: a loopback publish that
+	// must come back on it). Default 5 s. Silent means no reply read in
+	// full: a single message that takes longer than ProbeInterval +
+	// PingTimeout to arrive counts as a dead connection. Each probe is one
+	// PUBLISH, and instances in ModePattern receive one another's.
 	ProbeInterval time.Duration
 	// ReconnectBackoffMin and ReconnectBackoffMax bound the exponential
 	// backoff between attempts to rebuild the subscriptions. Defaults

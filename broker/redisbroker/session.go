@@ -2,13 +2,17 @@ package redisbroker
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/fxws/websocket/protocol"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 )
@@ -30,6 +34,11 @@ type session struct {
 	deadOnce sync.Once
 	err      error
 	closed   atomic.Bool
+
+	// probeCh is the session's own channel for loopback probes (see
+	// watch); empty on a cluster in ModeSharded, whose connections are
+	// probed with a PING only.
+	probeCh string
 }
 
 // conn is one pub/sub connection and its read loop.
@@ -48,7 +57,24 @@ type conn struct {
 
 func (b *Broker) newSession() *session {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &session{b: b, ctx: ctx, stop: cancel, conns: make(map[string]*conn), dead: make(chan struct{})}
+	s := &session{b: b, ctx: ctx, stop: cancel, conns: make(map[string]*conn), dead: make(chan struct{})}
+	if b.cluster == nil {
+		s.probeCh = probeChannel()
+	}
+	return s
+}
+
+// probePrefix names loopback-probe channels. It lies in the client
+// channel namespace, which any Redis ACL written for this protocol lets a
+// server use, and cannot clash with a client's channel: a client id is a
+// UUID. Instances in ModePattern, ours and the original's, receive one
+// another's probes through the client pattern and drop them (see probe).
+const probePrefix = protocol.ChannelClientPrefix + "fxws-probe-"
+
+func probeChannel() string {
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	return probePrefix + hex.EncodeToString(id[:])
 }
 
 // fail marks the session dead; the first cause is kept.
@@ -109,6 +135,9 @@ func (s *session) init(ctx context.Context, chans []string) error {
 		if _, err := s.connFor(ctx, "", nil); err != nil {
 			return err
 		}
+	}
+	if s.probeCh != "" {
+		chans = append(chans[:len(chans):len(chans)], s.probeCh)
 	}
 	return s.apply(ctx, true, chans)
 }
@@ -340,14 +369,15 @@ func (c *conn) read() {
 		c.heard.Store(int64(time.Since(c.born)))
 		switch m := msg.(type) {
 		case *redis.Message:
+			if strings.HasPrefix(m.Channel, probePrefix) {
+				if m.Channel == c.s.probeCh {
+					c.release(m.Payload)
+				}
+				continue // a probe, ours or another instance's
+			}
 			b.dispatch(m.Channel, m.Payload)
 		case *redis.Pong:
-			c.mu.Lock()
-			if w := c.waiters[m.Payload]; w != nil {
-				close(w)
-				delete(c.waiters, m.Payload)
-			}
-			c.mu.Unlock()
+			c.release(m.Payload)
 		case *redis.Subscription:
 			// Redis unsubscribes sharded channels by itself when their
 			// slot moves to another node; a channel still held must then
@@ -366,48 +396,109 @@ func (c *conn) read() {
 	}
 }
 
+// release wakes whoever waits for token (a barrier PING's payload, or a
+// loopback probe's).
+func (c *conn) release(token string) {
+	c.mu.Lock()
+	if w := c.waiters[token]; w != nil {
+		close(w)
+		delete(c.waiters, token)
+	}
+	c.mu.Unlock()
+}
+
 // watch probes the connection when nothing has been read from it for
-// ProbeInterval, and fails the session when nothing has been read for
-// PingTimeout after a probe went out. So a reply that takes longer than
-// ProbeInterval + PingTimeout to arrive in full counts as a dead connection.
-// It ends with the session.
+// ProbeInterval, and fails the session when the probe has not come back
+// within PingTimeout.
+//
+// The probe is a loopback: a PUBLISH through the client's own connections
+// to the session's probe channel, which must arrive on the subscription
+// connection. So it proves not only that the connection is open and read,
+// but that it receives what this instance publishes. A PING alone would
+// miss a subscription left on a server that no longer gets the fleet's
+// publishes: after a planned Sentinel failover, go-redis moves its pool
+// to the new master but leaves pub/sub connections where they are, on an
+// old master that stays a master, out of the replication stream, until
+// Sentinel gets round to demoting it. When the PUBLISH itself fails (Redis
+// unreachable, or an ACL that denies it), and on a cluster in ModeSharded,
+// the probe is a PING on the subscription connection instead.
+//
+// A reply read in full counts only when it is the probe's, so a message
+// that takes longer than ProbeInterval + PingTimeout to arrive in full
+// counts as a dead connection.
 func (c *conn) watch() {
 	b := c.s.b
 	defer b.readers.Done()
 	t := time.NewTimer(b.opts.ProbeInterval)
 	defer t.Stop()
-	var probeAt time.Duration // when the unanswered probe went out
-	probing := false
 	for {
 		select {
 		case <-c.s.dead:
 			return
 		case <-t.C:
 		}
-		now := time.Since(c.born)
-		heard := time.Duration(c.heard.Load())
-		if probing {
-			if heard < probeAt {
-				if waited := now - probeAt; waited < b.opts.PingTimeout {
-					t.Reset(b.opts.PingTimeout - waited)
-					continue
-				}
-				b.stats.probeFailures.Add(1)
-				c.s.fail(fmt.Errorf("subscription connection %s silent: no reply to a probe within %v", nodeName(c.key), b.opts.PingTimeout))
-				return
-			}
-			probing = false
-		}
-		if idle := now - heard; idle < b.opts.ProbeInterval {
+		if idle := time.Since(c.born) - time.Duration(c.heard.Load()); idle < b.opts.ProbeInterval {
 			t.Reset(b.opts.ProbeInterval - idle)
 			continue
 		}
-		if err := c.ps.Ping(c.s.ctx, "fxws-probe"); err != nil {
-			c.s.fail(fmt.Errorf("probe %s: %w", nodeName(c.key), err))
+		if err := c.probe(); err != nil {
+			if !c.s.closed.Load() {
+				b.stats.probeFailures.Add(1)
+				c.s.fail(err)
+			}
 			return
 		}
-		probing, probeAt = true, now
-		t.Reset(b.opts.PingTimeout)
+		t.Reset(b.opts.ProbeInterval)
+	}
+}
+
+// probe sends one probe and waits for it to come back (see watch).
+func (c *conn) probe() error {
+	b := c.s.b
+	// An envelope of a type no server acts on: the original, which
+	// receives it in its client pattern, drops it without a word (it
+	// logs an error for a payload that is not an envelope).
+	token := `{"serverId":"fxws-probe","type":"probe","event":"fxws-probe","data":` + strconv.FormatUint(c.seq.Add(1), 10) + `}`
+	back := make(chan struct{})
+	c.mu.Lock()
+	c.waiters[token] = back
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.waiters, token)
+		c.mu.Unlock()
+	}()
+	ctx, cancel := context.WithTimeout(c.s.ctx, b.opts.PingTimeout)
+	defer cancel()
+	how := "a loopback publish"
+	err := errors.New("no probe channel")
+	if ch := c.s.probeCh; ch != "" {
+		err = b.commands.Run(ctx, func(ctx context.Context) error {
+			if b.opts.Mode == ModeSharded {
+				return b.client.SPublish(ctx, ch, token).Err()
+			}
+			return b.client.Publish(ctx, ch, token).Err()
+		})
+	}
+	if err != nil {
+		// The publish says nothing about the subscription connection:
+		// ask it directly, with a wait of its own.
+		how = "a ping"
+		cancel()
+		ctx, cancel = context.WithTimeout(c.s.ctx, b.opts.PingTimeout)
+		defer cancel()
+		// Written without the deadline, for the reason apply gives.
+		if err := c.ps.Ping(context.WithoutCancel(ctx), token); err != nil {
+			return fmt.Errorf("probe %s: %w", nodeName(c.key), err)
+		}
+	}
+	select {
+	case <-back:
+		return nil
+	case <-c.s.dead:
+		return c.s.cause()
+	case <-ctx.Done():
+		return fmt.Errorf("subscription connection %s unresponsive: %s did not come back within %v", nodeName(c.key), how, b.opts.PingTimeout)
 	}
 }
 

@@ -1,0 +1,92 @@
+package redisbroker_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/fxws/websocket/internal/redistest"
+	"github.com/redis/go-redis/v9"
+)
+
+// The Sentinel promotes the replica, the master having died or been
+// demoted on request: both instances, on failover clients, find the new
+// master by themselves, cross-instance delivery comes back, and nothing
+// published after that is lost. Local delivery never stops.
+func TestSentinelFailover(t *testing.T) {
+	t.Run("master killed", func(t *testing.T) {
+		testFailover(t, func(st *redistest.Sentinel) { st.Master.Kill() })
+	})
+	// The old master stays up, and a master, until the Sentinel demotes
+	// it (which may take ten seconds and more): go-redis moves its pool to
+	// the new master but leaves pub/sub connections where they are. Only
+	// the loopback probe finds the subscriptions out of the fleet's reach.
+	t.Run("planned", func(t *testing.T) {
+		testFailover(t, func(st *redistest.Sentinel) {
+			if err := st.Failover(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		})
+	})
+}
+
+func testFailover(t *testing.T, failover func(*redistest.Sentinel)) {
+	st := redistest.StartSentinel(t)
+	ctx := context.Background()
+	fast := func(o *redis.FailoverOptions) { o.MaxRetries = -1 }
+	a := redistest.StartInstance(t, st.Client(fast), outageOpts())
+	b := redistest.StartInstance(t, st.Client(fast), outageOpts())
+	local, localID := a.Connect(t, "u1")
+	remote, remoteID := b.Connect(t, "u2")
+	a.Join(t, localID, "room")
+	b.Join(t, remoteID, "room")
+	if err := a.Helper.Send(ctx, "room", "before", 0); err != nil {
+		t.Fatal(err)
+	}
+	expectData(t, remote, "remote", "before", `0`)
+	expectData(t, local, "local", "before", `0`)
+
+	failover(st)
+	waitFor(t, "the sentinel to promote the replica", func() bool {
+		addr, err := st.MasterAddr(ctx)
+		return err == nil && addr == st.Replica.Addr()
+	})
+	// Each instance rebuilds its subscriptions on the new master: the
+	// connection failed, or the loopback probe found it deaf. go-redis
+	// moved the instance's pool before that (it closes the connections to
+	// the old master as it switches, failing a publish in flight).
+	waitFor(t, "both instances to resubscribe", func() bool {
+		return a.Broker.Stats().Reconnects >= 1 && b.Broker.Stats().Reconnects >= 1
+	})
+	// Sends may still miss the other instance until it has; probe until
+	// one crosses.
+	deadline := time.Now().Add(15 * time.Second)
+	for i := 0; ; i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("no message crossed instances within 15 s of the failover (a: %+v, b: %+v)", a.Broker.Stats(), b.Broker.Stats())
+		}
+		_ = a.Helper.Send(ctx, "room", "probe", i)
+		expectData(t, local, "local", "probe", fmt.Sprint(i)) // local delivery goes on
+		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		_, err := remote.Expect(pctx, "probe")
+		cancel()
+		if err == nil {
+			break
+		}
+	}
+	const n = 100
+	for i := 0; i < n; i++ {
+		if err := a.Helper.Send(ctx, "room", "after", i); err != nil {
+			t.Fatalf("send %d after the failover: %v", i, err)
+		}
+		if err := b.Helper.SendToUser(ctx, "u1", "back", i); err != nil {
+			t.Fatalf("send to user %d after the failover: %v", i, err)
+		}
+	}
+	for i := 0; i < n; i++ {
+		expectData(t, remote, "remote", "after", fmt.Sprint(i))
+		expectData(t, local, "local", "after", fmt.Sprint(i))
+		expectData(t, local, "local", "back", fmt.Sprint(i))
+	}
+}
