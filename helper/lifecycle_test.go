@@ -497,3 +497,43 @@ func TestEncryptionWithoutTransformerIsWarned(t *testing.T) {
 		}
 	}
 }
+
+// stuckUnsubscribe follows audiences like a Redis broker, but its
+// Unsubscribe waits for its context, as one to a Redis that stopped
+// answering does.
+type stuckUnsubscribe struct {
+	*broker.Memory
+	entered chan struct{}
+}
+
+func (b stuckUnsubscribe) Unsubscribe(ctx context.Context, _ ...string) error {
+	select {
+	case b.entered <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// A subscription change cut short by Shutdown is no failure to warn of:
+// the warning ("will retry") is for changes the helper will retry.
+func TestShutdownDoesNotWarnOfSubscriptionChangesItCancels(t *testing.T) {
+	core, logs := observer.New(zapcore.WarnLevel)
+	b := stuckUnsubscribe{broker.NewMemoryHub().NewBroker(), make(chan struct{}, 1)}
+	k := newKit(t, rawSocket, func(c *helper.Config) { c.Broker = b; c.Logger = zap.New(core) })
+	c, _ := k.login("u1")
+	_ = c.Abort() // its channels are unsubscribed: the call hangs
+	select {
+	case <-b.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the departed client's channels were never unsubscribed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := k.h.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := logs.FilterMessageSnippet("subscription change failed").Len(); n != 0 {
+		t.Fatalf("Shutdown logged %d warnings of failed subscription changes: %v", n, logs.All()[0].Message)
+	}
+}

@@ -135,8 +135,10 @@ func (s *subscriptions) apply(ctx context.Context) bool {
 				}
 				s.mu.Unlock()
 				ok = false
-				s.log.Warn("broker subscription change failed; will retry",
-					zap.Bool("subscribe", wanted), zap.Int("channels", n), zap.Error(err))
+				if ctx.Err() == nil { // not the helper shutting down
+					s.log.Warn("broker subscription change failed; will retry",
+						zap.Bool("subscribe", wanted), zap.Int("channels", n), zap.Error(err))
+				}
 			}
 			chans = chans[n:]
 		}
