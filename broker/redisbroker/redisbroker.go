@@ -127,7 +127,9 @@ type Options struct {
 	PingTimeout time.Duration
 	// ProbeInterval is how long a subscription connection may stay silent
 	// before it is probed (see the package doc: a loopback publish that
-	// must come back on it). Default 5 s. Silent means no reply read in
+	// must come back on it). Default 2 s: after a planned Sentinel
+	// failover, an instance that publishes nothing hears the fleet again
+	// about that long after the switch. Silent means no reply read in
 	// full: a single message that takes longer than ProbeInterval +
 	// PingTimeout to arrive counts as a dead connection. Each probe is one
 	// PUBLISH, and instances in ModePattern receive one another's.
@@ -168,7 +170,7 @@ func (o Options) withDefaults() Options {
 	}
 	def(&o.PublishTimeout, 2*time.Second)
 	def(&o.PingTimeout, 2*time.Second)
-	def(&o.ProbeInterval, 5*time.Second)
+	def(&o.ProbeInterval, 2*time.Second)
 	def(&o.ReconnectBackoffMin, 100*time.Millisecond)
 	def(&o.ReconnectBackoffMax, 5*time.Second)
 	if o.ReconnectBackoffMax < o.ReconnectBackoffMin {
@@ -214,6 +216,11 @@ type Broker struct {
 	// a channel, not a mutex, so that a Subscribe queued behind a slow one
 	// or a reconnect gives up when its context ends.
 	op chan struct{}
+
+	// countsAll: what Redis answers a publish counts every subscriber
+	// that received it, this instance's own subscription included (see
+	// heardBy).
+	countsAll bool
 
 	// commands runs the commands a caller or Close waits for (the connect
 	// PING, sharded publishes) so that their deadlines hold with any
@@ -291,9 +298,13 @@ func New(client redis.UniversalClient, opts Options) *Broker {
 		// A few for the connect PING, the rest for sharded publishes.
 		commands: bounded.New(maxPipeline + 4),
 	}
-	if cc, ok := client.(*redis.ClusterClient); ok && o.Mode == ModeSharded {
+	cc, isCluster := client.(*redis.ClusterClient)
+	if isCluster && o.Mode == ModeSharded {
 		b.cluster = cc
 	}
+	// A classic PUBLISH on a cluster counts the subscribers of the node
+	// that took it only; everywhere else the count includes this instance.
+	b.countsAll = !isCluster || o.Mode == ModeSharded
 	return b
 }
 
@@ -541,7 +552,11 @@ func (b *Broker) Publish(ctx context.Context, channel string, payload []byte) er
 	defer cancel()
 	var err error
 	if b.opts.Mode == ModeSharded {
-		err = b.commands.Run(ctx, func(ctx context.Context) error { return b.client.SPublish(ctx, channel, payload).Err() })
+		err = b.commands.Run(ctx, func(ctx context.Context) error {
+			n, err := b.client.SPublish(ctx, channel, payload).Result()
+			b.heardBy(channel, n, err)
+			return err
+		})
 	} else {
 		err = b.pipelined(ctx, channel, payload)
 	}
@@ -742,7 +757,9 @@ func (b *Broker) publisher() {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), b.opts.PublishTimeout)
 		if len(batch) == 1 {
-			batch[0].err = b.client.Publish(ctx, batch[0].channel, batch[0].payload).Err()
+			n, err := b.client.Publish(ctx, batch[0].channel, batch[0].payload).Result()
+			b.heardBy(batch[0].channel, n, err)
+			batch[0].err = err
 		} else {
 			pipe := b.client.Pipeline()
 			for _, r := range batch {
@@ -750,7 +767,9 @@ func (b *Broker) publisher() {
 			}
 			_, _ = pipe.Exec(ctx)
 			for i, r := range batch {
-				r.err = cmds[i].Err()
+				n, err := cmds[i].Result()
+				b.heardBy(r.channel, n, err)
+				r.err = err
 			}
 			clear(cmds)
 			cmds = cmds[:0]
@@ -761,6 +780,27 @@ func (b *Broker) publisher() {
 		}
 		clear(batch)
 		batch = batch[:0]
+	}
+}
+
+// heardBy looks at what Redis answered a publish: the number of
+// subscribers that received it. This instance is one of them for every
+// channel it holds, so none at all says its subscription connection is not
+// where its publishes go (a failover that moved the client's pool, not its
+// pub/sub connections), or that the channel's subscription is still on its
+// way: the connection is probed at once rather than after ProbeInterval of
+// silence. On a cluster outside ModeSharded the count is the node's only,
+// and says nothing.
+func (b *Broker) heardBy(channel string, receivers int64, err error) {
+	if err != nil || receivers > 0 || !b.countsAll {
+		return
+	}
+	b.mu.Lock()
+	_, held := b.want[channel]
+	s := b.sess
+	b.mu.Unlock()
+	if s != nil && (held || b.covered(channel)) {
+		s.probeSoon()
 	}
 }
 

@@ -39,6 +39,17 @@ type session struct {
 	// watch); empty on a cluster in ModeSharded, whose connections are
 	// probed with a PING only.
 	probeCh string
+	// soon asks watch for a probe now (see Broker.heardBy).
+	soon chan struct{}
+}
+
+// probeSoon asks for a probe of the session's connection without waiting
+// for ProbeInterval of silence.
+func (s *session) probeSoon() {
+	select {
+	case s.soon <- struct{}{}:
+	default:
+	}
 }
 
 // conn is one pub/sub connection and its read loop.
@@ -57,7 +68,7 @@ type conn struct {
 
 func (b *Broker) newSession() *session {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &session{b: b, ctx: ctx, stop: cancel, conns: make(map[string]*conn), dead: make(chan struct{})}
+	s := &session{b: b, ctx: ctx, stop: cancel, conns: make(map[string]*conn), dead: make(chan struct{}), soon: make(chan struct{}, 1)}
 	if b.cluster == nil {
 		s.probeCh = probeChannel()
 	}
@@ -431,15 +442,23 @@ func (c *conn) watch() {
 	defer b.readers.Done()
 	t := time.NewTimer(b.opts.ProbeInterval)
 	defer t.Stop()
+	var last time.Time // of the last probe asked for by probeSoon
 	for {
 		select {
 		case <-c.s.dead:
 			return
 		case <-t.C:
-		}
-		if idle := time.Since(c.born) - time.Duration(c.heard.Load()); idle < b.opts.ProbeInterval {
-			t.Reset(b.opts.ProbeInterval - idle)
-			continue
+			if idle := time.Since(c.born) - time.Duration(c.heard.Load()); idle < b.opts.ProbeInterval {
+				t.Reset(b.opts.ProbeInterval - idle)
+				continue
+			}
+		case <-c.s.soon:
+			// A channel's first publishes may race its subscription:
+			// one such probe a second at most.
+			if time.Since(last) < time.Second {
+				continue
+			}
+			last = time.Now()
 		}
 		if err := c.probe(); err != nil {
 			if !c.s.closed.Load() {
@@ -472,13 +491,22 @@ func (c *conn) probe() error {
 	defer cancel()
 	how := "a loopback publish"
 	err := errors.New("no probe channel")
+	var receivers int64
 	if ch := c.s.probeCh; ch != "" {
 		err = b.commands.Run(ctx, func(ctx context.Context) error {
+			var err error
 			if b.opts.Mode == ModeSharded {
-				return b.client.SPublish(ctx, ch, token).Err()
+				receivers, err = b.client.SPublish(ctx, ch, token).Result()
+			} else {
+				receivers, err = b.client.Publish(ctx, ch, token).Result()
 			}
-			return b.client.Publish(ctx, ch, token).Err()
+			return err
 		})
+	}
+	if err == nil && receivers == 0 && b.countsAll {
+		// Redis confirmed the probe channel's subscription when the
+		// session began: no need to wait for what cannot come.
+		return fmt.Errorf("subscription connection %s unresponsive: a loopback publish reached no subscriber (the server taking this instance's publishes is not the one it subscribes on)", nodeName(c.key))
 	}
 	if err != nil {
 		// The publish says nothing about the subscription connection:
