@@ -4,6 +4,7 @@
 // the figures go into docs/hardening.md, labelled with machine and command.
 //
 //	go run ./cmd/fxws-lab -scenario redis-outage
+//	go run ./cmd/fxws-lab -scenario sentinel
 //	go run ./cmd/fxws-lab -scenario slow -duration 30s
 //	go run ./cmd/fxws-lab -scenario attack -duration 20s
 //	go run ./cmd/fxws-lab -scenario churn -duration 30s
@@ -16,6 +17,13 @@
 //     -outage mid-stream and restarted on the same port. Figures: both
 //     processes alive, local delivery during the outage, time from Redis
 //     back to the first cross-instance delivery, loss after that.
+//   - sentinel: two instances on a master, its replica and a Sentinel
+//     (REDIS_URL with master_name), each publishing a numbered broadcast
+//     stream, through three failovers, each on a fresh set: the master
+//     killed; a planned one (SENTINEL FAILOVER, the old master left up);
+//     the planned one with only A publishing. Figures: when the Sentinel
+//     switched, messages lost across instances from the fault on and the
+//     last one lost, local deliveries, REST errors.
 //   - slow: -clients clients, -slow of them stop reading (they keep sending
 //     heartbeats), broadcasts of -size bytes at -rate per second; then the
 //     same run without slow clients. Figures: server RSS growth against
@@ -84,7 +92,7 @@ type config struct {
 func main() {
 	var c config
 	fs := flag.NewFlagSet("fxws-lab", flag.ExitOnError)
-	fs.StringVar(&c.scenario, "scenario", "all", "redis-outage, slow, attack, churn or all")
+	fs.StringVar(&c.scenario, "scenario", "all", "redis-outage, sentinel, slow, attack, churn or all (all but sentinel)")
 	fs.Float64Var(&c.scale, "scale", 1, "multiplies durations and client counts (0.1 for a quick pass)")
 	fs.DurationVar(&c.duration, "duration", 0, "measured phase length (default per scenario: slow 30s, attack 20s, churn 30s, redis-outage 15s)")
 	fs.StringVar(&c.cpu, "cpu", "0", "core(s) to pin the demo to with taskset (empty: no pinning)")
@@ -128,7 +136,7 @@ func main() {
 		fail(err)
 	}
 	scenarios := map[string]func(context.Context, config, string) (map[string]any, error){
-		"redis-outage": runOutage, "slow": runSlow, "attack": runAttack, "churn": runChurn,
+		"redis-outage": runOutage, "slow": runSlow, "attack": runAttack, "churn": runChurn, "sentinel": runSentinel,
 	}
 	names := []string{c.scenario}
 	if c.scenario == "all" {

@@ -275,13 +275,15 @@ type redisServer struct {
 	done chan struct{}
 }
 
-func startRedis(port int) (*redisServer, error) {
+// startRedis starts redis-server on port; args come first (a config file,
+// for a Sentinel) and then more options.
+func startRedis(port int, args ...string) (*redisServer, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, fmt.Errorf("lab: redis-server not found: %w", err)
 	}
 	r := &redisServer{port: port, done: make(chan struct{})}
-	r.cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	r.cmd = exec.Command(bin, append(args, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")...)
 	if err := r.cmd.Start(); err != nil {
 		return nil, err
 	}

@@ -16,7 +16,7 @@ type config struct {
 	Host              string // HOST, default 127.0.0.1
 	Port              string // PORT, default 3000
 	WSPath            string // WS_PATH, default /ws
-	RedisURL          string // REDIS_URL, empty: in-process broker
+	RedisURL          string // REDIS_URL, empty: in-process broker; with master_name=…, Sentinels
 	AuthTimeout       time.Duration
 	HeartbeatInterval time.Duration
 	HeartbeatTimeout  time.Duration

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"time"
 
@@ -76,13 +77,25 @@ func appOptions(cfg config, log *zap.Logger) fx.Option {
 }
 
 // newRedis connects to REDIS_URL; the module pings it on start. The client
-// belongs to the app, which closes it after the module has stopped.
+// belongs to the app, which closes it after the module has stopped. A URL
+// with a master_name parameter names Sentinels
+// (redis://sentinel:26379?master_name=mymaster&addr=sentinel2:26379):
+// the client finds the master through them and follows its failovers.
 func newRedis(lc fx.Lifecycle, cfg config) (redis.UniversalClient, error) {
-	opt, err := redis.ParseURL(cfg.RedisURL)
-	if err != nil {
-		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	var c *redis.Client
+	if u, err := url.Parse(cfg.RedisURL); err == nil && u.Query().Has("master_name") {
+		opt, err := redis.ParseFailoverURL(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_URL: %w", err)
+		}
+		c = redis.NewFailoverClient(opt)
+	} else {
+		opt, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_URL: %w", err)
+		}
+		c = redis.NewClient(opt)
 	}
-	c := redis.NewClient(opt)
 	lc.Append(fx.StopHook(c.Close))
 	return c, nil
 }
