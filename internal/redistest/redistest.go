@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -207,11 +208,13 @@ func (s *Server) Restart() {
 	s.tb.Fatalf("redistest: restart redis-server on %s: %v", s.Addr(), err)
 }
 
-// Cluster is a Redis Cluster of masters without replicas, every slot
-// assigned, on random local ports.
+// Cluster is a Redis Cluster on random local ports, every slot assigned
+// to its masters (Nodes), with a replica for each in Replicas when started
+// by StartReplicatedCluster.
 type Cluster struct {
-	tb    testing.TB
-	Nodes []*Server
+	tb       testing.TB
+	Nodes    []*Server
+	Replicas []*Server
 }
 
 // StartCluster starts n redis-server processes in cluster mode, spreads
@@ -219,17 +222,35 @@ type Cluster struct {
 // is ok on every node. It is stopped when the test ends.
 func StartCluster(tb testing.TB, n int) *Cluster {
 	tb.Helper()
+	return startCluster(tb, n, false)
+}
+
+// StartReplicatedCluster is StartCluster with a replica for each master,
+// for failover tests: a master that stops answering for the node timeout
+// (2 s) is replaced by its replica.
+func StartReplicatedCluster(tb testing.TB, masters int) *Cluster {
+	tb.Helper()
+	return startCluster(tb, masters, true)
+}
+
+func startCluster(tb testing.TB, n int, replicated bool) *Cluster {
+	tb.Helper()
 	if n < 1 {
 		tb.Fatalf("redistest: a cluster needs at least one node")
 	}
 	c := &Cluster{tb: tb}
-	for i := 0; i < n; i++ {
-		dir := tb.TempDir()
-		c.Nodes = append(c.Nodes, Start(tb,
+	node := func() *Server {
+		return Start(tb,
 			"--cluster-enabled", "yes",
-			"--cluster-config-file", filepath.Join(dir, "nodes.conf"),
+			"--cluster-config-file", filepath.Join(tb.TempDir(), "nodes.conf"),
 			"--cluster-node-timeout", "2000",
-		))
+		)
+	}
+	for i := 0; i < n; i++ {
+		c.Nodes = append(c.Nodes, node())
+		if replicated {
+			c.Replicas = append(c.Replicas, node())
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -240,16 +261,17 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 }
 
 func (c *Cluster) form(ctx context.Context) error {
-	clients := make([]*redis.Client, len(c.Nodes))
-	for i, s := range c.Nodes {
+	all := append(slices.Clone(c.Nodes), c.Replicas...)
+	clients := make([]*redis.Client, len(all))
+	for i, s := range all {
 		clients[i] = redis.NewClient(&redis.Options{Addr: s.Addr()})
 		defer clients[i].Close()
 	}
 	const slots = 16384
 	per := slots / len(c.Nodes)
-	for i, cl := range clients {
+	for i, cl := range clients[:len(c.Nodes)] {
 		lo, hi := i*per, (i+1)*per-1
-		if i == len(clients)-1 {
+		if i == len(c.Nodes)-1 {
 			hi = slots - 1
 		}
 		if err := cl.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", lo, hi).Err(); err != nil {
@@ -258,7 +280,12 @@ func (c *Cluster) form(ctx context.Context) error {
 	}
 	for i := 1; i < len(clients); i++ {
 		if err := clients[i].ClusterMeet(ctx, "127.0.0.1", strconv.Itoa(c.Nodes[0].Port())).Err(); err != nil {
-			return fmt.Errorf("node %s: cluster meet: %w", c.Nodes[i].Addr(), err)
+			return fmt.Errorf("node %s: cluster meet: %w", all[i].Addr(), err)
+		}
+	}
+	for i, r := range c.Replicas {
+		if err := c.replicate(ctx, clients[len(c.Nodes)+i], clients[i], r); err != nil {
+			return err
 		}
 	}
 	for {
@@ -279,12 +306,40 @@ func (c *Cluster) form(ctx context.Context) error {
 				break
 			}
 		}
+		for _, cl := range clients[len(c.Nodes):] { // replicas in sync
+			info, err := cl.Info(ctx, "replication").Result()
+			if err != nil || !strings.Contains(info, "master_link_status:up") {
+				ok = false
+			}
+		}
 		if ok {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("cluster state not ok: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// replicate makes replica (rc) a replica of master (mc), once it knows the
+// master's node id.
+func (c *Cluster) replicate(ctx context.Context, rc, mc *redis.Client, replica *Server) error {
+	id, err := mc.Do(ctx, "CLUSTER", "MYID").Text()
+	if err != nil {
+		return fmt.Errorf("master id: %w", err)
+	}
+	for {
+		err := rc.Do(ctx, "CLUSTER", "REPLICATE", id).Err()
+		if err == nil {
+			return nil
+		}
+		// Until the gossip has brought the master to the replica:
+		// "Unknown node".
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("node %s: cluster replicate: %w (last: %v)", replica.Addr(), ctx.Err(), err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
