@@ -186,9 +186,26 @@ func (e *WebSocketEmitter) publish(ctx context.Context, typ protocol.MessageType
 		if e.opts.Sharded {
 			return e.client.SPublish(ctx, ch, payload).Err()
 		}
+		if cc, ok := e.client.(*redis.ClusterClient); ok {
+			// A classic PUBLISH may go to any node of a cluster, which
+			// forwards it over the cluster bus, and go-redis sends a
+			// command without keys to the next master in turn: two
+			// publishes on one channel could arrive out of order. Each
+			// channel goes through the master owning its slot.
+			node, err := cc.MasterForKey(ctx, ch)
+			if err != nil {
+				return err
+			}
+			return node.Publish(ctx, ch, payload).Err()
+		}
 		return e.client.Publish(ctx, ch, payload).Err()
 	})
 	if err != nil {
+		if cc, ok := e.client.(*redis.ClusterClient); ok {
+			// go-redis refreshes its view of the slots on redirections
+			// only, not when a master dies and its replica takes over.
+			cc.ReloadState(ctx)
+		}
 		return fmt.Errorf("emitter: publish to %s: %w", ch, err)
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -239,5 +240,33 @@ func TestNewRefusesANilClient(t *testing.T) {
 		if _, err := emitter.New(c, emitter.Options{}); !errors.Is(err, emitter.ErrNoRedis) {
 			t.Errorf("New(%T(nil)) = %v, want ErrNoRedis", c, err)
 		}
+	}
+}
+
+func TestReachesBothInstancesClusterClassic(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	reachesBothInstances(t, func() redis.UniversalClient { return cl.Client() }, redisbroker.ModeAudience, false)
+}
+
+// On a cluster in classic mode, an emitter's messages to one room arrive
+// in the order sent: each channel goes through the node owning its slot.
+func TestClusterClassicKeepsOrder(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	ctx := context.Background()
+	a := redistest.StartInstance(t, cl.Client(), redisbroker.Options{})
+	c, id := a.Connect(t, "u1")
+	a.Join(t, id, "room")
+	e, err := emitter.New(cl.Client(), emitter.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 300
+	for i := 0; i < n; i++ {
+		if err := e.ToRoom(ctx, "room", "seq", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < n; i++ {
+		expect(t, c, "client", "seq", strconv.Itoa(i))
 	}
 }

@@ -208,8 +208,16 @@ var patterns = []string{protocol.ChannelRoomPattern, protocol.ChannelClientPatte
 type Broker struct {
 	client  redis.UniversalClient
 	cluster *redis.ClusterClient // set when sharded on a cluster
-	opts    Options
-	log     *zap.Logger
+	// onCluster is the client when it is a cluster client, whatever the
+	// mode: its view of the slots is refreshed only when a command is
+	// redirected, not when a master dies and its replica takes over, and
+	// a stale view sent keyless commands such as PUBLISH to the dead node
+	// every other time (a timeout, then 55 ms each, for as long as we
+	// watched). The broker asks for a refresh after a failed publish and
+	// before each reconnect.
+	onCluster *redis.ClusterClient
+	opts      Options
+	log       *zap.Logger
 
 	// op serialises everything that sends (un)subscribe commands, so the
 	// set a new session subscribes to and later changes never cross. It is
@@ -299,8 +307,11 @@ func New(client redis.UniversalClient, opts Options) *Broker {
 		commands: bounded.New(maxPipeline + 4),
 	}
 	cc, isCluster := client.(*redis.ClusterClient)
-	if isCluster && o.Mode == ModeSharded {
-		b.cluster = cc
+	if isCluster {
+		b.onCluster = cc
+		if o.Mode == ModeSharded {
+			b.cluster = cc
+		}
 	}
 	// A classic PUBLISH on a cluster counts the subscribers of the node
 	// that took it only; everywhere else the count includes this instance.
@@ -395,8 +406,8 @@ func (b *Broker) connect(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ping: %w", err)
 	}
-	if b.cluster != nil {
-		b.cluster.ReloadState(ctx)
+	if b.onCluster != nil {
+		b.onCluster.ReloadState(ctx)
 	}
 	if err := b.lockOp(ctx); err != nil {
 		return err
@@ -562,6 +573,9 @@ func (b *Broker) Publish(ctx context.Context, channel string, payload []byte) er
 	}
 	if err != nil {
 		b.stats.publishErrors.Add(1)
+		if b.onCluster != nil {
+			b.onCluster.ReloadState(ctx) // in the background, once for a burst
+		}
 		return fmt.Errorf("redisbroker: publish %s: %w", channel, err)
 	}
 	b.stats.published.Add(1)
@@ -756,23 +770,10 @@ func (b *Broker) publisher() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), b.opts.PublishTimeout)
-		if len(batch) == 1 {
-			n, err := b.client.Publish(ctx, batch[0].channel, batch[0].payload).Result()
-			b.heardBy(batch[0].channel, n, err)
-			batch[0].err = err
+		if b.onCluster != nil {
+			b.sendRouted(ctx, batch)
 		} else {
-			pipe := b.client.Pipeline()
-			for _, r := range batch {
-				cmds = append(cmds, pipe.Publish(ctx, r.channel, r.payload))
-			}
-			_, _ = pipe.Exec(ctx)
-			for i, r := range batch {
-				n, err := cmds[i].Result()
-				b.heardBy(r.channel, n, err)
-				r.err = err
-			}
-			clear(cmds)
-			cmds = cmds[:0]
+			cmds = b.sendVia(ctx, b.client, batch, cmds)
 		}
 		cancel()
 		for _, r := range batch {
@@ -781,6 +782,61 @@ func (b *Broker) publisher() {
 		clear(batch)
 		batch = batch[:0]
 	}
+}
+
+// sendVia publishes batch through c, in one command or one pipeline, and
+// sets each request's error; cmds is scratch space, returned for reuse.
+func (b *Broker) sendVia(ctx context.Context, c redis.UniversalClient, batch []*pubReq, cmds []*redis.IntCmd) []*redis.IntCmd {
+	if len(batch) == 1 {
+		n, err := c.Publish(ctx, batch[0].channel, batch[0].payload).Result()
+		b.heardBy(batch[0].channel, n, err)
+		batch[0].err = err
+		return cmds
+	}
+	pipe := c.Pipeline()
+	for _, r := range batch {
+		cmds = append(cmds, pipe.Publish(ctx, r.channel, r.payload))
+	}
+	_, _ = pipe.Exec(ctx)
+	for i, r := range batch {
+		n, err := cmds[i].Result()
+		b.heardBy(r.channel, n, err)
+		r.err = err
+	}
+	clear(cmds)
+	return cmds[:0]
+}
+
+// sendRouted publishes batch on a cluster, each channel on the master
+// that owns its slot. A classic PUBLISH may go to any node, which forwards
+// it to the others over the cluster bus, and go-redis sends a command
+// without keys to the next master in turn: two publishes on one channel
+// then took different paths and could arrive out of order (a chat's
+// messages swapped, seen after a failover). Through one node, a channel's
+// messages keep their order. Nodes are sent to at once.
+func (b *Broker) sendRouted(ctx context.Context, batch []*pubReq) {
+	var order []*redis.Client
+	groups := make(map[*redis.Client][]*pubReq)
+	for _, r := range batch {
+		node, err := b.onCluster.MasterForKey(ctx, r.channel)
+		if err != nil {
+			r.err = err
+			continue
+		}
+		if _, ok := groups[node]; !ok {
+			order = append(order, node)
+		}
+		groups[node] = append(groups[node], r)
+	}
+	if len(order) == 1 {
+		b.sendVia(ctx, order[0], groups[order[0]], nil)
+		return
+	}
+	var wg sync.WaitGroup
+	for _, node := range order {
+		wg.Go(func() { b.sendVia(ctx, node, groups[node], nil) })
+	}
+	wg.Wait()
 }
 
 // heardBy looks at what Redis answered a publish: the number of
