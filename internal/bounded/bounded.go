@@ -33,8 +33,9 @@ func (r *Runner) Run(ctx context.Context, f func(context.Context) error) error {
 	}
 	res := make(chan error, 1)
 	go func() {
-		defer func() { <-r.slots }()
-		res <- f(ctx)
+		err := f(ctx)
+		<-r.slots // before the result: Running no longer counts it then
+		res <- err
 	}()
 	select {
 	case err := <-res:
