@@ -132,26 +132,164 @@ func TestMemoryClose(t *testing.T) {
 	}
 }
 
-// Concurrent use from many goroutines is safe (run with -race).
+// Concurrent use from many goroutines is safe (run with -race) and keeps
+// the broker's promises while subscriptions churn: a broker subscribed to a
+// channel gets its own publish on it before Publish returns, exactly once
+// (however often it subscribed); a broker subscribed throughout gets every
+// publish exactly once, each publisher's in order; once everyone has
+// unsubscribed, nothing is delivered.
 func TestMemoryConcurrent(t *testing.T) {
 	ctx := context.Background()
 	hub := broker.NewMemoryHub()
+	const brokers, rounds, channels = 8, 200, 5
+	chans := make([]string, channels)
+	for i := range chans {
+		chans[i] = fmt.Sprintf("ch%d", i)
+	}
+
+	// listener stays subscribed to every channel throughout.
+	listener := hub.NewBroker()
+	var (
+		lmu  sync.Mutex
+		lgot = map[string]int{} // publisher/channel → messages received
+		lbad []string
+	)
+	if err := listener.Start(ctx, func(channel string, payload []byte) {
+		var p, j int
+		if _, err := fmt.Sscanf(string(payload), "%d:%d", &p, &j); err != nil {
+			lmu.Lock()
+			lbad = append(lbad, fmt.Sprintf("bad payload %q", payload))
+			lmu.Unlock()
+			return
+		}
+		key := fmt.Sprintf("%d/%s", p, channel)
+		lmu.Lock()
+		// Publisher p sends j on chans[j%channels], so on one channel its
+		// sequence goes j, j+channels, …
+		if want := lgot[key]*channels + j%channels; j != want {
+			lbad = append(lbad, fmt.Sprintf("%s: got %d, want %d", key, j, want))
+		}
+		lgot[key]++
+		lmu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = listener.Close() })
+	if err := listener.Subscribe(ctx, chans...); err != nil {
+		t.Fatal(err)
+	}
+
 	var wg sync.WaitGroup
-	for i := 0; i < 8; i++ {
+	all := make([]*broker.Memory, brokers)
+	for i := range all {
 		b := hub.NewBroker()
-		started(t, b)
+		all[i] = b
+		var (
+			mu  sync.Mutex
+			own = map[int]int{} // round → deliveries of this broker's own publish
+		)
+		if err := b.Start(ctx, func(channel string, payload []byte) {
+			var p, j int
+			if _, err := fmt.Sscanf(string(payload), "%d:%d", &p, &j); err == nil && p == i {
+				mu.Lock()
+				own[j]++
+				mu.Unlock()
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close() })
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for j := 0; j < 200; j++ {
-				ch := fmt.Sprintf("ch%d", j%5)
-				_ = b.Subscribe(ctx, ch)
-				_ = b.Publish(ctx, ch, []byte("p"))
-				_ = b.Unsubscribe(ctx, ch)
+			for j := 0; j < rounds; j++ {
+				ch := chans[j%channels]
+				if err := b.Subscribe(ctx, ch); err != nil {
+					t.Errorf("broker %d: Subscribe: %v", i, err)
+					return
+				}
+				if j%2 == 0 { // a channel already held: no second delivery
+					if err := b.Subscribe(ctx, ch); err != nil {
+						t.Errorf("broker %d: second Subscribe: %v", i, err)
+						return
+					}
+				}
+				if !b.Subscribed(ch) {
+					t.Errorf("broker %d: not subscribed to %s after Subscribe", i, ch)
+					return
+				}
+				if err := b.Publish(ctx, ch, []byte(fmt.Sprintf("%d:%d", i, j))); err != nil {
+					t.Errorf("broker %d: Publish: %v", i, err)
+					return
+				}
+				mu.Lock()
+				n := own[j]
+				mu.Unlock()
+				if n != 1 {
+					t.Errorf("broker %d round %d: own publish delivered %d times by the time Publish returned, want 1", i, j, n)
+					return
+				}
+				if err := b.Unsubscribe(ctx, ch); err != nil {
+					t.Errorf("broker %d: Unsubscribe: %v", i, err)
+					return
+				}
+				if b.Subscribed(ch) {
+					t.Errorf("broker %d: still subscribed to %s after Unsubscribe", i, ch)
+					return
+				}
 			}
 		}()
 	}
 	wg.Wait()
+	if t.Failed() {
+		return
+	}
+
+	lmu.Lock()
+	if len(lbad) > 0 {
+		t.Errorf("listener: %d deliveries out of order or malformed, first: %v", len(lbad), lbad[:min(len(lbad), 5)])
+	}
+	for p := 0; p < brokers; p++ {
+		for c, ch := range chans {
+			want := rounds / channels
+			if c < rounds%channels {
+				want++
+			}
+			if got := lgot[fmt.Sprintf("%d/%s", p, ch)]; got != want {
+				t.Errorf("listener got %d of publisher %d's messages on %s, want %d", got, p, ch, want)
+			}
+		}
+	}
+	lmu.Unlock()
+
+	// Everyone unsubscribed: nothing reaches any of them any more.
+	if err := listener.Unsubscribe(ctx, chans...); err != nil {
+		t.Fatal(err)
+	}
+	late := hub.NewBroker()
+	sl := started(t, late)
+	for _, ch := range chans {
+		for i, b := range append(all, listener) {
+			if b.Subscribed(ch) {
+				t.Errorf("broker %d still subscribed to %s", i, ch)
+			}
+		}
+		if err := late.Publish(ctx, ch, []byte("late")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lmu.Lock()
+	total := 0
+	for _, n := range lgot {
+		total += n
+	}
+	lmu.Unlock()
+	if total != brokers*rounds {
+		t.Errorf("listener got %d messages in all, want %d (late publishes reached it?)", total, brokers*rounds)
+	}
+	if got := sl.take(); len(got) != 0 {
+		t.Errorf("unsubscribed publisher got %v", got)
+	}
 }
 
 // A Subscribe racing Close never leaves the closed broker in the hub.
