@@ -2,7 +2,9 @@ package helper_test
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -378,13 +380,45 @@ func slicesContains(infos []helper.ClientInfo, id string) bool {
 	return false
 }
 
-// Connections arriving while Shutdown runs are refused or closed with 1001;
-// none is left behind (goleak checks the read loops) and nothing races.
+// Connections arriving while Shutdown runs are refused (503) or, if they
+// slipped past that check, closed with 1001; clients open before it are
+// closed with 1001; every registered connection gets its disconnect
+// callback and none is left behind (goleak checks the read loops).
 func TestShutdownWhileDialing(t *testing.T) {
 	both(t, func(t *testing.T, tr transport) {
-		k := newKit(t, tr, nil)
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
+		// The holder's disconnect callback keeps Shutdown running (it
+		// waits for every connection's callback) until the test has
+		// dialed into the middle of it.
+		holding := make(chan struct{})
+		release := make(chan struct{})
+		var releaseOnce sync.Once
+		unblock := func() { releaseOnce.Do(func() { close(release) }) }
+		defer unblock()
+		k := newKit(t, tr, func(c *helper.Config) {
+			record := c.Handlers.ClientDisconnected
+			c.Handlers.ClientDisconnected = func(ctx context.Context, info helper.ClientInfo) error {
+				if info.UserID == "holder" {
+					close(holding)
+					<-release
+				}
+				return record(ctx, info)
+			}
+		})
+		holder, _ := k.login("holder")
+		resident, _ := k.login("resident")
+
+		var (
+			stop        = make(chan struct{})
+			stopOnce    sync.Once
+			wg          sync.WaitGroup
+			mu          sync.Mutex
+			served      int // authenticated, then dropped by the client
+			refused     int // 503 at the upgrade
+			closedEarly int // upgraded, then closed 1001 before or after authenticating
+		)
+		count := func(n *int) { mu.Lock(); *n++; mu.Unlock() }
+		halt := func() { stopOnce.Do(func() { close(stop) }); wg.Wait() }
+		defer halt()
 		for w := 0; w < 4; w++ {
 			wg.Add(1)
 			go func() {
@@ -397,25 +431,100 @@ func TestShutdownWhileDialing(t *testing.T) {
 					}
 					c, err := fxtest.Dial(context.Background(), k.url)
 					if err != nil {
-						continue // refused (503) once shutting down
+						if !isStatus(err, http.StatusServiceUnavailable) {
+							t.Errorf("dial: %v, want success or 503", err)
+							return
+						}
+						count(&refused)
+						continue
 					}
 					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-					_, _ = c.Authenticate(ctx, map[string]any{"token": "valid-u"})
+					_, aerr := c.Authenticate(ctx, map[string]any{"token": "valid-u"})
 					cancel()
+					if aerr == nil {
+						count(&served)
+						_ = c.Abort()
+						continue
+					}
+					// Not served: the only acceptable reason is the
+					// shutdown's close frame.
+					code, reason, err := c.ExpectClose(context.Background())
 					_ = c.Abort()
+					if err != nil || int(code) != protocol.CloseGoingAway || reason != protocol.ReasonShuttingDown {
+						t.Errorf("authenticate: %v; close = %d %q (%v), want %d %q",
+							aerr, code, reason, err, protocol.CloseGoingAway, protocol.ReasonShuttingDown)
+						return
+					}
+					count(&closedEarly)
 				}
 			}()
 		}
-		time.Sleep(100 * time.Millisecond)
+		// Let the dialers get going before shutting down under them.
+		eventually(t, "clients served before shutdown", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return served >= 8
+		})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := k.h.Shutdown(ctx); err != nil {
+		done := make(chan error, 1)
+		go func() { done <- k.h.Shutdown(ctx) }()
+
+		// Shutdown is under way (it closed the holder) and cannot finish
+		// before release: a new connection now is refused.
+		select {
+		case <-holding:
+		case <-time.After(5 * time.Second):
+			t.Fatal("Shutdown did not close the holder")
+		}
+		if c, err := fxtest.Dial(context.Background(), k.url); err == nil {
+			_ = c.Abort()
+			t.Fatal("a dial during Shutdown was upgraded")
+		} else if !isStatus(err, http.StatusServiceUnavailable) {
+			t.Fatalf("dial during Shutdown: %v, want 503", err)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Shutdown returned (%v) with a disconnect callback still running", err)
+		default:
+		}
+		unblock()
+		if err := <-done; err != nil {
 			t.Fatalf("Shutdown: %v", err)
 		}
-		close(stop)
-		wg.Wait()
-		if s := k.h.Stats(); s.Clients != 0 {
+		halt()
+		expectClose(t, holder, protocol.CloseGoingAway, protocol.ReasonShuttingDown)
+		expectClose(t, resident, protocol.CloseGoingAway, protocol.ReasonShuttingDown)
+		if c, err := fxtest.Dial(context.Background(), k.url); err == nil {
+			_ = c.Abort()
+			t.Fatal("a dial after Shutdown was upgraded")
+		} else if !isStatus(err, http.StatusServiceUnavailable) {
+			t.Fatalf("dial after Shutdown: %v, want 503", err)
+		}
+		if s := k.h.Stats(); s.Clients != 0 || s.Authenticated != 0 {
 			t.Fatalf("clients left after shutdown: %+v", s)
 		}
+		// Every connection that was registered has had its disconnect
+		// callback, exactly once.
+		k.rec.mu.Lock()
+		seen := map[string]int{}
+		for _, d := range k.rec.disconnected {
+			seen[d.ClientID]++
+		}
+		var missing []string
+		for _, c := range k.rec.connected {
+			if seen[c.ClientID] != 1 {
+				missing = append(missing, fmt.Sprintf("%s (%d callbacks)", c.ClientID, seen[c.ClientID]))
+			}
+		}
+		nconn, ndisc := len(k.rec.connected), len(k.rec.disconnected)
+		k.rec.mu.Unlock()
+		if len(missing) > 0 {
+			t.Fatalf("authenticated clients without exactly one disconnect callback: %v", missing)
+		}
+		mu.Lock()
+		t.Logf("%s: served %d, refused %d, closed 1001 %d; %d connected, %d disconnect callbacks",
+			tr, served, refused, closedEarly, nconn, ndisc)
+		mu.Unlock()
 	})
 }
