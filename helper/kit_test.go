@@ -379,14 +379,72 @@ func expectEvent(t *testing.T, c *fxtest.Client, event string) protocol.Message 
 	return m
 }
 
-// quiet is how long negative checks wait for something that must not come.
+// quiet is how long a negative check waits where no marker can prove it.
 const quiet = 150 * time.Millisecond
 
+// expectNothing proves, with a marker rather than a wait, that no message of
+// event has been sent to c so far: it sends "not json", which the server
+// answers with "Invalid message format", and fails if event (or another
+// error) comes before that answer. The answer is queued behind anything
+// already on its way to c: the helper's sends (local ones, and those
+// through the in-process hub, whose Publish delivers before it returns)
+// are on the client's queue when they return, the client's own messages
+// are handled in order, and no frame overtakes a queued one. Errors have
+// their own check, expectNoError.
 func expectNothing(t *testing.T, c *fxtest.Client, event string) {
 	t.Helper()
-	if err := c.ExpectNothing(event, quiet); err != nil {
-		t.Fatal(err)
+	if event == protocol.EventError {
+		t.Fatal("expectNothing(error): use expectNoError")
 	}
+	if err := c.SendText("not json"); err != nil {
+		t.Fatalf("marker after checking for no %q: %v", event, err)
+	}
+	m, err := c.ExpectAny(context.Background(), event, protocol.EventError)
+	if err != nil {
+		t.Fatalf("marker after checking for no %q: %v", event, err)
+	}
+	if m.Event == event {
+		t.Fatalf("unexpected %q: %s", event, m.Data)
+	}
+	if text := errorText(m); text != protocol.ErrTextInvalidFormat {
+		t.Fatalf("unexpected error %q before the marker (checking for no %q)", text, event)
+	}
+}
+
+// expectNoError proves, with markers, that no error has been sent to c so
+// far: two messages the server answers with two different errors, "not
+// json" (Invalid message format) and then authenticate again (Already
+// authenticated) or, before authentication, an application event (Not
+// authenticated), must get the first two errors c receives, in that order.
+// A stray error of any text ahead of them breaks the sequence.
+func expectNoError(t *testing.T, c *fxtest.Client, authenticated bool) {
+	t.Helper()
+	second, want := `{"event":"marker"}`, protocol.ErrTextNotAuthenticated
+	if authenticated {
+		second, want = `{"event":"authenticate","data":{}}`, protocol.ErrTextAlreadyAuthenticated
+	}
+	for _, s := range []string{"not json", second} {
+		if err := c.SendText(s); err != nil {
+			t.Fatalf("marker after checking for no error: %v", err)
+		}
+	}
+	for _, w := range []string{protocol.ErrTextInvalidFormat, want} {
+		got, err := c.ExpectError(context.Background())
+		if err != nil {
+			t.Fatalf("marker %q after checking for no error: %v", w, err)
+		}
+		if got != w {
+			t.Fatalf("unexpected error %q (the marker %q was due)", got, w)
+		}
+	}
+}
+
+func errorText(m protocol.Message) string {
+	var d protocol.ErrorData
+	if err := json.Unmarshal(m.Data, &d); err != nil {
+		return string(m.Data)
+	}
+	return d.Message
 }
 
 // roundTrip proves the connection is open and processed everything sent
