@@ -167,6 +167,15 @@ func TestSendResolution(t *testing.T) {
 		_ = ac.Join("shared")
 		roundTrip(t, ac)
 		roundTrip(t, bc)
+		// A client's join subscribes its instance to the room in the
+		// background: wait for both, or a send from the other instance may
+		// beat the subscription (and a check for no second copy would
+		// prove nothing).
+		for _, k := range []*kit{a, b} {
+			if err := k.h.SyncSubscriptions(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
 
 		// No destination: everyone, on every instance.
 		if err := a.h.Send(ctx, "", "t-all", 1); err != nil {
