@@ -235,7 +235,16 @@ func TestOnlyRequired(t *testing.T) {
 	if err := c.Heartbeat(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return srv.Helper().Stats().ConnectionsTotal == 1 })
+	// A barrier: the client's messages are handled in order, so once the
+	// answer to "not json" is in, the join, the event and the heartbeat
+	// have been handled. (ConnectionsTotal was 1 from the login on, so
+	// waiting for it proved nothing.)
+	if err := c.SendText("not json"); err != nil {
+		t.Fatal(err)
+	}
+	if text, err := c.ExpectError(ctx); err != nil || text != protocol.ErrTextInvalidFormat {
+		t.Fatalf("barrier: error %q, %v; want %q", text, err, protocol.ErrTextInvalidFormat)
+	}
 	view, ok := srv.Helper().GetClient(id)
 	if !ok {
 		t.Fatal("client unknown to the helper")
