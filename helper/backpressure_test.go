@@ -300,6 +300,11 @@ func TestShutdown(t *testing.T) {
 		_ = busy.Emit("wait-for-ctx", nil)
 		<-entered
 		unauth := k.dial()
+		// The helper registers a connection just after writing its 101, so
+		// Dial can return first; one that Shutdown beats to it is closed
+		// with 1001 unregistered, without a disconnect callback. A round
+		// trip shows it registered.
+		roundTrip(t, unauth)
 		stalled, _ := k.stalledClient("stalled")
 		_ = stalled
 		total := len(clients) + 3
