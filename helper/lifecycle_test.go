@@ -279,11 +279,16 @@ func TestDisconnectDuringAuthentication(t *testing.T) {
 		if err := k.h.Shutdown(ctx); err != nil {
 			t.Fatal(err)
 		}
+		// Once Shutdown has waited for the task, the late result has
+		// brought neither a connected callback nor a second disconnect.
 		k.rec.mu.Lock()
-		n := len(k.rec.connected)
+		n, d := len(k.rec.connected), len(k.rec.disconnected)
 		k.rec.mu.Unlock()
 		if n != 0 {
 			t.Fatalf("connected callback ran %d times", n)
+		}
+		if d != 1 {
+			t.Fatalf("disconnect callback ran %d times, want 1", d)
 		}
 	})
 }
