@@ -40,6 +40,67 @@ func expectNone(t *testing.T, c *fxtest.Client, who, event, marker string) {
 	}
 }
 
+// roomPair is two instances on client's Redis, each with one client in
+// "room" (users u1 on a, u2 on b), a first message already across.
+type roomPair struct {
+	a, b          *redistest.Instance
+	local, remote *fxtest.Client // on a and on b
+}
+
+func newRoomPair(t *testing.T, newClient func() redis.UniversalClient, opts redisbroker.Options) roomPair {
+	t.Helper()
+	p := roomPair{a: redistest.StartInstance(t, newClient(), opts), b: redistest.StartInstance(t, newClient(), opts)}
+	var localID, remoteID string
+	p.local, localID = p.a.Connect(t, "u1")
+	p.remote, remoteID = p.b.Connect(t, "u2")
+	p.a.Join(t, localID, "room")
+	p.b.Join(t, remoteID, "room")
+	if err := p.a.Helper.Send(context.Background(), "room", "before", 0); err != nil {
+		t.Fatal(err)
+	}
+	expectData(t, p.remote, "remote", "before", `0`)
+	expectData(t, p.local, "local", "before", `0`)
+	return p
+}
+
+// crossesAgain sends from a to the room until runs sends in a row have
+// crossed to b, within d (after a failover, sends may fail or miss the
+// other instance for a while). Local delivery must never stop.
+func (p roomPair) crossesAgain(t *testing.T, runs int, d time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(d)
+	for i, run := 0, 0; run < runs; i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("sends did not cross instances reliably within %v (a: %+v, b: %+v)", d, p.a.Broker.Stats(), p.b.Broker.Stats())
+		}
+		err := p.a.Helper.Send(ctx, "room", "probe", i)
+		expectData(t, p.local, "local", "probe", fmt.Sprint(i))
+		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		m, rerr := p.remote.Expect(pctx, "probe")
+		cancel()
+		run++
+		if err != nil || rerr != nil || string(m.Data) != fmt.Sprint(i) {
+			run = 0
+		}
+	}
+}
+
+// nothingLost sends n messages from a to the room, each of which must
+// succeed and reach both clients in order.
+func (p roomPair) nothingLost(t *testing.T, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		if err := p.a.Helper.Send(context.Background(), "room", "after", i); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	for i := 0; i < n; i++ {
+		expectData(t, p.remote, "remote", "after", fmt.Sprint(i))
+		expectData(t, p.local, "local", "after", fmt.Sprint(i))
+	}
+}
+
 // fleetDelivery is the cross-instance delivery suite: two instances on
 // one Redis deliver to each other for every target type and honour
 // exclude lists.
@@ -258,17 +319,8 @@ func TestRedisRestartMidRun(t *testing.T) {
 		PublishTimeout: 300 * time.Millisecond, ProbeInterval: 200 * time.Millisecond, PingTimeout: 300 * time.Millisecond,
 	}
 	fast := func(o *redis.Options) { o.MaxRetries = -1 }
-	a := redistest.StartInstance(t, srv.Client(fast), opts)
-	b := redistest.StartInstance(t, srv.Client(fast), opts)
-	local, localID := a.Connect(t, "u1")
-	remote, remoteID := b.Connect(t, "u2")
-	a.Join(t, localID, "room")
-	b.Join(t, remoteID, "room")
-
-	if err := a.Helper.Send(ctx, "room", "before", 0); err != nil {
-		t.Fatal(err)
-	}
-	expectData(t, remote, "remote", "before", `0`)
+	p := newRoomPair(t, func() redis.UniversalClient { return srv.Client(fast) }, opts)
+	a, b, local, remote := p.a, p.b, p.local, p.remote
 
 	srv.Kill()
 	waitFor(t, "both brokers notice", func() bool {

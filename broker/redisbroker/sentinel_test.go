@@ -2,7 +2,6 @@ package redisbroker_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -51,17 +50,7 @@ func testFailover(t *testing.T, opts redisbroker.Options, failover func(*rediste
 	st := redistest.StartSentinel(t)
 	ctx := context.Background()
 	fast := func(o *redis.FailoverOptions) { o.MaxRetries = -1 }
-	a := redistest.StartInstance(t, st.Client(fast), opts)
-	b := redistest.StartInstance(t, st.Client(fast), opts)
-	local, localID := a.Connect(t, "u1")
-	remote, remoteID := b.Connect(t, "u2")
-	a.Join(t, localID, "room")
-	b.Join(t, remoteID, "room")
-	if err := a.Helper.Send(ctx, "room", "before", 0); err != nil {
-		t.Fatal(err)
-	}
-	expectData(t, remote, "remote", "before", `0`)
-	expectData(t, local, "local", "before", `0`)
+	p := newRoomPair(t, func() redis.UniversalClient { return st.Client(fast) }, opts)
 
 	failover(st)
 	waitFor(t, "the sentinel to promote the replica", func() bool {
@@ -74,39 +63,11 @@ func testFailover(t *testing.T, opts redisbroker.Options, failover func(*rediste
 	// the old master as it switches, failing a publish in flight).
 	waitFor(t, "both instances to resubscribe", func() bool {
 		if publish {
-			_ = a.Helper.Send(ctx, "room", "meanwhile", 0)
-			_ = b.Helper.Send(ctx, "room", "meanwhile", 0)
+			_ = p.a.Helper.Send(ctx, "room", "meanwhile", 0)
+			_ = p.b.Helper.Send(ctx, "room", "meanwhile", 0)
 		}
-		return a.Broker.Stats().Reconnects >= 1 && b.Broker.Stats().Reconnects >= 1
+		return p.a.Broker.Stats().Reconnects >= 1 && p.b.Broker.Stats().Reconnects >= 1
 	})
-	// Sends may still miss the other instance until it has; probe until
-	// one crosses.
-	deadline := time.Now().Add(15 * time.Second)
-	for i := 0; ; i++ {
-		if time.Now().After(deadline) {
-			t.Fatalf("no message crossed instances within 15 s of the failover (a: %+v, b: %+v)", a.Broker.Stats(), b.Broker.Stats())
-		}
-		_ = a.Helper.Send(ctx, "room", "probe", i)
-		expectData(t, local, "local", "probe", fmt.Sprint(i)) // local delivery goes on
-		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		_, err := remote.Expect(pctx, "probe")
-		cancel()
-		if err == nil {
-			break
-		}
-	}
-	const n = 100
-	for i := 0; i < n; i++ {
-		if err := a.Helper.Send(ctx, "room", "after", i); err != nil {
-			t.Fatalf("send %d after the failover: %v", i, err)
-		}
-		if err := b.Helper.SendToUser(ctx, "u1", "back", i); err != nil {
-			t.Fatalf("send to user %d after the failover: %v", i, err)
-		}
-	}
-	for i := 0; i < n; i++ {
-		expectData(t, remote, "remote", "after", fmt.Sprint(i))
-		expectData(t, local, "local", "after", fmt.Sprint(i))
-		expectData(t, local, "local", "back", fmt.Sprint(i))
-	}
+	p.crossesAgain(t, 1, 15*time.Second)
+	p.nothingLost(t, 100)
 }

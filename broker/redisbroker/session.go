@@ -314,15 +314,8 @@ func (c *conn) send(ctx context.Context, add bool, chans []string) error {
 // answers in order, so every command written before has been processed.
 func (c *conn) barrier(ctx context.Context) error {
 	token := "fxws-barrier-" + strconv.FormatUint(c.seq.Add(1), 10)
-	ch := make(chan struct{})
-	c.mu.Lock()
-	c.waiters[token] = ch
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		delete(c.waiters, token)
-		c.mu.Unlock()
-	}()
+	ch, done := c.await(token)
+	defer done()
 	// Written without the caller's deadline, for the reason apply gives.
 	if err := c.ps.Ping(context.WithoutCancel(ctx), token); err != nil {
 		return fmt.Errorf("ping: %w", err)
@@ -407,6 +400,20 @@ func (c *conn) read() {
 	}
 }
 
+// await registers a wait for token, which release ends by closing the
+// channel; done forgets the wait.
+func (c *conn) await(token string) (ch <-chan struct{}, done func()) {
+	w := make(chan struct{})
+	c.mu.Lock()
+	c.waiters[token] = w
+	c.mu.Unlock()
+	return w, func() {
+		c.mu.Lock()
+		delete(c.waiters, token)
+		c.mu.Unlock()
+	}
+}
+
 // release wakes whoever waits for token (a barrier PING's payload, or a
 // loopback probe's).
 func (c *conn) release(token string) {
@@ -478,15 +485,8 @@ func (c *conn) probe() error {
 	// receives it in its client pattern, drops it without a word (it
 	// logs an error for a payload that is not an envelope).
 	token := `{"serverId":"fxws-probe","type":"probe","event":"fxws-probe","data":` + strconv.FormatUint(c.seq.Add(1), 10) + `}`
-	back := make(chan struct{})
-	c.mu.Lock()
-	c.waiters[token] = back
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		delete(c.waiters, token)
-		c.mu.Unlock()
-	}()
+	back, done := c.await(token)
+	defer done()
 	ctx, cancel := context.WithTimeout(c.s.ctx, b.opts.PingTimeout)
 	defer cancel()
 	how := "a loopback publish"

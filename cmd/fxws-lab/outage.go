@@ -112,24 +112,12 @@ func runOutage(ctx context.Context, c config, bin string) (map[string]any, error
 	defer b.stop()
 
 	perSide := c.n(20)
-	var recvA, recvB []*receiver
-	for i := 0; i < 2*perSide; i++ {
-		srv, list := a, &recvA
-		if i >= perSide {
-			srv, list = b, &recvB
-		}
-		cl, err := dial(ctx, srv.wsURL())
-		if err != nil {
-			return nil, err
-		}
-		defer cl.conn.Close()
-		if err := cl.authenticate(fmt.Sprintf("u%d", i)); err != nil {
-			return nil, err
-		}
-		r := &receiver{c: cl, got: map[string]map[int64]int64{}}
-		*list = append(*list, r)
-		go r.read()
+	recv, hangUp, err := connectReceivers(ctx, a, b, perSide)
+	defer hangUp()
+	if err != nil {
+		return nil, err
 	}
+	recvA, recvB := recv["A"], recv["B"]
 	pubs := map[string]*publisher{
 		"A": {origin: "A", srv: a, http: &http.Client{Timeout: 10 * time.Second}},
 		"B": {origin: "B", srv: b, http: &http.Client{Timeout: 10 * time.Second}},
@@ -242,6 +230,37 @@ func runOutage(ctx context.Context, c config, bin string) (map[string]any, error
 	}
 	res["published"] = published
 	return res, nil
+}
+
+// connectReceivers connects perSide authenticated receivers to each of
+// a and b (users u0…), reading in the background; hangUp closes them all,
+// also after an error.
+func connectReceivers(ctx context.Context, a, b *server, perSide int) (recv map[string][]*receiver, hangUp func(), err error) {
+	recv = map[string][]*receiver{}
+	var conns []*wsClient
+	hangUp = func() {
+		for _, cl := range conns {
+			cl.conn.Close()
+		}
+	}
+	for i := 0; i < 2*perSide; i++ {
+		side, srv := "A", a
+		if i >= perSide {
+			side, srv = "B", b
+		}
+		cl, err := dial(ctx, srv.wsURL())
+		if err != nil {
+			return nil, hangUp, err
+		}
+		conns = append(conns, cl)
+		if err := cl.authenticate(fmt.Sprintf("u%d", i)); err != nil {
+			return nil, hangUp, err
+		}
+		r := &receiver{c: cl, got: map[string]map[int64]int64{}}
+		recv[side] = append(recv[side], r)
+		go r.read()
+	}
+	return recv, hangUp, nil
 }
 
 func pct(a, b int) float64 {

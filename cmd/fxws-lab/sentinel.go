@@ -131,23 +131,10 @@ func sentinelRun(ctx context.Context, c config, bin string, planned bool, pubsOn
 	}
 	defer b.stop()
 	perSide := c.n(20)
-	recv := map[string][]*receiver{}
-	for i := 0; i < 2*perSide; i++ {
-		side, srv := "A", a
-		if i >= perSide {
-			side, srv = "B", b
-		}
-		cl, err := dial(ctx, srv.wsURL())
-		if err != nil {
-			return nil, err
-		}
-		defer cl.conn.Close()
-		if err := cl.authenticate(fmt.Sprintf("u%d", i)); err != nil {
-			return nil, err
-		}
-		r := &receiver{c: cl, got: map[string]map[int64]int64{}}
-		recv[side] = append(recv[side], r)
-		go r.read()
+	recv, hangUp, err := connectReceivers(ctx, a, b, perSide)
+	defer hangUp()
+	if err != nil {
+		return nil, err
 	}
 	pubs := map[string]*publisher{}
 	for _, o := range pubsOn {
