@@ -75,3 +75,55 @@ func TestClusterClassicKeepsOrder(t *testing.T) {
 		expectData(t, remote, "remote", "seq", fmt.Sprint(i))
 	}
 }
+
+// A slot moves to another master while an instance holds a sharded
+// channel in it: Redis unsubscribes the channel by itself, and the broker
+// subscribes it again on the slot's new owner.
+func TestShardedChannelFollowsItsSlot(t *testing.T) {
+	cl := redistest.StartCluster(t, 2)
+	ctx := context.Background()
+	b, in := startBroker(t, cl.Client(), redisbroker.Options{
+		Mode: redisbroker.ModeSharded, ReconnectBackoffMin: 10 * time.Millisecond, ReconnectBackoffMax: 100 * time.Millisecond,
+	})
+	const ch = "ws:room:moving"
+	if err := b.Subscribe(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	pub := cl.Client()
+	if err := pub.SPublish(ctx, ch, "before").Err(); err != nil {
+		t.Fatal(err)
+	}
+	in.wait(t, ch+"|before")
+
+	from := ownerOf(t, cl, ch)
+	to := 1 - from
+	slot, err := cl.Nodes[0].Client().ClusterKeySlot(ctx, ch).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	toID, err := cl.Nodes[to].Client().Do(ctx, "CLUSTER", "MYID").Text()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The slot holds no keys: it may be handed over directly.
+	for _, i := range []int{to, from} {
+		if err := cl.Nodes[i].Client().Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", toID).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the broker to resubscribe", func() bool { return b.Stats().Reconnects >= 1 })
+	// SPUBLISH on the new owner must now reach the broker.
+	newOwner := cl.Nodes[to].Client()
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; ; i++ {
+		n, err := newOwner.SPublish(ctx, ch, fmt.Sprint("after-", i)).Result()
+		if err == nil && n == 1 {
+			in.wait(t, fmt.Sprint(ch, "|after-", i))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the channel never had its subscriber on its new owner (last: %d, %v; broker %+v)", n, err, b.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
