@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -375,5 +377,51 @@ func TestRedisRestartMidRun(t *testing.T) {
 		if m.Event == "down" {
 			t.Fatalf("remote got a message published while Redis was down: %s", m.Data)
 		}
+	}
+}
+
+// The fleet works for a Redis user allowed no more than the README's ACL:
+// the connection and pub/sub commands, on channels under ws: only (and, for
+// pattern mode, whose PSUBSCRIBE patterns Redis matches literally against
+// the allowed ones, its three patterns).
+func TestFleetDeliveryUnderTheDocumentedACL(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	admin := srv.Client()
+	if err := admin.Do(ctx, "ACL", "SETUSER", "fxws", "on", ">secret", "resetkeys", "resetchannels",
+		"&ws:*", "&ws:room:*", "&ws:client:*", "&ws:user:*", "-@all", "+@connection", "+@pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	user := func(o *redis.Options) { o.Username, o.Password = "fxws", "secret" }
+	// The user may not touch keys: the ACL is the one in force.
+	if err := srv.Client(user).Set(ctx, "k", "v", 0).Err(); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("SET as the restricted user: %v, want NOPERM", err)
+	}
+	opts := redisbroker.Options{ProbeInterval: 50 * time.Millisecond}
+	for _, mode := range []redisbroker.Mode{redisbroker.ModeAudience, redisbroker.ModePattern} {
+		t.Run(mode.String(), func(t *testing.T) {
+			opts.Mode = mode
+			fleetDelivery(t, func() redis.UniversalClient { return srv.Client(user) }, opts)
+		})
+	}
+	// The loopback probes (on ws:client:…) pass the ACL too.
+	publishes := func() int {
+		stats, err := admin.Do(ctx, "INFO", "commandstats").Text()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, rest, found := strings.Cut(stats, "cmdstat_publish:calls=")
+		calls, _, _ := strings.Cut(rest, ",")
+		n, _ := strconv.Atoi(calls)
+		if !found {
+			return 0
+		}
+		return n
+	}
+	b, _ := startBroker(t, srv.Client(user), redisbroker.Options{ProbeInterval: 20 * time.Millisecond, PingTimeout: time.Second})
+	before := publishes()
+	waitFor(t, "five probes", func() bool { return publishes() >= before+5 })
+	if st := b.Stats(); st.ProbeFailures != 0 || st.Sessions != 1 {
+		t.Fatalf("under the ACL: %+v, want no probe failure and one session", st)
 	}
 }
