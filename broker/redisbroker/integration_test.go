@@ -418,10 +418,13 @@ func TestFleetDeliveryUnderTheDocumentedACL(t *testing.T) {
 		}
 		return n
 	}
-	b, _ := startBroker(t, srv.Client(user), redisbroker.Options{ProbeInterval: 20 * time.Millisecond, PingTimeout: time.Second})
-	before := publishes()
-	waitFor(t, "five probes", func() bool { return publishes() >= before+5 })
-	if st := b.Stats(); st.ProbeFailures != 0 || st.Sessions != 1 {
-		t.Fatalf("under the ACL: %+v, want no probe failure and one session", st)
+	for _, mode := range []redisbroker.Mode{redisbroker.ModeAudience, redisbroker.ModePattern} {
+		b, _ := startBroker(t, srv.Client(user), redisbroker.Options{Mode: mode, ProbeInterval: 20 * time.Millisecond, PingTimeout: time.Second})
+		before := publishes()
+		waitFor(t, "five probes", func() bool { return publishes() >= before+5 })
+		if st := b.Stats(); st.ProbeFailures != 0 || st.Sessions != 1 {
+			t.Fatalf("%v under the ACL: %+v, want no probe failure and one session", mode, st)
+		}
+		_ = b.Close()
 	}
 }

@@ -147,7 +147,7 @@ func (s *session) init(ctx context.Context, chans []string) error {
 			return err
 		}
 	}
-	if s.probeCh != "" {
+	if s.probeCh != "" && !b.covered(s.probeCh) { // the client pattern brings it in ModePattern
 		chans = append(chans[:len(chans):len(chans)], s.probeCh)
 	}
 	return s.apply(ctx, true, chans)
