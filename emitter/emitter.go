@@ -53,6 +53,11 @@ type Options struct {
 // throws "Invalid redis connection!".
 var ErrNoRedis = errors.New("emitter: invalid redis connection: nil client")
 
+// ErrRing is returned by New for a redis.Ring: it spreads channels over
+// servers that do not share pub/sub, so a message would be published where
+// the servers may not listen.
+var ErrRing = errors.New("emitter: a redis.Ring spreads channels over servers that do not share pub/sub; give a redis.Client (NewFailoverClient for Sentinel) or a redis.ClusterClient")
+
 // WebSocketEmitter publishes envelopes for the server instances. It is
 // safe for concurrent use. It never closes the Redis client, which belongs
 // to the caller.
@@ -75,6 +80,9 @@ const maxInflight = 4096
 func New(client redis.UniversalClient, opts Options) (*WebSocketEmitter, error) {
 	if nilref.Is(client) { // a nil *redis.Client would panic at the first publish
 		return nil, ErrNoRedis
+	}
+	if _, ok := client.(*redis.Ring); ok {
+		return nil, ErrRing
 	}
 	if opts.Identifier == "" {
 		opts.Identifier = "WebSocketEmitter"

@@ -270,3 +270,11 @@ func TestClusterClassicKeepsOrder(t *testing.T) {
 		expect(t, c, "client", "seq", strconv.Itoa(i))
 	}
 }
+
+func TestRingIsRefused(t *testing.T) {
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": "127.0.0.1:1", "b": "127.0.0.1:2"}})
+	defer ring.Close()
+	if _, err := emitter.New(ring, emitter.Options{}); !errors.Is(err, emitter.ErrRing) {
+		t.Fatalf("New on a Ring = %v, want ErrRing", err)
+	}
+}

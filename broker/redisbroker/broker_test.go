@@ -2,6 +2,7 @@ package redisbroker_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -469,5 +470,18 @@ func TestSlowLargeMessageKeepsTheSession(t *testing.T) {
 	}
 	if st := b.Stats(); st.Reconnects != 0 || st.ProbeFailures != 0 {
 		t.Fatalf("the subscription was rebuilt: %+v", st)
+	}
+}
+
+// A Ring is refused with an error that says what to give instead; go-redis
+// would otherwise panic when the broker opens its subscription connection.
+func TestRingIsRefused(t *testing.T) {
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": "127.0.0.1:1", "b": "127.0.0.1:2"}})
+	defer ring.Close()
+	b := redisbroker.New(ring, redisbroker.Options{})
+	defer b.Close()
+	err := b.Start(context.Background(), func(string, []byte) {})
+	if !errors.Is(err, redisbroker.ErrRing) {
+		t.Fatalf("Start on a Ring = %v, want ErrRing", err)
 	}
 }

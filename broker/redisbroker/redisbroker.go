@@ -194,6 +194,12 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
+// ErrRing is returned by Start for a redis.Ring: it spreads channels over
+// servers that do not share pub/sub, so instances would publish where
+// others do not listen (and go-redis's Ring panics on a subscription
+// without a channel).
+var ErrRing = errors.New("redisbroker: start: a redis.Ring spreads channels over servers that do not share pub/sub; give a redis.Client (NewFailoverClient for Sentinel) or a redis.ClusterClient")
+
 // ErrUnavailable is returned by Subscribe and Unsubscribe while the
 // subscription connection is being rebuilt. The change is kept: the new
 // connection is subscribed to it.
@@ -331,6 +337,9 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 	}
 	if b.opts.Mode < ModeAudience || b.opts.Mode > ModeSharded {
 		return fmt.Errorf("redisbroker: start: unknown mode %d", b.opts.Mode)
+	}
+	if _, ok := b.client.(*redis.Ring); ok {
+		return ErrRing
 	}
 	b.mu.Lock()
 	switch {
