@@ -100,16 +100,11 @@ func runOutage(ctx context.Context, c config, bin string) (map[string]any, error
 	}
 	defer func() { rs.kill() }()
 	url := fmt.Sprintf("REDIS_URL=redis://127.0.0.1:%d", port)
-	a, err := startDemo(ctx, bin, c.cpu, url)
+	a, b, stop, err := startDemoPair(ctx, bin, c.cpu, url)
 	if err != nil {
 		return nil, err
 	}
-	defer a.stop()
-	b, err := startDemo(ctx, bin, c.cpu, url)
-	if err != nil {
-		return nil, err
-	}
-	defer b.stop()
+	defer stop()
 
 	perSide := c.n(20)
 	recv, hangUp, err := connectReceivers(ctx, a, b, perSide)
@@ -230,6 +225,18 @@ func runOutage(ctx context.Context, c config, bin string) (map[string]any, error
 	}
 	res["published"] = published
 	return res, nil
+}
+
+// startDemoPair starts two demos with env; stop stops both.
+func startDemoPair(ctx context.Context, bin, cpu string, env ...string) (a, b *server, stop func(), err error) {
+	if a, err = startDemo(ctx, bin, cpu, env...); err != nil {
+		return nil, nil, nil, err
+	}
+	if b, err = startDemo(ctx, bin, cpu, env...); err != nil {
+		a.stop()
+		return nil, nil, nil, err
+	}
+	return a, b, func() { b.stop(); a.stop() }, nil
 }
 
 // connectReceivers connects perSide authenticated receivers to each of

@@ -120,16 +120,11 @@ func sentinelRun(ctx context.Context, c config, bin string, planned bool, pubsOn
 	}
 	defer set.kill()
 	url := fmt.Sprintf("REDIS_URL=redis://127.0.0.1:%d?master_name=%s", set.sentinel.port, sentinelMaster)
-	a, err := startDemo(ctx, bin, c.cpu, url)
+	a, b, stop, err := startDemoPair(ctx, bin, c.cpu, url)
 	if err != nil {
 		return nil, err
 	}
-	defer a.stop()
-	b, err := startDemo(ctx, bin, c.cpu, url)
-	if err != nil {
-		return nil, err
-	}
-	defer b.stop()
+	defer stop()
 	perSide := c.n(20)
 	recv, hangUp, err := connectReceivers(ctx, a, b, perSide)
 	defer hangUp()
