@@ -51,14 +51,17 @@ func startSentinelSet(ctx context.Context) (_ *sentinelSet, err error) {
 			return nil, err
 		}
 	}
-	if s.master, err = startRedis(ports[0]); err != nil {
-		return nil, err
-	}
-	if s.replica, err = startRedis(ports[1], "--replicaof", "127.0.0.1", strconv.Itoa(ports[0]),
-		"--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"); err != nil {
-		return nil, err
-	}
+	// Every file goes to one temporary directory: a replica writes the
+	// RDB of its full sync even with saving off.
 	if s.dir, err = os.MkdirTemp("", "fxws-lab-sentinel-"); err != nil {
+		return nil, err
+	}
+	if s.master, err = startRedis(ports[0], "--dir", s.dir, "--dbfilename", "master.rdb"); err != nil {
+		return nil, err
+	}
+	if s.replica, err = startRedis(ports[1], "--dir", s.dir, "--dbfilename", "replica.rdb",
+		"--replicaof", "127.0.0.1", strconv.Itoa(ports[0]),
+		"--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"); err != nil {
 		return nil, err
 	}
 	conf := filepath.Join(s.dir, "sentinel.conf")
