@@ -133,13 +133,32 @@ func TestFragmentsCountAgainstTheMessageRate(t *testing.T) {
 	}
 	// Delivered whole: "not json" is answered as one message.
 	expectError(t, c, protocol.ErrTextInvalidFormat)
-	// A message of many empty fragments: 5, 6, then over the budget.
+	// A message of many empty fragments: its first frame is the 5th,
+	// then the 6th, then over the budget.
 	if err := c.WriteRaw(rawFrame(false, 0, ws.OpText, true, []byte(`{"event":`))); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 4; i++ { // the third is over (a fourth in case a token was refilled)
+	for i := 0; i < 3; i++ { // the second is over (a third in case a token was refilled)
 		// Once over, the server may have closed before the last writes.
-		if err := c.WriteRaw(rawFrame(false, 0, ws.OpContinuation, true, nil)); err != nil && i < 2 {
+		if err := c.WriteRaw(rawFrame(false, 0, ws.OpContinuation, true, nil)); err != nil && i < 1 {
+			t.Fatal(err)
+		}
+	}
+	expectError(t, c, "Rate limit exceeded")
+	expectClose(t, c, 1008, "Rate limit exceeded")
+}
+
+// A message in N frames costs N, its first frame included: three frames
+// after the authentication do not fit a budget of three.
+func TestFragmentedMessageCostsEveryFrame(t *testing.T) {
+	k := newKit(t, rawSocket, withLimits(helper.Limits{MessagesPerSecond: 0.01, MessageBurst: 3}))
+	c, _ := k.login("u1") // 1 of 3
+	for i, p := range []string{"not ", "js", "on"} {
+		op := ws.OpContinuation
+		if i == 0 {
+			op = ws.OpText
+		}
+		if err := c.WriteRaw(rawFrame(i == 2, 0, op, true, []byte(p))); err != nil && i < 2 {
 			t.Fatal(err)
 		}
 	}

@@ -309,6 +309,14 @@ func (c *client) readFrames() bool {
 			}
 			compressed := hdr.rsv&0x4 != 0
 			if !hdr.fin {
+				// Each frame of a message is charged: this first one
+				// here, those after it as they come (the last when the
+				// message is delivered). Over the budget, the client is
+				// closing, and the rest of the message is read only to
+				// reach the close.
+				if !c.closing() {
+					c.h.admitMessage(c, c.h.mono(at))
+				}
 				rd.fragmented = true
 				rd.fragmentedBinary = hdr.op == ws.OpBinary
 				rd.fragmentedCompressed = compressed
@@ -328,9 +336,8 @@ func (c *client) readFrames() bool {
 				c.readFailed(errTooBig)
 				return false
 			}
-			// Each frame of a message is charged, the last one when the
-			// message is delivered: a message cut into a thousand frames
-			// costs a thousand reads, and counts as much.
+			// A message cut into a thousand frames costs a thousand reads,
+			// and counts as much.
 			if !hdr.fin && !c.closing() && !c.h.admitMessage(c, c.h.mono(at)) {
 				break
 			}

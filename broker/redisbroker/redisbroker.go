@@ -236,10 +236,12 @@ type Broker struct {
 	// heardBy).
 	countsAll bool
 
-	// commands runs the commands a caller or Close waits for (the connect
-	// PING, sharded publishes) so that their deadlines hold with any
-	// client; see package bounded.
-	commands *bounded.Runner
+	// publishes and checks run commands whose deadlines must hold with
+	// any client (see package bounded): sharded publishes, and the
+	// connect PING and loopback probes. Apart, so that publishes left
+	// behind on a silent Redis cannot keep the checks that find it back
+	// from running.
+	publishes, checks *bounded.Runner
 
 	mu   sync.Mutex
 	want map[string]struct{} // channels held, pattern-covered ones included
@@ -304,13 +306,13 @@ var _ broker.Broker = (*Broker)(nil)
 func New(client redis.UniversalClient, opts Options) *Broker {
 	o := opts.withDefaults()
 	b := &Broker{
-		client: client,
-		opts:   o,
-		log:    o.Logger.With(zap.String("broker", "redis"), zap.Stringer("mode", o.Mode)),
-		want:   make(map[string]struct{}),
-		op:     make(chan struct{}, 1),
-		// A few for the connect PING, the rest for sharded publishes.
-		commands: bounded.New(maxPipeline + 4),
+		client:    client,
+		opts:      o,
+		log:       o.Logger.With(zap.String("broker", "redis"), zap.Stringer("mode", o.Mode)),
+		want:      make(map[string]struct{}),
+		op:        make(chan struct{}, 1),
+		publishes: bounded.New(maxPipeline),
+		checks:    bounded.New(4),
 	}
 	cc, isCluster := client.(*redis.ClusterClient)
 	if isCluster {
@@ -410,7 +412,7 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 // now and installs it.
 func (b *Broker) connect(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, b.opts.PingTimeout)
-	err := b.commands.Run(pctx, func(ctx context.Context) error { return b.client.Ping(ctx).Err() })
+	err := b.checks.Run(pctx, func(ctx context.Context) error { return b.client.Ping(ctx).Err() })
 	cancel()
 	if err != nil {
 		return fmt.Errorf("ping: %w", err)
@@ -559,8 +561,8 @@ func (b *Broker) dropped(channel string) {
 // within PublishTimeout (or ctx's deadline, if sooner), however many
 // publishes wait behind one stuck on a Redis that stopped answering; a
 // publish whose caller has given up while it waited is not sent at all. One
-// already on its way may still reach Redis after the error, so payload must
-// not be changed once passed.
+// already on its way may still reach Redis after the error, and after
+// publishes made since, so payload must not be changed once passed.
 func (b *Broker) Publish(ctx context.Context, channel string, payload []byte) error {
 	b.mu.Lock()
 	closed := b.closed
@@ -572,7 +574,7 @@ func (b *Broker) Publish(ctx context.Context, channel string, payload []byte) er
 	defer cancel()
 	var err error
 	if b.opts.Mode == ModeSharded {
-		err = b.commands.Run(ctx, func(ctx context.Context) error {
+		err = b.publishes.Run(ctx, func(ctx context.Context) error {
 			n, err := b.client.SPublish(ctx, channel, payload).Result()
 			b.heardBy(channel, n, err)
 			return err
@@ -864,7 +866,9 @@ func (b *Broker) heardBy(channel string, receivers int64, err error) {
 	_, held := b.want[channel]
 	s := b.sess
 	b.mu.Unlock()
-	if s != nil && (held || b.covered(channel)) {
+	// Without a probe channel (ModeSharded on a cluster) the probe is a
+	// PING, which cannot tell.
+	if s != nil && s.probeCh != "" && (held || b.covered(channel)) {
 		s.probeSoon()
 	}
 }
@@ -888,10 +892,11 @@ func (b *Broker) covered(ch string) bool {
 }
 
 // Close stops delivery and closes the subscription connections. It does
-// not close the Redis client. It is idempotent. Against a Redis that
-// stopped answering it returns within about PublishTimeout, whatever the
-// client's ReadTimeout: a command it stops waiting for ends within the
-// client's own timeouts, or when its owner closes it.
+// not close the Redis client. It is idempotent. It does not wait for a
+// publish stuck on a Redis that stopped answering beyond PublishTimeout,
+// nor for a reconnect's PING, whatever the client's ReadTimeout: such a
+// command ends within the client's own timeouts, or when its owner closes
+// the client.
 func (b *Broker) Close() error {
 	b.mu.Lock()
 	if b.closed {

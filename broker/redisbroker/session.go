@@ -481,10 +481,14 @@ func (c *conn) watch() {
 // probe sends one probe and waits for it to come back (see watch).
 func (c *conn) probe() error {
 	b := c.s.b
-	// An envelope of a type no server acts on: the original, which
-	// receives it in its client pattern, drops it without a word (it
-	// logs an error for a payload that is not an envelope).
-	token := `{"serverId":"fxws-probe","type":"probe","event":"fxws-probe","data":` + strconv.FormatUint(c.seq.Add(1), 10) + `}`
+	// A client envelope for a client nobody has (the channel's own name:
+	// client ids are UUIDs). Servers that receive it in their client
+	// pattern, the original and earlier versions of this one, drop it as
+	// they drop every message for a client held elsewhere, without a
+	// word; they would log a payload that is not an envelope, or an
+	// envelope of an unknown type.
+	token := `{"serverId":"fxws-probe","type":"client","target":"` + strings.TrimPrefix(c.s.probeCh, protocol.ChannelClientPrefix) +
+		`","event":"fxws-probe","data":` + strconv.FormatUint(c.seq.Add(1), 10) + `}`
 	back, done := c.await(token)
 	defer done()
 	ctx, cancel := context.WithTimeout(c.s.ctx, b.opts.PingTimeout)
@@ -493,7 +497,7 @@ func (c *conn) probe() error {
 	err := errors.New("no probe channel")
 	var receivers int64
 	if ch := c.s.probeCh; ch != "" {
-		err = b.commands.Run(ctx, func(ctx context.Context) error {
+		err = b.checks.Run(ctx, func(ctx context.Context) error {
 			var err error
 			if b.opts.Mode == ModeSharded {
 				receivers, err = b.client.SPublish(ctx, ch, token).Result()
