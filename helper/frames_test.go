@@ -302,9 +302,9 @@ func TestHeartbeatSweep(t *testing.T) {
 func TestPingsAndIdleTimeout(t *testing.T) {
 	both(t, func(t *testing.T, tr transport) {
 		// A ping goes out after idle/2 of silence and the sweep runs every
-		// idle/4, so a client has at least idle/4 to answer: 100 ms here,
+		// idle/4, so a client has at least idle/4 to answer: 200 ms here,
 		// ample even on a loaded machine under the race detector.
-		const idle = 400 * time.Millisecond
+		const idle = 800 * time.Millisecond
 		t.Run("answering pings stays open", func(t *testing.T) {
 			k := newKit(t, tr, func(c *helper.Config) { c.Options.IdleTimeout = idle })
 			c, _ := k.login("u1")
