@@ -4,7 +4,7 @@
 # a finding: Go 1.26's fuzz coordinator can end a run with a bare "context
 # deadline exceeded" just as FUZZTIME runs out, having found nothing (a race
 # in internal/fuzz, go.dev/issue/75804, fixed in Go 1.27). Such a run is
-# repeated, up to three attempts in all.
+# repeated, up to five attempts in all.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -20,7 +20,7 @@ targets=(
 corpus() { ls "$1/testdata/fuzz/$2" 2>/dev/null | sort; }
 for entry in "${targets[@]}"; do
   read -r pkg target <<<"$entry"
-  for attempt in 1 2 3; do
+  for attempt in 1 2 3 4 5; do
     echo "== $target (attempt $attempt)"
     before=$(corpus "$pkg" "$target")
     out=$("$GO" test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg" 2>&1)
@@ -38,8 +38,8 @@ for entry in "${targets[@]}"; do
       echo "fuzz: $target failed without a finding, and not at the deadline" >&2
       exit 1
     fi
-    if [ "$attempt" = 3 ]; then
-      echo "fuzz: $target hit the coordinator's deadline race three times running" >&2
+    if [ "$attempt" = 5 ]; then
+      echo "fuzz: $target hit the coordinator's deadline race five times running" >&2
       exit 1
     fi
     echo "fuzz: $target ended at the deadline without a finding (go.dev/issue/75804); once more" >&2
