@@ -338,8 +338,8 @@ func (c *client) readFrames() bool {
 			}
 			// A message cut into a thousand frames costs a thousand reads,
 			// and counts as much.
-			if !hdr.fin && !c.closing() && !c.h.admitMessage(c, c.h.mono(at)) {
-				break
+			if !hdr.fin && !c.closing() {
+				c.h.admitMessage(c, c.h.mono(at))
 			}
 			if c.closing() { // the rest is read only to reach the close
 				if hdr.fin {
