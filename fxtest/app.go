@@ -86,6 +86,12 @@ func StartServer(tb testing.TB, opts ...fx.Option) *Server {
 // deployment: a fresh in-process hub when redisAddr is empty, else the Redis
 // server at redisAddr (host:port or a redis:// URL). opts apply to every
 // server. They are stopped when the test ends.
+//
+// Across instances, a client's own and user channels are listened on by
+// the time its `connected` arrives, but a room it joins is subscribed in
+// the background, as in production: before sending to that room from
+// another instance, call Helper().SyncSubscriptions(ctx) on the client's
+// instance, or the first sends may miss it.
 func StartCluster(tb testing.TB, n int, redisAddr string, opts ...fx.Option) []*Server {
 	tb.Helper()
 	var shared fx.Option
