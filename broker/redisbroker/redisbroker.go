@@ -231,11 +231,6 @@ type Broker struct {
 	// or a reconnect gives up when its context ends.
 	op chan struct{}
 
-	// countsAll: what Redis answers a publish counts every subscriber
-	// that received it, this instance's own subscription included (see
-	// heardBy).
-	countsAll bool
-
 	// publishes and checks run commands whose deadlines must hold with
 	// any client (see package bounded): sharded publishes, and the
 	// connect PING and loopback probes. Apart, so that publishes left
@@ -321,9 +316,6 @@ func New(client redis.UniversalClient, opts Options) *Broker {
 			b.cluster = cc
 		}
 	}
-	// A classic PUBLISH on a cluster counts the subscribers of the node
-	// that took it only; everywhere else the count includes this instance.
-	b.countsAll = !isCluster || o.Mode == ModeSharded
 	return b
 }
 
@@ -850,6 +842,12 @@ func (b *Broker) sendRouted(ctx context.Context, batch []*pubReq) {
 	wg.Wait()
 }
 
+// countsAll reports whether what Redis answers a publish counts every
+// subscriber that received it, this instance's own subscription included
+// (see heardBy). A classic PUBLISH on a cluster counts the subscribers of
+// the node that took it only.
+func (b *Broker) countsAll() bool { return b.onCluster == nil || b.opts.Mode == ModeSharded }
+
 // heardBy looks at what Redis answered a publish: the number of
 // subscribers that received it. This instance is one of them for every
 // channel it holds, so none at all says its subscription connection is not
@@ -859,7 +857,7 @@ func (b *Broker) sendRouted(ctx context.Context, batch []*pubReq) {
 // silence. On a cluster outside ModeSharded the count is the node's only,
 // and says nothing.
 func (b *Broker) heardBy(channel string, receivers int64, err error) {
-	if err != nil || receivers > 0 || !b.countsAll {
+	if err != nil || receivers > 0 || !b.countsAll() {
 		return
 	}
 	b.mu.Lock()

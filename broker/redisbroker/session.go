@@ -507,7 +507,7 @@ func (c *conn) probe() error {
 			return err
 		})
 	}
-	if err == nil && receivers == 0 && b.countsAll {
+	if err == nil && receivers == 0 && b.countsAll() {
 		// Redis confirmed the probe channel's subscription when the
 		// session began: no need to wait for what cannot come.
 		return fmt.Errorf("subscription connection %s unresponsive: a loopback publish reached no subscriber (the server taking this instance's publishes is not the one it subscribes on)", nodeName(c.key))
