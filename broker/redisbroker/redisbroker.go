@@ -51,6 +51,18 @@
 // on a cluster, the probe is a PING on the subscription connection.
 // Publishes fail within PublishTimeout while Redis is unreachable, and
 // return the error.
+//
+// # Memory after a crowd
+//
+// go-redis keeps each subscription connection's channels in a map that
+// never shrinks, so a connection that once held a crowd's channels would
+// keep their table for as long as it lives. On a single server or Sentinel
+// (ModeAudience and ModeSharded), once the channels held fall to a quarter
+// of a peak of 4096 or more, the broker replaces the session with a fresh
+// one: the new connection subscribes first, then one marker published to
+// the old session's probe channel decides which connection delivers each
+// message, so none is lost or repeated (see renew.go). Stats.Renewals
+// counts them.
 package redisbroker
 
 import (
@@ -251,6 +263,19 @@ type Broker struct {
 	closed   bool
 	cancel   context.CancelFunc
 
+	// heldPeak is the most channels held since the live session began:
+	// go-redis keeps a PubSub's channels in a map of its own, which keeps
+	// the table of its peak too, so once the session's channels are a
+	// small fraction of it the session is renewed (see renew).
+	heldPeak int
+	// renewMin is the smallest heldPeak worth a renewal (minRenew; tests
+	// lower it).
+	renewMin int
+	renewCh  chan struct{} // asks supervise for a renewal
+	// beforeMarker, when set (tests), runs in a renewal just before the
+	// marker is published.
+	beforeMarker func()
+
 	queues  []chan delivery
 	loops   sync.WaitGroup // supervisor and workers
 	readers sync.WaitGroup // read loops of every session
@@ -258,6 +283,7 @@ type Broker struct {
 	stats struct {
 		received, dropped, published, publishErrors atomic.Uint64
 		reconnects, probeFailures, sessions         atomic.Uint64
+		renewals                                    atomic.Uint64
 	}
 	dropLog     logthrottle.Throttle
 	queuedBytes atomic.Int64 // payload bytes in the workers' queues
@@ -306,6 +332,8 @@ func New(client redis.UniversalClient, opts Options) *Broker {
 		log:       o.Logger.With(zap.String("broker", "redis"), zap.Stringer("mode", o.Mode)),
 		want:      make(map[string]struct{}),
 		op:        make(chan struct{}, 1),
+		renewMin:  minRenew,
+		renewCh:   make(chan struct{}, 1),
 		publishes: bounded.New(maxPipeline),
 		checks:    bounded.New(4),
 	}
@@ -440,6 +468,7 @@ func (b *Broker) connect(ctx context.Context) error {
 		return broker.ErrClosed
 	}
 	b.sess = s
+	b.heldPeak = len(chans)
 	b.mu.Unlock()
 	b.stats.sessions.Add(1)
 	return nil
@@ -459,6 +488,9 @@ func (b *Broker) supervise(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-b.renewCh:
+			b.renew(ctx, s)
+			continue
 		case <-s.dead:
 		}
 		b.log.Warn("redis subscription lost; reconnecting", zap.Error(s.cause()))
@@ -643,6 +675,7 @@ func (b *Broker) change(ctx context.Context, add bool, channels []string) error 
 		}
 	}
 	b.compactWant()
+	b.noteHeld()
 	s := b.sess
 	started := b.started
 	b.mu.Unlock()
@@ -954,9 +987,11 @@ type Stats struct {
 	// Published and PublishErrors count publishes.
 	Published, PublishErrors uint64
 	// Sessions counts subscription sessions built (1 after Start);
-	// Reconnects, the ones that replaced a lost session; ProbeFailures,
-	// sessions found dead by a probe.
-	Sessions, Reconnects, ProbeFailures uint64
+	// Reconnects, the ones that replaced a lost session; Renewals, the
+	// ones that replaced a live session once a crowd of channels had gone
+	// (see the package doc); ProbeFailures, sessions found dead by a
+	// probe.
+	Sessions, Reconnects, Renewals, ProbeFailures uint64
 }
 
 // Stats returns the current counters.
@@ -970,6 +1005,7 @@ func (b *Broker) Stats() Stats {
 	st.PublishErrors = b.stats.publishErrors.Load()
 	st.Sessions = b.stats.sessions.Load()
 	st.Reconnects = b.stats.reconnects.Load()
+	st.Renewals = b.stats.renewals.Load()
 	st.ProbeFailures = b.stats.probeFailures.Load()
 	return st
 }

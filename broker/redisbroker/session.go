@@ -41,6 +41,12 @@ type session struct {
 	probeCh string
 	// soon asks watch for a probe now (see Broker.heardBy).
 	soon chan struct{}
+
+	// mute stops delivery: a successor's until the renewal marker, a
+	// predecessor's from it on (see Broker.renew).
+	mute atomic.Bool
+	// ho is the session's part in a renewal under way, nil otherwise.
+	ho atomic.Pointer[handover]
 }
 
 // probeSoon asks for a probe of the session's connection without waiting
@@ -377,7 +383,13 @@ func (c *conn) read() {
 				if m.Channel == c.s.probeCh {
 					c.release(m.Payload)
 				}
-				continue // a probe, ours or another instance's
+				if h := c.s.ho.Load(); h != nil && m.Channel == h.channel && m.Payload == h.marker {
+					c.passMarker(h)
+				}
+				continue // a probe or a marker, ours or another instance's
+			}
+			if c.s.mute.Load() {
+				continue // the other session of a renewal delivers it
 			}
 			b.dispatch(m.Channel, m.Payload)
 		case *redis.Pong:
@@ -478,17 +490,22 @@ func (c *conn) watch() {
 	}
 }
 
+// probeEnvelope is what goes to a probe channel ch, probes and renewal
+// markers alike: a client envelope for a client nobody has (the channel's
+// own name: client ids are UUIDs), with data, a JSON value, to tell them
+// apart. Servers that receive it in their client pattern, the original
+// and earlier versions of this one, drop it as they drop every message
+// for a client held elsewhere, without a word; they would log a payload
+// that is not an envelope, or an envelope of an unknown type.
+func probeEnvelope(ch, data string) string {
+	return `{"serverId":"fxws-probe","type":"client","target":"` + strings.TrimPrefix(ch, protocol.ChannelClientPrefix) +
+		`","event":"fxws-probe","data":` + data + `}`
+}
+
 // probe sends one probe and waits for it to come back (see watch).
 func (c *conn) probe() error {
 	b := c.s.b
-	// A client envelope for a client nobody has (the channel's own name:
-	// client ids are UUIDs). Servers that receive it in their client
-	// pattern, the original and earlier versions of this one, drop it as
-	// they drop every message for a client held elsewhere, without a
-	// word; they would log a payload that is not an envelope, or an
-	// envelope of an unknown type.
-	token := `{"serverId":"fxws-probe","type":"client","target":"` + strings.TrimPrefix(c.s.probeCh, protocol.ChannelClientPrefix) +
-		`","event":"fxws-probe","data":` + strconv.FormatUint(c.seq.Add(1), 10) + `}`
+	token := probeEnvelope(c.s.probeCh, strconv.FormatUint(c.seq.Add(1), 10))
 	back, done := c.await(token)
 	defer done()
 	ctx, cancel := context.WithTimeout(c.s.ctx, b.opts.PingTimeout)

@@ -1,0 +1,286 @@
+package redisbroker_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fxws/websocket/broker/redisbroker"
+	"github.com/fxws/websocket/internal/redistest"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap/zaptest"
+)
+
+// crowd subscribes n channels of prefix in batches, as the helper sends
+// them, then unsubscribes them in batches of leave; it returns the first
+// error of the unsubscribes, which go on regardless.
+func crowd(t *testing.T, b *redisbroker.Broker, prefix string, n, leave int) error {
+	t.Helper()
+	ctx := context.Background()
+	chans := make([]string, n)
+	for i := range chans {
+		chans[i] = prefix + strconv.Itoa(i)
+	}
+	for i := 0; i < n; i += 100 {
+		if err := b.Subscribe(ctx, chans[i:min(i+100, n)]...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var first error
+	for i := 0; i < n; i += leave {
+		if err := b.Unsubscribe(ctx, chans[i:min(i+leave, n)]...); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// waitStats polls b's counters until ok holds, for 10 s at most.
+func waitStats(t *testing.T, b *redisbroker.Broker, what string, ok func(redisbroker.Stats) bool) redisbroker.Stats {
+	t.Helper()
+	var st redisbroker.Stats
+	waitFor(t, what, func() bool { st = b.Stats(); return ok(st) })
+	return st
+}
+
+// Once a crowd of channels has come and gone, the broker replaces its
+// subscription session by a fresh one; messages flowing meanwhile on the
+// channels it keeps arrive once each, in order.
+func TestRenewalLosesAndRepeatsNothing(t *testing.T) {
+	for _, mode := range []redisbroker.Mode{redisbroker.ModeAudience, redisbroker.ModeSharded} {
+		t.Run(mode.String(), func(t *testing.T) {
+			srv := redistest.Start(t)
+			ctx := context.Background()
+			b := redisbroker.New(srv.Client(), redisbroker.Options{Mode: mode, Workers: 3, Logger: zaptest.NewLogger(t)})
+			redisbroker.SetRenewMin(b, 64)
+			in := newInbox()
+			if err := b.Start(ctx, in.handle); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = b.Close() })
+			kept := []string{"ws:room:k0", "ws:room:k1", "ws:room:k2", "ws:broadcast"}
+			if err := b.Subscribe(ctx, kept...); err != nil {
+				t.Fatal(err)
+			}
+
+			// Publish on the kept channels, one publisher each, as fast
+			// as they can, through every renewal.
+			pub := srv.Client()
+			defer pub.Close()
+			stop := make(chan struct{})
+			var sent atomic.Int64
+			var wg sync.WaitGroup
+			for _, ch := range kept {
+				wg.Go(func() {
+					for i := 0; ; i++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						var err error
+						if mode == redisbroker.ModeSharded {
+							err = pub.SPublish(ctx, ch, strconv.Itoa(i)).Err()
+						} else {
+							err = pub.Publish(ctx, ch, strconv.Itoa(i)).Err()
+						}
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						sent.Add(1)
+					}
+				})
+			}
+			const rounds = 8
+			for r := 1; r <= rounds; r++ {
+				if err := crowd(t, b, fmt.Sprintf("ws:client:crowd-%d-", r), 256, 100); err != nil {
+					t.Fatal(err)
+				}
+				st := waitStats(t, b, fmt.Sprintf("renewal %d", r), func(st redisbroker.Stats) bool { return st.Renewals >= uint64(r) })
+				// Let traffic flow between renewals too.
+				waitStats(t, b, "traffic", func(now redisbroker.Stats) bool { return now.Received >= st.Received+200 })
+			}
+			close(stop)
+			wg.Wait()
+			if t.Failed() {
+				return
+			}
+			for _, ch := range kept {
+				if mode == redisbroker.ModeSharded {
+					pub.SPublish(ctx, ch, "end")
+				} else {
+					pub.Publish(ctx, ch, "end")
+				}
+				in.wait(t, ch+"|end")
+			}
+
+			next := map[string]int{}
+			for _, m := range in.all() {
+				ch, payload, _ := strings.Cut(m, "|")
+				if payload == "end" {
+					continue
+				}
+				j, _ := strconv.Atoi(payload)
+				if j != next[ch] {
+					t.Fatalf("%s: got %d after %d (lost or repeated across a renewal)", ch, j, next[ch]-1)
+				}
+				next[ch]++
+			}
+			total := 0
+			for _, n := range next {
+				total += n
+			}
+			if int64(total) != sent.Load() {
+				t.Fatalf("delivered %d of %d", total, sent.Load())
+			}
+			st := b.Stats()
+			if st.Reconnects != 0 || st.Sessions != 1+st.Renewals {
+				t.Fatalf("stats %+v: want no reconnect, and one session per renewal", st)
+			}
+			t.Logf("%d renewals, %d messages across them", st.Renewals, total)
+
+			// Redis sees one subscription connection, holding what is kept
+			// (and the session's own probe channel).
+			waitFor(t, "the old connections to close", func() bool {
+				n, err := pubsubClients(ctx, pub)
+				return err == nil && n == 1
+			})
+			var held []string
+			if mode == redisbroker.ModeSharded {
+				held, _ = pub.PubSubShardChannels(ctx, "*").Result()
+			} else {
+				held, _ = pub.PubSubChannels(ctx, "*").Result()
+			}
+			if len(held) != len(kept)+1 {
+				t.Fatalf("channels subscribed on redis = %v, want %v and one probe channel", held, kept)
+			}
+		})
+	}
+}
+
+// pubsubClients counts the connections Redis has in pub/sub mode.
+func pubsubClients(ctx context.Context, c *redis.Client) (int, error) {
+	list, err := c.ClientList(ctx).Result()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, line := range strings.Split(list, "\n") {
+		if strings.Contains(line, " sub=") && !strings.Contains(line, " sub=0 ") ||
+			strings.Contains(line, " ssub=") && !strings.Contains(line, " ssub=0 ") {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// What a crowd leaves in the process once it has gone: with renewal, the
+// tables go with the session that grew them.
+func TestRenewalGivesBackTheCrowdsMemory(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	b, _ := startBroker(t, srv.Client(), redisbroker.Options{})
+	if err := b.Subscribe(ctx, "ws:broadcast"); err != nil {
+		t.Fatal(err)
+	}
+	before := liveHeap()
+	const n = 60000 // about 2 MiB of go-redis's table alone, if kept
+	// Left in one go, so that exactly one renewal follows.
+	if err := crowd(t, b, "ws:client:0b9d5c8e-1f7a-4c1e-9a3b-", n, n); err != nil {
+		t.Fatal(err)
+	}
+	waitStats(t, b, "renewal", func(st redisbroker.Stats) bool { return st.Renewals == 1 })
+	after := liveHeap()
+	grown := int64(after) - int64(before)
+	t.Logf("live heap after a crowd of %d channels came and went: %+d KiB", n, grown/1024)
+	if grown > 1<<20 {
+		t.Fatalf("live heap grew by %d KiB after the crowd left", grown/1024)
+	}
+}
+
+func liveHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// A renewal whose marker cannot be published costs the old session its
+// place, as a lost connection would: the broker reconnects, holding
+// exactly the channels held, and delivers again.
+func TestFailedRenewalReconnects(t *testing.T) {
+	var proxy *redistest.Proxy
+	var froze atomic.Bool
+	srv := redistest.Start(t)
+	proxy = redistest.NewProxy(t, srv.Addr())
+	rc := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { _ = rc.Close() })
+	b := redisbroker.New(rc, redisbroker.Options{PingTimeout: 300 * time.Millisecond, Logger: zaptest.NewLogger(t)})
+	redisbroker.SetRenewMin(b, 64)
+	redisbroker.SetBeforeMarker(b, func() {
+		// Every connection open now, the publishing pool's included,
+		// stops answering; the reconnect opens new ones.
+		if froze.CompareAndSwap(false, true) {
+			proxy.Freeze()
+		}
+	})
+	in := newInbox()
+	ctx := context.Background()
+	if err := b.Start(ctx, in.handle); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	if err := b.Subscribe(ctx, "ws:room:a"); err != nil {
+		t.Fatal(err)
+	}
+	// The unsubscribes that follow the failed renewal fail with its session.
+	_ = crowd(t, b, "ws:client:crowd-", 256, 100)
+	st := waitStats(t, b, "reconnect", func(st redisbroker.Stats) bool { return st.Reconnects >= 1 && st.Connected })
+	if st.Renewals != 0 {
+		t.Fatalf("stats %+v: a renewal counted although its marker was never published", st)
+	}
+	pub := srv.Client()
+	defer pub.Close()
+	n, err := pub.PubSubNumSub(ctx, "ws:room:a", "ws:client:crowd-0").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n["ws:room:a"] != 1 || n["ws:client:crowd-0"] != 0 {
+		t.Fatalf("subscribers after the reconnect = %v", n)
+	}
+	pub.Publish(ctx, "ws:room:a", "after")
+	in.wait(t, "ws:room:a|after")
+}
+
+// Close while a renewal is under way: no hang, no goroutine left
+// (goleak, in TestMain).
+func TestCloseDuringRenewal(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	b := redisbroker.New(srv.Client(), redisbroker.Options{Logger: zaptest.NewLogger(t)})
+	redisbroker.SetRenewMin(b, 64)
+	closed := make(chan struct{})
+	redisbroker.SetBeforeMarker(b, func() {
+		go func() {
+			_ = b.Close()
+			close(closed)
+		}()
+	})
+	if err := b.Start(ctx, newInbox().handle); err != nil {
+		t.Fatal(err)
+	}
+	_ = crowd(t, b, "ws:client:crowd-", 256, 100) // fails once closed
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close during a renewal did not return")
+	}
+}
