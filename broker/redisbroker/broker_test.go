@@ -55,7 +55,8 @@ func (in *inbox) wait(t *testing.T, want string) {
 		select {
 		case <-ch:
 		case <-deadline:
-			t.Fatalf("message %q never arrived; got %v", want, in.all())
+			got := in.all()
+			t.Fatalf("message %q never arrived; got %d, the last %q", want, len(got), got[max(0, len(got)-5):])
 		}
 	}
 }

@@ -1,5 +1,10 @@
 package redisbroker
 
+import (
+	"context"
+	"time"
+)
+
 // SetRenewMin sets the peak of channels from which b renews its session
 // once they fall to a quarter of it (minRenew otherwise), so that tests
 // need not hold thousands. Call it before Start.
@@ -8,3 +13,15 @@ func SetRenewMin(b *Broker, n int) { b.renewMin = n }
 // SetBeforeMarker makes every renewal of b call f just before it
 // publishes its marker. Call it before Start.
 func SetBeforeMarker(b *Broker, f func()) { b.beforeMarker = f }
+
+// FillChecks takes every slot of b's runner for connection checks (and
+// renewal markers) until release is closed, and returns once it holds
+// them all.
+func FillChecks(b *Broker, release <-chan struct{}) {
+	for range checkSlots {
+		go b.checks.Run(context.Background(), func(context.Context) error { <-release; return nil })
+	}
+	for b.checks.Running() < checkSlots {
+		time.Sleep(time.Millisecond)
+	}
+}

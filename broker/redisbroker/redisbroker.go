@@ -315,6 +315,10 @@ var errExpired = fmt.Errorf("not sent: waited past its deadline: %w", context.De
 // maxPipeline bounds the publishes sent in one pipeline.
 const maxPipeline = 512
 
+// checkSlots bounds the connection checks (connect PINGs, probes, renewal
+// markers) running at once.
+const checkSlots = 4
+
 type delivery struct {
 	channel string
 	payload string
@@ -335,7 +339,7 @@ func New(client redis.UniversalClient, opts Options) *Broker {
 		renewMin:  minRenew,
 		renewCh:   make(chan struct{}, 1),
 		publishes: bounded.New(maxPipeline),
-		checks:    bounded.New(4),
+		checks:    bounded.New(checkSlots),
 	}
 	cc, isCluster := client.(*redis.ClusterClient)
 	if isCluster {

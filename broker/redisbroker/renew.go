@@ -77,9 +77,10 @@ func (b *Broker) noteHeld() {
 }
 
 // renew replaces old, the live session, by a fresh one (see above). A
-// renewal that fails before the marker is published leaves old as it was;
-// one that fails after it costs old its session, which supervise then
-// rebuilds as after any loss: old may already have stopped delivering.
+// renewal that fails leaves old as it was, unless old had already read the
+// marker and stopped delivering: then old is failed, and supervise
+// rebuilds the session as after any loss. Either way the next attempt
+// waits for the channels to fall to a quarter again.
 func (b *Broker) renew(ctx context.Context, old *session) {
 	err := b.handOver(ctx, old)
 	if err != nil && ctx.Err() == nil {
@@ -96,6 +97,10 @@ func (b *Broker) handOver(ctx context.Context, old *session) error {
 	if b.closed || b.sess != old || old.cause() != nil || !b.renewable() {
 		b.mu.Unlock()
 		return nil // supervise deals with a lost session
+	}
+	if b.heldPeak < b.renewMin || len(b.want) > b.heldPeak/4 {
+		b.mu.Unlock()
+		return nil // a request left over from before a reconnect or a renewal
 	}
 	chans := make([]string, 0, len(b.want)+1)
 	for ch := range b.want {
@@ -115,8 +120,16 @@ func (b *Broker) handOver(ctx context.Context, old *session) error {
 	chans = append(chans, old.probeCh)
 	sctx, cancel := context.WithTimeout(ctx, b.opts.PingTimeout+time.Duration(len(chans)/1000+1)*time.Second)
 	defer cancel()
+	go func() { // supervise is waiting: a lost old session ends the attempt
+		select {
+		case <-old.dead:
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
 	if err := n.init(sctx, chans); err != nil {
 		n.close()
+		b.giveUp(held)
 		return fmt.Errorf("subscribe the new session: %w", err)
 	}
 
@@ -146,7 +159,13 @@ func (b *Broker) handOver(ctx context.Context, old *session) error {
 		}
 	}
 	if err != nil {
-		n.close()
+		n.close() // mute unless old has read the marker: nothing lost with it
+		if old.ho.CompareAndSwap(oh, nil) {
+			// old has not read the marker, and now never acts on it: it
+			// goes on delivering everything, as if nothing had been tried.
+			b.giveUp(held)
+			return err
+		}
 		old.fail(fmt.Errorf("renewal: %w", err))
 		return err
 	}
@@ -161,14 +180,26 @@ func (b *Broker) handOver(ctx context.Context, old *session) error {
 	b.mu.Unlock()
 	old.close()
 	b.stats.sessions.Add(1)
-	b.stats.renewals.Add(1)
-	b.log.Debug("subscription session renewed", zap.Int("channels", held))
 	// The predecessor's probe channel was only there for the marker, and
 	// nothing else comes on it: left subscribed if this fails.
-	if err := n.apply(sctx, false, []string{old.probeCh}); err != nil {
-		return fmt.Errorf("unsubscribe the marker's channel: %w", err)
+	uctx, ucancel := context.WithTimeout(ctx, b.opts.PingTimeout)
+	err = n.apply(uctx, false, []string{old.probeCh})
+	ucancel()
+	b.stats.renewals.Add(1) // counted once Redis holds what it will hold
+	if err != nil {
+		return fmt.Errorf("renewed, but unsubscribe the marker's channel: %w", err)
 	}
+	b.log.Debug("subscription session renewed", zap.Int("channels", held))
 	return nil
+}
+
+// giveUp makes a failed renewal wait for the channels held to fall to a
+// quarter again, of what they were at the attempt, rather than try again
+// on every change.
+func (b *Broker) giveUp(held int) {
+	b.mu.Lock()
+	b.heldPeak = max(held, len(b.want))
+	b.mu.Unlock()
 }
 
 // publishMarker publishes the renewal marker, which both sessions must
@@ -189,6 +220,8 @@ func (b *Broker) publishMarker(ctx context.Context, ch, marker string) error {
 	if err != nil {
 		return fmt.Errorf("publish the marker: %w", err)
 	}
+	// A sanity check only (instances in ModePattern count too); the wait
+	// for the successor to take over is what proves the marker arrived.
 	if receivers < 2 {
 		return fmt.Errorf("the marker reached %d subscribers, not both sessions", receivers)
 	}
@@ -201,7 +234,9 @@ func (b *Broker) publishMarker(ctx context.Context, ch, marker string) error {
 // read loop waits, which holds its messages in order behind the marker.
 func (c *conn) passMarker(h *handover) {
 	s := c.s
-	s.ho.Store(nil)
+	if !s.ho.CompareAndSwap(h, nil) {
+		return // the renewal gave up and took the marker back (see handOver)
+	}
 	if h.pred == nil {
 		s.mute.Store(true)
 		close(h.reached)

@@ -72,3 +72,24 @@ func TestSuccessorGivesUpOnASilentPredecessor(t *testing.T) {
 		t.Fatalf("successor's session: %v, want failed with its predecessor", err)
 	}
 }
+
+// A renewal request that finds the channels above a quarter of the
+// session's peak, as one left over from before a reconnect does, is
+// dropped before any I/O.
+func TestStaleRenewalRequestIsDropped(t *testing.T) {
+	rc := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never dialled
+	defer rc.Close()
+	b := New(rc, Options{})
+	s := b.newSession()
+	b.sess = s
+	for i := range 100 {
+		b.want["ws:room:"+strings.Repeat("x", i)] = struct{}{}
+	}
+	b.renewMin, b.heldPeak = 64, 100 // a fresh session holding its peak
+	if err := b.handOver(t.Context(), s); err != nil {
+		t.Fatal(err)
+	}
+	if b.sess != s || b.stats.sessions.Load() != 0 || s.ho.Load() != nil {
+		t.Fatal("a session at its peak was renewed")
+	}
+}

@@ -3,7 +3,9 @@ package redisbroker_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,7 +16,10 @@ import (
 	"github.com/fxws/websocket/broker/redisbroker"
 	"github.com/fxws/websocket/internal/redistest"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // crowd subscribes n channels of prefix in batches, as the helper sends
@@ -213,10 +218,11 @@ func liveHeap() uint64 {
 	return m.HeapAlloc
 }
 
-// A renewal whose marker cannot be published costs the old session its
-// place, as a lost connection would: the broker reconnects, holding
-// exactly the channels held, and delivers again.
-func TestFailedRenewalReconnects(t *testing.T) {
+// Redis stops answering on every connection open, the old session's
+// included, just as a renewal publishes its marker: the renewal gives up,
+// the old session's probe finds it dead, and the broker reconnects,
+// holding exactly the channels held, and delivers again.
+func TestRenewalOnAFrozenRedisRecovers(t *testing.T) {
 	var proxy *redistest.Proxy
 	var froze atomic.Bool
 	srv := redistest.Start(t)
@@ -283,4 +289,268 @@ func TestCloseDuringRenewal(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close during a renewal did not return")
 	}
+}
+
+// Subscriptions change all the time while renewals happen: the kept
+// channels lose and repeat nothing; channels toggled on and off may lose
+// messages around their changes but never repeat or reorder one; no change
+// fails; and Redis ends holding exactly the channels held.
+func TestRenewalsAmidSubscriptionChanges(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	b := redisbroker.New(srv.Client(), redisbroker.Options{Workers: 3, Logger: zap.NewNop()})
+	redisbroker.SetRenewMin(b, 64)
+	in := newInbox()
+	if err := b.Start(ctx, in.handle); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	kept := []string{"ws:room:k0", "ws:room:k1"}
+	toggled := []string{"ws:room:t0", "ws:room:t1", "ws:room:t2", "ws:room:t3"}
+	if err := b.Subscribe(ctx, kept...); err != nil {
+		t.Fatal(err)
+	}
+	pub := srv.Client()
+	defer pub.Close()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var stopOnce sync.Once
+	halt := func() { stopOnce.Do(func() { close(stop) }); wg.Wait() }
+	defer halt()
+	sent := map[string]*atomic.Int64{}
+	for _, ch := range append(slices.Clone(kept), toggled...) {
+		n := new(atomic.Int64)
+		sent[ch] = n
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := pub.Publish(ctx, ch, strconv.Itoa(i)).Err(); err != nil {
+					t.Error(err)
+					return
+				}
+				n.Add(1)
+			}
+		})
+	}
+	wg.Go(func() { // toggles, concurrently with the crowds
+		r := rand.New(rand.NewPCG(1, 2))
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			ch := toggled[r.IntN(len(toggled))]
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			var err error
+			if r.IntN(2) == 0 {
+				err = b.Subscribe(cctx, ch)
+			} else {
+				err = b.Unsubscribe(cctx, ch)
+			}
+			cancel()
+			if err != nil {
+				t.Errorf("toggle %s: %v", ch, err)
+				return
+			}
+		}
+	})
+	const rounds = 6
+	for r := 1; r <= rounds; r++ {
+		if err := crowd(t, b, fmt.Sprintf("ws:client:crowd-%d-", r), 256, 37); err != nil {
+			t.Fatal(err)
+		}
+		waitStats(t, b, fmt.Sprintf("renewal %d", r), func(st redisbroker.Stats) bool { return st.Renewals >= uint64(r) })
+	}
+	halt()
+	if t.Failed() {
+		return
+	}
+	for _, ch := range kept {
+		pub.Publish(ctx, ch, "end")
+		in.wait(t, ch+"|end")
+	}
+	last := map[string]int{}
+	got := map[string]int{}
+	for _, m := range in.all() {
+		ch, payload, _ := strings.Cut(m, "|")
+		if payload == "end" {
+			continue
+		}
+		j, _ := strconv.Atoi(payload)
+		prev, seen := last[ch]
+		isKept := slices.Contains(kept, ch)
+		switch {
+		case seen && j <= prev:
+			t.Fatalf("%s: got %d after %d (repeated or reordered)", ch, j, prev)
+		case isKept && !seen && j != 0:
+			t.Fatalf("%s: first message %d", ch, j)
+		case isKept && seen && j != prev+1:
+			t.Fatalf("%s: got %d after %d (lost)", ch, j, prev)
+		}
+		last[ch] = j
+		got[ch]++
+	}
+	for _, ch := range kept {
+		if int64(got[ch]) != sent[ch].Load() {
+			t.Fatalf("%s: delivered %d of %d", ch, got[ch], sent[ch].Load())
+		}
+	}
+	st := b.Stats()
+	t.Logf("stats %+v, per channel %v", st, got)
+	if st.Reconnects != 0 {
+		t.Fatalf("reconnects: %+v", st)
+	}
+	waitFor(t, "one subscription connection", func() bool {
+		n, err := pubsubClients(ctx, pub)
+		return err == nil && n == 1
+	})
+	var onRedis []string
+	held := b.Channels()
+	waitFor(t, "redis to hold what the broker holds", func() bool {
+		onRedis, _ = pub.PubSubChannels(ctx, "*").Result()
+		var probes, others []string
+		for _, ch := range onRedis {
+			if strings.HasPrefix(ch, "ws:client:fxws-probe-") {
+				probes = append(probes, ch)
+			} else {
+				others = append(others, ch)
+			}
+		}
+		slices.Sort(others)
+		return slices.Equal(others, held) && len(probes) == 1
+	})
+}
+
+// A renewal whose marker was never published (the runner for checks is
+// full, so the publish gives up before sending anything) leaves the live
+// session as it was: no reconnect, nothing lost.
+func TestUnsentMarkerKeepsTheSession(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	core, logs := observer.New(zapcore.WarnLevel)
+	b := redisbroker.New(srv.Client(), redisbroker.Options{PingTimeout: 300 * time.Millisecond, Logger: zap.New(core)})
+	redisbroker.SetRenewMin(b, 64)
+	release := make(chan struct{})
+	var once atomic.Bool
+	redisbroker.SetBeforeMarker(b, func() {
+		if once.CompareAndSwap(false, true) {
+			redisbroker.FillChecks(b, release)
+		}
+	})
+	in := newInbox()
+	if err := b.Start(ctx, in.handle); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	if err := b.Subscribe(ctx, "ws:room:k"); err != nil {
+		t.Fatal(err)
+	}
+	pub := srv.Client()
+	defer pub.Close()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var sent atomic.Int64
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := pub.Publish(ctx, "ws:room:k", strconv.Itoa(i)).Err(); err != nil {
+				t.Error(err)
+				return
+			}
+			sent.Add(1)
+		}
+	})
+	if err := crowd(t, b, "ws:client:crowd-", 256, 256); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the renewal to give up", func() bool { return logs.FilterMessage("subscription renewal failed").Len() > 0 })
+	close(release)
+	close(stop)
+	wg.Wait()
+	pub.Publish(ctx, "ws:room:k", "end")
+	in.wait(t, "ws:room:k|end")
+	msgs := in.all()
+	if int64(len(msgs)-1) != sent.Load() {
+		t.Fatalf("delivered %d of %d", len(msgs)-1, sent.Load())
+	}
+	for i, m := range msgs[:len(msgs)-1] {
+		if m != "ws:room:k|"+strconv.Itoa(i) {
+			t.Fatalf("message %d is %q", i, m)
+		}
+	}
+	if st := b.Stats(); st.Reconnects != 0 || st.Renewals != 0 || st.Sessions != 1 {
+		t.Fatalf("stats %+v: want the first session still live", st)
+	}
+}
+
+// A renewal that fails (here the successor cannot connect: Redis is at
+// maxclients) is not tried again on every change, only once the channels
+// have fallen to a quarter again.
+func TestFailedRenewalWaitsForTheNextFall(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	core, logs := observer.New(zapcore.WarnLevel)
+	b := redisbroker.New(srv.Client(), redisbroker.Options{Logger: zap.New(core)})
+	redisbroker.SetRenewMin(b, 64)
+	if err := b.Start(ctx, newInbox().handle); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	chans := make([]string, 256)
+	for i := range chans {
+		chans[i] = "ws:client:crowd-" + strconv.Itoa(i)
+	}
+	if err := b.Subscribe(ctx, chans...); err != nil {
+		t.Fatal(err)
+	}
+	admin := srv.Client()
+	defer admin.Close()
+	if err := admin.Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// No new connection from now on (the ones open stay).
+	list, err := admin.ClientList(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := strings.Count(strings.TrimSpace(list), "\n") + 1
+	if err := admin.ConfigSet(ctx, "maxclients", strconv.Itoa(open)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	failures := func() int { return logs.FilterMessage("subscription renewal failed").Len() }
+	if err := b.Unsubscribe(ctx, chans[:200]...); err != nil { // 56 left: ≤ 256/4
+		t.Fatal(err)
+	}
+	waitFor(t, "the renewal to fail", func() bool { return failures() == 1 })
+	for i := 0; i < 20; i++ { // each would have asked for one more
+		if err := b.Subscribe(ctx, "ws:room:r"+strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond) // time for supervise to try, were it asked
+	}
+	if n := failures(); n != 1 {
+		t.Fatalf("%d failed renewals after 20 changes, want 1", n)
+	}
+	// Falling to a quarter of what it was at the attempt asks again.
+	if err := admin.ConfigSet(ctx, "maxclients", "10000").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Unsubscribe(ctx, chans[200:]...); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		if err := b.Unsubscribe(ctx, "ws:room:r"+strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitStats(t, b, "a renewal after the next fall", func(st redisbroker.Stats) bool { return st.Renewals == 1 })
 }
