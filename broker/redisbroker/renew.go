@@ -202,21 +202,27 @@ func (b *Broker) giveUp(held int) {
 	b.mu.Unlock()
 }
 
+// publishCheck publishes payload to ch, a probe channel, through the
+// runner for checks, and returns how many subscribers received it.
+func (b *Broker) publishCheck(ctx context.Context, ch, payload string) (receivers int64, err error) {
+	err = b.checks.Run(ctx, func(ctx context.Context) error {
+		var err error
+		if b.opts.Mode == ModeSharded {
+			receivers, err = b.client.SPublish(ctx, ch, payload).Result()
+		} else {
+			receivers, err = b.client.Publish(ctx, ch, payload).Result()
+		}
+		return err
+	})
+	return receivers, err
+}
+
 // publishMarker publishes the renewal marker, which both sessions must
 // receive.
 func (b *Broker) publishMarker(ctx context.Context, ch, marker string) error {
 	ctx, cancel := context.WithTimeout(ctx, b.opts.PingTimeout)
 	defer cancel()
-	var receivers int64
-	err := b.checks.Run(ctx, func(ctx context.Context) error {
-		var err error
-		if b.opts.Mode == ModeSharded {
-			receivers, err = b.client.SPublish(ctx, ch, marker).Result()
-		} else {
-			receivers, err = b.client.Publish(ctx, ch, marker).Result()
-		}
-		return err
-	})
+	receivers, err := b.publishCheck(ctx, ch, marker)
 	if err != nil {
 		return fmt.Errorf("publish the marker: %w", err)
 	}

@@ -46,6 +46,31 @@ func crowd(t *testing.T, b *redisbroker.Broker, prefix string, n, leave int) err
 	return first
 }
 
+// publishing publishes 0, 1, 2, … on ch, as fast as it can, until stop is
+// closed, counting in sent what Redis took.
+func publishing(t *testing.T, wg *sync.WaitGroup, stop <-chan struct{}, pub *redis.Client, sharded bool, ch string, sent *atomic.Int64) {
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			var err error
+			if sharded {
+				err = pub.SPublish(context.Background(), ch, strconv.Itoa(i)).Err()
+			} else {
+				err = pub.Publish(context.Background(), ch, strconv.Itoa(i)).Err()
+			}
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			sent.Add(1)
+		}
+	})
+}
+
 // waitStats polls b's counters until ok holds, for 10 s at most.
 func waitStats(t *testing.T, b *redisbroker.Broker, what string, ok func(redisbroker.Stats) bool) redisbroker.Stats {
 	t.Helper()
@@ -82,26 +107,7 @@ func TestRenewalLosesAndRepeatsNothing(t *testing.T) {
 			var sent atomic.Int64
 			var wg sync.WaitGroup
 			for _, ch := range kept {
-				wg.Go(func() {
-					for i := 0; ; i++ {
-						select {
-						case <-stop:
-							return
-						default:
-						}
-						var err error
-						if mode == redisbroker.ModeSharded {
-							err = pub.SPublish(ctx, ch, strconv.Itoa(i)).Err()
-						} else {
-							err = pub.Publish(ctx, ch, strconv.Itoa(i)).Err()
-						}
-						if err != nil {
-							t.Error(err)
-							return
-						}
-						sent.Add(1)
-					}
-				})
+				publishing(t, &wg, stop, pub, mode == redisbroker.ModeSharded, ch, &sent)
 			}
 			const rounds = 8
 			for r := 1; r <= rounds; r++ {
@@ -319,22 +325,8 @@ func TestRenewalsAmidSubscriptionChanges(t *testing.T) {
 	defer halt()
 	sent := map[string]*atomic.Int64{}
 	for _, ch := range append(slices.Clone(kept), toggled...) {
-		n := new(atomic.Int64)
-		sent[ch] = n
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if err := pub.Publish(ctx, ch, strconv.Itoa(i)).Err(); err != nil {
-					t.Error(err)
-					return
-				}
-				n.Add(1)
-			}
-		})
+		sent[ch] = new(atomic.Int64)
+		publishing(t, &wg, stop, pub, false, ch, sent[ch])
 	}
 	wg.Go(func() { // toggles, concurrently with the crowds
 		r := rand.New(rand.NewPCG(1, 2))
@@ -455,20 +447,7 @@ func TestUnsentMarkerKeepsTheSession(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var sent atomic.Int64
-	wg.Go(func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if err := pub.Publish(ctx, "ws:room:k", strconv.Itoa(i)).Err(); err != nil {
-				t.Error(err)
-				return
-			}
-			sent.Add(1)
-		}
-	})
+	publishing(t, &wg, stop, pub, false, "ws:room:k", &sent)
 	if err := crowd(t, b, "ws:client:crowd-", 256, 256); err != nil {
 		t.Fatal(err)
 	}

@@ -514,15 +514,7 @@ func (c *conn) probe() error {
 	err := errors.New("no probe channel")
 	var receivers int64
 	if ch := c.s.probeCh; ch != "" {
-		err = b.checks.Run(ctx, func(ctx context.Context) error {
-			var err error
-			if b.opts.Mode == ModeSharded {
-				receivers, err = b.client.SPublish(ctx, ch, token).Result()
-			} else {
-				receivers, err = b.client.Publish(ctx, ch, token).Result()
-			}
-			return err
-		})
+		receivers, err = b.publishCheck(ctx, ch, token)
 	}
 	if err == nil && receivers == 0 && b.countsAll() {
 		// Redis confirmed the probe channel's subscription when the
