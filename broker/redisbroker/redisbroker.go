@@ -56,13 +56,16 @@
 //
 // go-redis keeps each subscription connection's channels in a map that
 // never shrinks, so a connection that once held a crowd's channels would
-// keep their table for as long as it lives. On a single server or Sentinel
-// (ModeAudience and ModeSharded), once the channels held fall to a quarter
-// of a peak of 4096 or more, the broker replaces the session with a fresh
-// one: the new connection subscribes first, then one marker published to
-// the old session's probe channel decides which connection delivers each
-// message, so none is lost or repeated (see renew.go). Stats.Renewals
-// counts them.
+// keep their table for as long as it lives. Once the channels held fall to
+// a quarter of a peak of 4096 or more, the broker replaces the session with
+// a fresh one: each new connection subscribes first, then a marker
+// published to a channel the old connection to the same server holds
+// decides which of the two delivers each message, so none is lost or
+// repeated (see renew.go). Stats.Renewals counts them. This is done on a
+// single server and Sentinel (ModeAudience and ModeSharded) and on a
+// cluster in ModeSharded; not for classic pub/sub on a cluster, where two
+// connections may read the same publishes in different orders, nor in
+// ModePattern, whose channels do not grow.
 package redisbroker
 
 import (

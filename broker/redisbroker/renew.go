@@ -18,45 +18,54 @@ import (
 // of the peak, three channels per connection in ModeAudience) for as long
 // as Redis stays up. So once the channels held fall to a quarter of their
 // peak since the session began, the broker replaces the session with a
-// fresh one, without losing or repeating a message:
+// fresh one, without losing or repeating a message. For each connection
+// of the old session (one, or one per cluster master in ModeSharded):
 //
-//  1. the successor subscribes to the channels held and to the
-//     predecessor's probe channel, and delivers nothing yet;
-//  2. the broker publishes a marker on the predecessor's probe channel;
-//  3. the predecessor delivers what it reads before the marker and nothing
-//     after it; the successor, from the marker on, once the predecessor
+//  1. the successor's connection to the same server subscribes to the
+//     channels held there and to a marker channel the old one holds (its
+//     probe channel; on a cluster, a channel of that node's slots, which
+//     the old connection subscribes first), and delivers nothing yet;
+//  2. the broker publishes a marker on the marker channel;
+//  3. the old connection delivers what it reads before the marker and
+//     nothing after it; the new one, from the marker on, once the old one
 //     has read the marker.
 //
-// One server orders all publishes and every subscriber reads them in that
-// order, so a message published before the marker reaches the predecessor
-// before it (and the successor too, if subscribed by then, before it), and
-// one published after it reaches both after it: each is delivered once,
-// and each channel keeps its order. Subscription changes wait meanwhile
-// (op is held), so both sessions hold the same channels.
+// One server orders all the publishes its subscribers read, and each
+// subscriber reads them in that order, so a message published before the
+// marker reaches the old connection before it (and the new one too, if
+// subscribed by then, before it), and one published after it reaches both
+// after it: each is delivered once, and each channel keeps its order. On a
+// cluster in ModeSharded a channel's publishes go to the node that owns
+// its slot only, and that node orders them with its marker. Subscription
+// changes wait meanwhile (op is held), so both sessions hold the same
+// channels.
 //
-// That order holds on one server, so renewal is for a single node and
-// Sentinel only: on a cluster, classic publishes reach a subscriber through
-// the cluster bus from the node that took them, and two connections on two
-// nodes may read them in different orders. ModePattern is left out too: its
-// connection holds patterns, and its channels (ws:broadcast) do not grow.
+// Left out: classic pub/sub on a cluster, whose publishes reach a
+// subscriber through the cluster bus from whichever node took them, so two
+// connections on two nodes may read them in different orders; and
+// ModePattern, whose connection holds patterns, and whose channels
+// (ws:broadcast) do not grow.
 
 // minRenew is the smallest peak of channels for which a session is
 // renewed: below it the table is too small to be worth a new connection.
 const minRenew = 4096
 
-// handover is a session's part in a renewal.
+// handover is a connection's part in a renewal.
 type handover struct {
 	channel, marker string        // where the marker comes, and its payload
-	reached         chan struct{} // closed once the session read the marker
-	// For the successor: the predecessor's part and session, and passed,
-	// closed when it delivers from the marker on. Nil for the predecessor.
+	reached         chan struct{} // closed once the connection read the marker
+	// For the successor's connection: the predecessor's part and session,
+	// and passed, closed when it delivers from the marker on. Nil for the
+	// predecessor's.
 	pred     *handover
 	predSess *session
 	passed   chan struct{}
 }
 
 // renewable reports whether sessions may be renewed (see above).
-func (b *Broker) renewable() bool { return b.onCluster == nil && b.opts.Mode != ModePattern }
+func (b *Broker) renewable() bool {
+	return b.opts.Mode != ModePattern && (b.onCluster == nil || b.cluster != nil)
+}
 
 // noteHeld follows the peak of channels held since the live session
 // began, and asks supervise for a renewal once they have fallen to a
@@ -108,16 +117,13 @@ func (b *Broker) handOver(ctx context.Context, old *session) error {
 	}
 	b.mu.Unlock()
 
-	n := b.newSession()
-	// Named after the successor's own probe channel, which is random.
-	marker := probeEnvelope(old.probeCh, strconv.Quote("renewal-"+strings.TrimPrefix(n.probeCh, probePrefix)))
-	oh := &handover{channel: old.probeCh, marker: marker, reached: make(chan struct{})}
-	nh := &handover{channel: old.probeCh, marker: marker, reached: make(chan struct{}),
-		pred: oh, predSess: old, passed: make(chan struct{})}
-	n.mute.Store(true)
-	n.ho.Store(nh)
+	old.mu.Lock()
+	olds := make(map[string]*conn, len(old.conns))
+	for node, c := range old.conns {
+		olds[node] = c
+	}
+	old.mu.Unlock()
 	held := len(chans)
-	chans = append(chans, old.probeCh)
 	sctx, cancel := context.WithTimeout(ctx, b.opts.PingTimeout+time.Duration(len(chans)/1000+1)*time.Second)
 	defer cancel()
 	go func() { // supervise is waiting: a lost old session ends the attempt
@@ -127,43 +133,113 @@ func (b *Broker) handOver(ctx context.Context, old *session) error {
 		case <-sctx.Done():
 		}
 	}()
-	if err := n.init(sctx, chans); err != nil {
-		n.close()
+
+	// A marker channel for each of old's connections, which it holds.
+	n := b.newSession()
+	id := strconv.Quote("renewal-" + strings.TrimPrefix(probeChannel(), probePrefix))
+	markerChans := make([]string, 0, len(olds))
+	oh := make(map[string]*handover, len(olds))
+	n.handovers = make(map[string]*handover, len(olds))
+	for node := range olds {
+		ch := old.probeCh
+		if b.cluster != nil {
+			var err error
+			if ch, err = b.markerChannel(sctx, node); err != nil {
+				b.giveUp(held)
+				return err
+			}
+		}
+		markerChans = append(markerChans, ch)
+		marker := probeEnvelope(ch, id)
+		oh[node] = &handover{channel: ch, marker: marker, reached: make(chan struct{})}
+		n.handovers[node] = &handover{channel: ch, marker: marker, reached: make(chan struct{}),
+			pred: oh[node], predSess: old, passed: make(chan struct{})}
+	}
+	// untouched ends a failed attempt whose markers old has not read.
+	untouched := func() {
+		if b.cluster != nil { // old's own probe channel stays, of course
+			uctx, ucancel := context.WithTimeout(ctx, b.opts.PingTimeout)
+			_ = old.apply(uctx, false, markerChans)
+			ucancel()
+		}
 		b.giveUp(held)
+	}
+	if b.cluster != nil {
+		if err := old.apply(sctx, true, markerChans); err != nil {
+			untouched()
+			return fmt.Errorf("subscribe the old session to the markers: %w", err)
+		}
+	}
+	if err := n.init(sctx, append(chans, markerChans...)); err != nil {
+		n.close()
+		untouched()
 		return fmt.Errorf("subscribe the new session: %w", err)
+	}
+	// Every connection of n must have a predecessor on its node, or what
+	// it receives would have nobody to take it over from.
+	var err error
+	n.mu.Lock()
+	for node := range n.conns {
+		if olds[node] == nil {
+			err = fmt.Errorf("the new session has a connection to %s, which the old one has not", node)
+		}
+	}
+	n.mu.Unlock()
+	if err != nil {
+		n.close()
+		untouched()
+		return err
 	}
 
 	if b.beforeMarker != nil {
 		b.beforeMarker()
 	}
-	old.ho.Store(oh)
-	err := b.publishMarker(ctx, old.probeCh, marker)
+	for node, c := range olds {
+		c.ho.Store(oh[node])
+	}
+	for node, h := range oh {
+		if err = b.publishMarker(ctx, h.channel, h.marker); err != nil {
+			err = fmt.Errorf("%s: %w", nodeName(node), err)
+			break
+		}
+	}
 	if err == nil {
 		t := time.NewTimer(b.opts.PingTimeout)
-		select {
-		case <-nh.passed:
-		case <-n.dead:
-			err = n.cause()
-		case <-old.dead:
-			err = fmt.Errorf("the session it replaces: %w", old.cause())
-		case <-t.C:
-			err = fmt.Errorf("the marker did not reach both sessions within %v", b.opts.PingTimeout)
-		case <-ctx.Done():
-			err = ctx.Err()
+	wait:
+		for _, h := range n.handovers {
+			select {
+			case <-h.passed:
+			case <-n.dead:
+				err = n.cause()
+				break wait
+			case <-old.dead:
+				err = fmt.Errorf("the session it replaces: %w", old.cause())
+				break wait
+			case <-t.C:
+				err = fmt.Errorf("the markers did not reach both sessions within %v", b.opts.PingTimeout)
+				break wait
+			case <-ctx.Done():
+				err = ctx.Err()
+				break wait
+			}
 		}
 		t.Stop()
-		select {
-		case <-nh.passed:
+		if err != nil && allClosed(n.handovers) {
 			err = nil // whatever else happened meanwhile, the successor has taken over
-		default:
 		}
 	}
 	if err != nil {
-		n.close() // mute unless old has read the marker: nothing lost with it
-		if old.ho.CompareAndSwap(oh, nil) {
-			// old has not read the marker, and now never acts on it: it
-			// goes on delivering everything, as if nothing had been tried.
-			b.giveUp(held)
+		n.close() // mute where old has not read the marker: nothing lost with it
+		read := false
+		for node, c := range olds {
+			if !c.ho.CompareAndSwap(oh[node], nil) {
+				read = true // that connection stopped delivering at its marker
+			}
+		}
+		if !read {
+			// old has read no marker, and now never acts on one: it goes on
+			// delivering everything, as if nothing had been tried.
+			untouched()
 			return err
 		}
 		old.fail(fmt.Errorf("renewal: %w", err))
@@ -180,17 +256,45 @@ func (b *Broker) handOver(ctx context.Context, old *session) error {
 	b.mu.Unlock()
 	old.close()
 	b.stats.sessions.Add(1)
-	// The predecessor's probe channel was only there for the marker, and
-	// nothing else comes on it: left subscribed if this fails.
+	// The marker channels were only there for the markers, and nothing
+	// else comes on them: left subscribed if this fails.
 	uctx, ucancel := context.WithTimeout(ctx, b.opts.PingTimeout)
-	err = n.apply(uctx, false, []string{old.probeCh})
+	err = n.apply(uctx, false, markerChans)
 	ucancel()
 	b.stats.renewals.Add(1) // counted once Redis holds what it will hold
 	if err != nil {
-		return fmt.Errorf("renewed, but unsubscribe the marker's channel: %w", err)
+		return fmt.Errorf("renewed, but unsubscribe the markers' channels: %w", err)
 	}
 	b.log.Debug("subscription session renewed", zap.Int("channels", held))
 	return nil
+}
+
+// allClosed reports whether every successor connection has taken over.
+func allClosed(hs map[string]*handover) bool {
+	for _, h := range hs {
+		select {
+		case <-h.passed:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// markerChannel finds a probe channel whose slot node serves, for a
+// renewal's marker on a cluster in ModeSharded.
+func (b *Broker) markerChannel(ctx context.Context, node string) (string, error) {
+	for range 1000 { // one in (masters) hits; 1000 misses in a row means node is not a master
+		ch := probeChannel()
+		nc, err := b.cluster.MasterForKey(ctx, ch)
+		if err != nil {
+			return "", fmt.Errorf("find a marker channel for %s: %w", node, err)
+		}
+		if nc.Options().Addr == node {
+			return ch, nil
+		}
+	}
+	return "", fmt.Errorf("find a marker channel for %s: no slot of it found; not a master any more", node)
 }
 
 // giveUp makes a failed renewal wait for the channels held to fall to a
@@ -204,8 +308,9 @@ func (b *Broker) giveUp(held int) {
 
 // publishCheck publishes payload to ch, a probe channel, through the
 // runner for checks, and returns how many subscribers received it.
-func (b *Broker) publishCheck(ctx context.Context, ch, payload string) (receivers int64, err error) {
-	err = b.checks.Run(ctx, func(ctx context.Context) error {
+func (b *Broker) publishCheck(ctx context.Context, ch, payload string) (int64, error) {
+	var receivers int64
+	err := b.checks.Run(ctx, func(ctx context.Context) error {
 		var err error
 		if b.opts.Mode == ModeSharded {
 			receivers, err = b.client.SPublish(ctx, ch, payload).Result()
@@ -214,7 +319,12 @@ func (b *Broker) publishCheck(ctx context.Context, ch, payload string) (receiver
 		}
 		return err
 	})
-	return receivers, err
+	if err != nil {
+		// Maybe given up on while the command runs on: receivers is
+		// its to write, not to be read here.
+		return 0, err
+	}
+	return receivers, nil
 }
 
 // publishMarker publishes the renewal marker, which both sessions must
@@ -240,11 +350,11 @@ func (b *Broker) publishMarker(ctx context.Context, ch, marker string) error {
 // read loop waits, which holds its messages in order behind the marker.
 func (c *conn) passMarker(h *handover) {
 	s := c.s
-	if !s.ho.CompareAndSwap(h, nil) {
+	if !c.ho.CompareAndSwap(h, nil) {
 		return // the renewal gave up and took the marker back (see handOver)
 	}
 	if h.pred == nil {
-		s.mute.Store(true)
+		c.mute.Store(true)
 		close(h.reached)
 		return
 	}
@@ -267,6 +377,6 @@ func (c *conn) passMarker(h *handover) {
 		s.fail(err)
 		return
 	}
-	s.mute.Store(false)
+	c.mute.Store(false)
 	close(h.passed)
 }

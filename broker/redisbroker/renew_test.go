@@ -48,7 +48,7 @@ func crowd(t *testing.T, b *redisbroker.Broker, prefix string, n, leave int) err
 
 // publishing publishes 0, 1, 2, … on ch, as fast as it can, until stop is
 // closed, counting in sent what Redis took.
-func publishing(t *testing.T, wg *sync.WaitGroup, stop <-chan struct{}, pub *redis.Client, sharded bool, ch string, sent *atomic.Int64) {
+func publishing(t *testing.T, wg *sync.WaitGroup, stop <-chan struct{}, pub redis.UniversalClient, sharded bool, ch string, sent *atomic.Int64) {
 	wg.Go(func() {
 		for i := 0; ; i++ {
 			select {
@@ -83,31 +83,55 @@ func waitStats(t *testing.T, b *redisbroker.Broker, what string, ok func(redisbr
 // subscription session by a fresh one; messages flowing meanwhile on the
 // channels it keeps arrive once each, in order.
 func TestRenewalLosesAndRepeatsNothing(t *testing.T) {
-	for _, mode := range []redisbroker.Mode{redisbroker.ModeAudience, redisbroker.ModeSharded} {
-		t.Run(mode.String(), func(t *testing.T) {
-			srv := redistest.Start(t)
+	type setup struct {
+		name    string
+		mode    redisbroker.Mode
+		cluster bool
+	}
+	for _, c := range []setup{
+		{"audience", redisbroker.ModeAudience, false},
+		{"sharded", redisbroker.ModeSharded, false},
+		{"sharded-cluster", redisbroker.ModeSharded, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
 			ctx := context.Background()
-			b := redisbroker.New(srv.Client(), redisbroker.Options{Mode: mode, Workers: 3, Logger: zaptest.NewLogger(t)})
+			sharded := c.mode == redisbroker.ModeSharded
+			var client, pub redis.UniversalClient
+			var servers []*redis.Client // each node's, for what it holds
+			if c.cluster {
+				cl := redistest.StartCluster(t, 3)
+				client, pub = cl.Client(), cl.Client()
+				for _, node := range cl.Nodes {
+					servers = append(servers, node.Client())
+				}
+			} else {
+				srv := redistest.Start(t)
+				client, pub = srv.Client(), srv.Client()
+				servers = []*redis.Client{srv.Client()}
+			}
+			defer pub.Close()
+			for _, s := range servers {
+				defer s.Close()
+			}
+			b := redisbroker.New(client, redisbroker.Options{Mode: c.mode, Workers: 3, Logger: zaptest.NewLogger(t)})
 			redisbroker.SetRenewMin(b, 64)
 			in := newInbox()
 			if err := b.Start(ctx, in.handle); err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = b.Close() })
-			kept := []string{"ws:room:k0", "ws:room:k1", "ws:room:k2", "ws:broadcast"}
+			kept := []string{"ws:room:k0", "ws:room:k1", "ws:room:k2", "ws:room:k3", "ws:room:k4", "ws:broadcast"}
 			if err := b.Subscribe(ctx, kept...); err != nil {
 				t.Fatal(err)
 			}
 
 			// Publish on the kept channels, one publisher each, as fast
 			// as they can, through every renewal.
-			pub := srv.Client()
-			defer pub.Close()
 			stop := make(chan struct{})
 			var sent atomic.Int64
 			var wg sync.WaitGroup
 			for _, ch := range kept {
-				publishing(t, &wg, stop, pub, mode == redisbroker.ModeSharded, ch, &sent)
+				publishing(t, &wg, stop, pub, sharded, ch, &sent)
 			}
 			const rounds = 8
 			for r := 1; r <= rounds; r++ {
@@ -124,7 +148,7 @@ func TestRenewalLosesAndRepeatsNothing(t *testing.T) {
 				return
 			}
 			for _, ch := range kept {
-				if mode == redisbroker.ModeSharded {
+				if sharded {
 					pub.SPublish(ctx, ch, "end")
 				} else {
 					pub.Publish(ctx, ch, "end")
@@ -157,21 +181,41 @@ func TestRenewalLosesAndRepeatsNothing(t *testing.T) {
 			}
 			t.Logf("%d renewals, %d messages across them", st.Renewals, total)
 
-			// Redis sees one subscription connection, holding what is kept
-			// (and the session's own probe channel).
-			waitFor(t, "the old connections to close", func() bool {
-				n, err := pubsubClients(ctx, pub)
-				return err == nil && n == 1
-			})
+			// Redis holds what is kept, and the session's own probe channel
+			// (none on a cluster in ModeSharded), on one connection per
+			// server that holds any of it.
 			var held []string
-			if mode == redisbroker.ModeSharded {
-				held, _ = pub.PubSubShardChannels(ctx, "*").Result()
-			} else {
-				held, _ = pub.PubSubChannels(ctx, "*").Result()
+			conns := 0
+			for _, s := range servers {
+				var chans []string
+				if sharded {
+					chans, _ = s.PubSubShardChannels(ctx, "*").Result()
+				} else {
+					chans, _ = s.PubSubChannels(ctx, "*").Result()
+				}
+				held = append(held, chans...)
+				if len(chans) > 0 {
+					conns++
+				}
 			}
-			if len(held) != len(kept)+1 {
-				t.Fatalf("channels subscribed on redis = %v, want %v and one probe channel", held, kept)
+			want := len(kept) + 1
+			if c.cluster {
+				want = len(kept)
 			}
+			if len(held) != want {
+				t.Fatalf("channels subscribed on redis = %v, want %v (and a probe channel but on a cluster)", held, kept)
+			}
+			waitFor(t, "the old connections to close", func() bool {
+				n := 0
+				for _, s := range servers {
+					k, err := pubsubClients(ctx, s)
+					if err != nil {
+						return false
+					}
+					n += k
+				}
+				return n == conns
+			})
 		})
 	}
 }

@@ -42,11 +42,10 @@ type session struct {
 	// soon asks watch for a probe now (see Broker.heardBy).
 	soon chan struct{}
 
-	// mute stops delivery: a successor's until the renewal marker, a
-	// predecessor's from it on (see Broker.renew).
-	mute atomic.Bool
-	// ho is the session's part in a renewal under way, nil otherwise.
-	ho atomic.Pointer[handover]
+	// handovers is set on a renewal's successor before it subscribes
+	// anything: each connection it opens, to the node of the key, is
+	// mute and waits for that handover's marker (see Broker.renew).
+	handovers map[string]*handover
 }
 
 // probeSoon asks for a probe of the session's connection without waiting
@@ -70,6 +69,12 @@ type conn struct {
 
 	born  time.Time    // the clock heard counts from (monotonic)
 	heard atomic.Int64 // time since born at which a reply was last read
+
+	// mute stops delivery: a successor's until the renewal marker, a
+	// predecessor's from it on (see Broker.renew).
+	mute atomic.Bool
+	// ho is the connection's part in a renewal under way, nil otherwise.
+	ho atomic.Pointer[handover]
 }
 
 func (b *Broker) newSession() *session {
@@ -274,6 +279,12 @@ func (s *session) connFor(ctx context.Context, node string, nc *redis.Client) (*
 		ps = b.client.Subscribe(ctx)
 	}
 	c := &conn{s: s, key: node, ps: ps, waiters: make(map[string]chan struct{}), born: time.Now()}
+	if s.handovers != nil {
+		c.mute.Store(true) // a renewal's successor: see Broker.renew
+		if h := s.handovers[node]; h != nil {
+			c.ho.Store(h)
+		}
+	}
 	// Open the connection now and read the PING reply here, before the
 	// read loop exists, so that a dead Redis fails this call.
 	token := "fxws-open"
@@ -383,12 +394,12 @@ func (c *conn) read() {
 				if m.Channel == c.s.probeCh {
 					c.release(m.Payload)
 				}
-				if h := c.s.ho.Load(); h != nil && m.Channel == h.channel && m.Payload == h.marker {
+				if h := c.ho.Load(); h != nil && m.Channel == h.channel && m.Payload == h.marker {
 					c.passMarker(h)
 				}
 				continue // a probe or a marker, ours or another instance's
 			}
-			if c.s.mute.Load() {
+			if c.mute.Load() {
 				continue // the other session of a renewal delivers it
 			}
 			b.dispatch(m.Channel, m.Payload)
