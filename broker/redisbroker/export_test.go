@@ -25,3 +25,6 @@ func FillChecks(b *Broker, release <-chan struct{}) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// Slot is the Redis Cluster hash slot of a channel name.
+func Slot(ch string) int { return slot(ch) }

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 )
 
@@ -38,7 +40,12 @@ import (
 // cluster in ModeSharded a channel's publishes go to the node that owns
 // its slot only, and that node orders them with its marker. Subscription
 // changes wait meanwhile (op is held), so both sessions hold the same
-// channels.
+// channels. Marker channels are subscribed on the connection to their node
+// directly, not by the client's view of the slots, and each marker is
+// published through its node's own client, so a view that changes
+// meanwhile cannot put a marker where its old connection does not read.
+// An old connection to a node that is no longer a master is not handed
+// over: Redis unsubscribed everything it held there.
 //
 // Left out: classic pub/sub on a cluster, whose publishes reach a
 // subscriber through the cluster bus from whichever node took them, so two
@@ -116,13 +123,6 @@ func (b *Broker) handOver(ctx context.Context, old *session) error {
 		chans = append(chans, ch)
 	}
 	b.mu.Unlock()
-
-	old.mu.Lock()
-	olds := make(map[string]*conn, len(old.conns))
-	for node, c := range old.conns {
-		olds[node] = c
-	}
-	old.mu.Unlock()
 	held := len(chans)
 	sctx, cancel := context.WithTimeout(ctx, b.opts.PingTimeout+time.Duration(len(chans)/1000+1)*time.Second)
 	defer cancel()
@@ -134,61 +134,93 @@ func (b *Broker) handOver(ctx context.Context, old *session) error {
 		}
 	}()
 
-	// A marker channel for each of old's connections, which it holds.
-	n := b.newSession()
-	id := strconv.Quote("renewal-" + strings.TrimPrefix(probeChannel(), probePrefix))
-	markerChans := make([]string, 0, len(olds))
-	oh := make(map[string]*handover, len(olds))
-	n.handovers = make(map[string]*handover, len(olds))
-	for node := range olds {
-		ch := old.probeCh
-		if b.cluster != nil {
-			var err error
-			if ch, err = b.markerChannel(sctx, node); err != nil {
+	// The old connections to hand over, and for each its marker channel
+	// and the client of its server (nil: the broker's, one server).
+	old.mu.Lock()
+	olds := make(map[string]*conn, len(old.conns))
+	for node, c := range old.conns {
+		olds[node] = c
+	}
+	old.mu.Unlock()
+	markerCh := make(map[string]string, len(olds))
+	via := make(map[string]*redis.Client, len(olds))
+	if b.cluster == nil {
+		markerCh[""] = old.probeCh // old holds it already
+	} else {
+		b.cluster.ReloadState(sctx)
+		masters, err := b.masters(sctx)
+		if err != nil {
+			b.giveUp(held)
+			return err
+		}
+		for node := range olds {
+			if masters[node] == nil {
+				// No longer a master (a failover left it a replica):
+				// Redis unsubscribed every sharded channel of the slots
+				// it lost, so nothing held comes that way.
+				delete(olds, node)
+				continue
+			}
+			if markerCh[node], err = b.markerChannel(sctx, node); err != nil {
 				b.giveUp(held)
 				return err
 			}
+			via[node] = masters[node]
 		}
-		markerChans = append(markerChans, ch)
-		marker := probeEnvelope(ch, id)
-		oh[node] = &handover{channel: ch, marker: marker, reached: make(chan struct{})}
-		n.handovers[node] = &handover{channel: ch, marker: marker, reached: make(chan struct{}),
-			pred: oh[node], predSess: old, passed: make(chan struct{})}
 	}
 	// untouched ends a failed attempt whose markers old has not read.
 	untouched := func() {
 		if b.cluster != nil { // old's own probe channel stays, of course
 			uctx, ucancel := context.WithTimeout(ctx, b.opts.PingTimeout)
-			_ = old.apply(uctx, false, markerChans)
+			_ = old.subscribeEach(uctx, false, markerCh, nil)
 			ucancel()
 		}
 		b.giveUp(held)
 	}
 	if b.cluster != nil {
-		if err := old.apply(sctx, true, markerChans); err != nil {
+		if err := old.subscribeEach(sctx, true, markerCh, nil); err != nil {
 			untouched()
 			return fmt.Errorf("subscribe the old session to the markers: %w", err)
 		}
 	}
-	if err := n.init(sctx, append(chans, markerChans...)); err != nil {
-		n.close()
-		untouched()
-		return fmt.Errorf("subscribe the new session: %w", err)
+
+	// The new session: muted, each connection waiting for its node's
+	// marker; the marker channels subscribed on the connection to each
+	// node directly, whatever the client's view of the slots says.
+	n := b.newSession()
+	id := strconv.Quote("renewal-" + strings.TrimPrefix(probeChannel(), probePrefix))
+	oh := make(map[string]*handover, len(olds))
+	n.handovers = make(map[string]*handover, len(olds))
+	for node, ch := range markerCh {
+		marker := probeEnvelope(ch, id)
+		oh[node] = &handover{channel: ch, marker: marker, reached: make(chan struct{})}
+		n.handovers[node] = &handover{channel: ch, marker: marker, reached: make(chan struct{}),
+			pred: oh[node], predSess: old, passed: make(chan struct{})}
 	}
-	// Every connection of n must have a predecessor on its node, or what
-	// it receives would have nobody to take it over from.
-	var err error
-	n.mu.Lock()
-	for node := range n.conns {
-		if olds[node] == nil {
-			err = fmt.Errorf("the new session has a connection to %s, which the old one has not", node)
+	defer func() { // over, whatever the outcome: later connections deliver at once
+		n.mu.Lock()
+		n.handovers = nil
+		n.mu.Unlock()
+	}()
+	err := n.init(sctx, chans)
+	if err == nil {
+		err = n.subscribeEach(sctx, true, markerCh, via)
+	}
+	if err == nil {
+		// Every connection of n must have a predecessor on its node, or
+		// what it receives would have nobody to take it over from.
+		n.mu.Lock()
+		for node := range n.conns {
+			if olds[node] == nil {
+				err = fmt.Errorf("the new session has a connection to %s, which the old one has not", node)
+			}
 		}
+		n.mu.Unlock()
 	}
-	n.mu.Unlock()
 	if err != nil {
 		n.close()
 		untouched()
-		return err
+		return fmt.Errorf("subscribe the new session: %w", err)
 	}
 
 	if b.beforeMarker != nil {
@@ -198,7 +230,11 @@ func (b *Broker) handOver(ctx context.Context, old *session) error {
 		c.ho.Store(oh[node])
 	}
 	for node, h := range oh {
-		if err = b.publishMarker(ctx, h.channel, h.marker); err != nil {
+		var pub redis.Cmdable = b.client
+		if via[node] != nil {
+			pub = via[node] // a moved slot answers MOVED, before any marker is read
+		}
+		if err = b.publishMarker(ctx, pub, h.channel, h.marker); err != nil {
 			err = fmt.Errorf("%s: %w", nodeName(node), err)
 			break
 		}
@@ -259,13 +295,48 @@ func (b *Broker) handOver(ctx context.Context, old *session) error {
 	// The marker channels were only there for the markers, and nothing
 	// else comes on them: left subscribed if this fails.
 	uctx, ucancel := context.WithTimeout(ctx, b.opts.PingTimeout)
-	err = n.apply(uctx, false, markerChans)
+	err = n.subscribeEach(uctx, false, markerCh, nil)
 	ucancel()
 	b.stats.renewals.Add(1) // counted once Redis holds what it will hold
 	if err != nil {
 		return fmt.Errorf("renewed, but unsubscribe the markers' channels: %w", err)
 	}
 	b.log.Debug("subscription session renewed", zap.Int("channels", held))
+	return nil
+}
+
+// subscribeEach (un)subscribes the connection to each node of chans to
+// that node's channel, directly rather than by the client's view of the
+// slots, and waits for Redis to confirm. via gives the client of a node
+// to which s has no connection yet; without it, a missing connection is
+// an error.
+func (s *session) subscribeEach(ctx context.Context, add bool, chans map[string]string, via map[string]*redis.Client) error {
+	wctx := context.WithoutCancel(ctx) // see apply
+	conns := make([]*conn, 0, len(chans))
+	for node, ch := range chans {
+		s.mu.Lock()
+		c := s.conns[node]
+		s.mu.Unlock()
+		if c == nil {
+			if via[node] == nil {
+				return fmt.Errorf("no connection %s", nodeName(node))
+			}
+			var err error
+			if c, err = s.connFor(ctx, node, via[node]); err != nil {
+				return err
+			}
+		}
+		if err := c.send(wctx, add, []string{ch}); err != nil {
+			s.fail(err)
+			return err
+		}
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		if err := c.barrier(ctx); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -279,6 +350,23 @@ func allClosed(hs map[string]*handover) bool {
 		}
 	}
 	return true
+}
+
+// masters returns a client for each master of the cluster, by address,
+// as the client sees them.
+func (b *Broker) masters(ctx context.Context) (map[string]*redis.Client, error) {
+	var mu sync.Mutex
+	out := make(map[string]*redis.Client)
+	err := b.cluster.ForEachMaster(ctx, func(_ context.Context, c *redis.Client) error {
+		mu.Lock()
+		out[c.Options().Addr] = c
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list the cluster's masters: %w", err)
+	}
+	return out, nil
 }
 
 // markerChannel finds a probe channel whose slot node serves, for a
@@ -306,16 +394,16 @@ func (b *Broker) giveUp(held int) {
 	b.mu.Unlock()
 }
 
-// publishCheck publishes payload to ch, a probe channel, through the
-// runner for checks, and returns how many subscribers received it.
-func (b *Broker) publishCheck(ctx context.Context, ch, payload string) (int64, error) {
+// publishCheck publishes payload to ch, a probe channel, through via and
+// the runner for checks, and returns how many subscribers received it.
+func (b *Broker) publishCheck(ctx context.Context, via redis.Cmdable, ch, payload string) (int64, error) {
 	var receivers int64
 	err := b.checks.Run(ctx, func(ctx context.Context) error {
 		var err error
 		if b.opts.Mode == ModeSharded {
-			receivers, err = b.client.SPublish(ctx, ch, payload).Result()
+			receivers, err = via.SPublish(ctx, ch, payload).Result()
 		} else {
-			receivers, err = b.client.Publish(ctx, ch, payload).Result()
+			receivers, err = via.Publish(ctx, ch, payload).Result()
 		}
 		return err
 	})
@@ -329,10 +417,10 @@ func (b *Broker) publishCheck(ctx context.Context, ch, payload string) (int64, e
 
 // publishMarker publishes the renewal marker, which both sessions must
 // receive.
-func (b *Broker) publishMarker(ctx context.Context, ch, marker string) error {
+func (b *Broker) publishMarker(ctx context.Context, via redis.Cmdable, ch, marker string) error {
 	ctx, cancel := context.WithTimeout(ctx, b.opts.PingTimeout)
 	defer cancel()
-	receivers, err := b.publishCheck(ctx, ch, marker)
+	receivers, err := b.publishCheck(ctx, via, ch, marker)
 	if err != nil {
 		return fmt.Errorf("publish the marker: %w", err)
 	}

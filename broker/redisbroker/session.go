@@ -525,7 +525,7 @@ func (c *conn) probe() error {
 	err := errors.New("no probe channel")
 	var receivers int64
 	if ch := c.s.probeCh; ch != "" {
-		receivers, err = b.publishCheck(ctx, ch, token)
+		receivers, err = b.publishCheck(ctx, b.client, ch, token)
 	}
 	if err == nil && receivers == 0 && b.countsAll() {
 		// Redis confirmed the probe channel's subscription when the
