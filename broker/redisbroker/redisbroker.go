@@ -61,11 +61,9 @@
 // a fresh one: each new connection subscribes first, then a marker
 // published to a channel the old connection to the same server holds
 // decides which of the two delivers each message, so none is lost or
-// repeated (see renew.go). Stats.Renewals counts them. This is done on a
-// single server and Sentinel (ModeAudience and ModeSharded) and on a
-// cluster in ModeSharded; not for classic pub/sub on a cluster, where two
-// connections may read the same publishes in different orders, nor in
-// ModePattern, whose channels do not grow.
+// repeated (see renew.go). Stats.Renewals counts them. This is done in
+// ModeAudience and ModeSharded, on a single server, Sentinel or a cluster;
+// not in ModePattern, whose channels do not grow.
 package redisbroker
 
 import (

@@ -47,11 +47,16 @@ import (
 // An old connection to a node that is no longer a master is not handed
 // over: Redis unsubscribed everything it held there.
 //
-// Left out: classic pub/sub on a cluster, whose publishes reach a
-// subscriber through the cluster bus from whichever node took them, so two
-// connections on two nodes may read them in different orders; and
-// ModePattern, whose connection holds patterns, and whose channels
-// (ws:broadcast) do not grow.
+// Classic pub/sub on a cluster (ModeAudience) brings every publish to a
+// subscriber through the cluster bus from whichever node took it, and two
+// nodes may forward them in different orders; but one node delivers them
+// to all its subscribers in one order. So the session's connection is
+// opened on a node the broker picks, and the successor's on the same one,
+// where the marker is published too (its subscriber count, which counts
+// that node's subscribers only, must include both).
+//
+// Left out: ModePattern, whose connection holds patterns, and whose
+// channels (ws:broadcast) do not grow.
 
 // minRenew is the smallest peak of channels for which a session is
 // renewed: below it the table is too small to be worth a new connection.
@@ -70,9 +75,7 @@ type handover struct {
 }
 
 // renewable reports whether sessions may be renewed (see above).
-func (b *Broker) renewable() bool {
-	return b.opts.Mode != ModePattern && (b.onCluster == nil || b.cluster != nil)
-}
+func (b *Broker) renewable() bool { return b.opts.Mode != ModePattern }
 
 // noteHeld follows the peak of channels held since the live session
 // began, and asks supervise for a renewal once they have fallen to a
@@ -144,8 +147,13 @@ func (b *Broker) handOver(ctx context.Context, old *session) error {
 	old.mu.Unlock()
 	markerCh := make(map[string]string, len(olds))
 	via := make(map[string]*redis.Client, len(olds))
+	var pin *redis.Client // classic pub/sub on a cluster: old's node
 	if b.cluster == nil {
 		markerCh[""] = old.probeCh // old holds it already
+		old.mu.Lock()
+		pin = old.node
+		old.mu.Unlock()
+		via[""] = pin
 	} else {
 		b.cluster.ReloadState(sctx)
 		masters, err := b.masters(sctx)
@@ -188,6 +196,7 @@ func (b *Broker) handOver(ctx context.Context, old *session) error {
 	// marker; the marker channels subscribed on the connection to each
 	// node directly, whatever the client's view of the slots says.
 	n := b.newSession()
+	n.node = pin // the same node: there, both read the publishes in one order
 	id := strconv.Quote("renewal-" + strings.TrimPrefix(probeChannel(), probePrefix))
 	oh := make(map[string]*handover, len(olds))
 	n.handovers = make(map[string]*handover, len(olds))

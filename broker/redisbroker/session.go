@@ -42,6 +42,10 @@ type session struct {
 	// soon asks watch for a probe now (see Broker.heardBy).
 	soon chan struct{}
 
+	// node is the server of the connection in ModeAudience on a cluster
+	// (see connFor); guarded by mu.
+	node *redis.Client
+
 	// handovers is set on a renewal's successor before it subscribes
 	// anything: each connection it opens, to the node of the key, is
 	// mute and waits for that handover's marker (see Broker.renew).
@@ -275,6 +279,18 @@ func (s *session) connFor(ctx context.Context, node string, nc *redis.Client) (*
 		ps = nc.SSubscribe(ctx)
 	case b.opts.Mode == ModeSharded:
 		ps = b.client.SSubscribe(ctx)
+	case b.onCluster != nil && b.opts.Mode == ModeAudience:
+		// Classic pub/sub on a cluster: on a node of the broker's
+		// choosing, which a renewal's successor must share (see
+		// Broker.renew); the cluster bus brings every publish there.
+		if s.node == nil {
+			n, err := b.onCluster.MasterForKey(ctx, s.probeCh)
+			if err != nil {
+				return nil, fmt.Errorf("open subscription connection: pick a node: %w", err)
+			}
+			s.node = n
+		}
+		ps = s.node.Subscribe(ctx)
 	default:
 		ps = b.client.Subscribe(ctx)
 	}
