@@ -44,8 +44,8 @@ import (
 // directly, not by the client's view of the slots, and each marker is
 // published through its node's own client, so a view that changes
 // meanwhile cannot put a marker where its old connection does not read.
-// An old connection to a node that is no longer a master is not handed
-// over: Redis unsubscribed everything it held there.
+// In ModeSharded, an old connection to a node that is no longer a master
+// is not handed over: Redis unsubscribed everything it held there.
 //
 // Classic pub/sub on a cluster (ModeAudience) brings every publish to a
 // subscriber through the cluster bus from whichever node took it, and two
@@ -153,7 +153,12 @@ func (b *Broker) handOver(ctx context.Context, old *session) error {
 		old.mu.Lock()
 		pin = old.node
 		old.mu.Unlock()
-		via[""] = pin
+		if pin == nil && b.onCluster != nil {
+			// Cannot be (init opens the connection, which picks the
+			// node), and without it the successor would pick its own.
+			b.giveUp(held)
+			return errors.New("the old session's node is unknown")
+		}
 	} else {
 		b.cluster.ReloadState(sctx)
 		masters, err := b.masters(sctx)
@@ -240,8 +245,11 @@ func (b *Broker) handOver(ctx context.Context, old *session) error {
 	}
 	for node, h := range oh {
 		var pub redis.Cmdable = b.client
-		if via[node] != nil {
+		switch {
+		case via[node] != nil:
 			pub = via[node] // a moved slot answers MOVED, before any marker is read
+		case pin != nil:
+			pub = pin // where both connections are
 		}
 		if err = b.publishMarker(ctx, pub, h.channel, h.marker); err != nil {
 			err = fmt.Errorf("%s: %w", nodeName(node), err)
