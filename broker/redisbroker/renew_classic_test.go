@@ -61,7 +61,8 @@ func classicRenewing(t *testing.T, client redis.UniversalClient) (*redisbroker.B
 	return b, in, kept
 }
 
-// checkInOrder checks in holds 0..n-1 on each channel once, in order.
+// checkInOrder checks that in holds 0, 1, 2, … on each channel, once each
+// and in order, sent in all (an "end" on a channel aside).
 func checkInOrder(t *testing.T, in *inbox, sent int64) {
 	t.Helper()
 	next := map[string]int{}
@@ -72,7 +73,7 @@ func checkInOrder(t *testing.T, in *inbox, sent int64) {
 		}
 		j, _ := strconv.Atoi(payload)
 		if j != next[ch] {
-			t.Fatalf("%s: got %d after %d", ch, j, next[ch]-1)
+			t.Fatalf("%s: got %d after %d (lost or repeated across a renewal)", ch, j, next[ch]-1)
 		}
 		next[ch]++
 	}
