@@ -277,7 +277,7 @@ func (b *Broker) handOver(ctx context.Context, old *session) error {
 			}
 		}
 		t.Stop()
-		if err != nil && allClosed(n.handovers) {
+		if err != nil && allPassed(n.handovers) {
 			err = nil // whatever else happened meanwhile, the successor has taken over
 		}
 	}
@@ -357,8 +357,8 @@ func (s *session) subscribeEach(ctx context.Context, add bool, chans map[string]
 	return nil
 }
 
-// allClosed reports whether every successor connection has taken over.
-func allClosed(hs map[string]*handover) bool {
+// allPassed reports whether every successor connection has taken over.
+func allPassed(hs map[string]*handover) bool {
 	for _, h := range hs {
 		select {
 		case <-h.passed:

@@ -13,47 +13,29 @@ import (
 	"github.com/fxws/websocket/broker/redisbroker"
 	"github.com/fxws/websocket/internal/redistest"
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/zap/zaptest"
 )
 
-// pinnedIndex returns the index in cl.Nodes (masters) or, with replica
-// true, cl.Replicas, of the node holding the broker's one classic
-// subscription connection.
-func pinnedIndex(t *testing.T, cl *redistest.Cluster) (int, bool) {
+// pinnedMaster returns the index in cl.Nodes of the master holding the
+// broker's one classic subscription connection.
+func pinnedMaster(t *testing.T, cl *redistest.Cluster) int {
 	t.Helper()
-	ctx := context.Background()
 	for i, s := range cl.Nodes {
 		c := s.Client()
-		n, err := pubsubClients(ctx, c)
+		n, err := pubsubClients(context.Background(), c)
 		c.Close()
 		if err == nil && n > 0 {
-			return i, false
+			return i
 		}
 	}
-	for i, s := range cl.Replicas {
-		c := s.Client()
-		n, err := pubsubClients(ctx, c)
-		c.Close()
-		if err == nil && n > 0 {
-			return i, true
-		}
-	}
-	t.Fatal("no node holds a subscription connection")
-	return 0, false
+	t.Fatal("no master holds the subscription connection")
+	return 0
 }
 
 func classicRenewing(t *testing.T, client redis.UniversalClient) (*redisbroker.Broker, *inbox, []string) {
 	t.Helper()
 	opts := outageOpts()
-	opts.Logger = zaptest.NewLogger(t)
 	opts.Workers = 3
-	b := redisbroker.New(client, opts)
-	redisbroker.SetRenewMin(b, 64)
-	in := newInbox()
-	if err := b.Start(context.Background(), in.handle); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	b, in := startRenewing(t, client, opts, nil)
 	kept := []string{"ws:room:k0", "ws:room:k1", "ws:room:k2", "ws:broadcast"}
 	if err := b.Subscribe(context.Background(), kept...); err != nil {
 		t.Fatal(err)
@@ -94,10 +76,7 @@ func TestClassicRenewalOnADemotedNode(t *testing.T) {
 	ctx := context.Background()
 	client := cl.Client()
 	b, in, kept := classicRenewing(t, client)
-	idx, onReplica := pinnedIndex(t, cl)
-	if onReplica {
-		t.Fatalf("pinned on a replica from the start")
-	}
+	idx := pinnedMaster(t, cl)
 	failOver(t, cl, client, idx)
 	old := cl.Nodes[idx].Client()
 	defer old.Close()
@@ -149,10 +128,7 @@ func TestClassicPinnedNodeKilled(t *testing.T) {
 	ctx := context.Background()
 	client := cl.Client(func(o *redis.ClusterOptions) { o.MaxRetries = -1 })
 	b, in, kept := classicRenewing(t, client)
-	idx, onReplica := pinnedIndex(t, cl)
-	if onReplica {
-		t.Fatal("pinned on a replica")
-	}
+	idx := pinnedMaster(t, cl)
 	cl.Nodes[idx].Kill()
 	waitWithin(t, 30*time.Second, "a reconnect", func() bool { return b.Stats().Reconnects >= 1 })
 	pub := cl.Client()

@@ -47,13 +47,7 @@ func renewOnce(t *testing.T, b *redisbroker.Broker, crowdChans []string) {
 // a peak of 64 channels, holding one channel on master 0, which it returns.
 func renewingBroker(t *testing.T, client *redis.ClusterClient, log *zap.Logger) (*redisbroker.Broker, *inbox, string) {
 	t.Helper()
-	b := redisbroker.New(client, redisbroker.Options{Mode: redisbroker.ModeSharded, Logger: log})
-	redisbroker.SetRenewMin(b, 64)
-	in := newInbox()
-	if err := b.Start(context.Background(), in.handle); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	b, in := startRenewing(t, client, redisbroker.Options{Mode: redisbroker.ModeSharded, Logger: log}, nil)
 	kept := chansOn(3, 0, "ws:room:kept-", 1)[0]
 	if err := b.Subscribe(context.Background(), kept); err != nil {
 		t.Fatal(err)

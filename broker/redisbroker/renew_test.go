@@ -71,6 +71,27 @@ func publishing(t *testing.T, wg *sync.WaitGroup, stop <-chan struct{}, pub redi
 	})
 }
 
+// startRenewing starts a broker on client that renews its session from a
+// peak of 64 channels (opts.Logger defaults to the test's). beforeMarker,
+// unless nil, runs in each renewal just before its marker is published.
+func startRenewing(t *testing.T, client redis.UniversalClient, opts redisbroker.Options, beforeMarker func(*redisbroker.Broker)) (*redisbroker.Broker, *inbox) {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = zaptest.NewLogger(t)
+	}
+	b := redisbroker.New(client, opts)
+	redisbroker.SetRenewMin(b, 64)
+	if beforeMarker != nil {
+		redisbroker.SetBeforeMarker(b, func() { beforeMarker(b) })
+	}
+	in := newInbox()
+	if err := b.Start(context.Background(), in.handle); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b, in
+}
+
 // waitStats polls b's counters until ok holds, for 10 s at most.
 func waitStats(t *testing.T, b *redisbroker.Broker, what string, ok func(redisbroker.Stats) bool) redisbroker.Stats {
 	t.Helper()
@@ -114,13 +135,7 @@ func TestRenewalLosesAndRepeatsNothing(t *testing.T) {
 			for _, s := range servers {
 				defer s.Close()
 			}
-			b := redisbroker.New(client, redisbroker.Options{Mode: c.mode, Workers: 3, Logger: zaptest.NewLogger(t)})
-			redisbroker.SetRenewMin(b, 64)
-			in := newInbox()
-			if err := b.Start(ctx, in.handle); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = b.Close() })
+			b, in := startRenewing(t, client, redisbroker.Options{Mode: c.mode, Workers: 3}, nil)
 			kept := []string{"ws:room:k0", "ws:room:k1", "ws:room:k2", "ws:room:k3", "ws:room:k4", "ws:broadcast"}
 			if err := b.Subscribe(ctx, kept...); err != nil {
 				t.Fatal(err)
@@ -273,21 +288,14 @@ func TestRenewalOnAFrozenRedisRecovers(t *testing.T) {
 	proxy = redistest.NewProxy(t, srv.Addr())
 	rc := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { _ = rc.Close() })
-	b := redisbroker.New(rc, redisbroker.Options{PingTimeout: 300 * time.Millisecond, Logger: zaptest.NewLogger(t)})
-	redisbroker.SetRenewMin(b, 64)
-	redisbroker.SetBeforeMarker(b, func() {
+	b, in := startRenewing(t, rc, redisbroker.Options{PingTimeout: 300 * time.Millisecond}, func(*redisbroker.Broker) {
 		// Every connection open now, the publishing pool's included,
 		// stops answering; the reconnect opens new ones.
 		if froze.CompareAndSwap(false, true) {
 			proxy.Freeze()
 		}
 	})
-	in := newInbox()
 	ctx := context.Background()
-	if err := b.Start(ctx, in.handle); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
 	if err := b.Subscribe(ctx, "ws:room:a"); err != nil {
 		t.Fatal(err)
 	}
@@ -314,19 +322,13 @@ func TestRenewalOnAFrozenRedisRecovers(t *testing.T) {
 // (goleak, in TestMain).
 func TestCloseDuringRenewal(t *testing.T) {
 	srv := redistest.Start(t)
-	ctx := context.Background()
-	b := redisbroker.New(srv.Client(), redisbroker.Options{Logger: zaptest.NewLogger(t)})
-	redisbroker.SetRenewMin(b, 64)
 	closed := make(chan struct{})
-	redisbroker.SetBeforeMarker(b, func() {
+	b, _ := startRenewing(t, srv.Client(), redisbroker.Options{}, func(b *redisbroker.Broker) {
 		go func() {
 			_ = b.Close()
 			close(closed)
 		}()
 	})
-	if err := b.Start(ctx, newInbox().handle); err != nil {
-		t.Fatal(err)
-	}
 	_ = crowd(t, b, "ws:client:crowd-", 256, 100) // fails once closed
 	select {
 	case <-closed:
@@ -342,13 +344,7 @@ func TestCloseDuringRenewal(t *testing.T) {
 func TestRenewalsAmidSubscriptionChanges(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	b := redisbroker.New(srv.Client(), redisbroker.Options{Workers: 3, Logger: zap.NewNop()})
-	redisbroker.SetRenewMin(b, 64)
-	in := newInbox()
-	if err := b.Start(ctx, in.handle); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	b, in := startRenewing(t, srv.Client(), redisbroker.Options{Workers: 3, Logger: zap.NewNop()}, nil)
 	kept := []string{"ws:room:k0", "ws:room:k1"}
 	toggled := []string{"ws:room:t0", "ws:room:t1", "ws:room:t2", "ws:room:t3"}
 	if err := b.Subscribe(ctx, kept...); err != nil {
@@ -463,20 +459,13 @@ func TestUnsentMarkerKeepsTheSession(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	core, logs := observer.New(zapcore.WarnLevel)
-	b := redisbroker.New(srv.Client(), redisbroker.Options{PingTimeout: 300 * time.Millisecond, Logger: zap.New(core)})
-	redisbroker.SetRenewMin(b, 64)
 	release := make(chan struct{})
 	var once atomic.Bool
-	redisbroker.SetBeforeMarker(b, func() {
+	b, in := startRenewing(t, srv.Client(), redisbroker.Options{PingTimeout: 300 * time.Millisecond, Logger: zap.New(core)}, func(b *redisbroker.Broker) {
 		if once.CompareAndSwap(false, true) {
 			redisbroker.FillChecks(b, release)
 		}
 	})
-	in := newInbox()
-	if err := b.Start(ctx, in.handle); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
 	if err := b.Subscribe(ctx, "ws:room:k"); err != nil {
 		t.Fatal(err)
 	}
@@ -516,12 +505,7 @@ func TestFailedRenewalWaitsForTheNextFall(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	core, logs := observer.New(zapcore.WarnLevel)
-	b := redisbroker.New(srv.Client(), redisbroker.Options{Logger: zap.New(core)})
-	redisbroker.SetRenewMin(b, 64)
-	if err := b.Start(ctx, newInbox().handle); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	b, _ := startRenewing(t, srv.Client(), redisbroker.Options{Logger: zap.New(core)}, nil)
 	chans := make([]string, 256)
 	for i := range chans {
 		chans[i] = "ws:client:crowd-" + strconv.Itoa(i)
