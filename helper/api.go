@@ -169,8 +169,9 @@ type Stats struct {
 	// needs (ws:broadcast not included); SyncSubscriptions waits until the
 	// broker holds them.
 	Subscriptions int
-	// ConnectionsTotal counts every upgrade since start.
-	ConnectionsTotal uint64
+	// ConnectionsTotal counts every upgrade since start; DirectUpgrades,
+	// those answered as they were accepted (UpgradeListener).
+	ConnectionsTotal, DirectUpgrades uint64
 	// Delivered counts frames handed to sockets; DroppedBackpressure,
 	// messages not queued because a client's buffer was full.
 	Delivered, DroppedBackpressure uint64
@@ -192,6 +193,7 @@ type Stats struct {
 
 type counters struct {
 	connections, delivered, droppedBackpressure atomic.Uint64
+	directUpgrades                              atomic.Uint64
 	publishErrors, badEnvelopes, handlerErrors  atomic.Uint64
 	memoryReleases                              atomic.Uint64
 	inflated, deliveredCompressed               atomic.Uint64
@@ -209,6 +211,7 @@ func (h *WebSocketServerHelper) Stats() Stats {
 		Users:               users,
 		Subscriptions:       h.subs.count(),
 		ConnectionsTotal:    h.stats.connections.Load(),
+		DirectUpgrades:      h.stats.directUpgrades.Load(),
 		Delivered:           h.stats.delivered.Load(),
 		DroppedBackpressure: h.stats.droppedBackpressure.Load(),
 		PublishErrors:       h.stats.publishErrors.Load(),

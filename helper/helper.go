@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -218,6 +219,15 @@ func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request
 		pending, _ = rw.Reader.Peek(n)
 		pending = append([]byte(nil), pending...)
 	}
+	h.attach(conn, r.WithContext(context.Background()), pending, deflate)
+}
+
+// attach registers an upgraded connection and starts reading it: pending
+// is what the client sent after its upgrade request and was read with it,
+// deflate the compression negotiated (nil: none). Both upgrade paths end
+// here, the one through net/http (ServeHTTP) and the direct one
+// (UpgradeListener), holding the slots reserveSlots took.
+func (h *WebSocketServerHelper) attach(conn net.Conn, r *http.Request, pending []byte, deflate *deflateNegotiation) {
 	now := time.Now()
 	raw, sock := newRawConn(conn)
 	c := &client{
@@ -228,7 +238,7 @@ func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request
 		shard:       h.flush.shardFor(),
 		connectedAt: now.UnixNano(),
 		remoteAddr:  r.RemoteAddr,
-		req:         r.WithContext(context.Background()),
+		req:         r,
 	}
 	c.out.sock = sock
 	c.lastActivity.Store(now.UnixNano())

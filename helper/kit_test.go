@@ -36,11 +36,13 @@ func TestMain(m *testing.M) {
 type transport string
 
 const (
-	// rawSocket: a *net.TCPConn as served by default: on Linux, idle
-	// connections watched by the epoll poller, inline non-blocking writes.
+	// rawSocket: a *net.TCPConn as the module serves it: upgraded as it
+	// is accepted (UpgradeListener) and, on Linux, idle connections
+	// watched by the epoll poller, inline non-blocking writes.
 	rawSocket transport = "raw"
-	// rawGoroutine: the same socket with the poller disabled: one read
-	// goroutine per connection, waiting by MSG_PEEK without a buffer.
+	// rawGoroutine: the same socket upgraded through net/http (ServeHTTP)
+	// with the poller disabled: one read goroutine per connection,
+	// waiting by MSG_PEEK without a buffer.
 	rawGoroutine transport = "raw-goroutine"
 	// wrappedConn: not a syscall.Conn (as a TLS connection is not): the
 	// portable path, blocking reads, writes through the writer goroutine.
@@ -258,11 +260,20 @@ func newKit(t *testing.T, tr transport, edit func(*helper.Config), opts ...kitOp
 		t.Fatalf("Start: %v", err)
 	}
 	srv := httptest.NewUnstartedServer(h)
+	if tr == rawSocket {
+		// As the module listens: connections accepted once their first
+		// bytes are in, so that upgrades are taken directly.
+		_ = srv.Listener.Close()
+		srv.Listener = deferredListener(t)
+	}
 	if set.sendBuffer > 0 {
 		srv.Listener = smallBufferListener{srv.Listener, set.sendBuffer}
 	}
-	if tr == wrappedConn {
+	switch tr {
+	case wrappedConn:
 		srv.Listener = plainListener{srv.Listener}
+	case rawSocket:
+		srv.Listener = h.UpgradeListener(srv.Listener)
 	}
 	srv.Start()
 	k := &kit{t: t, h: h, srv: srv, rec: rec, url: "ws" + strings.TrimPrefix(srv.URL, "http") + h.Path()}

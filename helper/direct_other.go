@@ -1,0 +1,12 @@
+//go:build !linux || 386
+
+package helper
+
+import "net"
+
+// Elsewhere UpgradeListener returns its listener as it is.
+const directUpgrades = false
+
+func (*upgradeListener) peek(*net.TCPConn) int { return 0 }
+
+func (*upgradeListener) peekSocket(uintptr) bool { return true }
