@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"reflect"
 
 	"github.com/fxws/websocket/broker"
 	"github.com/fxws/websocket/component"
@@ -46,7 +47,11 @@ type HelperRef = component.HelperRef
 // makes the module listen on its own address), or panic at the first call.
 func bind[T any](v T, key string) fx.Option {
 	if nilref.Is(v) {
-		return fx.Error(fmt.Errorf("websocket: a nil %T bound under %s: bind a value, or leave the binding out for the default", v, key))
+		what := fmt.Sprintf("%T", v)
+		if any(v) == nil { // an interface holding nothing: %T says "<nil>"
+			what = reflect.TypeFor[T]().String()
+		}
+		return fx.Error(fmt.Errorf("websocket: a nil %s bound under %s: bind a value, or leave the binding out for the default", what, key))
 	}
 	return fx.Provide(fx.Annotate(func() T { return v }, fx.ResultTags(key)))
 }

@@ -183,7 +183,11 @@ func TestInvalidBindingsFailNew(t *testing.T) {
 		{"nil redis client through the helper", []fx.Option{websocket.WithRedisConnection((*redis.Client)(nil))},
 			[]string{"@app/websocket/redis-connection", "nil"}},
 		{"nil mux", []fx.Option{websocket.WithHTTPMux(nil)},
-			[]string{"@app/websocket/http-mux", "nil"}},
+			[]string{"@app/websocket/http-mux", "nil *http.ServeMux"}},
+		{"nil redis interface", []fx.Option{websocket.WithRedisConnection(nil)},
+			[]string{"@app/websocket/redis-connection", "nil redis.UniversalClient"}},
+		{"nil broker", []fx.Option{websocket.WithBroker(nil)},
+			[]string{"@app/websocket/broker", "nil broker.Broker"}},
 		{"options without the name", []fx.Option{fx.Supply(websocket.ServerOptions{Options: helper.Options{Path: "/realtime"}})},
 			[]string{"without the name", "@app/websocket/server-options", "WithServerOptions"}},
 	}

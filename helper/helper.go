@@ -11,8 +11,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -416,14 +418,34 @@ func (h *WebSocketServerHelper) goTask(f func()) {
 	}()
 }
 
-// safeCall runs a user callback, turning a panic into an error.
+// safeCall runs a user callback, turning a panic into an error that
+// carries the panic's stack.
 func safeCall(f func() error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("panic: %v", r)
+			err = &panicError{value: r, stack: debug.Stack()}
 		}
 	}()
 	return f()
+}
+
+// panicError is a callback's recovered panic. Its message is the panic's
+// value; formatted with %+v, which zap does for an error's errorVerbose
+// field, it adds the stack where the panic happened, which the log of a
+// production server needs to find it.
+type panicError struct {
+	value any
+	stack []byte
+}
+
+func (e *panicError) Error() string { return fmt.Sprintf("panic: %v", e.value) }
+
+func (e *panicError) Format(f fmt.State, verb rune) {
+	_, _ = io.WriteString(f, e.Error())
+	if verb == 'v' && f.Flag('+') {
+		_, _ = io.WriteString(f, "\n")
+		_, _ = f.Write(e.stack)
+	}
 }
 
 func zapClient(id string) zap.Field { return zap.String("clientId", id) }

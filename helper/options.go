@@ -266,8 +266,10 @@ type ValidateRoomRequest struct {
 }
 
 // ValidateRoomFunc returns the subset of the requested rooms the client may
-// join. Without one, clients cannot join rooms themselves. Names shaped
-// like another client's id never reach it unless Options.AllowClientIDRooms.
+// join. Every name it returns is joined, requested or not, as in the
+// original: return only what the client may join. Without one, clients
+// cannot join rooms themselves. Names shaped like another client's id
+// never reach it unless Options.AllowClientIDRooms.
 type ValidateRoomFunc func(ctx context.Context, req ValidateRoomRequest) ([]string, error)
 
 // ClientInfo identifies a client to the lifecycle callbacks.

@@ -2,12 +2,14 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/fxws/websocket/helper"
 )
@@ -156,8 +158,29 @@ func viewOf(v helper.ClientView) clientView {
 	if cv.Rooms == nil {
 		cv.Rooms = []string{}
 	}
-	slices.Sort(cv.Rooms)
+	slices.SortFunc(cv.Rooms, compareUTF16)
 	return cv
+}
+
+// compareUTF16 orders strings as JavaScript's default sort does, by UTF-16
+// code units: a character past U+FFFF (a surrogate pair, from 0xD800)
+// comes before one of U+E000–U+FFFF, where Go's byte order puts it after.
+func compareUTF16(a, b string) int {
+	key := func(r rune) rune {
+		if r >= 0xE000 && r <= 0xFFFF {
+			return r + 0x200000 // above every surrogate pair
+		}
+		return r
+	}
+	for a != "" && b != "" {
+		ra, na := utf8.DecodeRuneInString(a)
+		rb, nb := utf8.DecodeRuneInString(b)
+		if c := cmp.Compare(key(ra), key(rb)); c != 0 {
+			return c
+		}
+		a, b = a[na:], b[nb:]
+	}
+	return cmp.Compare(len(a), len(b))
 }
 
 // marshal encodes as JSON.stringify does: no HTML escaping, no newline.

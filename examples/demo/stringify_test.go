@@ -1,6 +1,11 @@
 package main
 
-import "testing"
+import (
+	"slices"
+	"testing"
+
+	"github.com/fxws/websocket/helper"
+)
 
 func TestStringify(t *testing.T) {
 	cases := map[string]string{
@@ -45,5 +50,16 @@ func TestStringify(t *testing.T) {
 		if _, err := stringify([]byte(bad)); err == nil {
 			t.Errorf("stringify(%q) accepted", bad)
 		}
+	}
+}
+
+// Rooms are listed in JavaScript's sort order (UTF-16 code units), as the
+// original lists them: a character past U+FFFF before one of
+// U+E000–U+FFFF, where byte order puts it after.
+func TestRoomsSortAsJavaScript(t *testing.T) {
+	v := viewOf(helper.ClientView{Rooms: []string{"！", "😀", "b", "a😀", "a", "é", "\uE000"}})
+	want := []string{"a", "a😀", "b", "é", "😀", "\uE000", "！"} // [...].sort() in node
+	if !slices.Equal(v.Rooms, want) {
+		t.Fatalf("rooms %q, want %q", v.Rooms, want)
 	}
 }
