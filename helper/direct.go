@@ -38,7 +38,9 @@ import (
 // sees (AuthenticateRequest.Request) is parsed by net/http's own parser
 // either way.
 //
-// It takes TCP connections on Linux; on other systems, and for other
+// Wrap only a listener whose server hands the helper's path to the helper,
+// as the module's own does: an upgrade taken directly never reaches the
+// server's handler. It takes TCP connections on Linux; on other systems, and for other
 // connections (TLS among them), it changes nothing. The upgrades it
 // answers run one at a time in the goroutine that calls Accept, which is
 // cheaper than starting one each: an upgrade does no blocking I/O there.

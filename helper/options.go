@@ -266,7 +266,8 @@ type ValidateRoomRequest struct {
 }
 
 // ValidateRoomFunc returns the subset of the requested rooms the client may
-// join. Every name it returns is joined, requested or not, as in the
+// join. It runs on the goroutine that reads the client, as MessageFunc
+// does, with the same consequence for a slow call. Every name it returns is joined, requested or not, as in the
 // original: return only what the client may join. Without one, clients
 // cannot join rooms themselves. Names shaped like another client's id
 // never reach it unless Options.AllowClientIDRooms.
@@ -298,7 +299,12 @@ type MessageRequest struct {
 
 // MessageFunc handles application events. Its error or panic is logged; the
 // connection stays open. Messages of one client are handled one at a time,
-// in order.
+// in order, on the goroutine that reads the client: while a call runs,
+// nothing more is read from that client, its heartbeats and pongs
+// included, so a call that takes longer than Options.HeartbeatTimeout (or
+// IdleTimeout) gets its client closed 4002 (or 1001) however faithfully
+// it heartbeats. Hand work that may take that long to a goroutine of your
+// own and answer with a send. ctx ends when the client goes.
 type MessageFunc func(ctx context.Context, req MessageRequest) error
 
 // HandshakeRequest is what the handshake callback gets, during

@@ -120,7 +120,9 @@ func (d *demo) serve(lc fx.Lifecycle, cfg config, log *zap.Logger, h *helper.Web
 			}
 			go func() {
 				defer close(done)
-				if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				// Upgrades on the WebSocket path are answered as they are
+				// accepted, the rest served by srv.
+				if err := srv.Serve(h.UpgradeListener(ln)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 					log.Error("demo: serve", zap.Error(err))
 				}
 			}()
