@@ -233,3 +233,20 @@ func TestServerJoinInternalRoom(t *testing.T) {
 	post(t, "/ws-api/rooms/"+seg(room)+"/send", sendBody(ev, `1`))
 	expectNothing(t, c, ev)
 }
+
+// The client view lists rooms as the original's [...rooms].sort() does, by
+// UTF-16 code units: a character past U+FFFF before one of U+E000–U+FFFF.
+// (From a spec audit: byte order had them the other way round.)
+func TestClientViewRoomsInJavaScriptOrder(t *testing.T) {
+	t.Parallel()
+	_, cd := authed(t, "valid-"+uniq("sorted-"))
+	astral, fullwidth := "private-\U0001F600", "private-\uFF01"
+	for _, r := range []string{fullwidth, astral} {
+		post(t, "/ws-api/clients/"+seg(cd.ID)+"/rooms/"+seg(r), "")
+	}
+	rooms := roomsOf(t, cd.ID)
+	i, j := slices.Index(rooms, astral), slices.Index(rooms, fullwidth)
+	if i < 0 || j < 0 || i > j {
+		t.Fatalf("rooms %q: want %q before %q (UTF-16 code unit order, as the original)", rooms, astral, fullwidth)
+	}
+}
