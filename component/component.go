@@ -299,7 +299,7 @@ func (s *server) start(ctx context.Context) error {
 	s.served.Add(1)
 	go func() {
 		defer s.served.Done()
-		if err := s.srv.Serve(s.h.UpgradeListener(ln)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.h.Serve(s.srv, ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("websocket listener stopped", zap.Error(err))
 		}
 	}()

@@ -170,7 +170,7 @@ type Stats struct {
 	// broker holds them.
 	Subscriptions int
 	// ConnectionsTotal counts every upgrade since start; DirectUpgrades,
-	// those answered as they were accepted (UpgradeListener).
+	// those answered as they were accepted (Serve).
 	ConnectionsTotal, DirectUpgrades uint64
 	// Delivered counts frames handed to sockets; DroppedBackpressure,
 	// messages not queued because a client's buffer was full.

@@ -15,36 +15,55 @@ import (
 	"go.uber.org/zap"
 )
 
-// UpgradeListener wraps ln so that the WebSocket upgrades it accepts are
-// answered directly, as the connection is accepted, instead of by an
-// http.Server's connection goroutine; serve the result with an
-// http.Server whose handler is the helper (the module does):
+// Serve serves srv on ln, as srv.Serve(ln) does, except that the
+// WebSocket upgrades it accepts are answered directly, as the connection
+// is accepted, instead of by srv's connection goroutine. The module serves
+// this way; an app serving its own mux can too:
 //
-//	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-//	go srv.Serve(h.UpgradeListener(ln))
+//	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+//	ln, err := component.ListenConfig(srv.ReadHeaderTimeout).Listen(ctx, "tcp", addr)
+//	…
+//	go h.Serve(srv, ln)
 //
 // Through net/http, every upgrade costs the connection a goroutine and
 // about 12 KiB of buffers that net/http gives up to the hijacker (its read
 // buffer, its write buffer and the one Hijack adds), garbage the moment
-// the connection is registered: half of what a server allocates while
-// clients connect and leave. The direct path looks at what the client has
-// sent with MSG_PEEK, without taking it, and answers only an upgrade it
+// the connection is registered. The direct path looks at what the client
+// has sent with MSG_PEEK, without taking it, and answers only an upgrade it
 // can take whole: a complete request for the helper's path that ServeHTTP
-// would accept as it is. Anything else, a request to another path, one
-// not arrived in full, one ServeHTTP would refuse or negotiate (a
-// compression offer while Options.PerMessageDeflate is on), is left
-// untouched in the socket and returned by Accept, for the http.Server to
-// read and answer exactly as without the wrapper. The request a callback
-// sees (AuthenticateRequest.Request) is parsed by net/http's own parser
-// either way.
+// would accept as it is. Anything else (a request to another path, one not
+// arrived in full, one ServeHTTP would refuse or negotiate, such as a
+// compression offer while Options.PerMessageDeflate is on, and every
+// request while Options.CheckOrigin is set, which is the app's code and
+// must not run where connections are accepted) is left untouched in the
+// socket for srv to read and answer exactly as it would have. The request
+// a callback sees (AuthenticateRequest.Request) is parsed by net/http's own
+// parser either way; it has no Pattern, and srv's ConnState, ConnContext
+// and handler middleware do not see a connection upgraded directly.
 //
-// Wrap only a listener whose server hands the helper's path to the helper,
-// as the module's own does: an upgrade taken directly never reaches the
-// server's handler. It takes TCP connections on Linux; on other systems, and for other
-// connections (TLS among them), it changes nothing. The upgrades it
-// answers run one at a time in the goroutine that calls Accept, which is
-// cheaper than starting one each: an upgrade does no blocking I/O there.
-func (h *WebSocketServerHelper) UpgradeListener(ln net.Listener) net.Listener {
+// So:
+//   - srv's handler must hand the helper's path to the helper, as the
+//     module's does; an upgrade taken directly never reaches it;
+//   - the request is there to be taken only if the listener waited for it
+//     before accepting the connection: listen with component.ListenConfig
+//     (TCP_DEFER_ACCEPT), or nearly every upgrade goes through net/http;
+//   - it serves plain HTTP, for a server behind a TLS-terminating proxy or
+//     on a private network. For TLS, call srv.ServeTLS: upgrades then go
+//     through net/http (a wrapper under ServeTLS would see the raw TCP and
+//     take a plaintext upgrade on the TLS port).
+//
+// Direct upgrades are handled one at a time on the goroutine that accepts
+// connections, which costs less than starting one each: nothing there
+// waits, as the request is in and a fresh socket takes the answer. On
+// systems other than Linux (and on linux/386) and for connections other
+// than TCP, Serve is srv.Serve(ln).
+func (h *WebSocketServerHelper) Serve(srv *http.Server, ln net.Listener) error {
+	return srv.Serve(h.upgradeListener(ln))
+}
+
+// upgradeListener wraps ln so that its Accept answers the upgrades Serve
+// takes directly and returns every other connection.
+func (h *WebSocketServerHelper) upgradeListener(ln net.Listener) net.Listener {
 	if !directUpgrades {
 		return ln
 	}
@@ -94,8 +113,8 @@ const (
 	acceptGUID  = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 )
 
-// upgrade answers c's upgrade if it can take it whole (see
-// UpgradeListener); false leaves c as it was accepted, nothing read.
+// upgrade answers c's upgrade if it can take it whole (see Serve); false
+// leaves c as it was accepted, nothing read.
 func (l *upgradeListener) upgrade(c net.Conn) bool {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
@@ -140,8 +159,9 @@ func (l *upgradeListener) upgrade(c net.Conn) bool {
 		_ = tc.Close()
 		return true
 	}
-	h.stats.directUpgrades.Add(1)
-	h.attach(tc, r, nil, nil)
+	if h.attach(tc, r, nil, nil) {
+		h.stats.directUpgrades.Add(1)
+	}
 	return true
 }
 
@@ -160,8 +180,14 @@ func (h *WebSocketServerHelper) mayBeUpgrade(head []byte) bool {
 // request and its Sec-WebSocket-Key when ServeHTTP would upgrade it as it
 // is; nil when it would not, or might not.
 func (h *WebSocketServerHelper) directRequest(head []byte, remote net.Addr) (*http.Request, string) {
-	r, err := http.ReadRequest(bufio.NewReaderSize(bytes.NewReader(head), len(head)))
-	if err != nil {
+	if h.opts.CheckOrigin != nil {
+		return nil, "" // the app's code: not where connections are accepted
+	}
+	br := bufio.NewReaderSize(bytes.NewReader(head), len(head))
+	r, err := http.ReadRequest(br)
+	if err != nil || br.Buffered() > 0 {
+		// A request whose lines end in a bare LF ends before the first
+		// CRLF CRLF: what follows it is not ours to take.
 		return nil, ""
 	}
 	r.RemoteAddr = remote.String()
@@ -178,6 +204,7 @@ func (h *WebSocketServerHelper) directRequest(head []byte, remote net.Addr) (*ht
 	switch {
 	case r.Method != http.MethodGet || r.ProtoMajor != 1 || r.ProtoMinor != 1,
 		r.ContentLength != 0 || len(r.TransferEncoding) > 0,
+		len(r.Header["Expect"]) > 0, // net/http answers 417 to most
 		r.URL.Path != h.opts.Path,
 		!strings.EqualFold(r.Header.Get("Upgrade"), "websocket"),
 		!hasToken(r.Header.Get("Connection"), "upgrade"),
@@ -185,8 +212,7 @@ func (h *WebSocketServerHelper) directRequest(head []byte, remote net.Addr) (*ht
 		r.Header.Get("Sec-Websocket-Version") != "13",
 		h.opts.PerMessageDeflate && len(r.Header["Sec-Websocket-Extensions"]) > 0,
 		!h.ready.Load() || h.closing.Load(),
-		h.checkOrigin != nil && !h.checkOrigin(r),
-		h.opts.CheckOrigin != nil && !h.opts.CheckOrigin(r):
+		h.checkOrigin != nil && !h.checkOrigin(r):
 		return nil, ""
 	}
 	return r, key

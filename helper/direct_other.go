@@ -4,7 +4,7 @@ package helper
 
 import "net"
 
-// Elsewhere UpgradeListener returns its listener as it is.
+// Elsewhere Serve is srv.Serve(ln).
 const directUpgrades = false
 
 func (*upgradeListener) peek(*net.TCPConn) int { return 0 }

@@ -228,8 +228,9 @@ func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request
 // is what the client sent after its upgrade request and was read with it,
 // deflate the compression negotiated (nil: none). Both upgrade paths end
 // here, the one through net/http (ServeHTTP) and the direct one
-// (UpgradeListener), holding the slots reserveSlots took.
-func (h *WebSocketServerHelper) attach(conn net.Conn, r *http.Request, pending []byte, deflate *deflateNegotiation) {
+// (Serve), holding the slots reserveSlots took. False: the server is
+// shutting down, and the connection was closed 1001.
+func (h *WebSocketServerHelper) attach(conn net.Conn, r *http.Request, pending []byte, deflate *deflateNegotiation) bool {
 	now := time.Now()
 	raw, sock := newRawConn(conn)
 	c := &client{
@@ -256,7 +257,7 @@ func (h *WebSocketServerHelper) attach(conn net.Conn, r *http.Request, pending [
 		_ = conn.SetWriteDeadline(now.Add(closeGrace))
 		_, _ = conn.Write(closeFrame(ws.StatusGoingAway, protocol.ReasonShuttingDown))
 		_ = conn.Close()
-		return
+		return false
 	}
 	h.conns.Add(1)
 	h.reg.add(c)
@@ -281,6 +282,7 @@ func (h *WebSocketServerHelper) attach(conn net.Conn, r *http.Request, pending [
 	} else {
 		go c.readLoop()
 	}
+	return true
 }
 
 // reserveSlots takes a connection slot, and a pending one, if the limits

@@ -122,7 +122,7 @@ func (d *demo) serve(lc fx.Lifecycle, cfg config, log *zap.Logger, h *helper.Web
 				defer close(done)
 				// Upgrades on the WebSocket path are answered as they are
 				// accepted, the rest served by srv.
-				if err := srv.Serve(h.UpgradeListener(ln)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				if err := h.Serve(srv, ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 					log.Error("demo: serve", zap.Error(err))
 				}
 			}()
