@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -650,4 +651,58 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// A stop that callbacks outlast says why in the log: fx itself reports only
+// the stop context's "deadline exceeded" for a hook that returns as it ends.
+func TestIncompleteStopIsLogged(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	release := make(chan struct{})
+	defer close(release)
+	mux := http.NewServeMux()
+	var h *helper.WebSocketServerHelper
+	app := fx.New(fx.NopLogger, websocket.Module,
+		websocket.WithAuthenticate(auth),
+		websocket.WithHTTPMux(mux),
+		websocket.WithLogger(zap.New(core)),
+		websocket.WithClientDisconnected(func(context.Context, helper.ClientInfo) error {
+			<-release
+			return nil
+		}),
+		fx.Populate(&h),
+	)
+	if err := app.Err(); err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(mux)
+	defer hs.Close()
+	ctx := ctxT(t)
+	if err := app.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, err := fxtest.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http")+"/ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Abort() }()
+	if _, err := c.Authenticate(ctx, token("s")); err != nil {
+		t.Fatal(err)
+	}
+	stopCtx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := app.Stop(stopCtx); err == nil {
+		t.Fatal("stop succeeded while a disconnect callback blocked")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for logs.FilterMessage("websocket stop incomplete").Len() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no log line says why the stop was incomplete")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	entry := logs.FilterMessage("websocket stop incomplete").All()[0]
+	if msg := entry.ContextMap()["error"]; !strings.Contains(fmt.Sprint(msg), "callbacks still running") {
+		t.Fatalf("logged error %q does not name the callbacks", msg)
+	}
+	hs.CloseClientConnections()
 }

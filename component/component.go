@@ -346,5 +346,12 @@ func (s *server) stop(ctx context.Context) error {
 		}
 		s.served.Wait()
 	}
-	return errors.Join(errs...)
+	err := errors.Join(errs...)
+	if err != nil {
+		// Logged too: fx reports only "context deadline exceeded" for a
+		// hook that returns as its stop context ends, as this one does
+		// when callbacks or connections outlast it.
+		s.log.Error("websocket stop incomplete", zap.Error(err))
+	}
+	return err
 }

@@ -187,9 +187,37 @@ func TestModule(t *testing.T) {
 }
 
 func TestModuleRequiresRedis(t *testing.T) {
-	err := fx.ValidateApp(emitter.Module, fx.Invoke(func(*emitter.WebSocketEmitter) {}))
+	err := fx.New(fx.NopLogger, emitter.Module, fx.Invoke(func(*emitter.WebSocketEmitter) {})).Err()
 	if err == nil || !strings.Contains(err.Error(), "@app/websocket/redis-connection") {
 		t.Fatalf("error does not name the binding: %v", err)
+	}
+}
+
+// The client as redis.NewClient returns it is taken under the shared name,
+// as the server module takes it, so an app running both binds it once; a
+// client bound twice in two types is an error.
+func TestModuleTakesTheClientsOwnType(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	var e *emitter.WebSocketEmitter
+	app := fxt.New(t,
+		emitter.Module,
+		fx.Provide(fx.Annotate(func() *redis.Client { return rdb }, fx.ResultTags(emitter.RedisConnectionKey))),
+		fx.Populate(&e),
+	)
+	app.RequireStart()
+	if err := e.Broadcast(context.Background(), "ev", 1); err != nil {
+		t.Fatal(err)
+	}
+	app.RequireStop()
+
+	err := fx.New(fx.NopLogger, emitter.Module,
+		fx.Provide(fx.Annotate(func() *redis.Client { return rdb }, fx.ResultTags(emitter.RedisConnectionKey))),
+		emitter.WithRedisConnection(rdb),
+		fx.Invoke(func(*emitter.WebSocketEmitter) {})).Err()
+	if err == nil || !strings.Contains(err.Error(), "bound more than once") {
+		t.Fatalf("a client bound twice: %v", err)
 	}
 }
 

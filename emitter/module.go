@@ -1,6 +1,9 @@
 package emitter
 
 import (
+	"fmt"
+
+	"github.com/fxws/websocket/internal/nilref"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
@@ -29,7 +32,9 @@ const (
 //
 // OnStart waits for Redis to answer (Options.ReadyTimeout, bounded by the
 // app's start timeout) and fails the start otherwise; OnStop logs. A
-// missing Redis client fails fx.New with an error naming RedisConnectionKey.
+// missing Redis client fails fx.New with an error naming RedisConnectionKey;
+// it may be bound as a redis.UniversalClient, a *redis.Client or a
+// *redis.ClusterClient, as for the server module.
 var Module = fx.Module("websocket-emitter",
 	fx.Provide(newFromFx),
 )
@@ -37,12 +42,39 @@ var Module = fx.Module("websocket-emitter",
 type params struct {
 	fx.In
 	Lifecycle fx.Lifecycle
-	Redis     redis.UniversalClient `name:"@app/websocket/redis-connection"`
-	Options   Options               `name:"@app/websocket/emitter-options" optional:"true"`
-	Logger    *zap.Logger           `optional:"true"`
+	Redis     redis.UniversalClient `name:"@app/websocket/redis-connection" optional:"true"`
+	// The client as redis.NewClient and redis.NewClusterClient return it,
+	// which the server module takes under the same name too: fx matches
+	// types exactly, and an app running both binds its client once.
+	RedisClient  *redis.Client        `name:"@app/websocket/redis-connection" optional:"true"`
+	RedisCluster *redis.ClusterClient `name:"@app/websocket/redis-connection" optional:"true"`
+	Options      Options              `name:"@app/websocket/emitter-options" optional:"true"`
+	Logger       *zap.Logger          `optional:"true"`
+}
+
+// client is the one Redis client bound, in whichever type.
+func (p params) client() (redis.UniversalClient, error) {
+	var found []redis.UniversalClient
+	for _, c := range []redis.UniversalClient{p.Redis, p.RedisClient, p.RedisCluster} {
+		if !nilref.Is(c) {
+			found = append(found, c)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("emitter: no Redis client bound under %s: bind one with emitter.WithRedisConnection (a redis.UniversalClient, *redis.Client or *redis.ClusterClient)", RedisConnectionKey)
+	case 1:
+		return found[0], nil
+	}
+	return nil, fmt.Errorf("emitter: %s is bound more than once, in different types: bind it once", RedisConnectionKey)
 }
 
 func newFromFx(p params) (*WebSocketEmitter, error) {
+	rdb, err := p.client()
+	if err != nil {
+		return nil, err
+	}
+	p.Redis = rdb
 	opts := p.Options
 	if opts.Logger == nil {
 		opts.Logger = p.Logger

@@ -372,14 +372,22 @@ func (c *Client) ExpectAny(ctx context.Context, events ...string) (protocol.Mess
 		code, reason := c.code, c.reason
 		c.mu.Unlock()
 		if closed {
-			return protocol.Message{}, fmt.Errorf("%w (code %d %q) while waiting for %v", ErrClosed, code, reason, events)
+			return protocol.Message{}, fmt.Errorf("%w (code %d %q) while waiting for %s", ErrClosed, code, reason, eventsText(events))
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return protocol.Message{}, fmt.Errorf("fxtest: no %v: %w", events, ctx.Err())
+			return protocol.Message{}, fmt.Errorf("fxtest: no %s: %w", eventsText(events), ctx.Err())
 		}
 	}
+}
+
+// eventsText names what ExpectAny waits for, in its errors.
+func eventsText(events []string) string {
+	if len(events) == 0 {
+		return "message"
+	}
+	return fmt.Sprint(events)
 }
 
 // ExpectError waits for an error event and returns its message text.
