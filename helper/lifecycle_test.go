@@ -542,3 +542,30 @@ func TestShutdownDoesNotWarnOfSubscriptionChangesItCancels(t *testing.T) {
 		t.Fatalf("Shutdown logged %d warnings of failed subscription changes: %v", n, logs.All()[0].Message)
 	}
 }
+
+// The timers close no sooner than they are set to (the other timer tests
+// bound them from above): a client authenticating at 60 % of AuthTimeout
+// is accepted, and a silent authenticated client is closed 4002 only once
+// HeartbeatTimeout has passed since its connected event (from a spec
+// audit: nothing asserted the lower bounds).
+func TestTimersNeverFireEarly(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		const timeout = time.Second
+		k := newKit(t, tr, func(c *helper.Config) {
+			c.Options.AuthTimeout = timeout
+			c.Options.HeartbeatInterval = 20 * time.Millisecond
+			c.Options.HeartbeatTimeout = timeout
+		})
+		late := k.dial()
+		time.Sleep(timeout * 6 / 10)
+		if _, err := late.Authenticate(context.Background(), map[string]string{"token": "valid-late"}); err != nil {
+			t.Fatalf("authenticate at 60 %% of AuthTimeout: %v", err)
+		}
+		silent, _ := k.login("silent")
+		since := time.Now() // connected has arrived: the heartbeat clock started before
+		expectClose(t, silent, protocol.CloseHeartbeatTimeout, protocol.ReasonHeartbeatTimeout)
+		if d := time.Since(since); d < timeout-50*time.Millisecond {
+			t.Fatalf("closed 4002 %v after connected, HeartbeatTimeout is %v", d, timeout)
+		}
+	})
+}
