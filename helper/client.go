@@ -39,6 +39,13 @@ type client struct {
 
 	lastActivity atomic.Int64 // unix nanos of the last data frame
 	lastSeen     atomic.Int64 // unix nanos of the last frame of any kind
+	// inApp is -1 while the read side runs (or waits for) the app's code
+	// for one of the client's messages, and then the unix nanos it got
+	// back. Nothing more is read from the client meanwhile, its heartbeats
+	// included, so its heartbeat and idle clocks stand still: the server's
+	// slowness must not get a faithful client closed (the original reads
+	// on while its handlers run).
+	inApp atomic.Int64
 	connectedAt  int64        // unix nanos
 	remoteAddr   string
 	rate         rateLimiter   // inbound message budget; the read side's alone

@@ -13,6 +13,8 @@ import (
 // clients that sent no message for HeartbeatTimeout (4002), and the
 // transport's idle check, which pings quiet sockets and cuts those silent
 // for IdleTimeout. A pong counts for the idle check, not for the heartbeat.
+// Both clocks stand still while the app's code has one of the client's
+// messages (client.inApp).
 func (h *WebSocketServerHelper) heartbeat(ctx context.Context) {
 	sweep := time.NewTicker(h.opts.HeartbeatInterval)
 	defer sweep.Stop()
@@ -40,7 +42,11 @@ func (h *WebSocketServerHelper) sweepHeartbeats(now time.Time) {
 	defer putRecipients(all)
 	*all = h.reg.appendAll(*all)
 	for _, c := range *all {
-		if c.authenticated() && c.lastActivity.Load() < deadline {
+		app := c.inApp.Load()
+		if app < 0 {
+			continue // its clock stands still while the app has its message
+		}
+		if c.authenticated() && max(c.lastActivity.Load(), app) < deadline {
 			h.log.Info("heartbeat timeout", zapClient(c.id))
 			c.closeWith(ws.StatusCode(protocol.CloseHeartbeatTimeout), protocol.ReasonHeartbeatTimeout)
 		}
@@ -54,7 +60,11 @@ func (h *WebSocketServerHelper) sweepIdle(now time.Time) {
 	defer putRecipients(all)
 	*all = h.reg.appendAll(*all)
 	for _, c := range *all {
-		seen := c.lastSeen.Load()
+		app := c.inApp.Load()
+		if app < 0 {
+			continue // as in sweepHeartbeats
+		}
+		seen := max(c.lastSeen.Load(), app)
 		switch {
 		case seen < cut:
 			h.log.Debug("idle timeout", zapClient(c.id))

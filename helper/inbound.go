@@ -101,8 +101,11 @@ func (h *WebSocketServerHelper) handleMessage(c *client, raw []byte) {
 		return
 	}
 	// Application code runs from here on (or is waited for): what was
-	// held for this burst goes out first.
+	// held for this burst goes out first, and the client's clocks stand
+	// still until it returns (see client.inApp).
 	c.uncork()
+	c.inApp.Store(-1)
+	defer func() { c.inApp.Store(time.Now().UnixNano()) }()
 	c.mu.Lock()
 	hook := c.hookPending
 	c.mu.Unlock()

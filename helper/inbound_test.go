@@ -363,3 +363,44 @@ func TestLargeMessageDataOutlivesItsFrame(t *testing.T) {
 		}
 	})
 }
+
+// A slow callback costs its client nothing: the client heartbeats while
+// the server is busy with its message (its frames wait in the socket), and
+// is neither closed 4002 nor cut for idleness; once the call is back, the
+// clocks run again, and a client that then goes silent is closed as ever.
+// (From a user trial: a 4 s handler got a faithful client closed 4002.)
+func TestSlowCallbackCostsTheClientNothing(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		const timeout = 400 * time.Millisecond
+		k := newKit(t, tr, func(c *helper.Config) {
+			c.Options.HeartbeatInterval = 20 * time.Millisecond
+			c.Options.HeartbeatTimeout = timeout
+			c.Options.IdleTimeout = timeout
+			rec := c.Handlers.Message
+			c.Handlers.Message = func(ctx context.Context, req helper.MessageRequest) error {
+				if req.Message.Event == "slow" {
+					select {
+					case <-time.After(4 * timeout):
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}
+				return rec(ctx, req)
+			}
+		})
+		c, _ := k.login("patient")
+		_ = c.Emit("slow", nil)
+		for range 16 { // 4 timeouts, heartbeating as a client should
+			time.Sleep(timeout / 4)
+			if err := c.Heartbeat(); err != nil {
+				t.Fatalf("heartbeat while the callback ran: %v", err)
+			}
+		}
+		k.rec.waitFor(t, "the slow message handled", func() bool { return len(k.rec.messages) == 1 })
+		roundTrip(t, c)
+		if c.Closed() {
+			t.Fatal("the client was closed while the server was busy with its message")
+		}
+		expectClose(t, c, protocol.CloseHeartbeatTimeout, protocol.ReasonHeartbeatTimeout)
+	})
+}

@@ -301,10 +301,13 @@ type MessageRequest struct {
 // connection stays open. Messages of one client are handled one at a time,
 // in order, on the goroutine that reads the client: while a call runs,
 // nothing more is read from that client, its heartbeats and pongs
-// included, so a call that takes longer than Options.HeartbeatTimeout (or
-// IdleTimeout) gets its client closed 4002 (or 1001) however faithfully
-// it heartbeats. Hand work that may take that long to a goroutine of your
-// own and answer with a send. ctx ends when the client goes.
+// included. The client's heartbeat and idle clocks stand still meanwhile,
+// and start again when the call returns, so a slow call never gets a
+// faithful client closed; but a client that vanishes during the call is
+// noticed only after it. ctx ends when the client is closed (by the app, a
+// limit, or Shutdown). Hand work that may take long to a goroutine of your
+// own and answer with a send, so that the client's next messages are not
+// kept waiting.
 type MessageFunc func(ctx context.Context, req MessageRequest) error
 
 // HandshakeRequest is what the handshake callback gets, during
