@@ -419,19 +419,7 @@ func sorted(s ...string) []string { slices.Sort(s); return s }
 func TestMuxMounting(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-	core, logs := observer.New(zapcore.InfoLevel)
-	var h *helper.WebSocketServerHelper
-	app := fx.New(fx.NopLogger, websocket.Module,
-		websocket.WithAuthenticate(auth),
-		websocket.WithHTTPMux(mux),
-		websocket.WithLogger(zap.New(core)),
-		fx.Populate(&h),
-	)
-	if err := app.Err(); err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(mux)
-	defer hs.Close()
+	app, hs, logs := newMuxApp(t, mux)
 	ctx := ctxT(t)
 	// Mounted before start: not accepting yet.
 	if resp, err := http.Get(hs.URL + "/ws"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
@@ -656,26 +644,13 @@ func waitFor(t *testing.T, cond func() bool) {
 // A stop that callbacks outlast says why in the log: fx itself reports only
 // the stop context's "deadline exceeded" for a hook that returns as it ends.
 func TestIncompleteStopIsLogged(t *testing.T) {
-	core, logs := observer.New(zapcore.InfoLevel)
 	release := make(chan struct{})
 	defer close(release)
-	mux := http.NewServeMux()
-	var h *helper.WebSocketServerHelper
-	app := fx.New(fx.NopLogger, websocket.Module,
-		websocket.WithAuthenticate(auth),
-		websocket.WithHTTPMux(mux),
-		websocket.WithLogger(zap.New(core)),
+	app, hs, logs := newMuxApp(t, http.NewServeMux(),
 		websocket.WithClientDisconnected(func(context.Context, helper.ClientInfo) error {
 			<-release
 			return nil
-		}),
-		fx.Populate(&h),
-	)
-	if err := app.Err(); err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(mux)
-	defer hs.Close()
+		}))
 	ctx := ctxT(t)
 	if err := app.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -705,4 +680,23 @@ func TestIncompleteStopIsLogged(t *testing.T) {
 		t.Fatalf("logged error %q does not name the callbacks", msg)
 	}
 	hs.CloseClientConnections()
+}
+
+// newMuxApp builds (does not start) the module mounted on mux, logging to
+// the returned observer, with mux served by an httptest server closed at
+// cleanup.
+func newMuxApp(t *testing.T, mux *http.ServeMux, extra ...fx.Option) (*fx.App, *httptest.Server, *observer.ObservedLogs) {
+	t.Helper()
+	core, logs := observer.New(zapcore.InfoLevel)
+	app := fx.New(append([]fx.Option{fx.NopLogger, websocket.Module,
+		websocket.WithAuthenticate(auth),
+		websocket.WithHTTPMux(mux),
+		websocket.WithLogger(zap.New(core)),
+	}, extra...)...)
+	if err := app.Err(); err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(mux)
+	t.Cleanup(hs.Close)
+	return app, hs, logs
 }
