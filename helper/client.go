@@ -45,11 +45,11 @@ type client struct {
 	// included, so its heartbeat and idle clocks stand still: the server's
 	// slowness must not get a faithful client closed (the original reads
 	// on while its handlers run).
-	inApp atomic.Int64
-	connectedAt  int64        // unix nanos
-	remoteAddr   string
-	rate         rateLimiter   // inbound message budget; the read side's alone
-	inflated     inflateBudget // inflated-byte budget; the read side's alone
+	inApp       atomic.Int64
+	connectedAt int64 // unix nanos
+	remoteAddr  string
+	rate        rateLimiter   // inbound message budget; the read side's alone
+	inflated    inflateBudget // inflated-byte budget; the read side's alone
 
 	mu sync.Mutex
 	// done is closed once the client is gone or being closed; it is made
