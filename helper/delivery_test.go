@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -458,5 +459,83 @@ func TestJoinOfAnotherClientsIDRoomIsRefused(t *testing.T) {
 	roundTrip(t, u)
 	if v := c.h.GetClientsByRoom(vcd.ID); len(v) != 1 {
 		t.Fatalf("with AllowClientIDRooms the join was refused: %v", v)
+	}
+}
+
+// recordingBroker keeps what the helper publishes.
+type recordingBroker struct {
+	*broker.Memory
+	mu        sync.Mutex
+	published []publishedEnvelope
+}
+
+type publishedEnvelope struct {
+	Channel  string
+	Type     string `json:"type"`
+	Target   string `json:"target"`
+	Event    string `json:"event"`
+	ServerID string `json:"serverId"`
+}
+
+func (r *recordingBroker) Publish(ctx context.Context, channel string, payload []byte) error {
+	var e publishedEnvelope
+	_ = json.Unmarshal(payload, &e)
+	e.Channel = channel
+	r.mu.Lock()
+	r.published = append(r.published, e)
+	r.mu.Unlock()
+	return r.Memory.Publish(ctx, channel, payload)
+}
+
+func (r *recordingBroker) take() []publishedEnvelope {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.published
+	r.published = nil
+	return out
+}
+
+// Send publishes what the spec says beside its local delivery: a broadcast
+// envelope with no destination, a client envelope for a local client, a
+// room envelope for a local room, and a room envelope targeting anything
+// else; nothing for an empty topic or absent data. (From a spec audit:
+// TestSendResolution sees the deliveries, not the envelopes.)
+func TestSendPublishesAsTheSpecSays(t *testing.T) {
+	rb := &recordingBroker{Memory: broker.NewMemory()}
+	k := newKit(t, rawSocket, func(c *helper.Config) { c.Broker = rb })
+	c, cd := k.login("u")
+	_ = c.Join("here")
+	roundTrip(t, c)
+	ctx := context.Background()
+	rb.take()
+	sends := []struct {
+		dest, event string
+		data        any
+		want        []publishedEnvelope
+	}{
+		{"", "t-all", 1, []publishedEnvelope{{Channel: protocol.ChannelBroadcast, Type: "broadcast", Event: "t-all"}}},
+		{cd.ID, "t-client", 1, []publishedEnvelope{{Channel: protocol.ChannelClientPrefix + cd.ID, Type: "client", Target: cd.ID, Event: "t-client"}}},
+		{"here", "t-room", 1, []publishedEnvelope{{Channel: protocol.ChannelRoomPrefix + "here", Type: "room", Target: "here", Event: "t-room"}}},
+		{"elsewhere", "t-other", 1, []publishedEnvelope{{Channel: protocol.ChannelRoomPrefix + "elsewhere", Type: "room", Target: "elsewhere", Event: "t-other"}}},
+		{"", "", 1, nil},
+		{"here", "t-nil", nil, nil},
+	}
+	for _, s := range sends {
+		if err := k.h.Send(ctx, s.dest, s.event, s.data); err != nil {
+			t.Fatalf("Send(%q, %q): %v", s.dest, s.event, err)
+		}
+		got := rb.take()
+		for i := range got {
+			if got[i].ServerID == "" {
+				t.Errorf("Send(%q, %q): envelope without a serverId", s.dest, s.event)
+			}
+			got[i].ServerID = ""
+		}
+		if !slices.Equal(got, s.want) {
+			t.Errorf("Send(%q, %q, %v) published %+v, want %+v", s.dest, s.event, s.data, got, s.want)
+		}
+	}
+	for _, ev := range []string{"t-all", "t-client", "t-room"} {
+		expectEvent(t, c, ev)
 	}
 }
