@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	websocket "github.com/fxws/websocket"
 	"github.com/fxws/websocket/broker/redisbroker"
@@ -76,6 +77,8 @@ func TestRedisPingFailsStart(t *testing.T) {
 }
 
 // TestRedisClientNotClosed: the module never closes the app's Redis client.
+// Stop closes the module's subscription connections (spec: shutdown closes
+// the Redis connections), but not the app's client.
 func TestRedisClientNotClosed(t *testing.T) {
 	r := redistest.Start(t)
 	rdb := r.Client()
@@ -83,10 +86,35 @@ func TestRedisClientNotClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx := ctxT(t)
+	c, err := fxtest.Dial(ctx, srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Abort() }()
+	if _, err := c.Authenticate(ctx, token("held")); err != nil {
+		t.Fatal(err)
+	}
+	if chans, err := rdb.PubSubChannels(ctx, "*").Result(); err != nil || len(chans) == 0 {
+		t.Fatalf("channels subscribed while serving: %v %v", chans, err)
+	}
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	if err := rdb.Ping(ctxT(t)).Err(); err != nil {
+	if err := rdb.Ping(ctx).Err(); err != nil {
 		t.Fatalf("the app's client after stop: %v", err)
+	}
+	// Redis drops a closed connection's subscriptions once it has read
+	// the close, which may come after a command on another connection.
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		chans, err := rdb.PubSubChannels(ctx, "*").Result()
+		if err == nil && len(chans) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("channels still subscribed after stop: %v %v", chans, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
