@@ -255,7 +255,12 @@ func doAt(t *testing.T, base, method, path, body string) response {
 	if err != nil {
 		t.Fatalf("%s %s: read body: %v", method, path, err)
 	}
-	return response{status: resp.StatusCode, ctype: resp.Header.Get("Content-Type"), body: b}
+	ctype := resp.Header.Get("Content-Type")
+	// demo-contract.md: every answer of the REST control API is JSON.
+	if strings.HasPrefix(path, "/ws-api") && !strings.HasPrefix(ctype, "application/json") {
+		t.Fatalf("%s %s: Content-Type %q, want application/json", method, path, ctype)
+	}
+	return response{status: resp.StatusCode, ctype: ctype, body: b}
 }
 
 // post sends a JSON body and expects 200 {"ok":true}.
