@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -153,6 +154,40 @@ func (s *Server) Addr() string { return s.addr }
 
 // Helper is the app's server helper, to send from a test or look at clients.
 func (s *Server) Helper() *helper.WebSocketServerHelper { return s.helper }
+
+// WaitJoined waits until the client with id is a member of every room in
+// rooms on this instance, and the instance's broker holds their channels,
+// so that a send to those rooms from any instance reaches it. The
+// protocol's join has no answer, so a test that has a client join and
+// then sends to the room needs this wait. It gives up with ctx, or after
+// DefaultTimeout when ctx has no deadline, saying which rooms are missing
+// (a validate-room handler that refused them, for one).
+func (s *Server) WaitJoined(ctx context.Context, id string, rooms ...string) error {
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var missing []string
+		view, ok := s.helper.GetClient(id)
+		for _, r := range rooms {
+			if !ok || !slices.Contains(view.Rooms, r) {
+				missing = append(missing, r)
+			}
+		}
+		if len(missing) == 0 {
+			return s.helper.SyncSubscriptions(ctx)
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			if !ok {
+				return fmt.Errorf("fxtest: client %s is not on this instance: %w", id, ctx.Err())
+			}
+			return fmt.Errorf("fxtest: client %s has not joined %v: %w", id, missing, ctx.Err())
+		}
+	}
+}
 
 // App is the fx app.
 func (s *Server) App() *fx.App { return s.app }

@@ -3,11 +3,14 @@ package fxtest_test
 import (
 	"context"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	websocket "github.com/fxws/websocket"
 	"github.com/fxws/websocket/fxtest"
+	"github.com/fxws/websocket/helper"
 	"go.uber.org/goleak"
 )
 
@@ -76,5 +79,51 @@ func TestExpectAnyWithoutEvents(t *testing.T) {
 	m, err := c.ExpectAny(context.Background())
 	if err != nil || m.Event != "hello" {
 		t.Fatalf("ExpectAny() = %+v, %v; want the hello message", m, err)
+	}
+}
+
+// WaitJoined returns once a client's join has been taken and the rooms'
+// channels are held, so that a send from another instance reaches it; it
+// names the rooms a client never joined.
+func TestWaitJoined(t *testing.T) {
+	servers := fxtest.StartCluster(t, 2, "",
+		websocket.WithAuthenticate(authenticate),
+		websocket.WithValidateRoom(func(_ context.Context, req helper.ValidateRoomRequest) ([]string, error) {
+			var ok []string
+			for _, r := range req.Rooms {
+				if !strings.HasPrefix(r, "deny-") {
+					ok = append(ok, r)
+				}
+			}
+			return ok, nil
+		}),
+	)
+	ctx := context.Background()
+	c, id := servers[0].Connect(t, map[string]string{"token": "j"})
+	for i := range 20 { // a join, then at once a send from the other instance
+		room := "room-" + strconv.Itoa(i)
+		if err := c.Join(room); err != nil {
+			t.Fatal(err)
+		}
+		if err := servers[0].WaitJoined(ctx, id, room); err != nil {
+			t.Fatal(err)
+		}
+		if err := servers[1].Helper().Send(ctx, room, "hi", i); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Expect(ctx, "hi"); err != nil {
+			t.Fatalf("send to %s after WaitJoined: %v", room, err)
+		}
+	}
+	if err := c.Join("deny-x"); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if err := servers[0].WaitJoined(short, id, "room-0", "deny-x"); err == nil || !strings.Contains(err.Error(), "[deny-x]") {
+		t.Fatalf("WaitJoined for a refused room: %v, want an error naming it", err)
+	}
+	if err := servers[1].WaitJoined(short, id, "room-0"); err == nil || !strings.Contains(err.Error(), "not on this instance") {
+		t.Fatalf("WaitJoined on the wrong instance: %v", err)
 	}
 }
