@@ -118,3 +118,53 @@ func TestRedisClientNotClosed(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A Redis that comes up while the module starts is waited for, within
+// RedisPingTimeout, as the emitter waits for it; one that answers with an
+// error (a password missing) fails the start at once.
+func TestRedisWaitedForOnStart(t *testing.T) {
+	r := redistest.Start(t)
+	rdb := r.Client(func(o *redis.Options) { o.MaxRetries = -1 })
+	r.Kill()
+	app := fx.New(fx.NopLogger, websocket.Module,
+		websocket.WithAuthenticate(auth),
+		websocket.WithRedisConnection(rdb),
+		websocket.WithServerOptions(websocket.ServerOptions{Addr: "127.0.0.1:0"}),
+	)
+	if err := app.Err(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(700 * time.Millisecond)
+		r.Restart()
+	}()
+	ctx := ctxT(t)
+	if err := app.Start(ctx); err != nil {
+		t.Fatalf("start while Redis came up: %v", err)
+	}
+	if err := app.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := r.Client().ConfigSet(ctx, "requirepass", "secret").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = r.Client(func(o *redis.Options) { o.Password = "secret" }).ConfigSet(context.Background(), "requirepass", "").Err()
+	})
+	wrong := r.Client(func(o *redis.Options) { o.MaxRetries = -1 })
+	app = fx.New(fx.NopLogger, websocket.Module,
+		websocket.WithAuthenticate(auth),
+		websocket.WithRedisConnection(wrong),
+		websocket.WithServerOptions(websocket.ServerOptions{Addr: "127.0.0.1:0"}),
+	)
+	start := time.Now()
+	err := app.Start(ctx)
+	if err == nil {
+		_ = app.Stop(ctx)
+		t.Fatal("started without the password")
+	}
+	if d := time.Since(start); d > 2*time.Second || !strings.Contains(err.Error(), "failed PING") {
+		t.Fatalf("a missing password failed the start after %v with %v; want at once, naming PING", d, err)
+	}
+}

@@ -307,30 +307,56 @@ func (s *server) start(ctx context.Context) error {
 	return nil
 }
 
-// pingRedis checks the Redis connection within RedisPingTimeout. go-redis
-// bounds a command by the client's own timeouts, not by the context (unless
-// ContextTimeoutEnabled), so the wait is bounded here; a ping still pending
-// then ends with the client's timeouts or when the app closes the client.
+// pingRedis waits up to RedisPingTimeout for the Redis connection to answer
+// PING, pinging again (50 ms, doubling to 1 s) while it cannot be reached,
+// so that a Redis started alongside the app (compose, a pod) is waited for
+// as the emitter waits for it; an error answer (a password, an ACL) fails
+// at once. go-redis bounds a command by the client's own timeouts, not by
+// the context (unless ContextTimeoutEnabled), so the wait is bounded here;
+// a ping still pending then ends with the client's timeouts or when the
+// app closes the client.
 func (s *server) pingRedis(ctx context.Context) error {
-	pctx, cancel := context.WithTimeout(ctx, s.opts.RedisPingTimeout)
+	wait := s.opts.RedisPingTimeout
+	if d, ok := ctx.Deadline(); ok {
+		// End before the start context does, so that the error saying
+		// why reaches the app rather than fx's "deadline exceeded".
+		left := time.Until(d)
+		wait = max(min(wait, left-min(left/10, time.Second)), 0)
+	}
+	pctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	start := time.Now()
-	res := make(chan error, 1)
-	go func() { res <- s.redis.Ping(pctx).Err() }()
-	var err error
-	select {
-	case err = <-res:
-	case <-pctx.Done():
-		err = pctx.Err()
+	backoff := 50 * time.Millisecond
+	var last error
+	for {
+		res := make(chan error, 1)
+		go func() { res <- s.redis.Ping(pctx).Err() }()
+		var err error
+		select {
+		case err = <-res:
+		case <-pctx.Done():
+			err = pctx.Err()
+		}
+		if err == nil {
+			s.log.Debug("redis ping", zap.Duration("took", time.Since(start)))
+			return nil
+		}
+		var answered redis.Error
+		if errors.As(err, &answered) {
+			// Redis answered, with an error (a password, an ACL):
+			// waiting will not change it.
+			return fmt.Errorf("websocket: the Redis connection (%s) failed PING: %w", keyRedis, err)
+		}
+		if last == nil || pctx.Err() == nil {
+			last = err // a ping cut short by the end of the wait says less
+		}
+		select {
+		case <-pctx.Done():
+			return fmt.Errorf("websocket: the Redis connection (%s) did not answer PING within %v: %w", keyRedis, wait, last)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("websocket: the Redis connection (%s) did not answer PING within %v: %w", keyRedis, s.opts.RedisPingTimeout, err)
-	}
-	if err != nil {
-		return fmt.Errorf("websocket: the Redis connection (%s) failed PING: %w", keyRedis, err)
-	}
-	s.log.Debug("redis ping", zap.Duration("took", time.Since(start)))
-	return nil
 }
 
 // stop closes every client with 1001 first (the helper), then the listener,

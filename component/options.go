@@ -39,8 +39,10 @@ type Options struct {
 	// ReadHeaderTimeout bounds the reading of request headers on the
 	// module's own server. Default 10 s.
 	ReadHeaderTimeout time.Duration
-	// RedisPingTimeout bounds the Redis ping made on start, when a Redis
-	// connection is given (the start context may end it sooner). Default 5 s.
+	// RedisPingTimeout bounds the wait on start, when a Redis connection
+	// is given, for Redis to answer PING: one that cannot be reached yet
+	// is pinged again until then; one that answers with an error fails the
+	// start at once. The start context may end it sooner. Default 5 s.
 	RedisPingTimeout time.Duration
 	// RedisBroker tunes the Redis broker used when a Redis connection is
 	// bound: subscription mode (audience by default; pattern as the
