@@ -306,3 +306,30 @@ func TestRingIsRefused(t *testing.T) {
 		t.Fatalf("New on a Ring = %v, want ErrRing", err)
 	}
 }
+
+// The emitter waits for a Redis that comes up while it starts (from a spec
+// audit: only the failure was tested), and publishes once it has.
+func TestModuleWaitsForRedisComingUp(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Kill()
+	var e *emitter.WebSocketEmitter
+	app := fx.New(fx.NopLogger, emitter.Module,
+		emitter.WithRedisConnection(srv.Client(func(o *redis.Options) { o.MaxRetries = -1 })),
+		fx.Populate(&e),
+	)
+	go func() {
+		time.Sleep(700 * time.Millisecond)
+		srv.Restart()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := app.Start(ctx); err != nil {
+		t.Fatalf("start while Redis came up: %v", err)
+	}
+	if err := e.Broadcast(ctx, "ev", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
