@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -70,5 +71,26 @@ func TestCanonicalUUID(t *testing.T) {
 		if _, ok := canonicalUUID(s); ok {
 			t.Errorf("%q accepted", s)
 		}
+	}
+}
+
+// The log keeps the most recent maxHooks (10 000, demo-contract.md) calls,
+// oldest first.
+func TestHookLogKeepsTheContractsLast10000(t *testing.T) {
+	if maxHooks != 10000 {
+		t.Fatalf("maxHooks = %d, the contract says 10 000", maxHooks)
+	}
+	l := newHookLog(maxHooks)
+	for i := range maxHooks + 5 {
+		l.add(hookEntry{Hook: "message", ClientID: "c", Event: strconv.Itoa(i)})
+	}
+	var got []struct {
+		Event string `json:"event"`
+	}
+	if err := json.Unmarshal(l.JSON(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != maxHooks || got[0].Event != "5" || got[len(got)-1].Event != strconv.Itoa(maxHooks+4) {
+		t.Fatalf("%d entries from %q to %q, want %d from \"5\" to %q", len(got), got[0].Event, got[len(got)-1].Event, maxHooks, strconv.Itoa(maxHooks+4))
 	}
 }
