@@ -310,8 +310,8 @@ func (s *server) start(ctx context.Context) error {
 // pingRedis waits up to RedisPingTimeout for the Redis connection to answer
 // PING, pinging again (50 ms, doubling to 1 s) while it cannot be reached,
 // so that a Redis started alongside the app (compose, a pod) is waited for
-// as the emitter waits for it; an error answer (a password, an ACL) fails
-// at once. go-redis bounds a command by the client's own timeouts, not by
+// as the emitter waits for it (LOADING and the like included); any other
+// error answer (a password, an ACL) fails at once. go-redis bounds a command by the client's own timeouts, not by
 // the context (unless ContextTimeoutEnabled), so the wait is bounded here;
 // a ping still pending then ends with the client's timeouts or when the
 // app closes the client.
@@ -342,10 +342,13 @@ func (s *server) pingRedis(ctx context.Context) error {
 			return nil
 		}
 		var answered redis.Error
-		if errors.As(err, &answered) {
+		if errors.As(err, &answered) && !redisStarting(err) {
 			// Redis answered, with an error (a password, an ACL):
 			// waiting will not change it.
 			return fmt.Errorf("websocket: the Redis connection (%s) failed PING: %w", keyRedis, err)
+		}
+		if errors.Is(err, redis.ErrClosed) {
+			return fmt.Errorf("websocket: the Redis connection (%s) is closed: %w", keyRedis, err)
 		}
 		if last == nil || pctx.Err() == nil {
 			last = err // a ping cut short by the end of the wait says less
@@ -357,6 +360,13 @@ func (s *server) pingRedis(ctx context.Context) error {
 		}
 		backoff = min(2*backoff, time.Second)
 	}
+}
+
+// redisStarting reports an answer of a Redis that is coming up: loading its
+// data, or a cluster or replica not ready yet. Waiting changes those.
+func redisStarting(err error) bool {
+	return redis.IsLoadingError(err) || redis.IsMasterDownError(err) ||
+		redis.IsClusterDownError(err) || redis.IsTryAgainError(err)
 }
 
 // stop closes every client with 1001 first (the helper), then the listener,

@@ -39,17 +39,23 @@ type client struct {
 
 	lastActivity atomic.Int64 // unix nanos of the last data frame
 	lastSeen     atomic.Int64 // unix nanos of the last frame of any kind
-	// inApp is -1 while the read side runs (or waits for) the app's code
-	// for one of the client's messages, and then the unix nanos it got
-	// back. Nothing more is read from the client meanwhile, its heartbeats
-	// included, so its heartbeat and idle clocks stand still: the server's
-	// slowness must not get a faithful client closed (the original reads
-	// on while its handlers run).
-	inApp       atomic.Int64
-	connectedAt int64 // unix nanos
-	remoteAddr  string
-	rate        rateLimiter   // inbound message budget; the read side's alone
-	inflated    inflateBudget // inflated-byte budget; the read side's alone
+	// appSince is when the read side handed one of the client's messages
+	// to the app's code (or began waiting for it), 0 when it has none;
+	// appDone, when the app last gave one back. Nothing is read from the
+	// client meanwhile, its heartbeats included, so the sweeps look at the
+	// socket instead (see heardWhileBusy): the server's slowness must not
+	// get a faithful client closed (the original reads on while its
+	// handlers run).
+	appSince, appDone atomic.Int64
+	// Of the heartbeat goroutine alone (heardWhileBusy): the standstill
+	// they belong to, the bytes received from the peer at the last look,
+	// and when they last grew.
+	busySince, busyHeard int64
+	busyBytes            uint64
+	connectedAt          int64 // unix nanos
+	remoteAddr           string
+	rate                 rateLimiter   // inbound message budget; the read side's alone
+	inflated             inflateBudget // inflated-byte budget; the read side's alone
 
 	mu sync.Mutex
 	// done is closed once the client is gone or being closed; it is made

@@ -13,8 +13,9 @@ import (
 // clients that sent no message for HeartbeatTimeout (4002), and the
 // transport's idle check, which pings quiet sockets and cuts those silent
 // for IdleTimeout. A pong counts for the idle check, not for the heartbeat.
-// Both clocks stand still while the app's code has one of the client's
-// messages (client.inApp).
+// While the app's code has one of a client's messages, and nothing is read
+// from the client, the sweeps go by what the kernel says of its socket
+// (heardWhileBusy).
 func (h *WebSocketServerHelper) heartbeat(ctx context.Context) {
 	sweep := time.NewTicker(h.opts.HeartbeatInterval)
 	defer sweep.Stop()
@@ -42,11 +43,12 @@ func (h *WebSocketServerHelper) sweepHeartbeats(now time.Time) {
 	defer putRecipients(all)
 	*all = h.reg.appendAll(*all)
 	for _, c := range *all {
-		app := c.inApp.Load()
-		if app < 0 {
-			continue // its clock stands still while the app has its message
+		heard, gone := c.heardWhileBusy(now.UnixNano())
+		if gone {
+			c.terminate()
+			continue
 		}
-		if c.authenticated() && max(c.lastActivity.Load(), app) < deadline {
+		if c.authenticated() && max(c.lastActivity.Load(), heard) < deadline {
 			h.log.Info("heartbeat timeout", zapClient(c.id))
 			c.closeWith(ws.StatusCode(protocol.CloseHeartbeatTimeout), protocol.ReasonHeartbeatTimeout)
 		}
@@ -60,11 +62,12 @@ func (h *WebSocketServerHelper) sweepIdle(now time.Time) {
 	defer putRecipients(all)
 	*all = h.reg.appendAll(*all)
 	for _, c := range *all {
-		app := c.inApp.Load()
-		if app < 0 {
-			continue // as in sweepHeartbeats
+		heard, gone := c.heardWhileBusy(now.UnixNano())
+		if gone {
+			c.terminate()
+			continue
 		}
-		seen := max(c.lastSeen.Load(), app)
+		seen := max(c.lastSeen.Load(), heard)
 		switch {
 		case seen < cut:
 			h.log.Debug("idle timeout", zapClient(c.id))
@@ -73,4 +76,33 @@ func (h *WebSocketServerHelper) sweepIdle(now time.Time) {
 			c.sendControl(pingFrame)
 		}
 	}
+}
+
+// heardWhileBusy is, for the sweeps, the last time the client was heard
+// from that its clocks do not show: while the app's code has one of its
+// messages, nothing is read from it, so the kernel's count of the bytes
+// received from it stands in (a faithful client heartbeats on, and the
+// count grows); a peer that has closed its side is gone (a FIN, or a
+// reset, read by nobody). Where the socket cannot be asked (TLS), the
+// clocks count from when the app took the message. Otherwise it is when
+// the app last gave a message back, so that the clocks restart then and
+// the frames the client sent meanwhile can be read first. It runs on the
+// heartbeat goroutine alone, which owns the busy fields.
+func (c *client) heardWhileBusy(now int64) (heard int64, gone bool) {
+	since := c.appSince.Load()
+	if since == 0 {
+		return c.appDone.Load(), false
+	}
+	received, closed, ok := c.raw.peer()
+	switch {
+	case !ok:
+		return since, false
+	case closed:
+		return 0, true
+	case c.busySince != since: // a new standstill: its first look
+		c.busySince, c.busyHeard, c.busyBytes = since, since, received
+	case received != c.busyBytes:
+		c.busyHeard, c.busyBytes = now, received
+	}
+	return c.busyHeard, false
 }

@@ -101,11 +101,15 @@ func (h *WebSocketServerHelper) handleMessage(c *client, raw []byte) {
 		return
 	}
 	// Application code runs from here on (or is waited for): what was
-	// held for this burst goes out first, and the client's clocks stand
-	// still until it returns (see client.inApp).
+	// held for this burst goes out first, and the sweeps look at the
+	// socket instead of the client's clocks until it returns (see
+	// client.appSince).
 	c.uncork()
-	c.inApp.Store(-1)
-	defer func() { c.inApp.Store(time.Now().UnixNano()) }()
+	c.appSince.Store(time.Now().UnixNano())
+	defer func() {
+		c.appDone.Store(time.Now().UnixNano())
+		c.appSince.Store(0)
+	}()
 	c.mu.Lock()
 	hook := c.hookPending
 	c.mu.Unlock()

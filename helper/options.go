@@ -301,13 +301,15 @@ type MessageRequest struct {
 // connection stays open. Messages of one client are handled one at a time,
 // in order, on the goroutine that reads the client: while a call runs,
 // nothing more is read from that client, its heartbeats and pongs
-// included. The client's heartbeat and idle clocks stand still meanwhile,
-// and start again when the call returns, so a slow call never gets a
-// faithful client closed; but a client that vanishes during the call is
-// noticed only after it. ctx ends when the client is closed (by the app, a
-// limit, or Shutdown). Hand work that may take long to a goroutine of your
-// own and answer with a send, so that the client's next messages are not
-// kept waiting.
+// included, so the heartbeat and idle sweeps go by what the kernel says
+// of the client's socket instead: a client still sending is kept however
+// long the call takes, one that has closed its side is let go at the next
+// sweep, and one silent for HeartbeatTimeout is closed 4002 as ever (on a
+// TLS connection, which cannot be looked at, the clocks count from the
+// start of the call). ctx ends when the client goes (closed by the app, a
+// limit, a timeout, or Shutdown). Hand work that may take long to a
+// goroutine of your own and answer with a send, so that the client's next
+// messages are not kept waiting.
 type MessageFunc func(ctx context.Context, req MessageRequest) error
 
 // HandshakeRequest is what the handshake callback gets, during

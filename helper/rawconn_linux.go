@@ -6,6 +6,8 @@ import (
 	"net"
 	"syscall"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // rawConn gives the connection loop two things net.Conn lacks: waiting for
@@ -171,4 +173,23 @@ const sendFlags = syscall.MSG_DONTWAIT | syscall.MSG_NOSIGNAL
 func send(fd uintptr, p unsafe.Pointer, n uintptr) (uintptr, syscall.Errno) {
 	r, _, errno := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(p), n, sendFlags, 0, 0)
 	return r, errno
+}
+
+// peer reports what the kernel knows of the other end without reading the
+// socket: the bytes received from it so far, and whether it has closed its
+// side (a FIN or a reset). ok is false when the socket cannot be asked.
+func (r *rawConn) peer() (received uint64, closed, ok bool) {
+	if r == nil {
+		return 0, false, false
+	}
+	var info *unix.TCPInfo
+	var err error
+	if cerr := r.rc.Control(func(fd uintptr) { info, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); cerr != nil || err != nil {
+		return 0, false, false
+	}
+	switch info.State {
+	case unix.BPF_TCP_CLOSE_WAIT, unix.BPF_TCP_CLOSE, unix.BPF_TCP_LAST_ACK, unix.BPF_TCP_TIME_WAIT:
+		closed = true
+	}
+	return info.Bytes_received, closed, true
 }

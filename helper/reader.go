@@ -430,12 +430,23 @@ func (c *client) readable() {
 // terminate runs the disconnect path itself.
 func (c *client) terminate() {
 	c.out.mu.Lock()
-	c.terminateLocked()
+	c.closeSocketLocked()
 	c.out.mu.Unlock()
+	c.endContext()
 }
 
-// terminateLocked is terminate with c.out.mu held.
+// terminateLocked is terminate with c.out.mu held. The context ends in a
+// goroutine of its own: endContext takes c.mu.
 func (c *client) terminateLocked() {
+	c.closeSocketLocked()
+	go c.endContext()
+}
+
+// closeSocketLocked closes the socket and, if the read side is free, ends
+// the connection. The session is over: terminate's callers end its
+// context too, or a callback waiting on it would keep the read side (and
+// Shutdown) from ever seeing the socket closed.
+func (c *client) closeSocketLocked() {
 	c.out.socketClosedLocked()
 	_ = c.conn.Close()
 	if c.rd.polled && c.reading.CompareAndSwap(false, true) {
