@@ -47,15 +47,10 @@ type client struct {
 	// get a faithful client closed (the original reads on while its
 	// handlers run).
 	appSince, appDone atomic.Int64
-	// Of the heartbeat goroutine alone (heardWhileBusy): the standstill
-	// they belong to, the bytes received from the peer at the last look,
-	// and when they last grew.
-	busySince, busyHeard int64
-	busyBytes            uint64
-	connectedAt          int64 // unix nanos
-	remoteAddr           string
-	rate                 rateLimiter   // inbound message budget; the read side's alone
-	inflated             inflateBudget // inflated-byte budget; the read side's alone
+	connectedAt       int64 // unix nanos
+	remoteAddr        string
+	rate              rateLimiter   // inbound message budget; the read side's alone
+	inflated          inflateBudget // inflated-byte budget; the read side's alone
 
 	mu sync.Mutex
 	// done is closed once the client is gone or being closed; it is made

@@ -17,6 +17,7 @@ import (
 // from the client, the sweeps go by what the kernel says of its socket
 // (heardWhileBusy).
 func (h *WebSocketServerHelper) heartbeat(ctx context.Context) {
+	busy := busyLooks{}
 	sweep := time.NewTicker(h.opts.HeartbeatInterval)
 	defer sweep.Stop()
 	idleEvery := max(h.opts.IdleTimeout/4, 10*time.Millisecond)
@@ -27,9 +28,9 @@ func (h *WebSocketServerHelper) heartbeat(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-sweep.C:
-			h.sweepHeartbeats(time.Now())
+			h.sweepHeartbeats(time.Now(), busy)
 		case <-idle.C:
-			h.sweepIdle(time.Now())
+			h.sweepIdle(time.Now(), busy)
 			if h.bursts != nil {
 				h.bursts.trim()
 			}
@@ -37,13 +38,14 @@ func (h *WebSocketServerHelper) heartbeat(ctx context.Context) {
 	}
 }
 
-func (h *WebSocketServerHelper) sweepHeartbeats(now time.Time) {
+func (h *WebSocketServerHelper) sweepHeartbeats(now time.Time, busy busyLooks) {
+	busy.prune()
 	deadline := now.Add(-h.opts.HeartbeatTimeout).UnixNano()
 	all := getRecipients()
 	defer putRecipients(all)
 	*all = h.reg.appendAll(*all)
 	for _, c := range *all {
-		heard, gone := c.heardWhileBusy(now.UnixNano())
+		heard, gone := busy.heard(c, now.UnixNano())
 		if gone {
 			c.terminate()
 			continue
@@ -55,14 +57,14 @@ func (h *WebSocketServerHelper) sweepHeartbeats(now time.Time) {
 	}
 }
 
-func (h *WebSocketServerHelper) sweepIdle(now time.Time) {
+func (h *WebSocketServerHelper) sweepIdle(now time.Time, busy busyLooks) {
 	cut := now.Add(-h.opts.IdleTimeout).UnixNano()
 	ping := now.Add(-h.opts.IdleTimeout / 2).UnixNano()
 	all := getRecipients()
 	defer putRecipients(all)
 	*all = h.reg.appendAll(*all)
 	for _, c := range *all {
-		heard, gone := c.heardWhileBusy(now.UnixNano())
+		heard, gone := busy.heard(c, now.UnixNano())
 		if gone {
 			c.terminate()
 			continue
@@ -78,19 +80,41 @@ func (h *WebSocketServerHelper) sweepIdle(now time.Time) {
 	}
 }
 
-// heardWhileBusy is, for the sweeps, the last time the client was heard
-// from that its clocks do not show: while the app's code has one of its
-// messages, nothing is read from it, so the kernel's count of the bytes
-// received from it stands in (a faithful client heartbeats on, and the
-// count grows); a peer that has closed its side is gone (a FIN, or a
-// reset, read by nobody). Where the socket cannot be asked (TLS), the
-// clocks count from when the app took the message. Otherwise it is when
-// the app last gave a message back, so that the clocks restart then and
-// the frames the client sent meanwhile can be read first. It runs on the
-// heartbeat goroutine alone, which owns the busy fields.
-func (c *client) heardWhileBusy(now int64) (heard int64, gone bool) {
+// busyLooks keeps, for each client whose message the app has, what the
+// sweeps last saw of its socket; it belongs to the heartbeat goroutine,
+// and holds only clients in a standstill (a few at a time), so that no
+// connection carries these fields for the rare time it needs them.
+type busyLooks map[*client]*busyLook
+
+type busyLook struct {
+	since    int64  // the standstill's start (client.appSince)
+	heard    int64  // when the bytes received last grew
+	received uint64 // the bytes received from the peer at the last look
+}
+
+// prune forgets the clients whose messages the app has given back: one
+// that then left is visited by no sweep again.
+func (b busyLooks) prune() {
+	for c := range b {
+		if c.appSince.Load() == 0 {
+			delete(b, c)
+		}
+	}
+}
+
+// heard is, for the sweeps, the last time c was heard from that its
+// clocks do not show: while the app's code has one of its messages,
+// nothing is read from it, so the kernel's count of the bytes received
+// from it stands in (a faithful client heartbeats on, and the count
+// grows); a peer that has closed its side is gone (a FIN, or a reset,
+// read by nobody). Where the socket cannot be asked (TLS), the clocks
+// count from when the app took the message. Otherwise it is when the app
+// last gave a message back, so that the clocks restart then and the
+// frames the client sent meanwhile can be read first.
+func (b busyLooks) heard(c *client, now int64) (heard int64, gone bool) {
 	since := c.appSince.Load()
 	if since == 0 {
+		delete(b, c)
 		return c.appDone.Load(), false
 	}
 	received, closed, ok := c.raw.peer()
@@ -98,11 +122,16 @@ func (c *client) heardWhileBusy(now int64) (heard int64, gone bool) {
 	case !ok:
 		return since, false
 	case closed:
+		delete(b, c)
 		return 0, true
-	case c.busySince != since: // a new standstill: its first look
-		c.busySince, c.busyHeard, c.busyBytes = since, since, received
-	case received != c.busyBytes:
-		c.busyHeard, c.busyBytes = now, received
 	}
-	return c.busyHeard, false
+	l := b[c]
+	switch {
+	case l == nil || l.since != since: // a new standstill: its first look
+		b[c] = &busyLook{since: since, heard: since, received: received}
+		return since, false
+	case received != l.received:
+		l.heard, l.received = now, received
+	}
+	return l.heard, false
 }
