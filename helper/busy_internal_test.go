@@ -23,7 +23,7 @@ func TestBusyLooksForgetClientsBackFromTheApp(t *testing.T) {
 	if len(b) != 0 {
 		t.Fatal("a client back from the app is still looked after")
 	}
-	if heard, gone := b.heard(c, 250); heard != 200 || gone {
+	if heard, gone := b.heard(c, 250); heard != 200 || gone || len(b) != 0 {
 		t.Fatalf("heard %d gone %v, want the time the app gave it back", heard, gone)
 	}
 }

@@ -114,8 +114,7 @@ func (b busyLooks) prune() {
 func (b busyLooks) heard(c *client, now int64) (heard int64, gone bool) {
 	since := c.appSince.Load()
 	if since == 0 {
-		delete(b, c)
-		return c.appDone.Load(), false
+		return c.appDone.Load(), false // a look left over goes at the next prune
 	}
 	received, closed, ok := c.raw.peer()
 	switch {
