@@ -11,10 +11,8 @@ import (
 	"testing"
 	"time"
 
-	websocket "github.com/fxws/websocket"
 	"github.com/fxws/websocket/internal/redistest"
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/fx"
 )
 
 // loadingRedis is a proxy to a real Redis that answers every command with
@@ -124,14 +122,7 @@ func TestRedisLoadingWaitedForOnStart(t *testing.T) {
 	addr := loadingRedis(t, r.Addr(), 700*time.Millisecond)
 	rdb := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, DisableIdentity: true})
 	t.Cleanup(func() { _ = rdb.Close() })
-	app := fx.New(fx.NopLogger, websocket.Module,
-		websocket.WithAuthenticate(auth),
-		websocket.WithRedisConnection(rdb),
-		websocket.WithServerOptions(websocket.ServerOptions{Addr: "127.0.0.1:0"}),
-	)
-	if err := app.Err(); err != nil {
-		t.Fatal(err)
-	}
+	app := newRedisApp(t, rdb)
 	ctx := ctxT(t)
 	start := time.Now()
 	if err := app.Start(ctx); err != nil {

@@ -56,14 +56,7 @@ func TestRedisTwoInstances(t *testing.T) {
 func TestRedisPingFailsStart(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
 	defer rdb.Close()
-	app := fx.New(fx.NopLogger, websocket.Module,
-		websocket.WithAuthenticate(auth),
-		websocket.WithRedisConnection(rdb),
-		websocket.WithServerOptions(websocket.ServerOptions{Addr: "127.0.0.1:0"}),
-	)
-	if err := app.Err(); err != nil {
-		t.Fatal(err)
-	}
+	app := newRedisApp(t, rdb)
 	err := app.Start(ctxT(t))
 	if err == nil {
 		_ = app.Stop(context.Background())
@@ -126,14 +119,7 @@ func TestRedisWaitedForOnStart(t *testing.T) {
 	r := redistest.Start(t)
 	rdb := r.Client(func(o *redis.Options) { o.MaxRetries = -1 })
 	r.Kill()
-	app := fx.New(fx.NopLogger, websocket.Module,
-		websocket.WithAuthenticate(auth),
-		websocket.WithRedisConnection(rdb),
-		websocket.WithServerOptions(websocket.ServerOptions{Addr: "127.0.0.1:0"}),
-	)
-	if err := app.Err(); err != nil {
-		t.Fatal(err)
-	}
+	app := newRedisApp(t, rdb)
 	go func() {
 		time.Sleep(700 * time.Millisecond)
 		r.Restart()
@@ -153,11 +139,7 @@ func TestRedisWaitedForOnStart(t *testing.T) {
 		_ = r.Client(func(o *redis.Options) { o.Password = "secret" }).ConfigSet(context.Background(), "requirepass", "").Err()
 	})
 	wrong := r.Client(func(o *redis.Options) { o.MaxRetries = -1 })
-	app = fx.New(fx.NopLogger, websocket.Module,
-		websocket.WithAuthenticate(auth),
-		websocket.WithRedisConnection(wrong),
-		websocket.WithServerOptions(websocket.ServerOptions{Addr: "127.0.0.1:0"}),
-	)
+	app = newRedisApp(t, wrong)
 	start := time.Now()
 	err := app.Start(ctx)
 	if err == nil {
@@ -167,4 +149,19 @@ func TestRedisWaitedForOnStart(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second || !strings.Contains(err.Error(), "failed PING") {
 		t.Fatalf("a missing password failed the start after %v with %v; want at once, naming PING", d, err)
 	}
+}
+
+// newRedisApp builds (does not start) the module on rdb, listening on an
+// ephemeral port.
+func newRedisApp(t *testing.T, rdb redis.UniversalClient) *fx.App {
+	t.Helper()
+	app := fx.New(fx.NopLogger, websocket.Module,
+		websocket.WithAuthenticate(auth),
+		websocket.WithRedisConnection(rdb),
+		websocket.WithServerOptions(websocket.ServerOptions{Addr: "127.0.0.1:0"}),
+	)
+	if err := app.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return app
 }

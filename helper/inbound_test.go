@@ -378,21 +378,18 @@ func TestSlowCallbackCostsTheClientNothing(t *testing.T) {
 			t.Skip("the socket cannot be asked whether the client is still sending")
 		}
 		const timeout = 400 * time.Millisecond
+		handled := make(chan struct{})
 		k := newKit(t, tr, func(c *helper.Config) {
-			c.Options.HeartbeatInterval = 20 * time.Millisecond
-			c.Options.HeartbeatTimeout = timeout
 			c.Options.IdleTimeout = timeout
-			rec := c.Handlers.Message
-			c.Handlers.Message = func(ctx context.Context, req helper.MessageRequest) error {
-				if req.Message.Event == "slow" {
-					select {
-					case <-time.After(4 * timeout):
-					case <-ctx.Done():
-						return ctx.Err()
-					}
+			holdMessages(c, timeout, "slow", func(ctx context.Context) error {
+				defer close(handled)
+				select {
+				case <-time.After(4 * timeout):
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
 				}
-				return rec(ctx, req)
-			}
+			})
 		})
 		c, _ := k.login("patient")
 		_ = c.Emit("slow", nil)
@@ -402,7 +399,7 @@ func TestSlowCallbackCostsTheClientNothing(t *testing.T) {
 				t.Fatalf("heartbeat while the callback ran: %v", err)
 			}
 		}
-		k.rec.waitFor(t, "the slow message handled", func() bool { return len(k.rec.messages) == 1 })
+		<-handled
 		roundTrip(t, c)
 		if c.Closed() {
 			t.Fatal("the client was closed while the server was busy with its message")

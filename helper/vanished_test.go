@@ -17,19 +17,10 @@ func TestVanishedClientInCallbackIsEventuallyClosed(t *testing.T) {
 	both(t, func(t *testing.T, tr transport) {
 		const timeout = 200 * time.Millisecond
 		k := newKit(t, tr, func(c *helper.Config) {
-			c.Options.HeartbeatInterval = 20 * time.Millisecond
-			c.Options.HeartbeatTimeout = timeout
 			c.Options.IdleTimeout = timeout
-			rec := c.Handlers.Message
-			c.Handlers.Message = func(ctx context.Context, req helper.MessageRequest) error {
-				if err := rec(ctx, req); err != nil {
-					return err
-				}
-				if req.Message.Event == "wait" {
-					<-ctx.Done() // e.g. a long poll, ended when the client goes
-				}
-				return nil
-			}
+			// "wait" holds the read side until the client goes, as a long
+			// poll ended by the client's context would.
+			holdMessages(c, timeout, "wait", untilDone)
 		})
 		c, cd := k.login("gone")
 		_ = c.Emit("wait", nil)
@@ -55,20 +46,7 @@ func TestVanishedClientInCallbackIsEventuallyClosed(t *testing.T) {
 func TestSilentClientInCallbackIsClosed(t *testing.T) {
 	both(t, func(t *testing.T, tr transport) {
 		const timeout = 300 * time.Millisecond
-		k := newKit(t, tr, func(c *helper.Config) {
-			c.Options.HeartbeatInterval = 20 * time.Millisecond
-			c.Options.HeartbeatTimeout = timeout
-			rec := c.Handlers.Message
-			c.Handlers.Message = func(ctx context.Context, req helper.MessageRequest) error {
-				if err := rec(ctx, req); err != nil {
-					return err
-				}
-				if req.Message.Event == "wait" {
-					<-ctx.Done()
-				}
-				return nil
-			}
-		})
+		k := newKit(t, tr, func(c *helper.Config) { holdMessages(c, timeout, "wait", untilDone) })
 		c, _ := k.login("quiet")
 		_ = c.Emit("wait", nil)
 		start := time.Now()
@@ -77,4 +55,28 @@ func TestSilentClientInCallbackIsClosed(t *testing.T) {
 			t.Fatalf("closed after %v, before HeartbeatTimeout (%v)", d, timeout)
 		}
 	})
+}
+
+// holdMessages sets a kit's heartbeat to timeout (swept every 20 ms) and
+// has its message handler, once it has recorded a message of event, run
+// hold before it returns: the read side is the app's meanwhile.
+func holdMessages(c *helper.Config, timeout time.Duration, event string, hold func(context.Context) error) {
+	c.Options.HeartbeatInterval = 20 * time.Millisecond
+	c.Options.HeartbeatTimeout = timeout
+	rec := c.Handlers.Message
+	c.Handlers.Message = func(ctx context.Context, req helper.MessageRequest) error {
+		if err := rec(ctx, req); err != nil {
+			return err
+		}
+		if req.Message.Event == event {
+			return hold(ctx)
+		}
+		return nil
+	}
+}
+
+// untilDone holds until the client's context ends.
+func untilDone(ctx context.Context) error {
+	<-ctx.Done()
+	return nil
 }
