@@ -644,3 +644,27 @@ func TestRedis(t *testing.T) {
 		t.Errorf("unreachable Redis: %v\n%s", err, out)
 	}
 }
+
+// SIGINT shuts the demo down as SIGTERM does (demo-contract.md: "SIGTERM or
+// SIGINT"): every client closed 1001, then a clean exit. (From a spec
+// audit: only SIGTERM was tested.)
+func TestSIGINT(t *testing.T) {
+	if os.Getenv("DEMO_ADDR") != "" {
+		t.Skip("needs a demo of its own")
+	}
+	p := startDemo(t)
+	tg := newTarget(t, p.addr, "/ws")
+	c, _, _ := tg.connect("valid-interrupted")
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	expectClose(t, c, ws.StatusGoingAway, "Server shutting down")
+	select {
+	case <-p.exited:
+		if p.err != nil {
+			t.Fatalf("exit: %v", p.err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the demo did not exit after SIGINT")
+	}
+}
