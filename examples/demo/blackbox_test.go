@@ -322,20 +322,7 @@ func TestContract(t *testing.T) {
 		authed, _, _ := tg.connect("valid-last")
 		pending := tg.dial()
 		waitState(t, tg, 2)
-		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range []*fxtest.Client{authed, pending} {
-			expectClose(t, c, ws.StatusGoingAway, "Server shutting down")
-		}
-		select {
-		case <-p.exited:
-			if p.err != nil {
-				t.Fatalf("exit: %v", p.err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatal("the demo did not exit after SIGTERM")
-		}
+		signalShutdown(t, p, syscall.SIGTERM, authed, pending)
 	})
 }
 
@@ -655,16 +642,25 @@ func TestSIGINT(t *testing.T) {
 	p := startDemo(t)
 	tg := newTarget(t, p.addr, "/ws")
 	c, _, _ := tg.connect("valid-interrupted")
-	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+	signalShutdown(t, p, syscall.SIGINT, c)
+}
+
+// signalShutdown sends sig to the demo, expects every one of clients to be
+// closed 1001 "Server shutting down", and the demo to exit cleanly.
+func signalShutdown(t *testing.T, p *process, sig syscall.Signal, clients ...*fxtest.Client) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
-	expectClose(t, c, ws.StatusGoingAway, "Server shutting down")
+	for _, c := range clients {
+		expectClose(t, c, ws.StatusGoingAway, "Server shutting down")
+	}
 	select {
 	case <-p.exited:
 		if p.err != nil {
 			t.Fatalf("exit: %v", p.err)
 		}
 	case <-time.After(20 * time.Second):
-		t.Fatal("the demo did not exit after SIGINT")
+		t.Fatalf("the demo did not exit after %v", sig)
 	}
 }
