@@ -19,6 +19,7 @@ import (
 
 	"github.com/fxws/websocket/broker"
 	"github.com/fxws/websocket/helper"
+	"github.com/fxws/websocket/internal/bounded"
 	"github.com/fxws/websocket/internal/nilref"
 	"github.com/fxws/websocket/protocol"
 	"github.com/redis/go-redis/v9"
@@ -308,58 +309,30 @@ func (s *server) start(ctx context.Context) error {
 }
 
 // pingRedis waits up to RedisPingTimeout for the Redis connection to answer
-// PING, pinging again (50 ms, doubling to 1 s) while it cannot be reached,
-// so that a Redis started alongside the app (compose, a pod) is waited for
-// as the emitter waits for it (LOADING and the like included); any other
-// error answer (a password, an ACL) fails at once. go-redis bounds a command by the client's own timeouts, not by
-// the context (unless ContextTimeoutEnabled), so the wait is bounded here;
-// a ping still pending then ends with the client's timeouts or when the
-// app closes the client.
+// PING, as the emitter waits for it (bounded.Runner.Retry): a Redis started
+// alongside the app (compose, a pod) is waited for, LOADING and the like
+// included; any other error answer (a password, an ACL) fails at once. A
+// ping still pending when the wait ends goes on until the client's own
+// timeouts, or until the app closes the client.
 func (s *server) pingRedis(ctx context.Context) error {
-	wait := s.opts.RedisPingTimeout
-	if d, ok := ctx.Deadline(); ok {
-		// End before the start context does, so that the error saying
-		// why reaches the app rather than fx's "deadline exceeded".
-		left := time.Until(d)
-		wait = max(min(wait, left-min(left/10, time.Second)), 0)
-	}
-	pctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
 	start := time.Now()
-	backoff := 50 * time.Millisecond
-	var last error
-	for {
-		res := make(chan error, 1)
-		go func() { res <- s.redis.Ping(pctx).Err() }()
-		var err error
-		select {
-		case err = <-res:
-		case <-pctx.Done():
-			err = pctx.Err()
-		}
-		if err == nil {
-			s.log.Debug("redis ping", zap.Duration("took", time.Since(start)))
-			return nil
-		}
-		var answered redis.Error
-		if errors.As(err, &answered) && !redisStarting(err) {
-			// Redis answered, with an error (a password, an ACL):
-			// waiting will not change it.
-			return fmt.Errorf("websocket: the Redis connection (%s) failed PING: %w", keyRedis, err)
-		}
-		if errors.Is(err, redis.ErrClosed) {
-			return fmt.Errorf("websocket: the Redis connection (%s) is closed: %w", keyRedis, err)
-		}
-		if last == nil || pctx.Err() == nil {
-			last = err // a ping cut short by the end of the wait says less
-		}
-		select {
-		case <-pctx.Done():
-			return fmt.Errorf("websocket: the Redis connection (%s) did not answer PING within %v: %w", keyRedis, wait, last)
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, time.Second)
+	err := bounded.New(2).Retry(ctx, s.opts.RedisPingTimeout, 0,
+		func(ctx context.Context) error { return s.redis.Ping(ctx).Err() },
+		func(err error) bool {
+			// Redis answered, with an error (a password, an ACL): waiting
+			// will not change it; nor will it bring a closed client back.
+			var answered redis.Error
+			return errors.As(err, &answered) && !redisStarting(err) || errors.Is(err, redis.ErrClosed)
+		})
+	var gaveUp *bounded.GaveUp
+	switch {
+	case errors.As(err, &gaveUp):
+		return fmt.Errorf("websocket: the Redis connection (%s) did not answer PING within %v: %w", keyRedis, gaveUp.Wait, gaveUp.Last)
+	case err != nil:
+		return fmt.Errorf("websocket: the Redis connection (%s) failed PING: %w", keyRedis, err)
 	}
+	s.log.Debug("redis ping", zap.Duration("took", time.Since(start)))
+	return nil
 }
 
 // redisStarting reports an answer of a Redis that is coming up: loading its

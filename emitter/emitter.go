@@ -109,35 +109,17 @@ func New(client redis.UniversalClient, opts Options) (*WebSocketEmitter, error) 
 // ctx (fx's start timeout) it gives up a little before it, so that the
 // error says why Redis was not ready rather than only that time ran out.
 func (e *WebSocketEmitter) Start(ctx context.Context) error {
-	wait := e.opts.ReadyTimeout
-	if d, ok := ctx.Deadline(); ok {
-		left := time.Until(d)
-		wait = max(min(wait, left-min(left/10, time.Second)), 0)
+	err := e.commands.Retry(ctx, e.opts.ReadyTimeout, 2*time.Second,
+		func(ctx context.Context) error { return e.client.Ping(ctx).Err() }, nil)
+	var gaveUp *bounded.GaveUp
+	if errors.As(err, &gaveUp) {
+		return fmt.Errorf("emitter: redis did not answer PING within %v: %w", gaveUp.Wait, gaveUp.Last)
 	}
-	ctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
-	backoff := 50 * time.Millisecond
-	var last error
-	for {
-		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
-		err := e.commands.Run(pctx, func(ctx context.Context) error { return e.client.Ping(ctx).Err() })
-		pcancel()
-		if err == nil {
-			e.log.Info("websocket emitter ready")
-			return nil
-		}
-		// A ping cut short by the end of the whole wait says nothing
-		// about Redis; keep the failure before it.
-		if ctx.Err() == nil || last == nil {
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("emitter: redis did not answer PING within %v: %w", wait, last)
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, time.Second)
+	if err != nil {
+		return err
 	}
+	e.log.Info("websocket emitter ready")
+	return nil
 }
 
 // Stop logs the shutdown. The Redis client is the caller's to close.

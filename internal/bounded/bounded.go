@@ -8,7 +8,11 @@
 // The library never owns the client, so it cannot choose those options.
 package bounded
 
-import "context"
+import (
+	"context"
+	"fmt"
+	"time"
+)
 
 // Runner runs commands on goroutines of their own, at most a fixed number
 // at once. A command whose caller has given up goes on until the client's
@@ -48,3 +52,58 @@ func (r *Runner) Run(ctx context.Context, f func(context.Context) error) error {
 // Running returns the number of commands running now, abandoned ones
 // included.
 func (r *Runner) Running() int { return len(r.slots) }
+
+// GaveUp is Retry's error when its wait ran out: how long it waited, and
+// the last failure it saw.
+type GaveUp struct {
+	Wait time.Duration
+	Last error
+}
+
+func (e *GaveUp) Error() string { return fmt.Sprintf("gave up after %v: %v", e.Wait, e.Last) }
+
+func (e *GaveUp) Unwrap() error { return e.Last }
+
+// Retry runs f until it succeeds, final(err) says waiting will not change
+// the failure (nil: never), or wait has passed, pausing 50 ms, doubling to
+// 1 s, between tries; each try is bounded by try as well (0: by the wait
+// alone). It is how a start step waits for a Redis still coming up. When
+// ctx has a deadline (an app's start timeout), the wait ends a tenth of
+// what is left before it (1 s at most), so that the step's own error, not
+// only "deadline exceeded", reaches whoever started it. It returns nil, the
+// final error as it is, or a *GaveUp.
+func (r *Runner) Retry(ctx context.Context, wait, try time.Duration, f func(context.Context) error, final func(error) bool) error {
+	if d, ok := ctx.Deadline(); ok {
+		left := time.Until(d)
+		wait = max(min(wait, left-min(left/10, time.Second)), 0)
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	backoff := 50 * time.Millisecond
+	var last error
+	for {
+		tctx, tcancel := ctx, context.CancelFunc(func() {})
+		if try > 0 {
+			tctx, tcancel = context.WithTimeout(ctx, try)
+		}
+		err := r.Run(tctx, f)
+		tcancel()
+		if err == nil {
+			return nil
+		}
+		if final != nil && final(err) {
+			return err
+		}
+		// A try cut short by the end of the whole wait says nothing
+		// about what it waits for; keep the failure before it.
+		if ctx.Err() == nil || last == nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return &GaveUp{Wait: wait, Last: last}
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}

@@ -53,3 +53,39 @@ func TestAbandonedCommandHoldsItsSlot(t *testing.T) {
 		t.Fatalf("Run once the slot is free = %v", err)
 	}
 }
+
+// Retry tries again until f succeeds, stops at once on a final error, and
+// otherwise gives up with the last failure seen before its wait ran out,
+// ending ahead of its context's deadline.
+func TestRetry(t *testing.T) {
+	r := New(2)
+	ctx := context.Background()
+	down := errors.New("connection refused")
+	n := 0
+	if err := r.Retry(ctx, time.Second, 0, func(context.Context) error {
+		if n++; n < 3 {
+			return down
+		}
+		return nil
+	}, nil); err != nil || n != 3 {
+		t.Fatalf("Retry = %v after %d tries, want nil after 3", err, n)
+	}
+	denied := errors.New("NOAUTH")
+	n = 0
+	err := r.Retry(ctx, time.Second, 0, func(context.Context) error { n++; return denied },
+		func(err error) bool { return err == denied })
+	if err != denied || n != 1 {
+		t.Fatalf("Retry = %v after %d tries, want the final error at once", err, n)
+	}
+	dctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	start := time.Now()
+	err = r.Retry(dctx, time.Minute, 0, func(ctx context.Context) error { return down }, nil)
+	var gaveUp *GaveUp
+	if !errors.As(err, &gaveUp) || gaveUp.Last != down {
+		t.Fatalf("Retry = %v, want a GaveUp with the last failure", err)
+	}
+	if dctx.Err() != nil || gaveUp.Wait >= time.Second || time.Since(start) >= time.Second {
+		t.Fatalf("gave up after %v (wait %v): not ahead of the context's deadline", time.Since(start), gaveUp.Wait)
+	}
+}
