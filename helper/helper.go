@@ -378,7 +378,7 @@ func (h *WebSocketServerHelper) shutdown(ctx context.Context) error {
 		// than outlive the caller's deadline by more than that.
 		grace, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		if waitGroup(grace, &h.conns) != nil {
-			errs = append(errs, errors.New("websocket: shutdown: some read loops are still inside callbacks"))
+			errs = append(errs, errors.New("websocket: shutdown: callbacks still running on some read loops"))
 		}
 		cancel()
 	}
