@@ -16,6 +16,9 @@ import (
 	"github.com/fxws/websocket/fxtest"
 	"github.com/fxws/websocket/helper"
 	"github.com/fxws/websocket/protocol"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // pair serves two helpers on one in-process hub: two instances.
@@ -259,6 +262,69 @@ func TestBrokerEnvelopes(t *testing.T) {
 	}
 	if s := k.h.Stats(); s.BadEnvelopes != 4 {
 		t.Fatalf("BadEnvelopes = %d, want 4", s.BadEnvelopes)
+	}
+}
+
+// Junk on a channel is logged, but at most once a second, and the line
+// after a quiet second says how many were held back: a stream of bad
+// envelopes must not flood the log.
+func TestBadEnvelopesAreLoggedOnceASecond(t *testing.T) {
+	core, logs := observer.New(zapcore.WarnLevel)
+	hub := broker.NewMemoryHub()
+	k := newKit(t, rawSocket, func(c *helper.Config) { c.Broker = hub.NewBroker(); c.Logger = zap.New(core) })
+	c, _ := k.login("u1")
+	emitter := hub.NewBroker()
+	if err := emitter.Start(context.Background(), func(string, []byte) {}); err != nil {
+		t.Fatal(err)
+	}
+	defer emitter.Close()
+	pub := func(payload string) {
+		t.Helper()
+		if err := emitter.Publish(context.Background(), protocol.ChannelBroadcast, []byte(payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const junk = 50
+	for i := range junk {
+		if i%2 == 0 {
+			pub(`{"serverId":`)
+		} else {
+			pub(`{"serverId":"emitter","type":"bogus","event":"x"}`)
+		}
+	}
+	pub(`{"serverId":"emitter","type":"broadcast","event":"last"}`)
+	expectEvent(t, c, "last")
+	lines := logs.FilterMessageSnippet("envelope").All()
+	if len(lines) == 0 || len(lines) > 2 {
+		// More than one second boundary in a burst of 50 would be a
+		// stalled machine, not a throttle.
+		t.Fatalf("%d warnings for %d bad envelopes, want 1 (2 across a second boundary)", len(lines), junk)
+	}
+	first := lines[0]
+	if first.Message != "dropping unreadable envelope" || first.ContextMap()["channel"] != protocol.ChannelBroadcast || first.ContextMap()["error"] == nil {
+		t.Fatalf("first warning %q %v, want the unreadable envelope with its channel and error", first.Message, first.ContextMap())
+	}
+	time.Sleep(1100 * time.Millisecond)
+	pub(`{"serverId":"emitter","type":"bogus","event":"x"}`)
+	pub(`{"serverId":"emitter","type":"broadcast","event":"last"}`)
+	expectEvent(t, c, "last")
+	lines = logs.FilterMessageSnippet("envelope").All()
+	last := lines[len(lines)-1]
+	if last.Message != "dropping envelope of unknown type" || last.ContextMap()["type"] != "bogus" {
+		t.Fatalf("warning after a quiet second %q %v, want the unknown type", last.Message, last.ContextMap())
+	}
+	var told uint64
+	for _, l := range lines {
+		told++
+		if n, ok := l.ContextMap()["suppressed"].(uint64); ok {
+			told += n
+		}
+	}
+	if told != junk+1 {
+		t.Fatalf("the warnings account for %d bad envelopes, want %d", told, junk+1)
+	}
+	if s := k.h.Stats(); s.BadEnvelopes != junk+1 {
+		t.Fatalf("BadEnvelopes = %d, want %d", s.BadEnvelopes, junk+1)
 	}
 }
 
