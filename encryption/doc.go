@@ -5,7 +5,10 @@
 // The scheme, byte for byte as @venizia/ignis-helpers' ECDH helper:
 //
 //   - the client sends its public key with authenticate, as
-//     `data.publicKey` = base64 of the raw uncompressed P-256 point (65 bytes);
+//     `data.publicKey` = base64 of the raw uncompressed P-256 point (65 bytes;
+//     a compressed one, 33 bytes, is taken too, as WebCrypto in the original
+//     takes it); the key is matched exactly, as JavaScript reads
+//     `data.publicKey`;
 //   - the server makes a fresh key pair and a 32-byte random salt and
 //     derives key = HKDF-SHA256(ECDH shared secret, salt,
 //     info = "ignis-ecdh-p256-aes-256-gcm-v1"), 256 bits; `connected`

@@ -17,8 +17,10 @@ import (
 
 // Options configures an ECDH handler. The zero value is the Ignis scheme.
 type Options struct {
-	// HKDFInfo is the HKDF info string. Default DefaultHKDFInfo, the Ignis
-	// helper's; change it only together with every client.
+	// HKDFInfo is the HKDF info string. Default (and when empty)
+	// DefaultHKDFInfo, the Ignis helper's; change it only together with
+	// every client. An empty info string cannot be chosen: the original
+	// would keep an explicit "", no client of it does.
 	HKDFInfo string
 }
 
@@ -53,19 +55,25 @@ var (
 )
 
 // Handshake is the helper's handshake handler. It reads `data.publicKey`
-// (base64 of the client's raw uncompressed P-256 point), makes a fresh key
+// (base64 of the client's raw P-256 point, see ParsePublicKey), makes a fresh key
 // pair and a 32-byte salt, derives the client's AES-256-GCM key and keeps it
 // under the client id. A missing or invalid key is an error, which the
 // helper answers with "Encryption handshake failed" and close 4004.
 func (e *ECDH) Handshake(ctx context.Context, req helper.HandshakeRequest) (*helper.HandshakeResult, error) {
-	var d struct {
-		PublicKey json.RawMessage `json:"publicKey"`
-	}
-	if err := json.Unmarshal(req.Data, &d); err != nil {
+	// The original reads data.publicKey: the key spelled exactly, the
+	// last of duplicates winning (encoding/json would take "PublicKey"
+	// too, and let any spelling overwrite it).
+	var raw json.RawMessage
+	err := protocol.ObjectMembers(req.Data, func(key []byte, value json.RawMessage) {
+		if string(key) == "publicKey" {
+			raw = value
+		}
+	})
+	if err != nil {
 		return nil, fmt.Errorf("encryption: handshake: %w", err)
 	}
-	var pubB64 string
-	if len(d.PublicKey) == 0 || d.PublicKey[0] != '"' || json.Unmarshal(d.PublicKey, &pubB64) != nil || pubB64 == "" {
+	pubB64, ok := protocol.StringValue(raw)
+	if !ok || pubB64 == "" {
 		return nil, ErrNoPublicKey
 	}
 	peer, err := ParsePublicKey(pubB64)

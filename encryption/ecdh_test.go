@@ -338,17 +338,27 @@ func TestHandshakeFailures(t *testing.T) {
 	p256, _ := ecdh.P256().GenerateKey(rand.Reader)
 	x, y := elliptic.Unmarshal(elliptic.P256(), p256.PublicKey().Bytes()) //nolint:staticcheck // only to build a compressed point
 	compressed := elliptic.MarshalCompressed(elliptic.P256(), x, y)
+	// An x with no point on the curve: x³ - 3x + b is a non-residue for
+	// about half of all x; try until UnmarshalCompressed says so.
+	badCompressed := append([]byte(nil), compressed...)
+	for i := byte(0); ; i++ {
+		if x, _ := elliptic.UnmarshalCompressed(elliptic.P256(), badCompressed); x == nil {
+			break
+		}
+		badCompressed[32] = i
+	}
 	b64 := base64.StdEncoding.EncodeToString
 	cases := map[string]map[string]any{
-		"missing":       {"token": "valid-u"},
-		"empty":         {"token": "valid-u", "publicKey": ""},
-		"not a string":  {"token": "valid-u", "publicKey": 42},
-		"not base64":    {"token": "valid-u", "publicKey": "not base64!"},
-		"base64 w/ nl":  {"token": "valid-u", "publicKey": b64(p256.PublicKey().Bytes())[:40] + "\n" + b64(p256.PublicKey().Bytes())[40:]},
-		"wrong curve":   {"token": "valid-u", "publicKey": b64(p384.PublicKey().Bytes())},
-		"off curve":     {"token": "valid-u", "publicKey": b64(offCurve)},
-		"compressed":    {"token": "valid-u", "publicKey": b64(compressed)},
-		"private bytes": {"token": "valid-u", "publicKey": b64(p256.Bytes())},
+		"missing":                {"token": "valid-u"},
+		"empty":                  {"token": "valid-u", "publicKey": ""},
+		"not a string":           {"token": "valid-u", "publicKey": 42},
+		"not base64":             {"token": "valid-u", "publicKey": "not base64!"},
+		"base64 w/ nl":           {"token": "valid-u", "publicKey": b64(p256.PublicKey().Bytes())[:40] + "\n" + b64(p256.PublicKey().Bytes())[40:]},
+		"wrong curve":            {"token": "valid-u", "publicKey": b64(p384.PublicKey().Bytes())},
+		"off curve":              {"token": "valid-u", "publicKey": b64(offCurve)},
+		"compressed, off curve":  {"token": "valid-u", "publicKey": b64(badCompressed)},
+		"compressed, bad prefix": {"token": "valid-u", "publicKey": b64(append([]byte{5}, compressed[1:]...))},
+		"private bytes":          {"token": "valid-u", "publicKey": b64(p256.Bytes())},
 	}
 	ctx := context.Background()
 	for name, data := range cases {

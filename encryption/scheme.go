@@ -4,6 +4,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/ecdh"
+	"crypto/elliptic"
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
@@ -32,6 +33,9 @@ const (
 	KeySize = 32
 	// PublicKeySize is the length of a raw uncompressed P-256 point.
 	PublicKeySize = 65
+	// CompressedPublicKeySize is the length of a raw compressed P-256
+	// point, which ParsePublicKey takes as well.
+	CompressedPublicKeySize = 33
 )
 
 // ErrInvalidBase64 is returned for input that the Ignis helper's strict
@@ -52,16 +56,28 @@ func DecodeBase64(s string) ([]byte, error) {
 	return b, nil
 }
 
-// ParsePublicKey reads a peer's public key: base64 of the raw uncompressed
-// P-256 point (65 bytes, 0x04‖X‖Y), as WebCrypto exports it. Points not on
-// the curve are refused.
+// ParsePublicKey reads a peer's public key: base64 of the raw P-256 point,
+// uncompressed (65 bytes, 0x04‖X‖Y) as WebCrypto exports it, or compressed
+// (33 bytes, 0x02 or 0x03‖X), which the original's WebCrypto import takes
+// too. Points not on the curve are refused.
 func ParsePublicKey(b64 string) (*ecdh.PublicKey, error) {
 	raw, err := DecodeBase64(b64)
 	if err != nil {
 		return nil, fmt.Errorf("encryption: public key: %w", err)
 	}
+	if len(raw) == CompressedPublicKeySize && (raw[0] == 2 || raw[0] == 3) {
+		x, y := elliptic.UnmarshalCompressed(elliptic.P256(), raw)
+		if x == nil {
+			return nil, errors.New("encryption: public key: compressed point not on P-256")
+		}
+		full := make([]byte, PublicKeySize)
+		full[0] = 4
+		x.FillBytes(full[1:33])
+		y.FillBytes(full[33:])
+		raw = full
+	}
 	if len(raw) != PublicKeySize || raw[0] != 4 {
-		return nil, fmt.Errorf("encryption: public key: want a %d-byte uncompressed P-256 point, got %d bytes", PublicKeySize, len(raw))
+		return nil, fmt.Errorf("encryption: public key: want a P-256 point, %d bytes uncompressed or %d compressed, got %d bytes", PublicKeySize, CompressedPublicKeySize, len(raw))
 	}
 	pub, err := ecdh.P256().NewPublicKey(raw)
 	if err != nil {
@@ -147,12 +163,13 @@ func (s *Session) Seal(plaintext []byte) (Payload, error) {
 	if err := readIV(iv[:]); err != nil {
 		return Payload{}, err
 	}
-	return s.SealWithIV(iv[:], plaintext)
+	return s.sealWithIV(iv[:], plaintext)
 }
 
-// SealWithIV encrypts plaintext under the given IV. Reusing an IV with the
-// same key breaks AES-GCM: this exists for test vectors.
-func (s *Session) SealWithIV(iv, plaintext []byte) (Payload, error) {
+// sealWithIV encrypts plaintext under the given IV. Reusing an IV with the
+// same key breaks AES-GCM: this exists for test vectors, and is unexported
+// so that no caller can choose an IV.
+func (s *Session) sealWithIV(iv, plaintext []byte) (Payload, error) {
 	if len(iv) != IVSize {
 		return Payload{}, fmt.Errorf("encryption: IV must be %d bytes, got %d", IVSize, len(iv))
 	}
@@ -222,9 +239,26 @@ func (s *Session) encryptMessage(iv []byte, event string, data json.RawMessage) 
 // message inside: an object with a string `event`, optional `data` and an
 // optional string `id`.
 func (s *Session) DecryptMessage(data json.RawMessage) (event string, inner json.RawMessage, id string, err error) {
-	var p Payload
-	if err := json.Unmarshal(data, &p); err != nil {
+	// Keys match exactly, as the original's decrypt reads payload.iv and
+	// payload.ct (encoding/json would take "IV" too).
+	var rawIV, rawCT json.RawMessage
+	err = protocol.ObjectMembers(data, func(key []byte, value json.RawMessage) {
+		switch string(key) {
+		case "iv":
+			rawIV = value
+		case "ct":
+			rawCT = value
+		}
+	})
+	if err != nil {
 		return "", nil, "", fmt.Errorf("encryption: encrypted data is not {iv, ct}: %w", err)
+	}
+	var p Payload
+	var okIV, okCT bool
+	p.IV, okIV = protocol.StringValue(rawIV)
+	p.CT, okCT = protocol.StringValue(rawCT)
+	if !okIV || !okCT {
+		return "", nil, "", errors.New("encryption: encrypted data is not {iv, ct}: want two strings")
 	}
 	pt, err := s.Open(p)
 	if err != nil {

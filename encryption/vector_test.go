@@ -121,9 +121,9 @@ func TestIgnisVector(t *testing.T) {
 		if string(got) != string(want) {
 			t.Errorf("%s: ours %s\noriginal %s", o.Event, got, want)
 		}
-		p, err := server.SealWithIV(iv, []byte(o.Plaintext))
+		p, err := server.sealWithIV(iv, []byte(o.Plaintext))
 		if err != nil || p.CT != o.CT {
-			t.Errorf("%s: SealWithIV ct %s err %v", o.Event, p.CT, err)
+			t.Errorf("%s: sealWithIV ct %s err %v", o.Event, p.CT, err)
 		}
 		// The original's payload opens with ours, on the client side.
 		pt, err := client.Open(Payload{IV: o.IV, CT: o.CT})

@@ -7,12 +7,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fxws/websocket/internal/headless"
 )
 
 // browserPage is what the headless browser runs: authenticate, check the
@@ -41,28 +40,12 @@ ws.onmessage = (e) => {
 ws.onclose = (e) => { out.closeCode = e.code; if (out.echoed === undefined) report(); };
 </script>`
 
-// chromiumBinary finds a Chromium to drive; CI installs Debian's.
-func chromiumBinary() string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
 // TestBrowserCompression: a real browser (headless Chromium) against the
 // demo with PER_MESSAGE_DEFLATE=1 and COMPRESS_MIN_SIZE: the extension is
 // negotiated, the browser's compressed messages are inflated, and the
 // server's compressed echo is inflated by the browser.
 func TestBrowserCompression(t *testing.T) {
-	bin := chromiumBinary()
-	if bin == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("no chromium in CI (.ci/run installs it)")
-		}
-		t.Skip("no chromium on this machine (apt-get install chromium)")
-	}
+	headless.Chromium(t)
 	p := startDemo(t, "PER_MESSAGE_DEFLATE=1", "COMPRESS_MIN_SIZE=256")
 	tg := newTarget(t, p.addr, "/ws")
 
@@ -86,19 +69,7 @@ func TestBrowserCompression(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	browser := exec.CommandContext(ctx, bin, "--headless=new", "--no-sandbox", "--disable-gpu",
-		"--disable-dev-shm-usage", "--no-first-run", "--user-data-dir="+t.TempDir(), page.URL+"/")
-	browser.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	browser.Cancel = func() error { return syscall.Kill(-browser.Process.Pid, syscall.SIGKILL) }
-	var stderr strings.Builder
-	browser.Stderr = &stderr
-	if err := browser.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = syscall.Kill(-browser.Process.Pid, syscall.SIGKILL)
-		_ = browser.Wait()
-	}()
+	output := headless.Open(ctx, t, page.URL+"/")
 
 	var got struct {
 		Extensions string
@@ -113,7 +84,7 @@ func TestBrowserCompression(t *testing.T) {
 			t.Fatalf("result %s: %v", b, err)
 		}
 	case <-ctx.Done():
-		t.Fatalf("no result from the browser; its output:\n%s", stderr.String())
+		t.Fatalf("no result from the browser; its output:\n%s", output())
 	}
 	t.Logf("the browser negotiated %q", got.Extensions)
 	if !strings.HasPrefix(got.Extensions, "permessage-deflate") ||

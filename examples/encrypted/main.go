@@ -5,10 +5,15 @@
 // websocket.WithECDHEncryption, mounted on the app's mux next to the page
 // and a small REST API.
 //
+// Each client is greeted with a `welcome` message as soon as it is
+// connected (sealed, like everything after `connected`): the page must
+// not lose what arrives while it is still deriving its key.
+//
 // Environment: HOST (127.0.0.1), PORT (3000), WS_PATH (/ws), TICK_MS (2000;
-// 0 turns the periodic broadcast off), REQUIRE_ENCRYPTION (1; 0 serves plain
-// clients, for comparisons), QUIET (1: no logs), CPUPROFILE (a file for a
-// CPU profile of the whole run). Tokens are those of the demo contract:
+// 0 turns the periodic broadcast off), WELCOME (1; 0 greets nobody, for
+// load runs), REQUIRE_ENCRYPTION (1; 0 serves plain clients, for
+// comparisons), QUIET (1: no logs), CPUPROFILE (a file for a CPU profile of
+// the whole run). Tokens are those of the demo contract:
 // `valid-<userId>`. REST: GET /healthz, POST /ws-api/broadcast
 // {"event","data"}, POST /ws-api/clients/{id}/send {"event","data"}.
 // SIGINT or SIGTERM stops it; every client gets close 1001.
@@ -53,6 +58,7 @@ type config struct {
 	Path              string
 	Tick              time.Duration
 	RequireEncryption bool
+	Welcome           bool
 	Quiet             bool
 }
 
@@ -61,6 +67,7 @@ func main() {
 		Addr:              net.JoinHostPort(env("HOST", "127.0.0.1"), env("PORT", "3000")),
 		Path:              env("WS_PATH", "/ws"),
 		RequireEncryption: env("REQUIRE_ENCRYPTION", "1") == "1",
+		Welcome:           env("WELCOME", "1") == "1",
 		Quiet:             env("QUIET", "") == "1",
 	}
 	if ms, _ := strconv.Atoi(env("TICK_MS", "2000")); ms > 0 {
@@ -102,6 +109,9 @@ func appOptions(cfg config, logger *zap.Logger) fx.Option {
 		fx.Provide(fx.Annotate(http.NewServeMux, fx.ResultTags(websocket.HTTPMuxKey))),
 		fx.Invoke(serve),
 	}
+	if cfg.Welcome {
+		opts = append(opts, fx.Provide(fx.Annotate(newWelcome, fx.ResultTags(websocket.ClientConnectedHandlerKey))))
+	}
 	if cfg.RequireEncryption {
 		// Handshake, sealed delivery, decryption of sealed client events,
 		// keys dropped on disconnect.
@@ -133,6 +143,14 @@ func newMessageHandler(ref *websocket.HelperRef) helper.MessageFunc {
 			return ref.Helper().Send(ctx, "", "chat", map[string]any{"from": req.UserID, "data": req.Message.Data})
 		}
 		return nil
+	}
+}
+
+// newWelcome greets each client right after its `connected`.
+func newWelcome(ref *websocket.HelperRef) helper.ClientConnectedFunc {
+	return func(_ context.Context, info helper.ClientInfo) error {
+		_, err := ref.Helper().SendToClient(info.ClientID, "welcome", map[string]string{"userId": info.UserID})
+		return err
 	}
 }
 

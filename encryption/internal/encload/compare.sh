@@ -21,7 +21,7 @@ trap cleanup EXIT
 wait_up() { for _ in $(seq 100); do curl -sf "http://127.0.0.1:$1/healthz" >/dev/null && return; sleep 0.1; done; echo "port $1 not up" >&2; exit 1; }
 started=0 # pid of the server process last started
 start_ours() { # port, REQUIRE_ENCRYPTION
-  PORT=$1 REQUIRE_ENCRYPTION=$2 TICK_MS=0 QUIET=1 "${srvpin[@]}" "$tmp/encsrv" >/dev/null 2>&1 &
+  PORT=$1 REQUIRE_ENCRYPTION=$2 TICK_MS=0 WELCOME=0 QUIET=1 "${srvpin[@]}" "$tmp/encsrv" >/dev/null 2>&1 &
   started=$!; pids+=("$started"); wait_up "$1"; }
 start_ref() { # port, REQUIRE_ENCRYPTION
   (cd "$ref" && PORT=$1 REDIS_URL=redis://127.0.0.1:$rport QUIET=1 REQUIRE_ENCRYPTION=$2 "${srvpin[@]}" ./start.sh) >/dev/null 2>&1 &
