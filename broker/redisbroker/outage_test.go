@@ -276,3 +276,36 @@ func TestCloseBoundedWhileRedisIsSilent(t *testing.T) {
 		t.Errorf("Close with Redis silent took %v", took)
 	}
 }
+
+// However long Redis was away, the subscriptions are back about a second
+// after it is (the backoff's default cap): publishes from elsewhere reach
+// nobody here until then. With the earlier cap of 5 s, a long outage left
+// a gap of up to 5 s after Redis came back (a user trial lost 16 sends
+// that way).
+func TestResubscribedSoonAfterALongOutage(t *testing.T) {
+	srv := redistest.Start(t)
+	opts := redisbroker.Options{PublishTimeout: 300 * time.Millisecond, PingTimeout: 300 * time.Millisecond}
+	a := redistest.StartInstance(t, srv.Client(noRetries), opts)
+	if !a.Broker.Stats().Connected {
+		t.Fatal("not connected")
+	}
+	srv.Kill()
+	waitFor(t, "the broker notices the loss", func() bool { return !a.Broker.Stats().Connected })
+	time.Sleep(3 * time.Second) // the backoff reaches its cap
+	back := time.Now()
+	srv.Restart()
+	deadline := time.Now().Add(10 * time.Second)
+	for !a.Broker.Stats().Connected {
+		if time.Now().After(deadline) {
+			t.Fatal("never resubscribed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	after := time.Since(back)
+	t.Logf("resubscribed %v after Redis was back", after.Round(time.Millisecond))
+	// 1 s of backoff at most, plus the restart's own start and the
+	// connect: the bound is 2 s.
+	if after > 2*time.Second {
+		t.Errorf("resubscribed %v after Redis was back, want within 2 s", after)
+	}
+}

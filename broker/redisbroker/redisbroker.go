@@ -70,6 +70,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sort"
 	"strconv"
 	"strings"
@@ -149,7 +150,13 @@ type Options struct {
 	ProbeInterval time.Duration
 	// ReconnectBackoffMin and ReconnectBackoffMax bound the exponential
 	// backoff between attempts to rebuild the subscriptions. Defaults
-	// 100 ms and 5 s.
+	// 100 ms and 1 s: however long Redis was away, what this instance
+	// subscribes to is heard again about a second after Redis is back
+	// (until then, publishes from elsewhere reach nobody here and are
+	// lost, as Redis pub/sub keeps nothing). An attempt against a Redis
+	// that refuses connections costs one refused dial; each wait is
+	// drawn between half the step and the step, so that a fleet of
+	// instances does not come back in lockstep.
 	ReconnectBackoffMin, ReconnectBackoffMax time.Duration
 	// SubscribeBatch is the most channels sent in one (un)subscribe
 	// command. Default 512.
@@ -185,7 +192,7 @@ func (o Options) withDefaults() Options {
 	def(&o.PingTimeout, 2*time.Second)
 	def(&o.ProbeInterval, 2*time.Second)
 	def(&o.ReconnectBackoffMin, 100*time.Millisecond)
-	def(&o.ReconnectBackoffMax, 5*time.Second)
+	def(&o.ReconnectBackoffMax, time.Second)
 	if o.ReconnectBackoffMax < o.ReconnectBackoffMin {
 		o.ReconnectBackoffMax = o.ReconnectBackoffMin
 	}
@@ -506,27 +513,49 @@ func (b *Broker) supervise(ctx context.Context) {
 		b.mu.Unlock()
 		s.close()
 		backoff := b.opts.ReconnectBackoffMin
+		lost := time.Now()
+		var failed int       // attempts so far
+		var logged time.Time // of the last warning
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(backoff):
+			case <-time.After(jitter(backoff)):
 			}
 			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			err := b.connect(cctx)
 			cancel()
 			if err == nil {
 				b.stats.reconnects.Add(1)
-				b.log.Info("redis subscription restored", zap.Int("channels", b.Stats().Channels))
+				b.log.Info("redis subscription restored", zap.Int("channels", b.Stats().Channels),
+					zap.Duration("after", time.Since(lost).Round(time.Millisecond)), zap.Int("failedAttempts", failed))
 				break
 			}
 			if ctx.Err() != nil {
 				return
 			}
-			b.log.Warn("redis reconnect failed", zap.Error(err), zap.Duration("backoff", backoff))
+			failed++
+			// Attempts come every second or so for as long as Redis is
+			// away: say so at once, then every reconnectLogEvery.
+			if failed == 1 || time.Since(logged) >= reconnectLogEvery {
+				logged = time.Now()
+				b.log.Warn("redis reconnect failed", zap.Error(err), zap.Int("failedAttempts", failed),
+					zap.Duration("since", time.Since(lost).Round(time.Millisecond)))
+			}
 			backoff = min(2*backoff, b.opts.ReconnectBackoffMax)
 		}
 	}
+}
+
+// reconnectLogEvery spaces the warnings of a reconnect that keeps failing.
+const reconnectLogEvery = 10 * time.Second
+
+// jitter draws a wait between d/2 and d.
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
 }
 
 // work runs the handler for one queue.
