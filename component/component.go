@@ -343,8 +343,11 @@ func redisStarting(err error) bool {
 }
 
 // stop closes every client with 1001 first (the helper), then the listener,
-// all within ctx.
+// all within ctx, ending a little before it (bounded.Ahead) so that what
+// outlasted the stop reaches the app as the hook's error.
 func (s *server) stop(ctx context.Context) error {
+	ctx, cancel := bounded.Ahead(ctx)
+	defer cancel()
 	var errs []error
 	if err := s.h.Shutdown(ctx); err != nil {
 		errs = append(errs, err)
@@ -357,9 +360,9 @@ func (s *server) stop(ctx context.Context) error {
 	}
 	err := errors.Join(errs...)
 	if err != nil {
-		// Logged too: fx reports only "context deadline exceeded" for a
-		// hook that returns as its stop context ends, as this one does
-		// when callbacks or connections outlast it.
+		// Logged too, for a stop context shorter than the margin needs
+		// (fx reports only "context deadline exceeded" for a hook that
+		// returns after its stop context ends).
 		s.log.Error("websocket stop incomplete", zap.Error(err))
 	}
 	return err

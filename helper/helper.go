@@ -341,12 +341,19 @@ func (h *WebSocketServerHelper) disconnect(c *client) {
 
 // Shutdown closes every connection with 1001 "Server shutting down", waits
 // for their disconnect callbacks, stops the heartbeat and closes the broker.
-// Connections still open when ctx ends are cut.
+// Connections still open shortly before ctx's deadline are cut (when
+// 100 ms or a fifth of the time is left, whichever is less: their read
+// loops get that long to end), and the error says what outlasted ctx:
+// connections, read loops held in a callback, other callbacks.
 func (h *WebSocketServerHelper) Shutdown(ctx context.Context) error {
 	var err error
 	h.stopOnce.Do(func() { err = h.shutdown(ctx) })
 	return err
 }
+
+// shutdownGrace is how long Shutdown gives read loops to end once their
+// connections are cut (less when ctx leaves less).
+const shutdownGrace = 100 * time.Millisecond
 
 func (h *WebSocketServerHelper) shutdown(ctx context.Context) error {
 	h.acceptMu.Lock()
@@ -364,7 +371,17 @@ func (h *WebSocketServerHelper) shutdown(ctx context.Context) error {
 	putRecipients(all)
 
 	var errs []error
-	if err := waitGroup(ctx, &h.conns); err != nil {
+	// Connections get until a grace period before ctx's deadline; what is
+	// still open then is cut, and the read loops get the grace to end, so
+	// that all of it fits in ctx and the caller hears why.
+	grace := shutdownGrace
+	connsCtx, cancelConns := ctx, context.CancelFunc(func() {})
+	if d, ok := ctx.Deadline(); ok {
+		grace = max(min(grace, time.Until(d)/5), 0)
+		connsCtx, cancelConns = context.WithDeadline(ctx, d.Add(-grace))
+	}
+	defer cancelConns()
+	if err := waitGroup(connsCtx, &h.conns); err != nil {
 		// Cut what did not close in time; the read loops then end at once.
 		all := getRecipients()
 		*all = h.reg.appendAll(*all)
@@ -374,10 +391,9 @@ func (h *WebSocketServerHelper) shutdown(ctx context.Context) error {
 		putRecipients(all)
 		errs = append(errs, fmt.Errorf("websocket: shutdown: connections did not close in time: %w", err))
 		// A read loop stuck in a callback that ignores its context cannot
-		// be stopped; give the others a moment, then stop waiting rather
-		// than outlive the caller's deadline by more than that.
-		grace, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		if waitGroup(grace, &h.conns) != nil {
+		// be stopped; give the others the grace, then stop waiting.
+		graceCtx, cancel := context.WithTimeout(context.Background(), grace)
+		if waitGroup(graceCtx, &h.conns) != nil {
 			errs = append(errs, errors.New("websocket: shutdown: callbacks still running on some read loops"))
 		}
 		cancel()

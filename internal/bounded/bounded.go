@@ -75,7 +75,7 @@ func (e *GaveUp) Unwrap() error { return e.Last }
 func (r *Runner) Retry(ctx context.Context, wait, try time.Duration, f func(context.Context) error, final func(error) bool) error {
 	if d, ok := ctx.Deadline(); ok {
 		left := time.Until(d)
-		wait = max(min(wait, left-min(left/10, time.Second)), 0)
+		wait = max(min(wait, left-Margin(left)), 0)
 	}
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
@@ -106,4 +106,23 @@ func (r *Runner) Retry(ctx context.Context, wait, try time.Duration, f func(cont
 		}
 		backoff = min(2*backoff, time.Second)
 	}
+}
+
+// Margin is how long before a deadline that is left away a lifecycle step
+// stops waiting, so that its own error, not only "deadline exceeded",
+// reaches whoever gave the deadline: fx returns from a start or stop as
+// its context ends, without the hook's answer. A tenth of what is left,
+// 1 s at most.
+func Margin(left time.Duration) time.Duration {
+	return max(min(left/10, time.Second), 0)
+}
+
+// Ahead returns ctx with its deadline, if it has one, brought forward by
+// Margin.
+func Ahead(ctx context.Context) (context.Context, context.CancelFunc) {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, d.Add(-Margin(time.Until(d))))
 }

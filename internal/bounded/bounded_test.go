@@ -89,3 +89,28 @@ func TestRetry(t *testing.T) {
 		t.Fatalf("gave up after %v (wait %v): not ahead of the context's deadline", time.Since(start), gaveUp.Wait)
 	}
 }
+
+func TestAhead(t *testing.T) {
+	for _, tc := range []struct{ left, want time.Duration }{
+		{2 * time.Second, 200 * time.Millisecond},
+		{20 * time.Second, time.Second},
+		{0, 0},
+	} {
+		d := time.Now().Add(tc.left)
+		ctx, cancel := context.WithDeadline(context.Background(), d)
+		early, cancelEarly := Ahead(ctx)
+		got, _ := early.Deadline()
+		cancelEarly()
+		cancel()
+		// Margin is taken from what is left when Ahead runs, a moment
+		// after d was set.
+		if diff := d.Sub(got) - tc.want; diff < -10*time.Millisecond || diff > 10*time.Millisecond {
+			t.Errorf("left %v: deadline brought forward by %v, want %v", tc.left, d.Sub(got), tc.want)
+		}
+	}
+	early, cancel := Ahead(context.Background())
+	defer cancel()
+	if _, ok := early.Deadline(); ok {
+		t.Error("a deadline appeared from none")
+	}
+}
