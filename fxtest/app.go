@@ -46,15 +46,18 @@ func Start(opts ...fx.Option) (*Server, error) {
 		return nil, fmt.Errorf("fxtest: listen: %w", err)
 	}
 	s := &Server{addr: ln.Addr().String()}
+	made := &madeClients{}
 	all := append([]fx.Option{
 		fx.NopLogger,
 		websocket.Module,
 		websocket.WithListener(ln),
 		fx.Populate(&s.helper),
+		fx.Supply(made),
 	}, opts...)
 	app := fx.New(all...)
 	if err := app.Err(); err != nil {
 		_ = ln.Close()
+		made.close() // no stop will come to close them
 		return nil, fmt.Errorf("fxtest: build the app: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
@@ -125,9 +128,12 @@ func WithHub(hub *broker.MemoryHub) fx.Option {
 
 // WithRedis binds a go-redis client for addr (host:port or a redis:// URL)
 // under websocket.RedisConnectionKey, closed when the app stops.
+//
+// Under Start, a client made for an app that then fails to build is closed
+// too.
 func WithRedis(addr string) fx.Option {
 	return fx.Provide(fx.Annotate(
-		func(lc fx.Lifecycle) (redis.UniversalClient, error) {
+		func(lc fx.Lifecycle, made *madeClients) (redis.UniversalClient, error) {
 			opt := &redis.Options{Addr: addr}
 			if strings.Contains(addr, "://") {
 				var err error
@@ -137,10 +143,38 @@ func WithRedis(addr string) fx.Option {
 			}
 			c := redis.NewClient(opt)
 			lc.Append(fx.StopHook(c.Close))
+			made.add(c.Close)
 			return c, nil
 		},
+		fx.ParamTags(``, `optional:"true"`),
 		fx.ResultTags(websocket.RedisConnectionKey),
 	))
+}
+
+// madeClients are the clients WithRedis made for an app of Start, closed
+// by Start if the app fails to build (fx runs no stop hook then). A nil
+// *madeClients (WithRedis in an app of the test's own) keeps nothing.
+type madeClients struct {
+	mu     sync.Mutex
+	closes []func() error
+}
+
+func (m *madeClients) add(close func() error) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	m.closes = append(m.closes, close)
+	m.mu.Unlock()
+}
+
+func (m *madeClients) close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range m.closes {
+		_ = c()
+	}
+	m.closes = nil
 }
 
 // URL is the WebSocket URL of the server, e.g. ws://127.0.0.1:41234/ws.

@@ -127,3 +127,15 @@ func TestWaitJoined(t *testing.T) {
 		t.Fatalf("WaitJoined on the wrong instance: %v", err)
 	}
 }
+
+// An app that fails to build gets no stop: the Redis client WithRedis made
+// for it is closed by Start all the same (its goroutines would leak).
+// (From a user trial.)
+func TestWithRedisClosedWhenTheBuildFails(t *testing.T) {
+	_, err := fxtest.Start(websocket.WithAuthenticate(func(context.Context, helper.AuthenticateRequest) (*helper.AuthResult, error) { return nil, nil }),
+		fxtest.WithRedis("127.0.0.1:1"), fxtest.WithHub(fxtest.NewHub()))
+	if err == nil || !strings.Contains(err.Error(), "both a Redis connection") {
+		t.Fatalf("build error %v, want both a Redis connection and a broker", err)
+	}
+	goleak.VerifyNone(t)
+}
