@@ -12,6 +12,7 @@ import (
 	"github.com/fxws/websocket/broker/redisbroker"
 	"github.com/fxws/websocket/emitter"
 	"github.com/fxws/websocket/fxtest"
+	"github.com/fxws/websocket/internal/redisinstance"
 	"github.com/fxws/websocket/internal/redistest"
 	"github.com/fxws/websocket/protocol"
 	"github.com/redis/go-redis/v9"
@@ -99,8 +100,8 @@ func expect(t *testing.T, c *fxtest.Client, who, event, data string) {
 
 func reachesBothInstances(t *testing.T, newClient func() redis.UniversalClient, mode redisbroker.Mode, sharded bool) {
 	ctx := context.Background()
-	a := redistest.StartInstance(t, newClient(), redisbroker.Options{Mode: mode})
-	b := redistest.StartInstance(t, newClient(), redisbroker.Options{Mode: mode})
+	a := redisinstance.Start(t, newClient(), redisbroker.Options{Mode: mode})
+	b := redisinstance.Start(t, newClient(), redisbroker.Options{Mode: mode})
 	ca, idA := a.Connect(t, "alice")
 	cb, idB := b.Connect(t, "alice")
 	cc, idC := b.Connect(t, "carol")
@@ -281,7 +282,7 @@ func TestReachesBothInstancesClusterClassic(t *testing.T) {
 func TestClusterClassicKeepsOrder(t *testing.T) {
 	cl := redistest.StartCluster(t, 3)
 	ctx := context.Background()
-	a := redistest.StartInstance(t, cl.Client(), redisbroker.Options{})
+	a := redisinstance.Start(t, cl.Client(), redisbroker.Options{})
 	c, id := a.Connect(t, "u1")
 	a.Join(t, id, "room")
 	e, err := emitter.New(cl.Client(), emitter.Options{})

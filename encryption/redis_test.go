@@ -9,6 +9,7 @@ import (
 	"github.com/fxws/websocket/encryption"
 	"github.com/fxws/websocket/fxtest"
 	"github.com/fxws/websocket/helper"
+	"github.com/fxws/websocket/internal/redisinstance"
 	"github.com/fxws/websocket/internal/redistest"
 )
 
@@ -25,8 +26,8 @@ func TestRedisCrossInstanceAndEmitter(t *testing.T) {
 			cfg.Handlers = enc.Handlers(cfg.Handlers)
 		}
 	}
-	a := redistest.StartInstance(t, srv.Client(), redisbroker.Options{}, encrypted(encryption.NewECDH(encryption.Options{})))
-	b := redistest.StartInstance(t, srv.Client(), redisbroker.Options{}, encrypted(encB))
+	a := redisinstance.Start(t, srv.Client(), redisbroker.Options{}, encrypted(encryption.NewECDH(encryption.Options{})))
+	b := redisinstance.Start(t, srv.Client(), redisbroker.Options{}, encrypted(encB))
 	ctx := context.Background()
 
 	c, err := fxtest.DialEncrypted(ctx, b.URL)

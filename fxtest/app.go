@@ -95,7 +95,10 @@ func StartServer(tb testing.TB, opts ...fx.Option) *Server {
 // the time its `connected` arrives, but a room it joins is subscribed in
 // the background, as in production: before sending to that room from
 // another instance, call Helper().SyncSubscriptions(ctx) on the client's
-// instance, or the first sends may miss it.
+// instance, or the first sends may miss it. While Redis is away (see
+// StartRedis to take it away), connects, joins and these waits go on: the
+// channels are subscribed when Redis is back, about a second later, and
+// what is published before that reaches nobody.
 func StartCluster(tb testing.TB, n int, redisAddr string, opts ...fx.Option) []*Server {
 	tb.Helper()
 	var shared fx.Option
@@ -195,7 +198,9 @@ func (s *Server) Helper() *helper.WebSocketServerHelper { return s.helper }
 // protocol's join has no answer, so a test that has a client join and
 // then sends to the room needs this wait. It gives up with ctx, or after
 // DefaultTimeout when ctx has no deadline, saying which rooms are missing
-// (a validate-room handler that refused them, for one).
+// (a validate-room handler that refused them, for one). While Redis is
+// away the broker cannot subscribe: WaitJoined then returns once the
+// subscriptions are owed, and they are made when Redis is back.
 func (s *Server) WaitJoined(ctx context.Context, id string, rooms ...string) error {
 	ctx, cancel := withDefault(ctx)
 	defer cancel()

@@ -139,3 +139,40 @@ func TestWithRedisClosedWhenTheBuildFails(t *testing.T) {
 	}
 	goleak.VerifyNone(t)
 }
+
+// StartRedis gives a test a real Redis it can take away: two instances on
+// it, a send across them, Redis killed and back, and the send across them
+// again (a publish in the second before the instances have subscribed
+// again reaches nobody, so the test sends until one arrives).
+func TestStartRedisRestart(t *testing.T) {
+	r := fxtest.StartRedis(t)
+	srvs := fxtest.StartCluster(t, 2, r.Addr(), websocket.WithAuthenticate(authenticate))
+	c, id := srvs[1].Connect(t, map[string]string{"token": "bob"})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := srvs[0].Helper().Send(ctx, id, "hello", 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Expect(ctx, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	r.Kill()
+	if err := srvs[0].Helper().Send(ctx, id, "lost", 2); err == nil {
+		t.Error("a send with Redis gone succeeded")
+	}
+	r.Restart()
+	back := time.Now()
+	for n := 0; ; n++ {
+		_ = srvs[0].Helper().Send(ctx, id, "again", n)
+		wait, stop := context.WithTimeout(ctx, 100*time.Millisecond)
+		_, err := c.Expect(wait, "again")
+		stop()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("delivery across the instances never came back")
+		}
+	}
+	t.Logf("delivery across the instances back %v after Redis", time.Since(back).Round(time.Millisecond))
+}

@@ -2,5 +2,6 @@
 // Ignis WebSocket protocol to any server (Dial, Authenticate, Join, Emit,
 // Expect, ExpectClose, raw frames for negative tests), and helpers that start
 // an fx application with websocket.Module on an ephemeral port, on the
-// in-process broker or on a real Redis.
+// in-process broker or on a real Redis, which StartRedis runs for the test
+// (and can kill and restart, to see the app through an outage).
 package fxtest

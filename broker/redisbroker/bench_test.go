@@ -10,6 +10,7 @@ import (
 
 	"github.com/fxws/websocket/broker/redisbroker"
 	"github.com/fxws/websocket/fxtest"
+	"github.com/fxws/websocket/internal/redisinstance"
 	"github.com/fxws/websocket/internal/redistest"
 	"github.com/fxws/websocket/protocol"
 	"go.uber.org/zap"
@@ -34,9 +35,9 @@ func benchFleet(b *testing.B, mode redisbroker.Mode) {
 	srv := redistest.Start(b)
 	const nodes, rooms = 4, 48
 	opts := redisbroker.Options{Mode: mode, Logger: zap.NewNop()}
-	fleet := make([]*redistest.Instance, nodes)
+	fleet := make([]*redisinstance.Instance, nodes)
 	for i := range fleet {
-		fleet[i] = redistest.StartInstance(b, srv.Client(), opts)
+		fleet[i] = redisinstance.Start(b, srv.Client(), opts)
 	}
 	members := make([]*fxtest.Client, rooms)
 	for r := 0; r < rooms; r++ {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fxws/websocket/broker/redisbroker"
+	"github.com/fxws/websocket/internal/redisinstance"
 	"github.com/fxws/websocket/internal/redistest"
 	"github.com/fxws/websocket/protocol"
 	"github.com/redis/go-redis/v9"
@@ -59,8 +60,8 @@ func ownerOf(t *testing.T, cl *redistest.Cluster, channel string) int {
 func TestClusterClassicKeepsOrder(t *testing.T) {
 	cl := redistest.StartCluster(t, 3)
 	ctx := context.Background()
-	a := redistest.StartInstance(t, cl.Client(), redisbroker.Options{})
-	b := redistest.StartInstance(t, cl.Client(), redisbroker.Options{})
+	a := redisinstance.Start(t, cl.Client(), redisbroker.Options{})
+	b := redisinstance.Start(t, cl.Client(), redisbroker.Options{})
 	_, localID := a.Connect(t, "u1")
 	remote, remoteID := b.Connect(t, "u2")
 	a.Join(t, localID, "room")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fxws/websocket/broker/redisbroker"
 	"github.com/fxws/websocket/fxtest"
+	"github.com/fxws/websocket/internal/redisinstance"
 	"github.com/fxws/websocket/internal/redistest"
 	"github.com/fxws/websocket/protocol"
 	"github.com/redis/go-redis/v9"
@@ -45,13 +46,13 @@ func expectNone(t *testing.T, c *fxtest.Client, who, event, marker string) {
 // roomPair is two instances on client's Redis, each with one client in
 // "room" (users u1 on a, u2 on b), a first message already across.
 type roomPair struct {
-	a, b          *redistest.Instance
+	a, b          *redisinstance.Instance
 	local, remote *fxtest.Client // on a and on b
 }
 
 func newRoomPair(t *testing.T, newClient func() redis.UniversalClient, opts redisbroker.Options) roomPair {
 	t.Helper()
-	p := roomPair{a: redistest.StartInstance(t, newClient(), opts), b: redistest.StartInstance(t, newClient(), opts)}
+	p := roomPair{a: redisinstance.Start(t, newClient(), opts), b: redisinstance.Start(t, newClient(), opts)}
 	var localID, remoteID string
 	p.local, localID = p.a.Connect(t, "u1")
 	p.remote, remoteID = p.b.Connect(t, "u2")
@@ -108,8 +109,8 @@ func (p roomPair) nothingLost(t *testing.T, n int) {
 // exclude lists.
 func fleetDelivery(t *testing.T, newClient func() redis.UniversalClient, opts redisbroker.Options) {
 	ctx := context.Background()
-	a := redistest.StartInstance(t, newClient(), opts)
-	b := redistest.StartInstance(t, newClient(), opts)
+	a := redisinstance.Start(t, newClient(), opts)
+	b := redisinstance.Start(t, newClient(), opts)
 
 	alice1, alice1ID := a.Connect(t, "alice")
 	alice2, _ := b.Connect(t, "alice")
@@ -265,7 +266,7 @@ func TestJunkEnvelopesHarmNothing(t *testing.T) {
 	for _, mode := range []redisbroker.Mode{redisbroker.ModeAudience, redisbroker.ModePattern} {
 		t.Run(mode.String(), func(t *testing.T) {
 			ctx := context.Background()
-			a := redistest.StartInstance(t, srv.Client(), redisbroker.Options{Mode: mode})
+			a := redisinstance.Start(t, srv.Client(), redisbroker.Options{Mode: mode})
 			c, id := a.Connect(t, "u1")
 			a.Join(t, id, "r1")
 			junk := []string{

@@ -9,6 +9,7 @@ import (
 
 	"github.com/fxws/websocket/broker/redisbroker"
 	"github.com/fxws/websocket/emitter"
+	"github.com/fxws/websocket/internal/redisinstance"
 	"github.com/fxws/websocket/internal/redistest"
 	"github.com/fxws/websocket/protocol"
 	"github.com/redis/go-redis/v9"
@@ -36,7 +37,7 @@ func noRetries(o *redis.Options) { o.MaxRetries = -1 }
 func TestUserChannelRestoredAfterFailedUnsubscribe(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	a := redistest.StartInstance(t, srv.Client(noRetries), outageOpts())
+	a := redisinstance.Start(t, srv.Client(noRetries), outageOpts())
 	userCh := protocol.UserChannel("alice")
 
 	c1, _ := a.Connect(t, "alice")
@@ -86,7 +87,7 @@ func TestUserChannelRestoredAfterFailedUnsubscribe(t *testing.T) {
 func TestNoChannelsLeakFromClientsOfAnOutage(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	a := redistest.StartInstance(t, srv.Client(noRetries), outageOpts())
+	a := redisinstance.Start(t, srv.Client(noRetries), outageOpts())
 
 	srv.Kill()
 	waitFor(t, "the broker notices the loss", func() bool { return !a.Broker.Stats().Connected })
@@ -187,8 +188,8 @@ func TestSubscribeHonoursContextWhileQueued(t *testing.T) {
 func TestSyncSubscriptionsAfterJoinRoom(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	a := redistest.StartInstance(t, srv.Client(), redisbroker.Options{})
-	b := redistest.StartInstance(t, srv.Client(), redisbroker.Options{})
+	a := redisinstance.Start(t, srv.Client(), redisbroker.Options{})
+	b := redisinstance.Start(t, srv.Client(), redisbroker.Options{})
 	c, id := a.Connect(t, "u")
 	room := "fresh-room"
 	if !a.Helper.JoinRoom(id, room) {
@@ -285,7 +286,7 @@ func TestCloseBoundedWhileRedisIsSilent(t *testing.T) {
 func TestResubscribedSoonAfterALongOutage(t *testing.T) {
 	srv := redistest.Start(t)
 	opts := redisbroker.Options{PublishTimeout: 300 * time.Millisecond, PingTimeout: 300 * time.Millisecond}
-	a := redistest.StartInstance(t, srv.Client(noRetries), opts)
+	a := redisinstance.Start(t, srv.Client(noRetries), opts)
 	if !a.Broker.Stats().Connected {
 		t.Fatal("not connected")
 	}

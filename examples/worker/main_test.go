@@ -6,8 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fxws/websocket/broker/redisbroker"
-	"github.com/fxws/websocket/internal/redistest"
+	websocket "github.com/fxws/websocket"
+	"github.com/fxws/websocket/fxtest"
+	"github.com/fxws/websocket/helper"
 	"go.uber.org/fx"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
@@ -15,14 +16,31 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// TestWorkerReachesClients runs one job against a server instance on a real
-// Redis: the room member sees progress up to 100 %, the user gets job-done.
+// userToken accepts {"token": <user id>}.
+func userToken(_ context.Context, req helper.AuthenticateRequest) (*helper.AuthResult, error) {
+	var d struct{ Token string }
+	if json.Unmarshal(req.Data, &d) != nil || d.Token == "" {
+		return nil, nil
+	}
+	return &helper.AuthResult{UserID: d.Token}, nil
+}
+
+// TestWorkerReachesClients runs one job against a server on a real Redis
+// (fxtest.StartRedis): the room member sees progress up to 100 %, the user
+// gets job-done.
 func TestWorkerReachesClients(t *testing.T) {
-	srv := redistest.Start(t)
-	in := redistest.StartInstance(t, srv.Client(), redisbroker.Options{})
-	c, id := in.Connect(t, "owner")
-	in.Join(t, id, "public-jobs")
-	t.Setenv("REDIS_URL", srv.URL())
+	r := fxtest.StartRedis(t)
+	srv := fxtest.StartServer(t, fxtest.WithRedis(r.Addr()), websocket.WithAuthenticate(userToken),
+		// Without a validate-room handler every join is refused.
+		websocket.WithValidateRoom(func(_ context.Context, req helper.ValidateRoomRequest) ([]string, error) { return req.Rooms, nil }))
+	c, id := srv.Connect(t, map[string]string{"token": "owner"})
+	if err := c.Join("public-jobs"); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.WaitJoined(context.Background(), id, "public-jobs"); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("REDIS_URL", r.URL())
 	t.Setenv("JOB_USER", "owner")
 	t.Setenv("JOB_STEP_MS", "1")
 	t.Setenv("JOBS", "1")

@@ -1,4 +1,8 @@
-package redistest
+// Package redisinstance runs server instances on a Redis broker for the
+// cross-instance tests: a helper served by an httptest server, with a
+// client kit to connect and join. (Apart from redistest, which fxtest
+// builds on, because it uses fxtest's client.)
+package redisinstance
 
 import (
 	"context"
@@ -26,11 +30,11 @@ type Instance struct {
 	URL string
 }
 
-// StartInstance starts a helper whose broker uses client with opts. Its
+// Start starts a helper whose broker uses client with opts. Its
 // authenticate handler accepts {"token":"valid-<userId>"} (empty userId:
 // anonymous) and the validate-room handler allows every room. configure
 // may adjust the helper's config. It shuts down when the test ends.
-func StartInstance(tb testing.TB, client redis.UniversalClient, opts redisbroker.Options, configure ...func(*helper.Config)) *Instance {
+func Start(tb testing.TB, client redis.UniversalClient, opts redisbroker.Options, configure ...func(*helper.Config)) *Instance {
 	tb.Helper()
 	if opts.Logger == nil {
 		opts.Logger = zaptest.NewLogger(tb)
