@@ -150,7 +150,7 @@ func (h *WebSocketServerHelper) handleMessage(c *client, raw []byte) {
 		msg.ID, _ = protocol.StringValue(m.ID)
 		info := c.identity()
 		err := safeCall(func() error {
-			return cb(c.context(), MessageRequest{ClientID: c.id, UserID: info.userID, Message: msg})
+			return cb(c.context(), MessageRequest{ClientID: c.id, UserID: info.userID, Metadata: info.metadata, Message: msg})
 		})
 		if err != nil {
 			h.stats.handlerErrors.Add(1)
@@ -268,7 +268,7 @@ func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
 	var allowed []string
 	err := safeCall(func() error {
 		var err error
-		allowed, err = cb(c.context(), ValidateRoomRequest{ClientID: c.id, UserID: info.userID, Rooms: rooms})
+		allowed, err = cb(c.context(), ValidateRoomRequest{ClientID: c.id, UserID: info.userID, Metadata: info.metadata, Rooms: rooms})
 		return err
 	})
 	if err != nil {

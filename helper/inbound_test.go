@@ -407,3 +407,25 @@ func TestSlowCallbackCostsTheClientNothing(t *testing.T) {
 		expectClose(t, c, protocol.CloseHeartbeatTimeout, protocol.ReasonHeartbeatTimeout)
 	})
 }
+
+// The room check and the message handler see what the authenticator said
+// of the client, without a GetClient per call (from a user trial).
+func TestCallbacksSeeTheClientsMetadata(t *testing.T) {
+	k := newKit(t, rawSocket, nil)
+	c, _ := k.login("u1")
+	if err := c.Join("r1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Emit("chat", 1); err != nil {
+		t.Fatal(err)
+	}
+	k.rec.waitFor(t, "the join and the message", func() bool { return len(k.rec.joins) == 1 && len(k.rec.messages) == 1 })
+	k.rec.mu.Lock()
+	defer k.rec.mu.Unlock()
+	if got := k.rec.joins[0].Metadata["role"]; got != "user" {
+		t.Errorf("room check saw metadata %v", k.rec.joins[0].Metadata)
+	}
+	if got := k.rec.messages[0].Metadata["role"]; got != "user" {
+		t.Errorf("message handler saw metadata %v", k.rec.messages[0].Metadata)
+	}
+}

@@ -261,6 +261,10 @@ type AuthenticateFunc func(ctx context.Context, req AuthenticateRequest) (*AuthR
 type ValidateRoomRequest struct {
 	ClientID string
 	UserID   string
+	// Metadata is the client's AuthResult.Metadata (an extension: the
+	// original passes only the ids). It is the client's own map, shared
+	// by every call: read it, never change it.
+	Metadata map[string]any
 	// Rooms are the requested names that passed the protocol's checks.
 	Rooms []string
 }
@@ -270,7 +274,9 @@ type ValidateRoomRequest struct {
 // does, with the same consequence for a slow call. Every name it returns is joined, requested or not, as in the
 // original: return only what the client may join. Without one, clients
 // cannot join rooms themselves. Names shaped like another client's id
-// never reach it unless Options.AllowClientIDRooms.
+// never reach it unless Options.AllowClientIDRooms. An error or a panic is
+// logged and nothing of that join is joined; the client is not told (the
+// protocol's join has no answer), as in the original.
 type ValidateRoomFunc func(ctx context.Context, req ValidateRoomRequest) ([]string, error)
 
 // ClientInfo identifies a client to the lifecycle callbacks.
@@ -294,6 +300,9 @@ type ClientDisconnectedFunc func(ctx context.Context, info ClientInfo) error
 type MessageRequest struct {
 	ClientID string
 	UserID   string
+	// Metadata is the client's AuthResult.Metadata, as in
+	// ValidateRoomRequest: read it, never change it.
+	Metadata map[string]any
 	Message  protocol.Message
 }
 
