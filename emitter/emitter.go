@@ -161,9 +161,22 @@ func (e *WebSocketEmitter) Broadcast(ctx context.Context, event string, data any
 	return e.publish(ctx, protocol.TypeBroadcast, "", event, data, nil)
 }
 
+// methodOf names the method that sends typ, for errors.
+func methodOf(typ protocol.MessageType) string {
+	switch typ {
+	case protocol.TypeClient:
+		return "ToClient"
+	case protocol.TypeUser:
+		return "ToUser"
+	case protocol.TypeRoom:
+		return "ToRoom"
+	}
+	return "Broadcast"
+}
+
 func (e *WebSocketEmitter) publish(ctx context.Context, typ protocol.MessageType, target, event string, data any, exclude []string) error {
 	if event == "" {
-		return fmt.Errorf("emitter: %s: empty event", typ)
+		return fmt.Errorf("emitter: %s: empty event", methodOf(typ))
 	}
 	payload, err := Encode(typ, target, event, data, exclude)
 	if err != nil {

@@ -172,7 +172,8 @@ type Stats struct {
 	// ConnectionsTotal counts every upgrade since start; DirectUpgrades,
 	// those answered as they were accepted (Serve).
 	ConnectionsTotal, DirectUpgrades uint64
-	// Delivered counts frames handed to sockets; DroppedBackpressure,
+	// Delivered counts frames handed to sockets (to the kernel: whether
+	// the client ever reads them is not known); DroppedBackpressure,
 	// messages not queued because a client's buffer was full.
 	Delivered, DroppedBackpressure uint64
 	// PublishErrors counts failed broker publishes; BadEnvelopes, envelopes
