@@ -15,7 +15,10 @@ import (
 // for IdleTimeout. A pong counts for the idle check, not for the heartbeat.
 // While the app's code has one of a client's messages, and nothing is read
 // from the client, the sweeps go by what the kernel says of its socket
-// (heardWhileBusy).
+// (busyLooks), and a third sweep, every second, looks only at those
+// clients: one that has closed its side is let go then, its call's context
+// ended, rather than at the next heartbeat sweep (30 s by default), so a
+// device that drops while its message is in the app is seen gone at once.
 func (h *WebSocketServerHelper) heartbeat(ctx context.Context) {
 	busy := busyLooks{}
 	sweep := time.NewTicker(h.opts.HeartbeatInterval)
@@ -23,12 +26,16 @@ func (h *WebSocketServerHelper) heartbeat(ctx context.Context) {
 	idleEvery := max(h.opts.IdleTimeout/4, 10*time.Millisecond)
 	idle := time.NewTicker(idleEvery)
 	defer idle.Stop()
+	gone := time.NewTicker(min(h.opts.HeartbeatInterval, idleEvery, busyGoneEvery))
+	defer gone.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-sweep.C:
 			h.sweepHeartbeats(time.Now(), busy)
+		case <-gone.C:
+			h.sweepBusyGone(time.Now(), busy)
 		case <-idle.C:
 			h.sweepIdle(time.Now(), busy)
 			if h.bursts != nil {
@@ -53,6 +60,30 @@ func (h *WebSocketServerHelper) sweepHeartbeats(now time.Time, busy busyLooks) {
 		if c.authenticated() && max(c.lastActivity.Load(), heard) < deadline {
 			h.log.Info("heartbeat timeout", zapClient(c.id))
 			c.closeWith(ws.StatusCode(protocol.CloseHeartbeatTimeout), protocol.ReasonHeartbeatTimeout)
+		}
+	}
+}
+
+// busyGoneEvery is how often clients whose message the app has are looked
+// at for a closed side.
+const busyGoneEvery = time.Second
+
+// sweepBusyGone lets go the clients whose message the app has and whose
+// peer has closed its side. The others are left to the heartbeat and idle
+// sweeps, which go by the same looks.
+func (h *WebSocketServerHelper) sweepBusyGone(now time.Time, busy busyLooks) {
+	if h.inApp.Load() == 0 {
+		return // a walk of 100 000 clients costs about 6 ms
+	}
+	all := getRecipients()
+	defer putRecipients(all)
+	*all = h.reg.appendAll(*all)
+	for _, c := range *all {
+		if c.appSince.Load() == 0 {
+			continue
+		}
+		if _, gone := busy.heard(c, now.UnixNano()); gone {
+			c.terminate()
 		}
 	}
 }

@@ -37,6 +37,10 @@ type WebSocketServerHelper struct {
 	serverID string
 
 	reg  *registry
+	// inApp counts the clients whose message the app's code has (see
+	// client.appSince): the sweep for those that drop meanwhile
+	// (sweepBusyGone) walks the clients only when there are some.
+	inApp atomic.Int64
 	subs *subscriptions
 
 	upgrader ws.HTTPUpgrader

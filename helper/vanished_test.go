@@ -80,3 +80,27 @@ func untilDone(ctx context.Context) error {
 	<-ctx.Done()
 	return nil
 }
+
+// A client that drops while the app has its message is let go within about
+// a second, whatever the heartbeat and idle intervals (here an hour): the
+// call's context ends and the disconnect callback runs, so "device
+// offline" is known at once (from a user trial: it waited for the next
+// heartbeat sweep, 30 s by default).
+func TestDroppedClientInCallbackIsLetGoSoon(t *testing.T) {
+	k := newKit(t, rawSocket, func(c *helper.Config) {
+		holdMessages(c, time.Hour, "wait", untilDone)
+		c.Options.HeartbeatInterval = time.Hour
+	})
+	c, cd := k.login("gone")
+	_ = c.Emit("wait", nil)
+	k.rec.waitFor(t, "the message taken", func() bool { return len(k.rec.messages) == 1 })
+	_ = c.Abort()
+	k.rec.waitFor(t, "the disconnect callback", func() bool {
+		for _, info := range k.rec.disconnected {
+			if info.ClientID == cd.ID {
+				return true
+			}
+		}
+		return false
+	})
+}
