@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fxws/websocket/broker"
+	"github.com/fxws/websocket/internal/logthrottle"
 	"go.uber.org/zap"
 )
 
@@ -41,6 +42,8 @@ type subscriptions struct {
 	// more, so sync stops waiting (a login racing Shutdown would otherwise
 	// hold Shutdown for the whole SubscribeTimeout).
 	stopped chan struct{}
+	// failLog keeps the warnings of failed changes to one a second.
+	failLog logthrottle.Throttle
 }
 
 func newSubscriptions(b broker.Broker, log *zap.Logger) *subscriptions {
@@ -78,22 +81,47 @@ func (s *subscriptions) mark(ch string, wanted bool) {
 	}
 }
 
-// run applies changes until ctx ends.
+// run applies changes until ctx ends. After a failure (Redis away) it
+// tries again once a second, whatever changes meanwhile: those count as
+// done at once, as a failed change does, and go with the next try. Tried
+// at every change, an outage cost a broker call and a warning per join,
+// leave and login, each re-sending every channel still pending (a soak
+// run: 300 warnings a second, and growing).
 func (s *subscriptions) run(ctx context.Context) {
 	defer close(s.stopped)
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
+	failing := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.kick:
+			if failing {
+				s.mu.Lock()
+				s.settle(s.gen)
+				s.mu.Unlock()
+				continue
+			}
 		case <-retry.C:
 		}
-		if !s.apply(ctx) {
-			retry.Reset(time.Second)
+		failing = !s.apply(ctx)
+		if failing {
+			retry.Reset(subscriptionRetry)
 		}
+	}
+}
+
+// subscriptionRetry is the pause between tries of failed changes.
+const subscriptionRetry = time.Second
+
+// settle counts every change up to gen as done, waking sync; s.mu held.
+func (s *subscriptions) settle(gen uint64) {
+	if gen > s.applied {
+		s.applied = gen
+		close(s.settled)
+		s.settled = make(chan struct{})
 	}
 }
 
@@ -136,8 +164,10 @@ func (s *subscriptions) apply(ctx context.Context) bool {
 				s.mu.Unlock()
 				ok = false
 				if ctx.Err() == nil { // not the helper shutting down
-					s.log.Warn("broker subscription change failed; will retry",
-						zap.Bool("subscribe", wanted), zap.Int("channels", n), zap.Error(err))
+					if warn, held := s.failLog.Allow(); warn {
+						s.log.Warn("broker subscription change failed; will retry",
+							zap.Bool("subscribe", wanted), zap.Int("channels", n), zap.Error(err), zap.Uint64("suppressed", held))
+					}
 				}
 			}
 			chans = chans[n:]
@@ -147,11 +177,7 @@ func (s *subscriptions) apply(ctx context.Context) bool {
 	call(unsub, s.broker.Unsubscribe, false)
 
 	s.mu.Lock()
-	if gen > s.applied {
-		s.applied = gen
-		close(s.settled)
-		s.settled = make(chan struct{})
-	}
+	s.settle(gen)
 	s.mu.Unlock()
 	return ok
 }
