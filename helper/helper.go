@@ -348,7 +348,9 @@ func (h *WebSocketServerHelper) disconnect(c *client) {
 // Connections still open shortly before ctx's deadline are cut (when
 // 100 ms or a fifth of the time is left, whichever is less: their read
 // loops get that long to end), and the error says what outlasted ctx:
-// connections, read loops held in a callback, other callbacks.
+// connections, read loops held in a callback, other callbacks. Messages a
+// client sent that were not handled yet when its connection closed (one
+// queued behind a slow message handler, say) are dropped.
 func (h *WebSocketServerHelper) Shutdown(ctx context.Context) error {
 	var err error
 	h.stopOnce.Do(func() { err = h.shutdown(ctx) })
