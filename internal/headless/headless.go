@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 )
 
@@ -37,15 +36,15 @@ func Open(ctx context.Context, t testing.TB, url string) (output func() string) 
 	browser := exec.CommandContext(ctx, bin, "--headless=new", "--no-sandbox", "--disable-gpu",
 		"--disable-dev-shm-usage", "--no-first-run", "--user-data-dir="+t.TempDir(), url)
 	// Chromium starts helper processes: kill the whole group.
-	browser.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	browser.Cancel = func() error { return syscall.Kill(-browser.Process.Pid, syscall.SIGKILL) }
+	ownGroup(browser)
+	browser.Cancel = func() error { return killGroup(browser) }
 	var stderr strings.Builder
 	browser.Stderr = &stderr
 	if err := browser.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = syscall.Kill(-browser.Process.Pid, syscall.SIGKILL)
+		_ = killGroup(browser)
 		_ = browser.Wait()
 	})
 	return stderr.String
