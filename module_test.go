@@ -111,30 +111,6 @@ func TestValidateAppMissingAuthenticate(t *testing.T) {
 	}
 }
 
-// A handler provided without its name would be ignored without a word: the
-// app fails to build and says how to bind it (from a user trial).
-func TestUnnamedHandlerIsAnError(t *testing.T) {
-	for _, tc := range []struct {
-		provide fx.Option
-		key     string
-		option  string
-	}{
-		{fx.Provide(func() helper.MessageFunc { return func(context.Context, helper.MessageRequest) error { return nil } }),
-			websocket.MessageHandlerKey, "WithMessageHandler"},
-		{fx.Supply(helper.ValidateRoomFunc(func(context.Context, helper.ValidateRoomRequest) ([]string, error) { return nil, nil })),
-			websocket.ValidateRoomHandlerKey, "WithValidateRoom"},
-		{fx.Supply(helper.HandshakeFunc(func(context.Context, helper.HandshakeRequest) (*helper.HandshakeResult, error) { return nil, nil })),
-			websocket.HandshakeHandlerKey, "WithHandshake"},
-	} {
-		app := fx.New(fx.NopLogger, websocket.Module, websocket.WithAuthenticate(auth), tc.provide)
-		err := app.Err()
-		name := reflect.StructTag(tc.key).Get("name")
-		if err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), tc.option) {
-			t.Errorf("an unnamed handler for %s: %v", name, err)
-		}
-	}
-}
-
 func TestValidateAppOnlyRequired(t *testing.T) {
 	if err := fx.ValidateApp(websocket.Module, websocket.WithAuthenticate(auth)); err != nil {
 		t.Fatal(err)

@@ -44,8 +44,6 @@ type Params struct {
 	// ignored without a word.
 	UnnamedOptions Options `optional:"true"`
 
-	// Authenticate is required: fx.ValidateApp and fx.New report it
-	// missing, under its name.
 	Authenticate        helper.AuthenticateFunc        `name:"@app/websocket/authenticate-handler"`
 	ValidateRoom        helper.ValidateRoomFunc        `name:"@app/websocket/validate-room-handler" optional:"true"`
 	ClientConnected     helper.ClientConnectedFunc     `name:"@app/websocket/client-connected-handler" optional:"true"`
@@ -66,27 +64,6 @@ type Params struct {
 
 	// Loose takes the same bindings in the types they are easily given in.
 	Loose LooseBindings
-	// Unnamed catches handlers provided without their names, which would
-	// otherwise be ignored without a word.
-	Unnamed UnnamedBindings
-}
-
-// UnnamedBindings are the optional handlers provided without a name:
-// fx.Provide of a constructor that returns a helper.MessageFunc binds it
-// unnamed, and the module, which takes each handler by name, would never
-// see it. New fails on them, saying how to bind them. (An unnamed
-// authenticate handler leaves the required named one missing, which fx
-// reports.)
-type UnnamedBindings struct {
-	fx.In
-
-	ValidateRoom        helper.ValidateRoomFunc        `optional:"true"`
-	ClientConnected     helper.ClientConnectedFunc     `optional:"true"`
-	ClientDisconnected  helper.ClientDisconnectedFunc  `optional:"true"`
-	Message             helper.MessageFunc             `optional:"true"`
-	OutboundTransformer helper.OutboundTransformerFunc `optional:"true"`
-	InboundTransformer  helper.InboundTransformerFunc  `optional:"true"`
-	Handshake           helper.HandshakeFunc           `optional:"true"`
 }
 
 // LooseBindings are the bindings of Params under the same names, in the
@@ -219,24 +196,7 @@ func New(p Params) (*helper.WebSocketServerHelper, error) {
 func validate(p Params) error {
 	var errs []error
 	if p.Authenticate == nil {
-		errs = append(errs, fmt.Errorf("no authenticate handler: provide a helper.AuthenticateFunc named %q (websocket.WithAuthenticate(fn), or fx.Annotate(newFn, fx.ResultTags(websocket.AuthenticateHandlerKey)))", keyAuthenticate))
-	}
-	u := p.Unnamed
-	for _, b := range []struct {
-		v                     any
-		key, option, constant string
-	}{
-		{u.ValidateRoom, "@app/websocket/validate-room-handler", "WithValidateRoom", "ValidateRoomHandlerKey"},
-		{u.ClientConnected, "@app/websocket/client-connected-handler", "WithClientConnected", "ClientConnectedHandlerKey"},
-		{u.ClientDisconnected, "@app/websocket/client-disconnected-handler", "WithClientDisconnected", "ClientDisconnectedHandlerKey"},
-		{u.Message, "@app/websocket/message-handler", "WithMessageHandler", "MessageHandlerKey"},
-		{u.OutboundTransformer, "@app/websocket/outbound-transformer", "WithOutboundTransformer", "OutboundTransformerKey"},
-		{u.InboundTransformer, "@app/websocket/inbound-transformer", "WithInboundTransformer", "InboundTransformerKey"},
-		{u.Handshake, keyHandshake, "WithHandshake", "HandshakeHandlerKey"},
-	} {
-		if !reflect.ValueOf(b.v).IsNil() {
-			errs = append(errs, fmt.Errorf("a %T was provided without the name %q, so it would be ignored: bind it with websocket.%s(fn), or fx.Annotate(newFn, fx.ResultTags(websocket.%s))", b.v, b.key, b.option, b.constant))
-		}
+		errs = append(errs, fmt.Errorf("no authenticate handler: provide a helper.AuthenticateFunc named %q (websocket.WithAuthenticate)", keyAuthenticate))
 	}
 	if err := p.Options.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("invalid server options (%s): %w", keyServerOptions, err))
