@@ -82,39 +82,47 @@ func (s *subscriptions) mark(ch string, wanted bool) {
 }
 
 // run applies changes until ctx ends. After a failure (Redis away) it
-// tries again once a second, whatever changes meanwhile: those count as
-// done at once, as a failed change does, and go with the next try. Tried
-// at every change, an outage cost a broker call and a warning per join,
-// leave and login, each re-sending every channel still pending (a soak
-// run: 300 warnings a second, and growing).
+// does not try at every change: changes wait for the next try, 100 ms
+// after the failure, doubling to 1 s while the failures go on, and are
+// then sent together. So a login during an outage waits at most that long
+// for `connected` (a failed change counts as done), and one just after
+// Redis is back gets it once its channels are subscribed. Tried at every
+// change, an outage cost a broker call and a warning per join, leave and
+// login, each re-sending every channel still pending (a soak run: 300
+// warnings a second, and growing).
 func (s *subscriptions) run(ctx context.Context) {
 	defer close(s.stopped)
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
 	failing := false
+	pause := subscriptionRetryMin
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.kick:
 			if failing {
-				s.mu.Lock()
-				s.settle(s.gen)
-				s.mu.Unlock()
-				continue
+				continue // the retry, already armed, takes it
 			}
 		case <-retry.C:
 		}
 		failing = !s.apply(ctx)
-		if failing {
-			retry.Reset(subscriptionRetry)
+		if !failing {
+			pause = subscriptionRetryMin
+			continue
 		}
+		retry.Reset(pause)
+		pause = min(2*pause, subscriptionRetryMax)
 	}
 }
 
-// subscriptionRetry is the pause between tries of failed changes.
-const subscriptionRetry = time.Second
+// subscriptionRetryMin and subscriptionRetryMax bound the pause between
+// tries of failed changes.
+const (
+	subscriptionRetryMin = 100 * time.Millisecond
+	subscriptionRetryMax = time.Second
+)
 
 // settle counts every change up to gen as done, waking sync; s.mu held.
 func (s *subscriptions) settle(gen uint64) {
