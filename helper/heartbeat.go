@@ -16,9 +16,9 @@ import (
 // While the app's code has one of a client's messages, and nothing is read
 // from the client, the sweeps go by what the kernel says of its socket
 // (busyLooks), and a third sweep, every second, looks only at those
-// clients: one that has closed its side is let go then, its call's context
-// ended, rather than at the next heartbeat sweep (30 s by default), so a
-// device that drops while its message is in the app is seen gone at once.
+// clients: one whose connection was reset is let go then, its call's
+// context ended, rather than at the next heartbeat sweep (30 s by
+// default).
 func (h *WebSocketServerHelper) heartbeat(ctx context.Context) {
 	busy := busyLooks{}
 	sweep := time.NewTicker(h.opts.HeartbeatInterval)
@@ -35,7 +35,7 @@ func (h *WebSocketServerHelper) heartbeat(ctx context.Context) {
 		case <-sweep.C:
 			h.sweepHeartbeats(time.Now(), busy)
 		case <-gone.C:
-			h.sweepBusyGone(time.Now(), busy)
+			h.sweepBusyGone()
 		case <-idle.C:
 			h.sweepIdle(time.Now(), busy)
 			if h.bursts != nil {
@@ -65,13 +65,16 @@ func (h *WebSocketServerHelper) sweepHeartbeats(now time.Time, busy busyLooks) {
 }
 
 // busyGoneEvery is how often clients whose message the app has are looked
-// at for a closed side.
+// at for a reset connection.
 const busyGoneEvery = time.Second
 
 // sweepBusyGone lets go the clients whose message the app has and whose
-// peer has closed its side. The others are left to the heartbeat and idle
-// sweeps, which go by the same looks.
-func (h *WebSocketServerHelper) sweepBusyGone(now time.Time, busy busyLooks) {
+// connection the peer has reset. A peer that closed in order (a FIN, with
+// or without a close frame before it) is left to the heartbeat and idle
+// sweeps, as before: what it sent before closing is still to be handled,
+// as the original handles everything received before a close, and a call
+// for it goes on with its context.
+func (h *WebSocketServerHelper) sweepBusyGone() {
 	if h.inApp.Load() == 0 {
 		return // a walk of 100 000 clients costs about 6 ms
 	}
@@ -82,7 +85,7 @@ func (h *WebSocketServerHelper) sweepBusyGone(now time.Time, busy busyLooks) {
 		if c.appSince.Load() == 0 {
 			continue
 		}
-		if _, gone := busy.heard(c, now.UnixNano()); gone {
+		if _, _, reset, _ := c.raw.peer(); reset {
 			c.terminate()
 		}
 	}
@@ -147,7 +150,7 @@ func (b busyLooks) heard(c *client, now int64) (heard int64, gone bool) {
 	if since == 0 {
 		return c.appDone.Load(), false // a look left over goes at the next prune
 	}
-	received, closed, ok := c.raw.peer()
+	received, closed, _, ok := c.raw.peer()
 	switch {
 	case !ok:
 		return since, false
