@@ -346,8 +346,9 @@ func (h *WebSocketServerHelper) disconnect(c *client) {
 // Shutdown closes every connection with 1001 "Server shutting down", waits
 // for their disconnect callbacks, stops the heartbeat and closes the broker.
 // Connections still open shortly before ctx's deadline are cut (when
-// 100 ms or a fifth of the time is left, whichever is less: their read
-// loops get that long to end), and the error says what outlasted ctx:
+// 100 ms or a fifth of the time is left, whichever is less, but 20 ms at
+// least: their read loops get that long to end), and the error says what
+// outlasted ctx:
 // connections, read loops held in a callback, other callbacks. Messages a
 // client sent that were not handled yet when its connection closed (one
 // queued behind a slow message handler, say) are dropped.
@@ -383,7 +384,7 @@ func (h *WebSocketServerHelper) shutdown(ctx context.Context) error {
 	grace := shutdownGrace
 	connsCtx, cancelConns := ctx, context.CancelFunc(func() {})
 	if d, ok := ctx.Deadline(); ok {
-		grace = max(min(grace, time.Until(d)/5), 0)
+		grace = max(min(grace, time.Until(d)/5), shutdownGraceFloor)
 		connsCtx, cancelConns = context.WithDeadline(ctx, d.Add(-grace))
 	}
 	defer cancelConns()
@@ -429,9 +430,27 @@ func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
+	}
+	// A ctx that had already ended would win over a group already at
+	// zero: give the group a moment to say so.
+	t := time.NewTimer(waitGroupFloor)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-t.C:
 		return ctx.Err()
 	}
 }
+
+// waitGroupFloor is how long waitGroup still waits once ctx has ended;
+// shutdownGraceFloor, the least grace Shutdown gives read loops it cut,
+// even when ctx has run out (fx gives the last stop hooks what the others
+// left, which may be nothing).
+const (
+	waitGroupFloor     = 5 * time.Millisecond
+	shutdownGraceFloor = 20 * time.Millisecond
+)
 
 // goTask runs f off the read loop, tracked for shutdown.
 func (h *WebSocketServerHelper) goTask(f func()) {
