@@ -354,7 +354,13 @@ type OutboundRequest struct {
 
 // OutboundTransformerFunc rewrites a message for one encrypted client (for
 // example into an `encrypted` event). A nil result sends the message as it
-// is; an error drops it for that client (logged).
+// is; an error drops it for that client (logged). It runs on the goroutine
+// that delivers the message, and the delivery waits for it (a few at a
+// time, Options.EncryptedBatchLimit): for a message from another instance
+// or an emitter, that is the Redis broker's worker, which handles one
+// message at a time by default (redisbroker.Options.Workers), so a slow
+// transformer delays everything this instance receives from Redis. Keep
+// it to computation (the built-in ECDH one seals in microseconds); no I/O.
 type OutboundTransformerFunc func(ctx context.Context, req OutboundRequest) (*protocol.Message, error)
 
 // InboundRequest is an `encrypted` event sent by an encrypted client.
