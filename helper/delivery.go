@@ -64,6 +64,10 @@ type outgoing struct {
 	data  json.RawMessage
 	frame []byte
 
+	// fromBroker: the message came from the broker, whose worker must not
+	// wait for the outbound transformer (see encQueue).
+	fromBroker bool
+
 	// zframe is frame compressed, made by the first recipient that takes
 	// compressed frames and shared like frame; it points to an empty slice
 	// when compressing does not shrink frame. Behind a pointer so that a
@@ -127,7 +131,9 @@ func (h *WebSocketServerHelper) sendError(c *client, text string) {
 // deliver hands m to each authenticated recipient not in exclude. Plain
 // clients get the shared frame; encrypted clients go through the outbound
 // transformer, in parallel up to EncryptedBatchLimit, before deliver returns,
-// so that one client's messages keep their order.
+// so that one client's messages keep their order; for a message from the
+// broker, they are queued instead, each client's in order (encQueue), and
+// not counted in the result.
 func (h *WebSocketServerHelper) deliver(recipients []*client, m *outgoing, exclude []string) int {
 	var encrypted []*client
 	n, nz := 0, 0
@@ -154,7 +160,13 @@ func (h *WebSocketServerHelper) deliver(recipients []*client, m *outgoing, exclu
 		h.stats.deliveredCompressed.Add(uint64(nz))
 	}
 	if len(encrypted) > 0 {
-		n += h.deliverEncrypted(encrypted, m, fanout)
+		if m.fromBroker {
+			for _, c := range encrypted {
+				h.enc.add(c, m, fanout) // counted as delivered when sent
+			}
+		} else {
+			n += h.deliverEncrypted(encrypted, m, fanout)
+		}
 	}
 	h.stats.delivered.Add(uint64(n))
 	return n
@@ -388,6 +400,7 @@ func (h *WebSocketServerHelper) onBrokerMessage(channel string, payload []byte) 
 		return
 	}
 	m := newOutgoing(env.Event, env.Data)
+	m.fromBroker = true
 	switch env.Type {
 	case protocol.TypeBroadcast:
 		h.localBroadcast(m, env.Exclude)

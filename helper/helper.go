@@ -69,7 +69,10 @@ type WebSocketServerHelper struct {
 
 	// Warnings that a Redis outage or junk on a channel repeat thousands
 	// of times a second go out at most once a second each.
-	publishLog, envelopeLog, transformLog, clientIDRoomLog logthrottle.Throttle
+	publishLog, envelopeLog, transformLog, clientIDRoomLog, encQueueLog logthrottle.Throttle
+	// enc transforms the broker's messages for encrypted clients off the
+	// broker's worker.
+	enc *encQueue
 
 	poller *poller // nil: every connection has a read goroutine
 	bursts *burstPool
@@ -131,6 +134,7 @@ func New(cfg Config) (*WebSocketServerHelper, error) {
 		h.errorMessages[text] = newErrorMessage(text)
 	}
 	h.flush = newFlusher()
+	h.enc = newEncQueue(h)
 	h.subs = newSubscriptions(b, log)
 	h.reg = newRegistry(h.subs)
 	h.reg.pause = h.pause

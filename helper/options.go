@@ -354,13 +354,15 @@ type OutboundRequest struct {
 
 // OutboundTransformerFunc rewrites a message for one encrypted client (for
 // example into an `encrypted` event). A nil result sends the message as it
-// is; an error drops it for that client (logged). It runs on the goroutine
-// that delivers the message, and the delivery waits for it (a few at a
-// time, Options.EncryptedBatchLimit): for a message from another instance
-// or an emitter, that is the Redis broker's worker, which handles one
-// message at a time by default (redisbroker.Options.Workers), so a slow
-// transformer delays everything this instance receives from Redis. Keep
-// it to computation (the built-in ECDH one seals in microseconds); no I/O.
+// is; an error drops it for that client (logged). For a local send it runs
+// on the sending goroutine, which waits for it (a few clients at a time,
+// Options.EncryptedBatchLimit). For a message from another instance or an
+// emitter it runs off the broker's worker, each client's messages in
+// order, at most EncryptedBatchLimit calls at once: a slow call holds up
+// that client's later messages, and while all the calls are slow, every
+// encrypted client's; past 1024 waiting for one client, its messages are
+// dropped (DroppedBackpressure). Keep it to computation (the built-in ECDH
+// one seals in microseconds).
 type OutboundTransformerFunc func(ctx context.Context, req OutboundRequest) (*protocol.Message, error)
 
 // InboundRequest is an `encrypted` event sent by an encrypted client.

@@ -169,8 +169,8 @@ type Options struct {
 	// which keeps its own order, but messages of different channels may
 	// be handled out of their arrival order (a user trial saw 422 of 3000
 	// alternating sends reach a device reversed with 4). The handler runs
-	// on the worker: with the server helper, that includes an app's
-	// outbound transformer for encrypted clients, which must be fast.
+	// on the worker and must not block (the server helper hands what its
+	// outbound transformer must do to goroutines of its own).
 	Workers int
 	// QueueSize is each worker's backlog; a message arriving when it is
 	// full is dropped and counted rather than stalling the read loop.

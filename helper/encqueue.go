@@ -1,0 +1,119 @@
+package helper
+
+import (
+	"sync"
+
+	"go.uber.org/zap"
+)
+
+// encQueue runs the outbound transformer for the messages that come from
+// the broker, off the broker's worker: the transformer is the app's code,
+// and the worker, which by default handles everything this instance
+// receives from Redis one message at a time, must never wait for it (one
+// slow call would hold up every channel). Each client's messages are
+// transformed and sent one after another, in the order they came; clients
+// go in parallel, up to EncryptedBatchLimit calls at once, taking turns a
+// message at a time. A client with encQueueMax messages waiting has the
+// next dropped (counted as DroppedBackpressure).
+//
+// Local sends (Send, SendToRoom, …) still transform on the caller's
+// goroutine and wait, as their results count what was handed over.
+type encQueue struct {
+	h *WebSocketServerHelper
+
+	mu      sync.Mutex
+	pending map[*client]*encPending // clients with messages waiting or in a call
+	ready   []*client               // clients with messages waiting and no call running
+	workers int
+}
+
+type encPending struct {
+	items   []encItem
+	running bool // a worker has one of its messages
+	queued  bool // it is in ready
+}
+
+type encItem struct {
+	m      *outgoing
+	fanout bool
+}
+
+// encQueueMax is how many messages may wait for one client's transformer.
+const encQueueMax = 1024
+
+func newEncQueue(h *WebSocketServerHelper) *encQueue {
+	return &encQueue{h: h, pending: make(map[*client]*encPending)}
+}
+
+// add queues m for c.
+func (q *encQueue) add(c *client, m *outgoing, fanout bool) {
+	q.mu.Lock()
+	p := q.pending[c]
+	if p == nil {
+		p = &encPending{}
+		q.pending[c] = p
+	}
+	if len(p.items) >= encQueueMax {
+		q.mu.Unlock()
+		q.h.stats.droppedBackpressure.Add(1)
+		if ok, n := q.h.encQueueLog.Allow(); ok {
+			q.h.log.Warn("outbound transformer falling behind; message dropped for client",
+				zapClient(c.id), zap.Int("waiting", encQueueMax), zap.Uint64("suppressed", n))
+		}
+		return
+	}
+	p.items = append(p.items, encItem{m, fanout})
+	if !p.running && !p.queued {
+		p.queued = true
+		q.ready = append(q.ready, c)
+	}
+	// Workers are busy with a call or about to take the next client:
+	// one more, up to the limit, whenever a client is waiting.
+	spawn := q.workers < q.h.opts.EncryptedBatchLimit && len(q.ready) > 0
+	if spawn {
+		q.workers++
+	}
+	q.mu.Unlock()
+	if spawn {
+		q.h.goTask(q.work)
+	}
+}
+
+// work transforms and sends one waiting message at a time, of the client
+// whose turn it is, until none is waiting.
+func (q *encQueue) work() {
+	for {
+		q.mu.Lock()
+		if len(q.ready) == 0 {
+			q.workers--
+			q.ready = q.ready[:0:0] // let a crowd's backing array go
+			q.mu.Unlock()
+			return
+		}
+		c := q.ready[0]
+		q.ready[0] = nil
+		q.ready = q.ready[1:]
+		p := q.pending[c]
+		p.queued, p.running = false, true
+		it := p.items[0]
+		p.items[0] = encItem{}
+		p.items = p.items[1:]
+		q.mu.Unlock()
+
+		// A client gone or going (or the server shutting down) gets
+		// nothing more: no call for it.
+		if !c.contextEnded() && !c.closing() && q.h.deliverOneEncrypted(c, it.m, it.fanout) {
+			q.h.stats.delivered.Add(1)
+		}
+
+		q.mu.Lock()
+		p.running = false
+		if len(p.items) > 0 {
+			p.queued = true
+			q.ready = append(q.ready, c)
+		} else {
+			delete(q.pending, c)
+		}
+		q.mu.Unlock()
+	}
+}
