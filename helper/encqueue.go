@@ -23,12 +23,15 @@ type encQueue struct {
 
 	mu      sync.Mutex
 	pending map[*client]*encPending // clients with messages waiting or in a call
-	ready   []*client               // clients with messages waiting and no call running
+	ready   []*client               // from head on: clients with messages waiting and no call running
+	head    int
+	free    []*encPending // drained, kept for the next fan-out
 	workers int
 }
 
 type encPending struct {
 	items   []encItem
+	next    int  // the first item not yet taken
 	running bool // a worker has one of its messages
 	queued  bool // it is in ready
 }
@@ -38,8 +41,15 @@ type encItem struct {
 	fanout bool
 }
 
-// encQueueMax is how many messages may wait for one client's transformer.
-const encQueueMax = 1024
+const (
+	// encQueueMax is how many messages may wait for one client's
+	// transformer.
+	encQueueMax = 1024
+	// encFreeMax bounds the drained entries kept for reuse: about one per
+	// encrypted recipient of a fan-out, so that a steady stream of them
+	// allocates nothing.
+	encFreeMax = 4096
+)
 
 func newEncQueue(h *WebSocketServerHelper) *encQueue {
 	return &encQueue{h: h, pending: make(map[*client]*encPending)}
@@ -50,10 +60,15 @@ func (q *encQueue) add(c *client, m *outgoing, fanout bool) {
 	q.mu.Lock()
 	p := q.pending[c]
 	if p == nil {
-		p = &encPending{}
+		if n := len(q.free); n > 0 {
+			p = q.free[n-1]
+			q.free = q.free[:n-1]
+		} else {
+			p = &encPending{}
+		}
 		q.pending[c] = p
 	}
-	if len(p.items) >= encQueueMax {
+	if len(p.items)-p.next >= encQueueMax {
 		q.mu.Unlock()
 		q.h.stats.droppedBackpressure.Add(1)
 		if ok, n := q.h.encQueueLog.Allow(); ok {
@@ -69,7 +84,7 @@ func (q *encQueue) add(c *client, m *outgoing, fanout bool) {
 	}
 	// Workers are busy with a call or about to take the next client:
 	// one more, up to the limit, whenever a client is waiting.
-	spawn := q.workers < q.h.opts.EncryptedBatchLimit && len(q.ready) > 0
+	spawn := q.workers < q.h.opts.EncryptedBatchLimit && len(q.ready) > q.head
 	if spawn {
 		q.workers++
 	}
@@ -84,20 +99,34 @@ func (q *encQueue) add(c *client, m *outgoing, fanout bool) {
 func (q *encQueue) work() {
 	for {
 		q.mu.Lock()
-		if len(q.ready) == 0 {
+		if q.head == len(q.ready) {
 			q.workers--
-			q.ready = q.ready[:0:0] // let a crowd's backing array go
+			q.ready, q.head = q.ready[:0], 0
+			if cap(q.ready) > encFreeMax {
+				q.ready = nil // let a crowd's backing array go
+			}
 			q.mu.Unlock()
 			return
 		}
-		c := q.ready[0]
-		q.ready[0] = nil
-		q.ready = q.ready[1:]
+		c := q.ready[q.head]
+		q.ready[q.head] = nil
+		q.head++
+		if q.head > 1024 && 2*q.head > len(q.ready) {
+			// A queue that never empties: reuse the front.
+			n := copy(q.ready, q.ready[q.head:])
+			clear(q.ready[n:])
+			q.ready, q.head = q.ready[:n], 0
+		}
 		p := q.pending[c]
 		p.queued, p.running = false, true
-		it := p.items[0]
-		p.items[0] = encItem{}
-		p.items = p.items[1:]
+		it := p.items[p.next]
+		p.items[p.next] = encItem{}
+		p.next++
+		if p.next > 64 && 2*p.next > len(p.items) {
+			n := copy(p.items, p.items[p.next:])
+			clear(p.items[n:])
+			p.items, p.next = p.items[:n], 0
+		}
 		q.mu.Unlock()
 
 		// A client gone or going (or the server shutting down) gets
@@ -108,11 +137,15 @@ func (q *encQueue) work() {
 
 		q.mu.Lock()
 		p.running = false
-		if len(p.items) > 0 {
+		if p.next < len(p.items) {
 			p.queued = true
 			q.ready = append(q.ready, c)
 		} else {
 			delete(q.pending, c)
+			if cap(p.items) <= 64 && len(q.free) < encFreeMax {
+				p.items, p.next = p.items[:0], 0
+				q.free = append(q.free, p)
+			}
 		}
 		q.mu.Unlock()
 	}
