@@ -71,7 +71,9 @@ func Start(opts ...fx.Option) (*Server, error) {
 }
 
 // StartServer is Start for tests: it fails tb if the app does not start and
-// stops the app when the test ends.
+// stops the app when the test ends. Like Start, it adds websocket.Module
+// itself: opts must not include it (fx would report NewHelperRef provided
+// twice).
 func StartServer(tb testing.TB, opts ...fx.Option) *Server {
 	tb.Helper()
 	s, err := Start(opts...)

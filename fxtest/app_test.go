@@ -5,12 +5,14 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	websocket "github.com/fxws/websocket"
 	"github.com/fxws/websocket/fxtest"
 	"github.com/fxws/websocket/helper"
+	"github.com/gobwas/ws"
 	"go.uber.org/goleak"
 )
 
@@ -175,4 +177,35 @@ func TestStartRedisRestart(t *testing.T) {
 		}
 	}
 	t.Logf("delivery across the instances back %v after Redis", time.Since(back).Round(time.Millisecond))
+}
+
+// WriteFrame leaves the caller's payload as it was: the same body written
+// twice arrives twice (it used to be masked in place, and the second write
+// sent garbage; from a user trial).
+func TestWriteFrameKeepsThePayload(t *testing.T) {
+	var moves atomic.Int32
+	srv := fxtest.StartServer(t, websocket.WithAuthenticate(authenticate),
+		websocket.WithMessageHandler(func(_ context.Context, req helper.MessageRequest) error {
+			if req.Message.Event == "move" && string(req.Message.Data) == `"x1"` {
+				moves.Add(1)
+			}
+			return nil
+		}))
+	c, _ := srv.Connect(t, map[string]string{"token": "alice"})
+	body := []byte(`{"event":"move","data":"x1"}`)
+	for range 2 {
+		if err := c.WriteFrame(ws.NewTextFrame(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if string(body) != `{"event":"move","data":"x1"}` {
+		t.Fatalf("the caller's payload changed: %q", body)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for moves.Load() < 2 {
+		if time.Now().After(deadline) || c.Closed() {
+			t.Fatalf("%d of 2 moves handled (client closed: %v)", moves.Load(), c.Closed())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

@@ -1,6 +1,7 @@
 package fxtest
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -253,11 +254,14 @@ func (c *Client) finish(code ws.StatusCode, reason string, err error) {
 }
 
 // WriteFrame writes one frame as is, masked as a client must (unless the
-// frame says otherwise through its header, for negative tests).
+// frame says otherwise through its header, for negative tests). The
+// payload is masked in a copy: the caller's bytes are left as they were,
+// so one body can be written twice.
 func (c *Client) WriteFrame(f ws.Frame) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if !f.Header.Masked {
+		f.Payload = bytes.Clone(f.Payload)
 		f = ws.MaskFrameInPlace(f)
 	}
 	return ws.WriteFrame(c.conn, f)
