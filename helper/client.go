@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fxws/websocket/protocol"
+	"github.com/gobwas/ws"
 )
 
 // client is one WebSocket connection. Its identity fields are written once,
@@ -47,6 +48,9 @@ type client struct {
 	// get a faithful client closed (the original reads on while its
 	// handlers run).
 	appSince, appDone atomic.Int64
+	// closed is how the session ended, set once by whoever closed first
+	// (see noteClose); nil for a connection that dropped without a close.
+	closed atomic.Pointer[closeNote]
 	connectedAt       int64 // unix nanos
 	remoteAddr        string
 	rate              rateLimiter   // inbound message budget; the read side's alone
@@ -235,5 +239,20 @@ func (c *client) view() ClientView {
 		RemoteAddr:      c.remoteAddr,
 		ConnectedAt:     time.Unix(0, c.connectedAt),
 		LastActivity:    time.Unix(0, c.lastActivity.Load()),
+	}
+}
+
+// closeNote is how a session ended, for the disconnect callback.
+type closeNote struct {
+	code   ws.StatusCode
+	reason string
+	by     string // CloseByServer or CloseByClient
+}
+
+// noteClose records how the session ends, unless that is known already:
+// the first close, from either side, is the one that ended it.
+func (c *client) noteClose(code ws.StatusCode, reason, by string) {
+	if c.closed.Load() == nil {
+		c.closed.CompareAndSwap(nil, &closeNote{code: code, reason: reason, by: by})
 	}
 }

@@ -2,10 +2,12 @@ package helper_test
 
 import (
 	"errors"
+	"net"
 	"strings"
 	"testing"
 
 	"github.com/fxws/websocket/helper"
+	"github.com/gobwas/ws"
 )
 
 // The application closes a client (a ban, a logout): the client gets the
@@ -79,4 +81,53 @@ func TestDisconnectRefusesBadCodes(t *testing.T) {
 	if c.Closed() {
 		t.Fatal("a refused Disconnect closed the client")
 	}
+}
+
+// The disconnect callback says how the session ended: the first close
+// frame's code and reason and who sent it, or 1006 for a connection that
+// ended without one (from a user trial: an on-call engineer could not tell
+// why a client had left).
+func TestDisconnectCallbackSaysHowTheSessionEnded(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		k := newKit(t, tr, nil)
+		ended := func(id string) helper.ClientInfo {
+			t.Helper()
+			var info helper.ClientInfo
+			k.rec.waitFor(t, "the disconnect callback", func() bool {
+				for _, i := range k.rec.disconnected {
+					if i.ClientID == id {
+						info = i
+						return true
+					}
+				}
+				return false
+			})
+			return info
+		}
+		check := func(what string, got helper.ClientInfo, code int, reason, by string) {
+			t.Helper()
+			if got.CloseCode != code || got.CloseReason != reason || got.ClosedBy != by {
+				t.Errorf("%s: ended %d %q by %q, want %d %q by %q", what, got.CloseCode, got.CloseReason, got.ClosedBy, code, reason, by)
+			}
+		}
+
+		c, cd := k.login("leaver")
+		_ = c.WriteFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(4100, "bye")))
+		check("client's close", ended(cd.ID), 4100, "bye", helper.CloseByClient)
+
+		c, cd = k.login("quiet-leaver")
+		_ = c.WriteFrame(ws.NewCloseFrame(nil))
+		check("client's close without a code", ended(cd.ID), 1005, "", helper.CloseByClient)
+
+		_, cd = k.login("banned")
+		if ok, _ := k.h.Disconnect(cd.ID, 4200, "Banned"); !ok {
+			t.Fatal("Disconnect failed")
+		}
+		check("server's Disconnect", ended(cd.ID), 4200, "Banned", helper.CloseByServer)
+
+		c, cd = k.login("dropped")
+		_ = c.Conn().(*net.TCPConn).SetLinger(0)
+		_ = c.Abort()
+		check("dropped connection", ended(cd.ID), 1006, "", "")
+	})
 }

@@ -186,6 +186,14 @@ func parseClosePayload(p []byte) (ws.StatusCode, error) {
 	return code, nil
 }
 
+// closeReasonOf is the reason in a valid close payload.
+func closeReasonOf(p []byte) string {
+	if len(p) <= 2 {
+		return ""
+	}
+	return string(p[2:])
+}
+
 // validCloseCode reports whether a peer may send code (RFC 6455 7.4).
 func validCloseCode(code ws.StatusCode) bool {
 	switch {

@@ -336,10 +336,15 @@ func (h *WebSocketServerHelper) disconnect(c *client) {
 	c.mu.Unlock()
 	h.reg.remove(c)
 	c.endContext()
-	h.log.Debug("client disconnected", zapClient(c.id), zap.String("userId", info.userID))
+	end := ClientInfo{ClientID: c.id, UserID: info.userID, Metadata: info.metadata, CloseCode: int(ws.StatusAbnormalClosure)}
+	if n := c.closed.Load(); n != nil {
+		end.CloseCode, end.CloseReason, end.ClosedBy = int(n.code), n.reason, n.by
+	}
+	h.log.Debug("client disconnected", zapClient(c.id), zap.String("userId", info.userID),
+		zap.Int("code", end.CloseCode), zap.String("reason", end.CloseReason), zap.String("by", end.ClosedBy))
 	if cb := h.handlers.ClientDisconnected; cb != nil {
 		err := safeCall(func() error {
-			return cb(context.Background(), ClientInfo{ClientID: c.id, UserID: info.userID, Metadata: info.metadata})
+			return cb(context.Background(), end)
 		})
 		if err != nil {
 			h.log.Error("client-disconnected handler failed", zapClient(c.id), zap.Error(err))

@@ -38,7 +38,7 @@ func (h *WebSocketServerHelper) admitMessage(c *client, arrived int64) bool {
 // error event, then the close.
 func (h *WebSocketServerHelper) overRate(c *client, why string) {
 	h.stats.rateLimited.Add(1)
-	h.log.Info(why, zapClient(c.id))
+	h.log.Info(why, zapClient(c.id), zap.String("userId", c.identity().userID), zap.String("remoteAddr", c.remoteAddr))
 	h.sendError(c, errTextRateLimited)
 	c.closeWith(closeRateLimited, reasonRateLimited)
 }

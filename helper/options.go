@@ -284,7 +284,23 @@ type ClientInfo struct {
 	ClientID string
 	UserID   string
 	Metadata map[string]any
+	// How the session ended, for the disconnect callback (an extension;
+	// empty for the others): the close code and reason of the first close
+	// frame, and who sent it, CloseByServer (a timeout, a limit, a
+	// protocol error, Disconnect, Shutdown: see the reason) or
+	// CloseByClient. CloseCode is 1006 and ClosedBy empty for a
+	// connection that ended without a close frame (a reset, a drop, a
+	// failed write).
+	CloseCode   int
+	CloseReason string
+	ClosedBy    string
 }
+
+// Who closed a session (ClientInfo.ClosedBy).
+const (
+	CloseByServer = "server"
+	CloseByClient = "client"
+)
 
 // ClientConnectedFunc runs after a client has authenticated and received
 // `connected`. Its error is logged; it never disconnects anyone.

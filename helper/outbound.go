@@ -387,6 +387,7 @@ func (c *client) closeWith(code ws.StatusCode, reason string) {
 		return
 	}
 	o.closing = true
+	c.noteClose(code, reason, CloseByServer) // unless the peer's close came first
 	c.enqueueLocked(closeFrame(code, reason))
 	// The peer has closeGrace to take what is queued and answer; a peer
 	// that reads nothing cannot hold the socket longer than that.

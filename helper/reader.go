@@ -300,6 +300,11 @@ func (c *client) readFrames() bool {
 				c.readFailed(err)
 				return false
 			}
+			noted := code
+			if len(payload) == 0 {
+				noted = ws.StatusNoStatusRcvd // answered with 1000, reported as received
+			}
+			c.noteClose(noted, closeReasonOf(payload), CloseByClient)
 			c.closeWith(code, "")
 			return false
 		case ws.OpText, ws.OpBinary:
