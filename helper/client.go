@@ -50,11 +50,11 @@ type client struct {
 	appSince, appDone atomic.Int64
 	// closed is how the session ended, set once by whoever closed first
 	// (see noteClose); nil for a connection that dropped without a close.
-	closed atomic.Pointer[closeNote]
-	connectedAt       int64 // unix nanos
-	remoteAddr        string
-	rate              rateLimiter   // inbound message budget; the read side's alone
-	inflated          inflateBudget // inflated-byte budget; the read side's alone
+	closed      atomic.Pointer[closeNote]
+	connectedAt int64 // unix nanos
+	remoteAddr  string
+	rate        rateLimiter   // inbound message budget; the read side's alone
+	inflated    inflateBudget // inflated-byte budget; the read side's alone
 
 	mu sync.Mutex
 	// done is closed once the client is gone or being closed; it is made
