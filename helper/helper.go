@@ -209,6 +209,7 @@ func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request
 		return
 	}
 	if (h.checkOrigin != nil && !h.checkOrigin(r)) || (h.opts.CheckOrigin != nil && !h.opts.CheckOrigin(r)) {
+		h.log.Debug("upgrade refused: origin not allowed", zap.String("origin", r.Header.Get("Origin")), zap.String("remote", r.RemoteAddr))
 		http.Error(w, "Origin not allowed", http.StatusForbidden)
 		return
 	}
