@@ -57,6 +57,9 @@ func newEncQueue(h *WebSocketServerHelper) *encQueue {
 
 // add queues m for c.
 func (q *encQueue) add(c *client, m *outgoing, fanout bool) {
+	if q.h.closing.Load() {
+		return // every client is being closed: no worker to outlive Shutdown
+	}
 	q.mu.Lock()
 	p := q.pending[c]
 	if p == nil {
