@@ -19,23 +19,13 @@ import (
 // has its frame (so one client's messages keep their order).
 func TestEncryptedFanOutIsBounded(t *testing.T) {
 	const limit, clients = 3, 9
-	var mu sync.Mutex
-	inFlight, peak := 0, 0
+	var calls concurrency
 	k := newKit(t, rawSocket, func(c *helper.Config) {
-		c.Options.RequireEncryption = true
-		c.Options.EncryptedBatchLimit = limit
-		c.Handlers.Handshake = func(context.Context, helper.HandshakeRequest) (*helper.HandshakeResult, error) {
-			return &helper.HandshakeResult{ServerPublicKey: "k", Salt: "s"}, nil
-		}
+		requireEncryption(c, limit)
 		c.Handlers.OutboundTransformer = func(ctx context.Context, req helper.OutboundRequest) (*protocol.Message, error) {
-			mu.Lock()
-			inFlight++
-			peak = max(peak, inFlight)
-			mu.Unlock()
+			calls.enter()
 			time.Sleep(20 * time.Millisecond) // long enough for the workers to overlap
-			mu.Lock()
-			inFlight--
-			mu.Unlock()
+			calls.leave()
 			b, _ := json.Marshal(map[string]any{"seq": req.Data})
 			return &protocol.Message{Event: protocol.EventEncrypted, Data: b}, nil
 		}
@@ -50,9 +40,7 @@ func TestEncryptedFanOutIsBounded(t *testing.T) {
 			t.Fatalf("Broadcast = %d %v", n, err)
 		}
 	}
-	mu.Lock()
-	p := peak
-	mu.Unlock()
+	p := calls.highest()
 	if p > limit || p < 2 {
 		t.Fatalf("peak concurrent transformations %d, want 2..%d", p, limit)
 	}
@@ -73,29 +61,19 @@ func TestEncryptedFanOutIsBounded(t *testing.T) {
 // calls are slow holds up no other client.
 func TestBrokerMessagesTransformedInOrderOffTheWorker(t *testing.T) {
 	const limit, clients, msgs = 3, 6, 20
-	var mu sync.Mutex
-	inFlight, peak := 0, 0
+	var calls concurrency
 	hub := broker.NewMemoryHub()
 	k := newKit(t, rawSocket, func(c *helper.Config) {
 		c.Broker = hub.NewBroker()
-		c.Options.RequireEncryption = true
-		c.Options.EncryptedBatchLimit = limit
-		c.Handlers.Handshake = func(context.Context, helper.HandshakeRequest) (*helper.HandshakeResult, error) {
-			return &helper.HandshakeResult{ServerPublicKey: "k", Salt: "s"}, nil
-		}
+		requireEncryption(c, limit)
 		c.Handlers.OutboundTransformer = func(ctx context.Context, req helper.OutboundRequest) (*protocol.Message, error) {
-			mu.Lock()
-			inFlight++
-			peak = max(peak, inFlight)
-			mu.Unlock()
+			calls.enter()
 			if req.Client.UserID == "slow" {
 				time.Sleep(300 * time.Millisecond)
 			} else {
 				time.Sleep(time.Millisecond)
 			}
-			mu.Lock()
-			inFlight--
-			mu.Unlock()
+			calls.leave()
 			b, _ := json.Marshal(map[string]any{"seq": req.Data})
 			return &protocol.Message{Event: protocol.EventEncrypted, Data: b}, nil
 		}
@@ -132,9 +110,7 @@ func TestBrokerMessagesTransformedInOrderOffTheWorker(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("the other clients got their %d messages after %v: they waited for the slow client's calls", msgs, d)
 	}
-	mu.Lock()
-	p := peak
-	mu.Unlock()
+	p := calls.highest()
 	if p > limit {
 		t.Fatalf("peak concurrent transformations %d, over the limit %d", p, limit)
 	}
@@ -149,10 +125,7 @@ func TestBrokerMessagesWaitingForATransformerAreBounded(t *testing.T) {
 	hub := broker.NewMemoryHub()
 	k := newKit(t, rawSocket, func(c *helper.Config) {
 		c.Broker = hub.NewBroker()
-		c.Options.RequireEncryption = true
-		c.Handlers.Handshake = func(context.Context, helper.HandshakeRequest) (*helper.HandshakeResult, error) {
-			return &helper.HandshakeResult{ServerPublicKey: "k", Salt: "s"}, nil
-		}
+		requireEncryption(c, 0)
 		c.Handlers.OutboundTransformer = func(ctx context.Context, req helper.OutboundRequest) (*protocol.Message, error) {
 			select {
 			case <-release:
@@ -177,4 +150,40 @@ func TestBrokerMessagesWaitingForATransformerAreBounded(t *testing.T) {
 	// One in the call, 1024 waiting, the rest dropped.
 	eventually(t, "the overflow dropped", func() bool { return k.h.Stats().DroppedBackpressure == sent-1-1024 })
 	close(release)
+}
+
+// requireEncryption makes every client of c encrypted, with a handshake
+// that accepts anyone, and limit transformer calls at once (0: the
+// default).
+func requireEncryption(c *helper.Config, limit int) {
+	c.Options.RequireEncryption = true
+	c.Options.EncryptedBatchLimit = limit
+	c.Handlers.Handshake = func(context.Context, helper.HandshakeRequest) (*helper.HandshakeResult, error) {
+		return &helper.HandshakeResult{ServerPublicKey: "k", Salt: "s"}, nil
+	}
+}
+
+// concurrency counts the calls running at once and the most there were.
+type concurrency struct {
+	mu       sync.Mutex
+	in, peak int
+}
+
+func (c *concurrency) enter() {
+	c.mu.Lock()
+	c.in++
+	c.peak = max(c.peak, c.in)
+	c.mu.Unlock()
+}
+
+func (c *concurrency) leave() {
+	c.mu.Lock()
+	c.in--
+	c.mu.Unlock()
+}
+
+func (c *concurrency) highest() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.peak
 }
