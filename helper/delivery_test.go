@@ -605,3 +605,33 @@ func TestSendPublishesAsTheSpecSays(t *testing.T) {
 		expectEvent(t, c, ev)
 	}
 }
+
+// The authenticator's rooms are joined before `connected`: a send to one
+// from another instance right after `connected` reaches the client, with
+// no join and no wait (from a user trial: a player could never be in its
+// match when it heard `connected`). Internal names are skipped.
+func TestAuthResultRoomsJoinedBeforeConnected(t *testing.T) {
+	hub := broker.NewMemoryHub()
+	auth := func(c *helper.Config) {
+		c.Broker = hub.NewBroker()
+		next := c.Handlers.Authenticate
+		c.Handlers.Authenticate = func(ctx context.Context, req helper.AuthenticateRequest) (*helper.AuthResult, error) {
+			res, err := next(ctx, req)
+			if res != nil {
+				res.Rooms = []string{"match-7", "ws:room:evil", ""}
+			}
+			return res, err
+		}
+	}
+	a := newKit(t, rawSocket, auth)
+	b := newKit(t, rawSocket, func(c *helper.Config) { c.Broker = hub.NewBroker() })
+	c, cd := a.login("player")
+	view, _ := a.h.GetClient(cd.ID)
+	if !slices.Contains(view.Rooms, "match-7") || slices.Contains(view.Rooms, "ws:room:evil") {
+		t.Fatalf("rooms on connected: %v", view.Rooms)
+	}
+	if err := b.h.Send(context.Background(), "match-7", "kickoff", 1); err != nil {
+		t.Fatal(err)
+	}
+	expectEvent(t, c, "kickoff")
+}

@@ -390,7 +390,7 @@ func (h *WebSocketServerHelper) authenticate(c *client, data json.RawMessage, re
 		}
 		info.keys = &handshakeKeys{serverPublicKey: hr.ServerPublicKey, salt: hr.Salt}
 	}
-	h.finishAuthentication(c, info)
+	h.finishAuthentication(c, info, res.Rooms)
 }
 
 func (h *WebSocketServerHelper) rejectAuth(c *client, text string) {
@@ -398,9 +398,10 @@ func (h *WebSocketServerHelper) rejectAuth(c *client, text string) {
 	c.closeWith(ws.StatusCode(protocol.CloseAuthFailed), protocol.ReasonAuthFailed)
 }
 
-// finishAuthentication indexes the client, waits until the broker listens
-// for it, sends `connected` and runs the connected callback.
-func (h *WebSocketServerHelper) finishAuthentication(c *client, info identity) {
+// finishAuthentication indexes the client, puts it in its rooms (its own,
+// the default ones and those of its AuthResult), waits until the broker
+// listens for it, sends `connected` and runs the connected callback.
+func (h *WebSocketServerHelper) finishAuthentication(c *client, info identity, rooms []string) {
 	c.mu.Lock()
 	c.info = info
 	c.req = nil
@@ -415,6 +416,9 @@ func (h *WebSocketServerHelper) finishAuthentication(c *client, info identity) {
 	h.reg.join(c, c.id)
 	for _, r := range h.opts.DefaultRooms {
 		h.reg.join(c, r)
+	}
+	for _, r := range rooms {
+		h.reg.join(c, r) // as JoinRoom: internal names are refused there
 	}
 	// Not derived from the client's context: that would make its done
 	// channel, which most connections never need, for every one of them.

@@ -250,6 +250,12 @@ type AuthenticateRequest struct {
 type AuthResult struct {
 	UserID   string
 	Metadata map[string]any
+	// Rooms are joined for the client before `connected` is sent, next to
+	// Options.DefaultRooms, without the room check, as JoinRoom does (an
+	// extension): a player's match, a device's fleet, which the client is
+	// then sure to be in when it hears `connected`, with the broker
+	// subscribed for them. Internal names (ws:…) are skipped.
+	Rooms []string
 }
 
 // AuthenticateFunc decides whether a client may use the server. A nil result
