@@ -174,7 +174,9 @@ type Stats struct {
 	ConnectionsTotal, DirectUpgrades uint64
 	// Delivered counts frames handed to sockets (to the kernel: whether
 	// the client ever reads them is not known); DroppedBackpressure,
-	// messages not queued because a client's buffer was full.
+	// messages not queued because a client's buffer was full, or because
+	// 1024 of the broker's messages were already waiting for its outbound
+	// transformer.
 	Delivered, DroppedBackpressure uint64
 	// PublishErrors counts failed broker publishes; BadEnvelopes, envelopes
 	// dropped as unreadable; HandlerErrors, failed message callbacks.

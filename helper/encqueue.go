@@ -57,9 +57,6 @@ func newEncQueue(h *WebSocketServerHelper) *encQueue {
 
 // add queues m for c.
 func (q *encQueue) add(c *client, m *outgoing, fanout bool) {
-	if q.h.closing.Load() {
-		return // every client is being closed: no worker to outlive Shutdown
-	}
 	q.mu.Lock()
 	p := q.pending[c]
 	if p == nil {
@@ -92,9 +89,26 @@ func (q *encQueue) add(c *client, m *outgoing, fanout bool) {
 		q.workers++
 	}
 	q.mu.Unlock()
-	if spawn {
-		q.h.goTask(q.work)
+	if spawn && !q.spawn() {
+		q.mu.Lock()
+		q.workers--
+		q.mu.Unlock()
 	}
+}
+
+// spawn starts a worker unless Shutdown has begun: under acceptMu, as a
+// connection is registered, so that no worker is added to the tasks
+// Shutdown has started waiting for (every client is being closed then, and
+// what is queued for them is dropped with them).
+func (q *encQueue) spawn() bool {
+	h := q.h
+	h.acceptMu.Lock()
+	defer h.acceptMu.Unlock()
+	if h.closing.Load() {
+		return false
+	}
+	h.goTask(q.work)
+	return true
 }
 
 // work transforms and sends one waiting message at a time, of the client

@@ -155,12 +155,7 @@ func putHeader(b []byte, op ws.OpCode, n int) {
 // closeFrame compiles a close frame with code and reason. Reasons are cut to
 // fit the 125-byte control payload without splitting a character.
 func closeFrame(code ws.StatusCode, reason string) []byte {
-	if len(reason) > 123 {
-		reason = reason[:123]
-		for !utf8.ValidString(reason) {
-			reason = reason[:len(reason)-1]
-		}
-	}
+	reason = fitCloseReason(reason)
 	p := make([]byte, 2+len(reason))
 	binary.BigEndian.PutUint16(p, uint16(code))
 	copy(p[2:], reason)
@@ -184,6 +179,18 @@ func parseClosePayload(p []byte) (ws.StatusCode, error) {
 		return 0, &closeError{code: ws.StatusInvalidFramePayloadData, reason: "invalid UTF-8 in close reason"}
 	}
 	return code, nil
+}
+
+// fitCloseReason cuts reason to what a close frame carries: 123 bytes, on
+// a UTF-8 boundary.
+func fitCloseReason(reason string) string {
+	if len(reason) > 123 {
+		reason = reason[:123]
+		for !utf8.ValidString(reason) {
+			reason = reason[:len(reason)-1]
+		}
+	}
+	return reason
 }
 
 // closeReasonOf is the reason in a valid close payload.

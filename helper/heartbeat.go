@@ -15,10 +15,7 @@ import (
 // for IdleTimeout. A pong counts for the idle check, not for the heartbeat.
 // While the app's code has one of a client's messages, and nothing is read
 // from the client, the sweeps go by what the kernel says of its socket
-// (busyLooks), and a third sweep, every second, looks only at those
-// clients: one whose connection was reset is let go then, its call's
-// context ended, rather than at the next heartbeat sweep (30 s by
-// default).
+// (busyLooks).
 func (h *WebSocketServerHelper) heartbeat(ctx context.Context) {
 	busy := busyLooks{}
 	sweep := time.NewTicker(h.opts.HeartbeatInterval)
@@ -26,16 +23,12 @@ func (h *WebSocketServerHelper) heartbeat(ctx context.Context) {
 	idleEvery := max(h.opts.IdleTimeout/4, 10*time.Millisecond)
 	idle := time.NewTicker(idleEvery)
 	defer idle.Stop()
-	gone := time.NewTicker(min(h.opts.HeartbeatInterval, idleEvery, busyGoneEvery))
-	defer gone.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-sweep.C:
 			h.sweepHeartbeats(time.Now(), busy)
-		case <-gone.C:
-			h.sweepBusyGone()
 		case <-idle.C:
 			h.sweepIdle(time.Now(), busy)
 			if h.bursts != nil {
@@ -60,33 +53,6 @@ func (h *WebSocketServerHelper) sweepHeartbeats(now time.Time, busy busyLooks) {
 		if c.authenticated() && max(c.lastActivity.Load(), heard) < deadline {
 			h.log.Info("heartbeat timeout", zapClient(c.id))
 			c.closeWith(ws.StatusCode(protocol.CloseHeartbeatTimeout), protocol.ReasonHeartbeatTimeout)
-		}
-	}
-}
-
-// busyGoneEvery is how often clients whose message the app has are looked
-// at for a reset connection.
-const busyGoneEvery = time.Second
-
-// sweepBusyGone lets go the clients whose message the app has and whose
-// connection the peer has reset. A peer that closed in order (a FIN, with
-// or without a close frame before it) is left to the heartbeat and idle
-// sweeps, as before: what it sent before closing is still to be handled,
-// as the original handles everything received before a close, and a call
-// for it goes on with its context.
-func (h *WebSocketServerHelper) sweepBusyGone() {
-	if h.inApp.Load() == 0 {
-		return // a walk of 100 000 clients costs about 6 ms
-	}
-	all := getRecipients()
-	defer putRecipients(all)
-	*all = h.reg.appendAll(*all)
-	for _, c := range *all {
-		if c.appSince.Load() == 0 {
-			continue
-		}
-		if _, _, reset, _ := c.raw.peer(); reset {
-			c.terminate()
 		}
 	}
 }
@@ -150,7 +116,7 @@ func (b busyLooks) heard(c *client, now int64) (heard int64, gone bool) {
 	if since == 0 {
 		return c.appDone.Load(), false // a look left over goes at the next prune
 	}
-	received, closed, _, ok := c.raw.peer()
+	received, closed, ok := c.raw.peer()
 	switch {
 	case !ok:
 		return since, false

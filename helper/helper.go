@@ -36,12 +36,8 @@ type WebSocketServerHelper struct {
 	log      *zap.Logger
 	serverID string
 
-	reg *registry
-	// inApp counts the clients whose message the app's code has (see
-	// client.appSince): the sweep for those that drop meanwhile
-	// (sweepBusyGone) walks the clients only when there are some.
-	inApp atomic.Int64
-	subs  *subscriptions
+	reg  *registry
+	subs *subscriptions
 
 	upgrader ws.HTTPUpgrader
 	// checkOrigin is the AllowedOrigins allowlist; nil when there is none.

@@ -106,11 +106,9 @@ func (h *WebSocketServerHelper) handleMessage(c *client, raw []byte) {
 	// client.appSince).
 	c.uncork()
 	c.appSince.Store(time.Now().UnixNano())
-	h.inApp.Add(1)
 	defer func() {
 		c.appDone.Store(time.Now().UnixNano())
 		c.appSince.Store(0)
-		h.inApp.Add(-1)
 	}()
 	c.mu.Lock()
 	hook := c.hookPending

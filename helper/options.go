@@ -71,7 +71,8 @@ type Options struct {
 	// accepts nothing for this long is disconnected. Default 10 s.
 	WriteTimeout time.Duration
 	// EncryptedBatchLimit is how many outbound transformations may run at
-	// once for one fan-out. Default 10.
+	// once for one local fan-out, and for all the messages from the broker
+	// together (see OutboundTransformerFunc). Default 10.
 	EncryptedBatchLimit int
 	// ServerID identifies this instance on the broker; envelopes carrying
 	// it are ignored. Default: a random UUID.

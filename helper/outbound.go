@@ -387,6 +387,7 @@ func (c *client) closeWith(code ws.StatusCode, reason string) {
 		return
 	}
 	o.closing = true
+	reason = fitCloseReason(reason)          // what the frame carries is what is noted
 	c.noteClose(code, reason, CloseByServer) // unless the peer's close came first
 	c.enqueueLocked(closeFrame(code, reason))
 	// The peer has closeGrace to take what is queued and answer; a peer

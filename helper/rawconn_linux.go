@@ -176,23 +176,20 @@ func send(fd uintptr, p unsafe.Pointer, n uintptr) (uintptr, syscall.Errno) {
 }
 
 // peer reports what the kernel knows of the other end without reading the
-// socket: the bytes received from it so far, whether it has closed its
-// side (a FIN or a reset), and whether it was a reset. ok is false when the
-// socket cannot be asked.
-func (r *rawConn) peer() (received uint64, closed, reset, ok bool) {
+// socket: the bytes received from it so far, and whether it has closed its
+// side (a FIN or a reset). ok is false when the socket cannot be asked.
+func (r *rawConn) peer() (received uint64, closed, ok bool) {
 	if r == nil {
-		return 0, false, false, false
+		return 0, false, false
 	}
 	var info *unix.TCPInfo
 	var err error
 	if cerr := r.rc.Control(func(fd uintptr) { info, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); cerr != nil || err != nil {
-		return 0, false, false, false
+		return 0, false, false
 	}
 	switch info.State {
-	case unix.BPF_TCP_CLOSE:
-		closed, reset = true, true
-	case unix.BPF_TCP_CLOSE_WAIT, unix.BPF_TCP_LAST_ACK, unix.BPF_TCP_TIME_WAIT:
+	case unix.BPF_TCP_CLOSE_WAIT, unix.BPF_TCP_CLOSE, unix.BPF_TCP_LAST_ACK, unix.BPF_TCP_TIME_WAIT:
 		closed = true
 	}
-	return info.Bytes_received, closed, reset, true
+	return info.Bytes_received, closed, true
 }

@@ -20,4 +20,4 @@ func sendQueueNow(int32, [][]byte, *[]iovec) (int, error) { return 0, nil }
 // iovec stands in for syscall.Iovec, which not every platform has.
 type iovec struct{}
 
-func (*rawConn) peer() (received uint64, closed, reset, ok bool) { return 0, false, false, false }
+func (*rawConn) peer() (received uint64, closed, ok bool) { return 0, false, false }
