@@ -124,15 +124,6 @@ const (
 	subscriptionRetryMax = time.Second
 )
 
-// settle counts every change up to gen as done, waking sync; s.mu held.
-func (s *subscriptions) settle(gen uint64) {
-	if gen > s.applied {
-		s.applied = gen
-		close(s.settled)
-		s.settled = make(chan struct{})
-	}
-}
-
 // apply makes one batch of changes; false if some must be retried.
 func (s *subscriptions) apply(ctx context.Context) bool {
 	s.mu.Lock()
@@ -185,7 +176,11 @@ func (s *subscriptions) apply(ctx context.Context) bool {
 	call(unsub, s.broker.Unsubscribe, false)
 
 	s.mu.Lock()
-	s.settle(gen)
+	if gen > s.applied {
+		s.applied = gen
+		close(s.settled)
+		s.settled = make(chan struct{})
+	}
 	s.mu.Unlock()
 	return ok
 }
