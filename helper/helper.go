@@ -42,6 +42,8 @@ type WebSocketServerHelper struct {
 	upgrader ws.HTTPUpgrader
 	// checkOrigin is the AllowedOrigins allowlist; nil when there is none.
 	checkOrigin func(*http.Request) bool
+	// trusted are the proxies whose forwarding headers are believed.
+	trusted trustedProxies
 
 	// open and pending count this instance's connections and those not
 	// authenticated yet, for Limits.MaxConnections and
@@ -122,6 +124,7 @@ func New(cfg Config) (*WebSocketServerHelper, error) {
 		epoch:    time.Now(),
 	}
 	h.checkOrigin = originChecker(opts.AllowedOrigins)
+	h.trusted, _ = parseTrustedProxies(opts.TrustedProxies) // validated above
 	h.selfPrefix = append(protocol.AppendJSONString([]byte(`{"serverId":`), serverID), ',')
 	h.errorMessages = make(map[string]*outgoing)
 	for _, text := range []string{protocol.ErrTextInvalidFormat, protocol.ErrTextNotAuthenticated,
@@ -205,12 +208,12 @@ func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request
 		return
 	}
 	if (h.checkOrigin != nil && !h.checkOrigin(r)) || (h.opts.CheckOrigin != nil && !h.opts.CheckOrigin(r)) {
-		h.log.Debug("upgrade refused: origin not allowed", zap.String("origin", r.Header.Get("Origin")), zap.String("remote", r.RemoteAddr))
+		h.log.Debug("upgrade refused: origin not allowed", zap.String("origin", r.Header.Get("Origin")), zap.String("remote", h.trusted.clientAddr(r)))
 		http.Error(w, "Origin not allowed", http.StatusForbidden)
 		return
 	}
 	if !h.reserveSlots() {
-		h.log.Debug("upgrade refused: connection limit reached", zap.String("remote", r.RemoteAddr))
+		h.log.Debug("upgrade refused: connection limit reached", zap.String("remote", h.trusted.clientAddr(r)))
 		http.Error(w, "Too many connections", http.StatusServiceUnavailable)
 		return
 	}
@@ -218,7 +221,7 @@ func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request
 	conn, rw, _, err := upgrader.Upgrade(r, w)
 	if err != nil {
 		h.releaseSlots()
-		h.log.Debug("upgrade failed", zap.Error(err), zap.String("remote", r.RemoteAddr))
+		h.log.Debug("upgrade failed", zap.Error(err), zap.String("remote", h.trusted.clientAddr(r)))
 		return
 	}
 	var pending []byte
@@ -245,7 +248,7 @@ func (h *WebSocketServerHelper) attach(conn net.Conn, r *http.Request, pending [
 		raw:         raw,
 		shard:       h.flush.shardFor(),
 		connectedAt: now.UnixNano(),
-		remoteAddr:  r.RemoteAddr,
+		remoteAddr:  h.trusted.clientAddr(r),
 		req:         r,
 	}
 	c.out.sock = sock

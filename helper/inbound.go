@@ -347,7 +347,7 @@ func (h *WebSocketServerHelper) authenticate(c *client, data json.RawMessage, re
 	var res *AuthResult
 	err := safeCall(func() error {
 		var err error
-		res, err = h.handlers.Authenticate(ctx, AuthenticateRequest{ClientID: c.id, Data: data, Request: req})
+		res, err = h.handlers.Authenticate(ctx, AuthenticateRequest{ClientID: c.id, Data: data, RemoteAddr: c.remoteAddr, Request: req})
 		return err
 	})
 	if ctx.Err() != nil {

@@ -118,6 +118,16 @@ type Options struct {
 	// browsers always send one, other clients usually none. A refused
 	// request gets HTTP 403. Empty: every origin, as the original.
 	AllowedOrigins []string
+	// TrustedProxies are the reverse proxies, as IP addresses or CIDR
+	// prefixes ("10.0.0.0/8", "::1"), whose forwarding headers are
+	// believed. For a connection from one of them, ClientView.RemoteAddr,
+	// AuthenticateRequest.RemoteAddr and the server's log lines carry the
+	// client's IP address (no port) from X-Forwarded-For, read from the
+	// right past the trusted proxies' own entries (a client can put
+	// anything at its start), or else from X-Real-IP. The headers of any
+	// other peer are ignored, as anyone can send them. Empty (the
+	// default): the TCP peer's "ip:port", whatever the headers say.
+	TrustedProxies []string
 	// PerMessageDeflate accepts the permessage-deflate extension (RFC 7692)
 	// when a client offers it, as the original's perMessageDeflate does:
 	// the answer is "permessage-deflate; server_no_context_takeover;
@@ -189,6 +199,9 @@ func (o Options) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	if _, err := parseTrustedProxies(o.TrustedProxies); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -234,6 +247,7 @@ func (o Options) withDefaults() Options {
 		o.Limits.InflatedBurst = o.MaxPayloadLength
 	}
 	o.AllowedOrigins = append([]string(nil), o.AllowedOrigins...)
+	o.TrustedProxies = append([]string(nil), o.TrustedProxies...)
 	return o
 }
 
@@ -242,8 +256,11 @@ type AuthenticateRequest struct {
 	ClientID string
 	// Data is the authenticate event's data, `{}` when absent.
 	Data json.RawMessage
-	// Request is the HTTP upgrade request (headers, remote address). Its
-	// body is gone; do not read it.
+	// RemoteAddr is the client's address, as ClientView's: the client's
+	// own behind a trusted proxy (Options.TrustedProxies).
+	RemoteAddr string
+	// Request is the HTTP upgrade request (headers, the TCP peer's
+	// address). Its body is gone; do not read it.
 	Request *http.Request
 }
 
