@@ -234,11 +234,11 @@ func inflateMessage(payload []byte, limit int) (*[]byte, error) {
 }
 
 // compressFrame returns frame (a final, unmasked server frame) compressed
-// as a permessage-deflate message without context takeover, or nil when
-// compressing does not make it smaller.
-func compressFrame(frame []byte) []byte {
+// as a permessage-deflate message without context takeover, at a flate
+// level, or nil when compressing does not make it smaller.
+func compressFrame(frame []byte, level int) []byte {
 	payload := frame[serverHeaderLen(frame):]
-	z := wsdeflate.Compress(payload)
+	z := wsdeflate.CompressLevel(payload, level)
 	if len(z) >= len(payload) {
 		return nil
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/flate"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"strconv"
@@ -234,29 +235,63 @@ func BenchmarkInflateMessage(b *testing.B) {
 }
 
 func TestCompressFrame(t *testing.T) {
-	for _, n := range []int{100, 300, 70 << 10} {
-		msg := bytes.Repeat([]byte(`{"sensor":"s-0042","value":23.5},`), n/33+1)[:n]
-		frame := compileFrame(ws.OpText, msg)
-		z := compressFrame(frame)
-		if z == nil {
-			t.Fatalf("%d bytes: not compressed", n)
+	for _, level := range []int{1, 6, 9} {
+		for _, n := range []int{100, 300, 70 << 10} {
+			msg := bytes.Repeat([]byte(`{"sensor":"s-0042","value":23.5},`), n/33+1)[:n]
+			frame := compileFrame(ws.OpText, msg)
+			z := compressFrame(frame, level)
+			if z == nil {
+				t.Fatalf("level %d, %d bytes: not compressed", level, n)
+			}
+			h, hl, err := parseHeader(z)
+			if err != nil || !h.fin || h.rsv != 4 || h.op != ws.OpText || h.masked || int(h.length) != len(z)-hl {
+				t.Fatalf("level %d, %d bytes: header %+v (%d) %v", level, n, h, hl, err)
+			}
+			out, err := inflateMessage(z[hl:], 1<<20)
+			if err != nil || !bytes.Equal(*out, msg) {
+				t.Fatalf("level %d, %d bytes: does not inflate back: %v", level, n, err)
+			}
+			putFrameBuffer(out)
 		}
-		h, hl, err := parseHeader(z)
-		if err != nil || !h.fin || h.rsv != 4 || h.op != ws.OpText || h.masked || int(h.length) != len(z)-hl {
-			t.Fatalf("%d bytes: header %+v (%d) %v", n, h, hl, err)
-		}
-		out, err := inflateMessage(z[hl:], 1<<20)
-		if err != nil || !bytes.Equal(*out, msg) {
-			t.Fatalf("%d bytes: does not inflate back: %v", n, err)
-		}
-		putFrameBuffer(out)
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
 	noise := make([]byte, 2000)
 	for i := range noise {
 		noise[i] = byte(rng.Uint32())
 	}
-	if z := compressFrame(compileFrame(ws.OpBinary, noise)); z != nil {
+	if z := compressFrame(compileFrame(ws.OpBinary, noise), 1); z != nil {
 		t.Fatalf("incompressible payload sent compressed (%d bytes)", len(z))
+	}
+}
+
+// snapshot is a document-like JSON body: records with ids, words and
+// numbers, as a collaborative editor or a dashboard sends on join.
+func snapshot(n int) []byte {
+	words := strings.Fields("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa quebec romeo sierra tango uniform victor whiskey xray yankee zulu")
+	rng := rand.New(rand.NewPCG(5, 6))
+	b := []byte(`{"doc":"d-17","blocks":[`)
+	for i := 0; len(b) < n; i++ {
+		b = fmt.Appendf(b, `{"id":"b-%d","author":"user-%d","rev":%d,"text":"`, i, rng.IntN(40), rng.IntN(100000))
+		for w := 0; w < 8+rng.IntN(20); w++ {
+			b = append(b, words[rng.IntN(len(words))]...)
+			b = append(b, ' ')
+		}
+		b = append(b, `"},`...)
+	}
+	return append(b[:len(b)-1], "]}"...)
+}
+
+// BenchmarkCompressLevel prints each level's frame size for a 256 KiB
+// snapshot next to its CPU (Options.CompressLevel).
+func BenchmarkCompressLevel(b *testing.B) {
+	frame := compileFrame(ws.OpText, snapshot(256<<10))
+	for _, level := range []int{1, 6, 9} {
+		b.Run(fmt.Sprint("level=", level), func(b *testing.B) {
+			var z []byte
+			for b.Loop() {
+				z = compressFrame(frame, level)
+			}
+			b.ReportMetric(float64(len(z))/float64(len(frame)), "ratio")
+		})
 	}
 }

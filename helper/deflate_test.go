@@ -3,6 +3,7 @@ package helper_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -309,5 +310,50 @@ func TestCompressMinSizeNeedsDeflate(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "CompressMinSize needs PerMessageDeflate") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// CompressLevel: the same message goes out smaller at a higher level and
+// inflates to the same bytes.
+func TestCompressLevel(t *testing.T) {
+	words := strings.Fields("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike")
+	var b strings.Builder
+	for i := 0; b.Len() < 64<<10; i++ {
+		fmt.Fprintf(&b, "%d:%s:%s ", i*7919%1000, words[i*31%len(words)], words[i*17%len(words)])
+	}
+	text := b.String()
+	want := `{"event":"doc","data":"` + text + `"}`
+	size := map[int]int64{}
+	for _, level := range []int{1, 9} {
+		k := newKit(t, rawSocket, func(c *helper.Config) {
+			c.Options.PerMessageDeflate = true
+			c.Options.CompressMinSize = 1
+			c.Options.CompressLevel = level
+		})
+		conn := rawCompressedLogin(t, k, "", "u")
+		if n, err := k.h.Broadcast("doc", text); err != nil || n != 1 {
+			t.Fatalf("level %d: broadcast: %d %v", level, n, err)
+		}
+		h, p := readCompressedFrame(t, conn)
+		if string(p) != want || h.Rsv&4 == 0 {
+			t.Fatalf("level %d: rsv %d, %d bytes", level, h.Rsv, len(p))
+		}
+		size[level] = h.Length
+	}
+	t.Logf("frame of %d bytes: %d at level 1, %d at level 9", len(want), size[1], size[9])
+	if size[9] >= size[1] {
+		t.Fatalf("level 9 frame (%d bytes) not smaller than level 1's (%d)", size[9], size[1])
+	}
+}
+
+func TestCompressLevelValidated(t *testing.T) {
+	for _, level := range []int{-1, 10} {
+		_, err := helper.New(helper.Config{
+			Options:  helper.Options{PerMessageDeflate: true, CompressMinSize: 100, CompressLevel: level},
+			Handlers: helper.Handlers{Authenticate: tokenAuth},
+		})
+		if err == nil || !strings.Contains(err.Error(), "CompressLevel must be 1 (BestSpeed) to 9") {
+			t.Fatalf("level %d: err = %v", level, err)
+		}
 	}
 }

@@ -77,19 +77,19 @@ type outgoing struct {
 
 // frameFor is the frame c gets: the compressed one for a client that
 // takes them (see Options.CompressMinSize), when m is large enough.
-func (m *outgoing) frameFor(c *client, minSize int) []byte {
+func (m *outgoing) frameFor(c *client, minSize, level int) []byte {
 	if !c.compressOut || len(m.frame) < minSize {
 		return m.frame
 	}
-	return m.compressed()
+	return m.compressed(level)
 }
 
 // compressed returns the compressed frame, making it on first use. Two
 // recipients may race to make it; both results are the same bytes.
-func (m *outgoing) compressed() []byte {
+func (m *outgoing) compressed(level int) []byte {
 	z := m.zframe.Load()
 	if z == nil {
-		b := compressFrame(m.frame)
+		b := compressFrame(m.frame, level)
 		m.zframe.CompareAndSwap(nil, &b)
 		z = m.zframe.Load()
 	}
@@ -139,7 +139,7 @@ func (h *WebSocketServerHelper) deliver(recipients []*client, m *outgoing, exclu
 	n, nz := 0, 0
 	transform := h.handlers.OutboundTransformer != nil
 	fanout := len(recipients) > 1
-	minSize := h.opts.CompressMinSize
+	minSize, level := h.opts.CompressMinSize, h.opts.CompressLevel
 	for _, c := range recipients {
 		if !c.authenticated() || (len(exclude) > 0 && contains(exclude, c.id)) {
 			continue
@@ -148,7 +148,7 @@ func (h *WebSocketServerHelper) deliver(recipients []*client, m *outgoing, exclu
 			encrypted = append(encrypted, c)
 			continue
 		}
-		f := m.frameFor(c, minSize)
+		f := m.frameFor(c, minSize, level)
 		if c.push(f, false, fanout) == sent {
 			n++
 			if len(f) != len(m.frame) { // only a compressed frame differs

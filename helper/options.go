@@ -1,6 +1,7 @@
 package helper
 
 import (
+	"compress/flate"
 	"context"
 	"encoding/json"
 	"errors"
@@ -148,6 +149,17 @@ type Options struct {
 	// 2 KiB) and saves bytes on every copy. 0 (the default) sends every
 	// frame plain, as the original does.
 	CompressMinSize int
+	// CompressLevel is the flate level of those frames, from 1
+	// (flate.BestSpeed) to 9 (flate.BestCompression). A message is
+	// compressed once for all its recipients, so a higher level costs CPU
+	// per message, not per delivery; but it is spent where the message is
+	// sent from (the caller of a send, or for messages from the broker its
+	// worker), and holds up what comes after it there. For a 256 KiB JSON
+	// snapshot, level 1 made a frame of 24 % of the original size in
+	// 2.6 ms, 6 (flate.DefaultCompression) 17 % in 18.5 ms, 9 17 % in
+	// 25 ms (BenchmarkCompressLevel, one core of a 2-core EPYC). 0 means
+	// 1, the default.
+	CompressLevel int
 	// Limits bound what one client, and the crowd of them, may ask of the
 	// server (nesting depth, rooms, message rate, connection counts). The
 	// zero value means the documented defaults; see Limits.
@@ -187,6 +199,9 @@ func (o Options) Validate() error {
 	}
 	if o.CompressMinSize < 0 {
 		errs = append(errs, fmt.Errorf("CompressMinSize must not be negative, got %d", o.CompressMinSize))
+	}
+	if o.CompressLevel < 0 || o.CompressLevel > 9 {
+		errs = append(errs, fmt.Errorf("CompressLevel must be 1 (BestSpeed) to 9 (BestCompression), or 0 for the default, got %d", o.CompressLevel))
 	}
 	if o.CompressMinSize > 0 && !o.PerMessageDeflate {
 		errs = append(errs, errors.New("CompressMinSize needs PerMessageDeflate: no client can take compressed frames without the extension"))
@@ -238,6 +253,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.EncryptedBatchLimit == 0 {
 		o.EncryptedBatchLimit = protocol.DefaultEncryptedBatchLimit
+	}
+	if o.CompressLevel == 0 {
+		o.CompressLevel = flate.BestSpeed
 	}
 	o.Limits = o.Limits.withDefaults()
 	if l := o.Limits.MaxUnauthenticatedPayload; l < 0 || l > o.MaxPayloadLength {

@@ -15,24 +15,37 @@ import (
 // bytes a sender strips (§7.2.2), then an empty final stored block.
 var Tail = []byte{0x00, 0x00, 0xff, 0xff, 0x01, 0x00, 0x00, 0xff, 0xff}
 
-// writers are pooled: a BestSpeed compressor holds a few hundred KiB of
+// writers are pooled per level: a compressor holds a few hundred KiB of
 // tables, which no caller should allocate per message.
-var writers = sync.Pool{New: func() any {
-	w, _ := flate.NewWriter(nil, flate.BestSpeed)
-	return w
-}}
+var writers = func() *[flate.BestCompression + 1]sync.Pool {
+	p := new([flate.BestCompression + 1]sync.Pool)
+	for level := flate.BestSpeed; level <= flate.BestCompression; level++ {
+		p[level].New = func() any {
+			w, _ := flate.NewWriter(nil, level)
+			return w
+		}
+	}
+	return p
+}()
 
 // Compress returns p as the body of a permessage-deflate message: p
 // compressed on its own at BestSpeed, the sync flush's last 4 bytes
 // stripped. The result is a new slice.
-func Compress(p []byte) []byte {
+func Compress(p []byte) []byte { return CompressLevel(p, flate.BestSpeed) }
+
+// CompressLevel is Compress at a flate level from BestSpeed (1) to
+// BestCompression (9); other levels mean BestSpeed.
+func CompressLevel(p []byte, level int) []byte {
+	if level < flate.BestSpeed || level > flate.BestCompression {
+		level = flate.BestSpeed
+	}
 	var b bytes.Buffer
 	b.Grow(len(p)/2 + 64)
-	w := writers.Get().(*flate.Writer)
+	w := writers[level].Get().(*flate.Writer)
 	w.Reset(&b)
 	_, _ = w.Write(p)
 	_ = w.Flush() // writing to a bytes.Buffer cannot fail
-	writers.Put(w)
+	writers[level].Put(w)
 	return bytes.TrimSuffix(b.Bytes(), Tail[:4])
 }
 
