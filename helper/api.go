@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/gobwas/ws"
@@ -192,6 +194,18 @@ type Stats struct {
 	// RateLimited counts clients closed (1008) for going over their
 	// message rate or their inflate budget (Limits).
 	RateLimited uint64
+	// ServerCloses counts the sessions the server ended, by the close
+	// code it sent: 4001 authentication timeout, 4002 heartbeat timeout,
+	// 4003 authentication failed, 4004 encryption required, 4008
+	// backpressure, 1001 shutdown or idle timeout, 1002, 1007 and 1009
+	// protocol errors, 1008 limits, and what Disconnect was given.
+	// ClientCloses counts those the client ended, by its code (1005: a
+	// close frame without one). Dropped counts connections that ended
+	// with no close frame from either side (a reset, a drop, a failed
+	// write): the disconnect callback's 1006. Each call returns fresh
+	// maps.
+	ServerCloses, ClientCloses map[int]uint64
+	Dropped                    uint64
 }
 
 type counters struct {
@@ -202,11 +216,53 @@ type counters struct {
 	inflated, deliveredCompressed               atomic.Uint64
 	rateLimited                                 atomic.Uint64
 	authenticated                               atomic.Int64
+	closes                                      closeCounts
+}
+
+// closeCounts tallies ended sessions by who ended them and with which
+// code. A client may send any code from 1000 to 4999, so each map holds
+// a few thousand entries at most.
+type closeCounts struct {
+	mu             sync.Mutex
+	server, client map[int]uint64
+	dropped        uint64
+}
+
+func (cc *closeCounts) add(by string, code int) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	switch by {
+	case CloseByServer:
+		if cc.server == nil {
+			cc.server = make(map[int]uint64)
+		}
+		cc.server[code]++
+	case CloseByClient:
+		if cc.client == nil {
+			cc.client = make(map[int]uint64)
+		}
+		cc.client[code]++
+	default:
+		cc.dropped++
+	}
+}
+
+func (cc *closeCounts) snapshot() (server, client map[int]uint64, dropped uint64) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return maps.Clone(cc.server), maps.Clone(cc.client), cc.dropped
 }
 
 // Stats returns the current counters.
 func (h *WebSocketServerHelper) Stats() Stats {
 	clients, rooms, users := h.reg.counts()
+	serverCloses, clientCloses, dropped := h.stats.closes.snapshot()
+	if serverCloses == nil {
+		serverCloses = map[int]uint64{}
+	}
+	if clientCloses == nil {
+		clientCloses = map[int]uint64{}
+	}
 	return Stats{
 		Clients:             clients,
 		Authenticated:       int(h.stats.authenticated.Load()),
@@ -224,5 +280,8 @@ func (h *WebSocketServerHelper) Stats() Stats {
 		HandlerErrors:       h.stats.handlerErrors.Load(),
 		MemoryReleases:      h.stats.memoryReleases.Load(),
 		RateLimited:         h.stats.rateLimited.Load(),
+		ServerCloses:        serverCloses,
+		ClientCloses:        clientCloses,
+		Dropped:             dropped,
 	}
 }

@@ -2,6 +2,7 @@ package helper_test
 
 import (
 	"errors"
+	"maps"
 	"net"
 	"strings"
 	"testing"
@@ -129,5 +130,13 @@ func TestDisconnectCallbackSaysHowTheSessionEnded(t *testing.T) {
 		_ = c.Conn().(*net.TCPConn).SetLinger(0)
 		_ = c.Abort()
 		check("dropped connection", ended(cd.ID), 1006, "", "")
+
+		// The same endings, counted (the callback runs after the count).
+		s := k.h.Stats()
+		if !maps.Equal(s.ServerCloses, map[int]uint64{4200: 1}) ||
+			!maps.Equal(s.ClientCloses, map[int]uint64{4100: 1, 1005: 1}) || s.Dropped != 1 {
+			t.Errorf("Stats: server closes %v, client closes %v, dropped %d; want map[4200:1], map[1005:1 4100:1], 1",
+				s.ServerCloses, s.ClientCloses, s.Dropped)
+		}
 	})
 }

@@ -682,6 +682,14 @@ func runAttackers(c config) {
 func statsDelta(before, after map[string]any) map[string]float64 {
 	d := map[string]float64{}
 	for k, v := range after {
+		if m, ok := v.(map[string]any); ok {
+			// Counts by close code: "ServerCloses.4008".
+			was, _ := before[k].(map[string]any)
+			for code, delta := range statsDelta(was, m) {
+				d[k+"."+code] = delta
+			}
+			continue
+		}
 		a, ok := v.(float64)
 		if !ok {
 			continue
