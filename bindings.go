@@ -23,12 +23,15 @@ const (
 	// instances on the Ignis channels. Optional; absent means the in-process
 	// broker, a single instance (a warning says so). The module pings it on
 	// start and never closes it: the client belongs to the app. Exclusive
-	// with BrokerKey.
+	// with BrokerKey. A nil client counts as none: fx cannot tell it
+	// from one absent.
 	RedisConnectionKey = `name:"@app/websocket/redis-connection"`
 
 	// AuthenticateHandlerKey: a helper.AuthenticateFunc. Required. It
 	// decides who may use the server: a nil result rejects the client
-	// (4003 "Authentication failed").
+	// (4003 "Authentication failed"). Unlike the optional handlers, it is
+	// taken in that type only (convert a func: helper.AuthenticateFunc(f)),
+	// which is what lets fx.ValidateApp report it missing.
 	AuthenticateHandlerKey = `name:"@app/websocket/authenticate-handler"`
 
 	// ValidateRoomHandlerKey: a helper.ValidateRoomFunc returning the

@@ -18,9 +18,11 @@ import (
 	"time"
 
 	"github.com/fxws/websocket/broker"
+	"github.com/fxws/websocket/broker/redisbroker"
 	"github.com/fxws/websocket/helper"
 	"github.com/fxws/websocket/internal/bounded"
 	"github.com/fxws/websocket/internal/nilref"
+	"github.com/fxws/websocket/internal/redisready"
 	"github.com/fxws/websocket/protocol"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/fx"
@@ -68,8 +70,9 @@ type Params struct {
 
 // LooseBindings are the bindings of Params under the same names, in the
 // types they are easily given in by mistake: redis.NewClient returns a
-// *redis.Client, and a method value or a func literal has an unnamed func
-// type, not the helper's named one. fx matches type and name exactly, so
+// *redis.Client, the options' fields are documented on helper.Options,
+// and a method value or a func literal has an unnamed func type, not the
+// helper's named one. fx matches type and name exactly, so
 // without these such a binding would be ignored without a word: a server
 // with no Redis running alone, an "encrypted" client sent plain text. New
 // takes them as if bound in the right type, and fails if a key is bound in
@@ -80,6 +83,11 @@ type LooseBindings struct {
 
 	RedisClient  *redis.Client        `name:"@app/websocket/redis-connection" optional:"true"`
 	RedisCluster *redis.ClusterClient `name:"@app/websocket/redis-connection" optional:"true"`
+
+	// The server options as the helper's (the fields go doc shows), or
+	// behind a pointer.
+	HelperOptions  helper.Options `name:"@app/websocket/server-options" optional:"true"`
+	OptionsPointer *Options       `name:"@app/websocket/server-options" optional:"true"`
 
 	ValidateRoom        func(context.Context, helper.ValidateRoomRequest) ([]string, error)             `name:"@app/websocket/validate-room-handler" optional:"true"`
 	ClientConnected     func(context.Context, helper.ClientInfo) error                                  `name:"@app/websocket/client-connected-handler" optional:"true"`
@@ -105,6 +113,25 @@ func (p *Params) tighten() error {
 		d.Set(v.Convert(d.Type()))
 	}
 	l := p.Loose
+	// Options are values: one left zero cannot be told from one absent,
+	// and is the defaults either way.
+	for _, o := range []struct {
+		set  bool
+		v    Options
+		kind string
+	}{
+		{!reflect.ValueOf(l.HelperOptions).IsZero(), Options{Options: l.HelperOptions}, "helper.Options"},
+		{l.OptionsPointer != nil, *orZero(l.OptionsPointer), "*websocket.ServerOptions"},
+	} {
+		if !o.set {
+			continue
+		}
+		if !reflect.ValueOf(p.Options).IsZero() {
+			errs = append(errs, fmt.Errorf("%s is bound twice, as websocket.ServerOptions and as %s: bind it once", keyServerOptions, o.kind))
+			continue
+		}
+		p.Options = o.v
+	}
 	take(&p.Redis, l.RedisClient, keyRedis)
 	take(&p.Redis, l.RedisCluster, keyRedis)
 	take(&p.ValidateRoom, l.ValidateRoom, "@app/websocket/validate-room-handler")
@@ -116,6 +143,14 @@ func (p *Params) tighten() error {
 	take(&p.Handshake, l.Handshake, keyHandshake)
 	p.Loose = LooseBindings{}
 	return errors.Join(errs...)
+}
+
+// orZero is *p, or a zero value for a nil p.
+func orZero[T any](p *T) *T {
+	if p == nil {
+		return new(T)
+	}
+	return p
 }
 
 // Key names, for error messages (the websocket package exports them as tags).
@@ -223,6 +258,16 @@ func validate(p Params) error {
 	if len(errs) > 0 {
 		return fmt.Errorf("websocket: %w", errors.Join(errs...))
 	}
+	if _, ok := p.Redis.(*redis.Ring); ok {
+		errs = append(errs, fmt.Errorf("the Redis connection (%s) is a redis.Ring: %w", keyRedis, redisbroker.ErrRing))
+	}
+	if p.Redis == nil && !reflect.ValueOf(p.Options.RedisBroker).IsZero() {
+		if p.Broker == nil {
+			errs = append(errs, fmt.Errorf("ServerOptions.RedisBroker is set but no Redis connection is bound (%s; a nil client counts as none), so the server would run alone on the in-process broker: bind one (websocket.WithRedisConnection), or leave RedisBroker out", keyRedis))
+		} else {
+			errs = append(errs, fmt.Errorf("ServerOptions.RedisBroker is set, but a broker is bound (%s) and it tunes only the Redis broker: leave it out", keyBroker))
+		}
+	}
 	if p.Redis != nil && p.Broker != nil {
 		errs = append(errs, fmt.Errorf("both a Redis connection (%s) and a broker (%s) are provided: provide one", keyRedis, keyBroker))
 	}
@@ -318,12 +363,9 @@ func (s *server) pingRedis(ctx context.Context) error {
 	start := time.Now()
 	err := bounded.New(2).Retry(ctx, s.opts.RedisPingTimeout, 0,
 		func(ctx context.Context) error { return s.redis.Ping(ctx).Err() },
-		func(err error) bool {
-			// Redis answered, with an error (a password, an ACL): waiting
-			// will not change it; nor will it bring a closed client back.
-			var answered redis.Error
-			return errors.As(err, &answered) && !redisStarting(err) || errors.Is(err, redis.ErrClosed)
-		})
+		// Redis answered with an error (a password, an ACL): waiting will
+		// not change it; nor will it bring a closed client back.
+		redisready.Permanent)
 	var gaveUp *bounded.GaveUp
 	switch {
 	case errors.As(err, &gaveUp):
@@ -333,13 +375,6 @@ func (s *server) pingRedis(ctx context.Context) error {
 	}
 	s.log.Debug("redis ping", zap.Duration("took", time.Since(start)))
 	return nil
-}
-
-// redisStarting reports an answer of a Redis that is coming up: loading its
-// data, or a cluster or replica not ready yet. Waiting changes those.
-func redisStarting(err error) bool {
-	return redis.IsLoadingError(err) || redis.IsMasterDownError(err) ||
-		redis.IsClusterDownError(err) || redis.IsTryAgainError(err)
 }
 
 // stop closes every client with 1001 first (the helper), then the listener,

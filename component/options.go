@@ -57,6 +57,9 @@ func (o Options) Validate() error {
 	if err := o.Options.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := o.RedisBroker.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("RedisBroker: %w", err))
+	}
 	if o.ReadHeaderTimeout < 0 {
 		errs = append(errs, fmt.Errorf("ReadHeaderTimeout must not be negative, got %v", o.ReadHeaderTimeout))
 	}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/fxws/websocket/internal/bounded"
 	"github.com/fxws/websocket/internal/nilref"
+	"github.com/fxws/websocket/internal/redisready"
 	"github.com/fxws/websocket/protocol"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
@@ -76,6 +77,19 @@ type WebSocketEmitter struct {
 // for a slot within their own deadline.
 const maxInflight = 4096
 
+// Validate reports every option that cannot work: a negative timeout
+// (zero means the default).
+func (o Options) Validate() error {
+	var errs []error
+	if o.PublishTimeout < 0 {
+		errs = append(errs, fmt.Errorf("PublishTimeout must not be negative, got %v", o.PublishTimeout))
+	}
+	if o.ReadyTimeout < 0 {
+		errs = append(errs, fmt.Errorf("ReadyTimeout must not be negative, got %v", o.ReadyTimeout))
+	}
+	return errors.Join(errs...)
+}
+
 // New returns an emitter on client. It does no I/O.
 func New(client redis.UniversalClient, opts Options) (*WebSocketEmitter, error) {
 	if nilref.Is(client) { // a nil *redis.Client would panic at the first publish
@@ -83,6 +97,9 @@ func New(client redis.UniversalClient, opts Options) (*WebSocketEmitter, error) 
 	}
 	if _, ok := client.(*redis.Ring); ok {
 		return nil, ErrRing
+	}
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("emitter: invalid options: %w", err)
 	}
 	if opts.Identifier == "" {
 		opts.Identifier = "WebSocketEmitter"
@@ -105,18 +122,21 @@ func New(client redis.UniversalClient, opts Options) (*WebSocketEmitter, error) 
 }
 
 // Start waits until Redis answers PING, retrying until ReadyTimeout or ctx
-// ends, and returns the last failure if it never does. With a deadline on
+// ends, and returns the last failure if it never does. An answer no wait
+// will change (a wrong password, an ACL) and a closed client fail it at
+// once. With a deadline on
 // ctx (fx's start timeout) it gives up a little before it, so that the
 // error says why Redis was not ready rather than only that time ran out.
 func (e *WebSocketEmitter) Start(ctx context.Context) error {
 	err := e.commands.Retry(ctx, e.opts.ReadyTimeout, 2*time.Second,
-		func(ctx context.Context) error { return e.client.Ping(ctx).Err() }, nil)
+		func(ctx context.Context) error { return e.client.Ping(ctx).Err() },
+		redisready.Permanent) // a password, an ACL, a closed client: no wait helps
 	var gaveUp *bounded.GaveUp
 	if errors.As(err, &gaveUp) {
 		return fmt.Errorf("emitter: redis did not answer PING within %v: %w", gaveUp.Wait, gaveUp.Last)
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("emitter: redis failed PING: %w", err)
 	}
 	e.log.Info("websocket emitter ready")
 	return nil

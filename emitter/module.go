@@ -2,6 +2,7 @@ package emitter
 
 import (
 	"fmt"
+	"reflect"
 
 	"github.com/fxws/websocket/internal/nilref"
 	"github.com/redis/go-redis/v9"
@@ -37,6 +38,9 @@ const (
 // *redis.ClusterClient, as for the server module.
 var Module = fx.Module("websocket-emitter",
 	fx.Provide(newFromFx),
+	// Built whether or not anything asks for it yet, so that a missing
+	// Redis client fails fx.New rather than the first use.
+	fx.Invoke(func(*WebSocketEmitter) {}),
 )
 
 type params struct {
@@ -49,7 +53,10 @@ type params struct {
 	RedisClient  *redis.Client        `name:"@app/websocket/redis-connection" optional:"true"`
 	RedisCluster *redis.ClusterClient `name:"@app/websocket/redis-connection" optional:"true"`
 	Options      Options              `name:"@app/websocket/emitter-options" optional:"true"`
-	Logger       *zap.Logger          `optional:"true"`
+	// UnnamedOptions catches options supplied without the name, which
+	// would otherwise be ignored without a word.
+	UnnamedOptions Options     `optional:"true"`
+	Logger         *zap.Logger `optional:"true"`
 }
 
 // client is the one Redis client bound, in whichever type.
@@ -70,6 +77,9 @@ func (p params) client() (redis.UniversalClient, error) {
 }
 
 func newFromFx(p params) (*WebSocketEmitter, error) {
+	if !reflect.ValueOf(p.UnnamedOptions).IsZero() {
+		return nil, fmt.Errorf("emitter: options were provided without the name %s, so they would be ignored: bind them with emitter.WithOptions", OptionsKey)
+	}
 	rdb, err := p.client()
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -163,6 +164,24 @@ func parseOriginPattern(p string) (originPattern, error) {
 	}
 	if s == "" || strings.ContainsAny(s, "*/?# ") {
 		return bad("is not scheme://host[:port], scheme://*.domain or *")
+	}
+	// What a browser's Origin can never hold: a scheme of other
+	// characters, user info, a port that is not one.
+	if strings.Trim(op.scheme, "abcdefghijklmnopqrstuvwxyz0123456789+-.") != "" {
+		return bad("has a scheme that is not one")
+	}
+	if strings.ContainsAny(s, "@\\") {
+		return bad("has user info, which no Origin carries")
+	}
+	if i := strings.LastIndexByte(s, ':'); i > strings.LastIndexByte(s, ']') {
+		port := s[i+1:]
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 || port[0] == '0' || port[0] == '+' {
+			return bad("has a port that is not a number from 1 to 65535")
+		}
+		if i == 0 {
+			return bad("has a port but no host")
+		}
 	}
 	op.host = s
 	return op, nil

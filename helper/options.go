@@ -189,8 +189,13 @@ func (o Options) Validate() error {
 	if o.EncryptedBatchLimit < 0 {
 		errs = append(errs, fmt.Errorf("EncryptedBatchLimit must not be negative, got %d", o.EncryptedBatchLimit))
 	}
-	if o.Path != "" && !strings.HasPrefix(o.Path, "/") {
+	switch {
+	case o.Path != "" && !strings.HasPrefix(o.Path, "/"):
 		errs = append(errs, fmt.Errorf("Path must start with '/', got %q", o.Path))
+	case strings.ContainsFunc(o.Path, func(r rune) bool { return strings.ContainsRune("?#{}%", r) || r <= ' ' || r == 0x7f }):
+		// The path is compared with the request's decoded path, exactly:
+		// no query, fragment, escape or mux wildcard can ever match.
+		errs = append(errs, fmt.Errorf("Path must be a plain path (no query, fragment, %%-escape, wildcard or space): requests are matched on their exact path, got %q", o.Path))
 	}
 	for _, r := range o.DefaultRooms {
 		if r == "" || strings.HasPrefix(r, protocol.InternalPrefix) {

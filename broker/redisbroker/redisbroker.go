@@ -187,6 +187,34 @@ type Options struct {
 	Logger *zap.Logger
 }
 
+// Validate reports every option that cannot work, joined in one error:
+// an unknown Mode, a negative duration or size (zero means the default;
+// a negative number is a mistake, not a request for it).
+func (o Options) Validate() error {
+	var errs []error
+	if o.Mode < ModeAudience || o.Mode > ModeSharded {
+		errs = append(errs, fmt.Errorf("Mode %d is not ModeAudience, ModePattern or ModeSharded", int(o.Mode)))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"PublishTimeout", o.PublishTimeout}, {"PingTimeout", o.PingTimeout}, {"ProbeInterval", o.ProbeInterval},
+		{"ReconnectBackoffMin", o.ReconnectBackoffMin}, {"ReconnectBackoffMax", o.ReconnectBackoffMax}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative, got %v", d.name, d.v))
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    int
+	}{{"SubscribeBatch", o.SubscribeBatch}, {"Workers", o.Workers}, {"QueueSize", o.QueueSize}, {"QueueBytes", o.QueueBytes}} {
+		if n.v < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative, got %d", n.name, n.v))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 func (o Options) withDefaults() Options {
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
