@@ -222,7 +222,7 @@ func (s *Session) encryptMessage(iv []byte, event string, data json.RawMessage) 
 	}
 	// Seal into the scratch buffer right after the plaintext: no overlap,
 	// no allocation.
-	sealed := s.aead.Seal(pt[len(pt):len(pt)], iv, pt, nil)
+	sealed := s.aead.Seal(pt[len(pt):], iv, pt, nil)
 	ctLen := base64.StdEncoding.EncodedLen(len(sealed))
 	out := make([]byte, 0, len(`{"iv":"","ct":""}`)+base64.StdEncoding.EncodedLen(IVSize)+ctLen)
 	out = append(out, `{"iv":"`...)
