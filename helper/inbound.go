@@ -105,10 +105,12 @@ func (h *WebSocketServerHelper) handleMessage(c *client, raw []byte) {
 	// socket instead of the client's clocks until it returns (see
 	// client.appSince).
 	c.uncork()
-	c.appSince.Store(time.Now().UnixNano())
+	began := time.Now()
+	c.appSince.Store(began.UnixNano())
 	defer func() {
 		c.appDone.Store(time.Now().UnixNano())
 		c.appSince.Store(0)
+		c.rate.paused(h.mono(began))
 	}()
 	c.mu.Lock()
 	hook := c.hookPending

@@ -37,6 +37,67 @@ func TestRateLimiterBurstThenRate(t *testing.T) {
 	}
 }
 
+// What a client sent while the app's code held one of its messages is
+// charged as if read while it came: up to what the rate allowed since the
+// standstill began, and only until the read side has caught up (found in
+// a user trial: a client at 30/s under a 50/s limit was closed 1008 after
+// a 4 s call).
+func TestRateLimiterCatchesUpAfterAStandstill(t *testing.T) {
+	l := Limits{MessagesPerSecond: 50, MessageBurst: 100}
+	sec := int64(time.Second)
+	var r rateLimiter
+	t0 := 1000 * sec
+	if !r.allow(t0, &l) {
+		t.Fatal("first message refused")
+	}
+	// The app holds that message for 4 s; at 30/s, 120 came meanwhile.
+	t1 := t0 + 4*sec
+	r.paused(t0)
+	for i := range 120 {
+		if !r.allow(t1, &l) {
+			t.Fatalf("message %d of the 120 sent at 30/s during the standstill refused", i)
+		}
+	}
+	r.drained()
+	r.caughtUp()
+	// Caught up: the present counts again, and the burst is what is left.
+	n := 0
+	for r.allow(t1, &l) {
+		n++
+	}
+	if n > 100 {
+		t.Fatalf("after catching up %d more fit at once, want at most the burst of 100", n)
+	}
+
+	// Never more than the rate allowed since the standstill began, plus
+	// the burst: 4 s at 50/s and 100.
+	var f rateLimiter
+	f.allow(t0, &l)
+	f.paused(t0)
+	n = 0
+	for f.allow(t1, &l) {
+		n++
+	}
+	if n < 299 || n > 301 {
+		t.Fatalf("a flood after a 4 s standstill: %d allowed, want about 300 (4 s × 50/s + 100)", n)
+	}
+
+	// A standstill with nothing sent meanwhile: until a read drains the
+	// socket the start still counts, and the catch-up ends once it has.
+	var q rateLimiter
+	q.allow(t0, &l)
+	q.paused(t0)
+	q.caughtUp() // at a boundary, but no read since: not caught up
+	if q.tat&rateCatchingUp == 0 {
+		t.Fatal("caught up without a read after the standstill")
+	}
+	q.drained()
+	q.caughtUp()
+	if q.tat&rateFlags != 0 {
+		t.Fatal("still catching up after a draining read was handled")
+	}
+}
+
 func TestRateLimiterOff(t *testing.T) {
 	l := Limits{MessagesPerSecond: -1}
 	var r rateLimiter
