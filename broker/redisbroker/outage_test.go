@@ -3,6 +3,7 @@ package redisbroker_test
 import (
 	"context"
 	"errors"
+	"net"
 	"slices"
 	"testing"
 	"time"
@@ -308,5 +309,62 @@ func TestResubscribedSoonAfterALongOutage(t *testing.T) {
 	// connect: the bound is 2 s.
 	if after > 2*time.Second {
 		t.Errorf("resubscribed %v after Redis was back, want within 2 s", after)
+	}
+}
+
+// Once Redis is found unreachable (the subscription connection is lost and
+// a new one is refused), publishes fail at once with ErrUnreachable, not
+// each after the client's own dial retries (1.7 s with go-redis's
+// defaults: a user trial's relay handler held each client's messages that
+// long); once the subscription is back they go through again. The client
+// here keeps go-redis's default retries.
+func TestPublishFailsAtOnceWhileRedisIsUnreachable(t *testing.T) {
+	srv := redistest.Start(t)
+	a := redisinstance.Start(t, srv.Client(), redisbroker.Options{})
+	ctx := context.Background()
+	if err := a.Broker.Publish(ctx, "ws:broadcast", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	srv.Kill()
+	waitFor(t, "Redis found unreachable", func() bool {
+		_ = a.Broker.Publish(ctx, "ws:broadcast", []byte("{}"))
+		return a.Broker.Stats().Unreachable
+	})
+	err := a.Broker.Publish(ctx, "ws:broadcast", []byte("{}"))
+	var opErr *net.OpError
+	if !errors.Is(err, redisbroker.ErrUnreachable) || !errors.As(err, &opErr) {
+		t.Fatalf("publish while unreachable: %v, want ErrUnreachable with the connection's error", err)
+	}
+	srv.Restart()
+	waitFor(t, "publishes through again", func() bool {
+		return a.Broker.Publish(ctx, "ws:broadcast", []byte("{}")) == nil
+	})
+	if s := a.Broker.Stats(); s.Unreachable || !s.Connected {
+		t.Fatalf("after Redis came back: %+v", s)
+	}
+}
+
+// A subscription connection killed while Redis is up is not taken for an
+// unreachable Redis: no publish meanwhile fails.
+func TestLostSubscriptionWithRedisUpFailsNoPublish(t *testing.T) {
+	srv := redistest.Start(t)
+	a := redisinstance.Start(t, srv.Client(), redisbroker.Options{})
+	admin := srv.Client()
+	defer admin.Close()
+	ctx := context.Background()
+	for range 5 {
+		sessions := a.Broker.Stats().Sessions
+		if err := admin.ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
+			t.Fatal(err)
+		}
+		for a.Broker.Stats().Sessions == sessions {
+			if err := a.Broker.Publish(ctx, "ws:broadcast", []byte("{}")); err != nil {
+				t.Fatalf("publish while the subscription was rebuilt, Redis up: %v", err)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if a.Broker.Stats().Unreachable {
+		t.Fatal("marked unreachable with Redis up")
 	}
 }

@@ -70,6 +70,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"math/rand/v2"
 	"sort"
 	"strconv"
@@ -258,6 +259,14 @@ var ErrRing = errors.New("redisbroker: start: a redis.Ring spreads channels over
 // connection is subscribed to it.
 var ErrUnavailable = errors.New("redisbroker: subscription connection unavailable")
 
+// ErrUnreachable is returned, wrapped with the failure that showed it, by
+// Publish while Redis is known to be unreachable: the subscription
+// connection was lost and Redis then refused (or did not answer) a new
+// connection. Such publishes fail at once instead of each waiting out the
+// client's own dial retries (go-redis's defaults take about 1.7 s against
+// a refused port), until the subscription connection is back.
+var ErrUnreachable = errors.New("redisbroker: redis unreachable")
+
 // patterns of ModePattern, and the channel prefixes they cover.
 var patternPrefixes = []string{protocol.ChannelRoomPrefix, protocol.ChannelClientPrefix, protocol.ChannelUserPrefix}
 
@@ -299,7 +308,11 @@ type Broker struct {
 	// fraction of that it is rebuilt.
 	wantPeak int
 	sess     *session
-	handler  broker.Handler
+	// unreachable, while set, fails publishes at once (ErrUnreachable):
+	// the session is gone and a new connection failed (see
+	// noteUnreachable). Set and cleared under mu, with sess; read without.
+	unreachable atomic.Pointer[error]
+	handler     broker.Handler
 	started  bool
 	closed   bool
 	cancel   context.CancelFunc
@@ -513,10 +526,29 @@ func (b *Broker) connect(ctx context.Context) error {
 		return broker.ErrClosed
 	}
 	b.sess = s
+	b.unreachable.Store(nil)
 	b.heldPeak = len(chans)
 	b.mu.Unlock()
 	b.stats.sessions.Add(1)
 	return nil
+}
+
+// noteUnreachable fails publishes at once from now on, if err says Redis
+// cannot be reached (a refused or timed-out connection, not an answer;
+// with silence, a connect attempt's PING that got no answer either) while
+// there is no session: both the subscription connection and a command
+// then failed to reach it. The next session clears it. Not on a cluster,
+// whose publishes may go to other nodes than the session's.
+func (b *Broker) noteUnreachable(err error, silence bool) {
+	var opErr *net.OpError
+	if b.onCluster != nil || !errors.As(err, &opErr) && !(silence && errors.Is(err, context.DeadlineExceeded)) {
+		return
+	}
+	b.mu.Lock()
+	if b.sess == nil && !b.closed {
+		b.unreachable.Store(&err)
+	}
+	b.mu.Unlock()
 }
 
 // supervise rebuilds the session whenever it dies, until ctx ends.
@@ -568,6 +600,7 @@ func (b *Broker) supervise(ctx context.Context) {
 				return
 			}
 			failed++
+			b.noteUnreachable(err, true)
 			// Attempts come every second or so for as long as Redis is
 			// away: say so at once, then every reconnectLogEvery.
 			if failed == 1 || time.Since(logged) >= reconnectLogEvery {
@@ -661,6 +694,10 @@ func (b *Broker) Publish(ctx context.Context, channel string, payload []byte) er
 	if closed {
 		return broker.ErrClosed
 	}
+	if cause := b.unreachable.Load(); cause != nil {
+		b.stats.publishErrors.Add(1)
+		return fmt.Errorf("redisbroker: publish %s: %w: %w", channel, ErrUnreachable, *cause)
+	}
 	ctx, cancel := context.WithTimeout(ctx, b.opts.PublishTimeout)
 	defer cancel()
 	var err error
@@ -678,6 +715,7 @@ func (b *Broker) Publish(ctx context.Context, channel string, payload []byte) er
 		if b.onCluster != nil {
 			b.onCluster.ReloadState(ctx) // in the background, once for a burst
 		}
+		b.noteUnreachable(err, false)
 		return fmt.Errorf("redisbroker: publish %s: %w", channel, err)
 	}
 	b.stats.published.Add(1)
@@ -1043,8 +1081,10 @@ func (b *Broker) Close() error {
 
 // Stats are the broker's counters.
 type Stats struct {
-	// Connected reports whether a subscription session is live.
-	Connected bool
+	// Connected reports whether a subscription session is live;
+	// Unreachable, whether publishes fail at once because Redis was found
+	// unreachable (see ErrUnreachable).
+	Connected, Unreachable bool
 	// Channels is the number of channels held (pattern-covered ones
 	// included).
 	Channels int
@@ -1064,7 +1104,7 @@ type Stats struct {
 // Stats returns the current counters.
 func (b *Broker) Stats() Stats {
 	b.mu.Lock()
-	st := Stats{Connected: b.sess != nil, Channels: len(b.want)}
+	st := Stats{Connected: b.sess != nil, Unreachable: b.unreachable.Load() != nil, Channels: len(b.want)}
 	b.mu.Unlock()
 	st.Received = b.stats.received.Load()
 	st.Dropped = b.stats.dropped.Load()
