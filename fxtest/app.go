@@ -202,7 +202,10 @@ func (s *Server) Helper() *helper.WebSocketServerHelper { return s.helper }
 // DefaultTimeout when ctx has no deadline, saying which rooms are missing
 // (a validate-room handler that refused them, for one). While Redis is
 // away the broker cannot subscribe: WaitJoined then returns once the
-// subscriptions are owed, and they are made when Redis is back.
+// subscriptions are owed, and they are made when Redis is back. It looks
+// at the rooms as they are: a client that joined, left and joined again
+// may be seen in the room before its last leave is handled; Client.Sync
+// first waits for all it sent.
 func (s *Server) WaitJoined(ctx context.Context, id string, rooms ...string) error {
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
@@ -226,6 +229,34 @@ func (s *Server) WaitJoined(ctx context.Context, id string, rooms ...string) err
 				return fmt.Errorf("fxtest: client %s is not on this instance: %w", id, ctx.Err())
 			}
 			return fmt.Errorf("fxtest: client %s has not joined %v: %w", id, missing, ctx.Err())
+		}
+	}
+}
+
+// WaitLeft waits until the client with id is in none of rooms on this
+// instance (or has left the instance), and the broker has dropped the
+// channels no local member needs any more. It gives up as WaitJoined does.
+func (s *Server) WaitLeft(ctx context.Context, id string, rooms ...string) error {
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var still []string
+		if view, ok := s.helper.GetClient(id); ok {
+			for _, r := range rooms {
+				if slices.Contains(view.Rooms, r) {
+					still = append(still, r)
+				}
+			}
+		}
+		if len(still) == 0 {
+			return s.helper.SyncSubscriptions(ctx)
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return fmt.Errorf("fxtest: client %s is still in %v: %w", id, still, ctx.Err())
 		}
 	}
 }

@@ -2,7 +2,9 @@ package fxtest_test
 
 import (
 	"context"
+	"errors"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -127,6 +129,57 @@ func TestWaitJoined(t *testing.T) {
 	}
 	if err := servers[1].WaitJoined(short, id, "room-0"); err == nil || !strings.Contains(err.Error(), "not on this instance") {
 		t.Fatalf("WaitJoined on the wrong instance: %v", err)
+	}
+}
+
+// Sync waits for everything the client sent, so that a join, a leave and
+// a join again are all handled before the test looks; WaitLeft waits for a
+// leave (both asked for in a user trial, whose test lost messages to a
+// WaitJoined that saw the first of several toggles).
+func TestSyncAndWaitLeft(t *testing.T) {
+	servers := fxtest.StartCluster(t, 2, "",
+		websocket.WithAuthenticate(authenticate),
+		websocket.WithValidateRoom(func(_ context.Context, req helper.ValidateRoomRequest) ([]string, error) {
+			time.Sleep(time.Millisecond) // a room check that takes a moment
+			return req.Rooms, nil
+		}),
+	)
+	ctx := context.Background()
+	c, id := servers[0].Connect(t, map[string]string{"token": "s"})
+	for i := range 20 {
+		_ = c.Join("doc")
+		_ = c.Leave("doc")
+		_ = c.Join("doc")
+		if i%2 == 1 {
+			_ = c.Leave("doc")
+		}
+		if err := c.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		view, _ := servers[0].Helper().GetClient(id)
+		if in := slices.Contains(view.Rooms, "doc"); in != (i%2 == 0) {
+			t.Fatalf("round %d: after Sync the client is in doc: %v, want %v", i, in, i%2 == 0)
+		}
+	}
+	if err := servers[0].WaitLeft(ctx, id, "doc"); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Join("doc")
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if err := servers[0].WaitJoined(ctx, id, "doc"); err != nil {
+		t.Fatal(err)
+	}
+	if err := servers[0].WaitLeft(short, id, "doc"); err == nil || !strings.Contains(err.Error(), "still in [doc]") {
+		t.Fatalf("WaitLeft for a room the client is in: %v", err)
+	}
+	// Gone from the instance is left too.
+	_ = c.Close()
+	if err := servers[0].WaitLeft(ctx, id, "doc"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Sync(ctx); !errors.Is(err, fxtest.ErrClosed) {
+		t.Fatalf("Sync on a closed client: %v", err)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -48,6 +49,9 @@ type Client struct {
 	readErr  error
 	pings    int
 	received int
+	// syncs counts the pings Sync sent; synced is the last of them the
+	// server answered.
+	syncs, synced uint64
 }
 
 // Dial connects to a WebSocket URL such as ws://127.0.0.1:3000/ws.
@@ -205,6 +209,13 @@ func (c *Client) control(op ws.OpCode, payload []byte) bool {
 		c.pings++
 		c.mu.Unlock()
 		_ = c.WriteFrame(ws.NewPongFrame(payload))
+	case ws.OpPong:
+		if n, ok := syncToken(payload); ok {
+			c.mu.Lock()
+			c.synced = max(c.synced, n)
+			c.signalLocked()
+			c.mu.Unlock()
+		}
 	case ws.OpClose:
 		code, reason := ws.StatusNoStatusRcvd, ""
 		if len(payload) >= 2 {
@@ -337,6 +348,57 @@ func (c *Client) Join(rooms ...string) error {
 // Leave asks to leave rooms.
 func (c *Client) Leave(rooms ...string) error {
 	return c.Emit(protocol.EventLeave, protocol.RoomsData{Rooms: rooms})
+}
+
+// Sync waits until the server has handled everything this client sent
+// before it: it sends a protocol ping and waits for its pong, which this
+// library's servers answer in turn, after the frames before it (a join
+// checked and done, a message's handler returned). The protocol's own
+// events have no answer, so a test that joins, leaves and joins again, or
+// sends and then looks at the server, needs this before it looks. (The
+// original answers pings as they arrive, ahead of its handlers.)
+func (c *Client) Sync(ctx context.Context) error {
+	ctx, cancel := withDefault(ctx)
+	defer cancel()
+	c.mu.Lock()
+	c.syncs++
+	n, closed := c.syncs, c.closed
+	c.mu.Unlock()
+	if closed {
+		return fmt.Errorf("%w before a sync", ErrClosed)
+	}
+	if err := c.WriteFrame(ws.NewPingFrame(strconv.AppendUint([]byte(syncPrefix), n, 10))); err != nil {
+		return fmt.Errorf("fxtest: sync: %w", err)
+	}
+	for {
+		c.mu.Lock()
+		done, closed, ch := c.synced >= n, c.closed, c.changed
+		c.mu.Unlock()
+		switch {
+		case done:
+			return nil
+		case closed:
+			return fmt.Errorf("%w while waiting for a sync", ErrClosed)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("fxtest: sync not answered: %w", ctx.Err())
+		}
+	}
+}
+
+// syncPrefix starts the payload of Sync's pings.
+const syncPrefix = "fxtest-sync-"
+
+// syncToken reads the number of a Sync ping's pong.
+func syncToken(p []byte) (uint64, bool) {
+	rest, ok := bytes.CutPrefix(p, []byte(syncPrefix))
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(rest), 10, 64)
+	return n, err == nil
 }
 
 // Heartbeat sends the application heartbeat.

@@ -174,8 +174,12 @@ type Stats struct {
 	// ConnectionsTotal counts every upgrade since start; DirectUpgrades,
 	// those answered as they were accepted (Serve).
 	ConnectionsTotal, DirectUpgrades uint64
-	// Delivered counts frames handed to sockets (to the kernel: whether
-	// the client ever reads them is not known); DroppedBackpressure,
+	// Delivered counts the app's messages handed to clients' connections,
+	// one per recipient: written to the socket (to the kernel: whether
+	// the client ever reads them is not known) or queued behind what is
+	// still being written, within BackpressureLimit. The protocol's own
+	// frames (connected, error events, pongs) are not counted.
+	// DroppedBackpressure,
 	// messages not queued because a client's buffer was full, or because
 	// 1024 of the broker's messages were already waiting for its outbound
 	// transformer.
