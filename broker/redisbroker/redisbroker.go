@@ -70,8 +70,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"math/rand/v2"
+	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -313,9 +313,9 @@ type Broker struct {
 	// noteUnreachable). Set and cleared under mu, with sess; read without.
 	unreachable atomic.Pointer[error]
 	handler     broker.Handler
-	started  bool
-	closed   bool
-	cancel   context.CancelFunc
+	started     bool
+	closed      bool
+	cancel      context.CancelFunc
 
 	// heldPeak is the most channels held since the live session began:
 	// go-redis keeps a PubSub's channels in a map of its own, which keeps
