@@ -296,9 +296,10 @@ func (h *WebSocketServerHelper) SendToUser(ctx context.Context, userID, event st
 // does with undefined data; for an event with no payload, pass struct{}{}
 // or json.RawMessage(`null`). (SendToClient, SendToUser, SendToRoom,
 // Broadcast and the emitter do send nil data: the event without a data
-// member.) The error is a publish failure; local delivery has happened
-// regardless.
-func (h *WebSocketServerHelper) Send(ctx context.Context, destination, topic string, data any) error {
+// member.) The clients in exclude get nothing, on any instance (an
+// extension: a relay that must not echo a client's message back to it).
+// The error is a publish failure; local delivery has happened regardless.
+func (h *WebSocketServerHelper) Send(ctx context.Context, destination, topic string, data any, exclude ...string) error {
 	if topic == "" || data == nil {
 		return nil
 	}
@@ -310,18 +311,23 @@ func (h *WebSocketServerHelper) Send(ctx context.Context, destination, topic str
 		return nil
 	}
 	m := newOutgoing(topic, d)
+	if len(exclude) == 0 {
+		exclude = nil // an empty list, not an empty exclude member in envelopes
+	}
 	switch {
 	case destination == "":
-		h.localBroadcast(m, nil)
-		return h.publish(ctx, protocol.TypeBroadcast, "", topic, d, nil)
+		h.localBroadcast(m, exclude)
+		return h.publish(ctx, protocol.TypeBroadcast, "", topic, d, exclude)
 	case h.reg.get(destination) != nil:
-		h.localClient(destination, m)
-		return h.publish(ctx, protocol.TypeClient, destination, topic, d, nil)
+		if !contains(exclude, destination) {
+			h.localClient(destination, m)
+		}
+		return h.publish(ctx, protocol.TypeClient, destination, topic, d, exclude)
 	case h.reg.hasRoom(destination):
-		h.localRoom(destination, m, nil)
-		return h.publish(ctx, protocol.TypeRoom, destination, topic, d, nil)
+		h.localRoom(destination, m, exclude)
+		return h.publish(ctx, protocol.TypeRoom, destination, topic, d, exclude)
 	default:
-		return h.publish(ctx, protocol.TypeRoom, destination, topic, d, nil)
+		return h.publish(ctx, protocol.TypeRoom, destination, topic, d, exclude)
 	}
 }
 

@@ -53,6 +53,34 @@ func TestPublishReachesOtherInstancesOnly(t *testing.T) {
 	})
 }
 
+// Send with exclude spares the listed clients on every instance: a relay
+// does not echo a client's message back (from a user trial, which needed
+// SendToRoom and Publish for it).
+func TestSendExcludesEverywhere(t *testing.T) {
+	a, b := pair(t, rawSocket)
+	ctx := context.Background()
+	sender, scd := a.login("u1")
+	local, _ := a.login("u2")
+	remote, _ := b.login("u3")
+	for _, dest := range []string{protocol.DefaultRoom, ""} {
+		if err := a.h.Send(ctx, dest, "cursor", dest, scd.ID); err != nil {
+			t.Fatal(err)
+		}
+		expectEvent(t, local, "cursor")
+		expectEvent(t, remote, "cursor")
+		expectNothing(t, sender, "cursor")
+	}
+	// The destination itself excluded: nobody.
+	if err := a.h.Send(ctx, scd.ID, "direct", 1, scd.ID); err != nil {
+		t.Fatal(err)
+	}
+	expectNothing(t, sender, "direct")
+	// Without exclude, as the original's send: the sender gets it too.
+	_ = a.h.Send(ctx, protocol.DefaultRoom, "all", 1)
+	expectEvent(t, sender, "all")
+	expectEvent(t, remote, "all")
+}
+
 // Bytes that arrive in the same packet as the upgrade request (buffered by
 // the HTTP server) are not lost.
 func TestFrameInUpgradePacket(t *testing.T) {
