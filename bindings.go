@@ -48,6 +48,11 @@ const (
 	// after any client is gone. Optional; absent means nothing is called.
 	ClientDisconnectedHandlerKey = `name:"@app/websocket/client-disconnected-handler"`
 
+	// RoomsChangedHandlerKey: a helper.RoomsChangedFunc, told of each join
+	// or leave of a client's own that changed its rooms (an extension: no
+	// Ignis key). Optional; absent means nothing is called.
+	RoomsChangedHandlerKey = `name:"@app/websocket/rooms-changed-handler"`
+
 	// MessageHandlerKey: a helper.MessageFunc for application events.
 	// Optional; absent means application events are dropped.
 	MessageHandlerKey = `name:"@app/websocket/message-handler"`

@@ -86,6 +86,11 @@ func WithClientDisconnected(fn helper.ClientDisconnectedFunc) fx.Option {
 	return bind(fn, ClientDisconnectedHandlerKey)
 }
 
+// WithRoomsChanged binds the rooms-changed handler (RoomsChangedHandlerKey).
+func WithRoomsChanged(fn helper.RoomsChangedFunc) fx.Option {
+	return bind(fn, RoomsChangedHandlerKey)
+}
+
 // WithMessageHandler binds the application-message handler
 // (MessageHandlerKey).
 func WithMessageHandler(fn helper.MessageFunc) fx.Option { return bind(fn, MessageHandlerKey) }

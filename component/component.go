@@ -50,6 +50,7 @@ type Params struct {
 	ValidateRoom        helper.ValidateRoomFunc        `name:"@app/websocket/validate-room-handler" optional:"true"`
 	ClientConnected     helper.ClientConnectedFunc     `name:"@app/websocket/client-connected-handler" optional:"true"`
 	ClientDisconnected  helper.ClientDisconnectedFunc  `name:"@app/websocket/client-disconnected-handler" optional:"true"`
+	RoomsChanged        helper.RoomsChangedFunc        `name:"@app/websocket/rooms-changed-handler" optional:"true"`
 	Message             helper.MessageFunc             `name:"@app/websocket/message-handler" optional:"true"`
 	OutboundTransformer helper.OutboundTransformerFunc `name:"@app/websocket/outbound-transformer" optional:"true"`
 	InboundTransformer  helper.InboundTransformerFunc  `name:"@app/websocket/inbound-transformer" optional:"true"`
@@ -92,6 +93,7 @@ type LooseBindings struct {
 	ValidateRoom        func(context.Context, helper.ValidateRoomRequest) ([]string, error)             `name:"@app/websocket/validate-room-handler" optional:"true"`
 	ClientConnected     func(context.Context, helper.ClientInfo) error                                  `name:"@app/websocket/client-connected-handler" optional:"true"`
 	ClientDisconnected  func(context.Context, helper.ClientInfo) error                                  `name:"@app/websocket/client-disconnected-handler" optional:"true"`
+	RoomsChanged        func(context.Context, helper.RoomsChangedRequest) error                         `name:"@app/websocket/rooms-changed-handler" optional:"true"`
 	Message             func(context.Context, helper.MessageRequest) error                              `name:"@app/websocket/message-handler" optional:"true"`
 	OutboundTransformer func(context.Context, helper.OutboundRequest) (*protocol.Message, error)        `name:"@app/websocket/outbound-transformer" optional:"true"`
 	InboundTransformer  func(context.Context, helper.InboundRequest) (protocol.Message, error)          `name:"@app/websocket/inbound-transformer" optional:"true"`
@@ -137,6 +139,7 @@ func (p *Params) tighten() error {
 	take(&p.ValidateRoom, l.ValidateRoom, "@app/websocket/validate-room-handler")
 	take(&p.ClientConnected, l.ClientConnected, "@app/websocket/client-connected-handler")
 	take(&p.ClientDisconnected, l.ClientDisconnected, "@app/websocket/client-disconnected-handler")
+	take(&p.RoomsChanged, l.RoomsChanged, "@app/websocket/rooms-changed-handler")
 	take(&p.Message, l.Message, "@app/websocket/message-handler")
 	take(&p.OutboundTransformer, l.OutboundTransformer, "@app/websocket/outbound-transformer")
 	take(&p.InboundTransformer, l.InboundTransformer, "@app/websocket/inbound-transformer")
@@ -201,6 +204,7 @@ func New(p Params) (*helper.WebSocketServerHelper, error) {
 			ValidateRoom:        p.ValidateRoom,
 			ClientConnected:     p.ClientConnected,
 			ClientDisconnected:  p.ClientDisconnected,
+			RoomsChanged:        p.RoomsChanged,
 			Message:             p.Message,
 			Handshake:           p.Handshake,
 			OutboundTransformer: p.OutboundTransformer,

@@ -26,7 +26,8 @@ func (h *WebSocketServerHelper) JoinRoom(clientID, room string) bool {
 	if c == nil {
 		return false
 	}
-	return h.reg.join(c, room)
+	in, _ := h.reg.join(c, room)
+	return in
 }
 
 // LeaveRoom takes a local client out of room, without validation, its

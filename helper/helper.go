@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -334,9 +335,13 @@ func (h *WebSocketServerHelper) disconnect(c *client) {
 	c.req = nil
 	info := c.info
 	c.mu.Unlock()
-	h.reg.remove(c)
+	rooms := h.reg.remove(c)
 	c.endContext()
 	end := ClientInfo{ClientID: c.id, UserID: info.userID, Metadata: info.metadata, CloseCode: int(ws.StatusAbnormalClosure)}
+	if h.handlers.ClientDisconnected != nil {
+		slices.Sort(rooms)
+		end.Rooms = rooms
+	}
 	if n := c.closed.Load(); n != nil {
 		end.CloseCode, end.CloseReason, end.ClosedBy = int(n.code), n.reason, n.by
 	}

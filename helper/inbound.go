@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -278,6 +279,8 @@ func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
 		return
 	}
 	pc := newPacer()
+	var joined []string
+	defer func() { h.roomsChanged(c, joined, nil) }()
 	for _, r := range allowed {
 		if !protocol.ValidRoomName(r) {
 			continue
@@ -286,10 +289,27 @@ func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
 			h.log.Debug("join stopped at MaxRoomsPerClient", zapClient(c.id), zap.String("room", r))
 			return
 		}
-		h.reg.join(c, r)
+		if _, added := h.reg.join(c, r); added && h.handlers.RoomsChanged != nil {
+			joined = append(joined, r)
+		}
 		if pc.due() {
 			h.pause()
 		}
+	}
+}
+
+// roomsChanged tells the app what a client's own join or leave changed.
+func (h *WebSocketServerHelper) roomsChanged(c *client, joined, left []string) {
+	cb := h.handlers.RoomsChanged
+	if cb == nil || len(joined)+len(left) == 0 {
+		return
+	}
+	info := c.identity()
+	err := safeCall(func() error {
+		return cb(c.context(), RoomsChangedRequest{ClientID: c.id, UserID: info.userID, Metadata: info.metadata, Joined: joined, Left: left})
+	})
+	if err != nil {
+		h.log.Error("rooms-changed handler failed", zapClient(c.id), zap.Error(err))
 	}
 }
 
@@ -304,15 +324,19 @@ func (h *WebSocketServerHelper) handleLeave(c *client, data json.RawMessage) {
 	pc := newPacer()
 	// Capped like the rooms a client may join by itself: a leave of tens
 	// of thousands of names would take the registry's lock for each.
-	left := h.opts.Limits.MaxRoomsPerClient
+	budget := h.opts.Limits.MaxRoomsPerClient
+	var left []string
 	eachRoom(data, func(r string) bool {
-		h.reg.leave(c, r, false)
+		if h.reg.leave(c, r, false) && h.handlers.RoomsChanged != nil && !slices.Contains(left, r) {
+			left = append(left, r)
+		}
 		if pc.due() {
 			h.pause()
 		}
-		left-- // negative (no cap) never reaches 0
-		return left != 0
+		budget-- // negative (no cap) never reaches 0
+		return budget != 0
 	})
+	h.roomsChanged(c, nil, left)
 }
 
 // handleAuthenticate starts authentication. The callbacks run on their own
@@ -476,7 +500,7 @@ func (h *WebSocketServerHelper) finishAuthentication(c *client, info identity, r
 
 	if cb != nil {
 		err := safeCall(func() error {
-			return cb(c.context(), ClientInfo{ClientID: c.id, UserID: info.userID, Metadata: info.metadata})
+			return cb(c.context(), ClientInfo{ClientID: c.id, UserID: info.userID, Metadata: info.metadata, Rooms: h.reg.roomsOf(c)})
 		})
 		if err != nil {
 			h.log.Error("client-connected handler failed", zapClient(c.id), zap.Error(err))

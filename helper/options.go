@@ -331,6 +331,12 @@ type ClientInfo struct {
 	ClientID string
 	UserID   string
 	Metadata map[string]any
+	// Rooms are the client's rooms, sorted, its own-id room left out (an
+	// extension): for the connected callback those joined before
+	// `connected` (DefaultRooms, AuthResult.Rooms), for the disconnect
+	// callback those it was in when it left. With RoomsChanged, enough to
+	// keep a presence list.
+	Rooms []string
 	// How the session ended, for the disconnect callback (an extension;
 	// empty for the others): the close code and reason of the first close
 	// frame, and who sent it, CloseByServer (a timeout, a limit, a
@@ -352,6 +358,29 @@ const (
 // ClientConnectedFunc runs after a client has authenticated and received
 // `connected`. Its error is logged; it never disconnects anyone.
 type ClientConnectedFunc func(ctx context.Context, info ClientInfo) error
+
+// RoomsChangedRequest is what the rooms-changed callback gets.
+type RoomsChangedRequest struct {
+	ClientID string
+	UserID   string
+	// Metadata is the client's, read-only, as ClientInfo's.
+	Metadata map[string]any
+	// Joined or Left (the other is empty) are the rooms one join or leave
+	// of the client's added or removed, in the order it named them: not
+	// those the room check refused, nor those it was already in, or not
+	// in.
+	Joined, Left []string
+}
+
+// RoomsChangedFunc is told of each join or leave of a client's own that
+// changed its rooms (an extension: the original has no such hook), once
+// it has: a join's rooms already get what is sent to them. It runs on the
+// goroutine that reads the client, in order with its messages, as
+// MessageFunc does. It is where a newcomer gets what it needs of a room
+// (SendToClient), or where a presence list is kept, with ClientInfo.Rooms
+// in the connected and disconnect callbacks; server-side JoinRoom and
+// LeaveRoom do not call it (the app made them). Its error is logged.
+type RoomsChangedFunc func(ctx context.Context, req RoomsChangedRequest) error
 
 // ClientDisconnectedFunc runs after a client is gone, authenticated or not.
 // Its error is logged. Its context is not the client's (that one has ended)
@@ -449,6 +478,7 @@ type Handlers struct {
 	ValidateRoom        ValidateRoomFunc
 	ClientConnected     ClientConnectedFunc
 	ClientDisconnected  ClientDisconnectedFunc
+	RoomsChanged        RoomsChangedFunc
 	Message             MessageFunc
 	Handshake           HandshakeFunc
 	OutboundTransformer OutboundTransformerFunc

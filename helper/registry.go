@@ -103,15 +103,16 @@ func (r *registry) bind(c *client, userID string) bool {
 	return true
 }
 
-// join adds c to room. Internal names (ws:…) never get members.
-func (r *registry) join(c *client, room string) bool {
+// join adds c to room, reporting whether c is in it now, and whether it
+// was not before. Internal names (ws:…) never get members.
+func (r *registry) join(c *client, room string) (in, added bool) {
 	if room == "" || strings.HasPrefix(room, protocol.InternalPrefix) {
-		return false
+		return false, false
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if c.gone {
-		return false
+		return false, false
 	}
 	if room == c.id {
 		if !c.inOwnRoom {
@@ -119,12 +120,13 @@ func (r *registry) join(c *client, room string) bool {
 			if !r.subs.off {
 				r.subs.want(protocol.RoomChannel(room))
 			}
+			return true, true
 		}
-		return true
+		return true, false
 	}
 	set := r.rooms[room]
 	if _, in := set[c]; in {
-		return true // a client may be in a thousand rooms: no scan of c.rooms
+		return true, false // a client may be in a thousand rooms: no scan of c.rooms
 	}
 	if set == nil {
 		set = make(map[*client]struct{}, 1)
@@ -135,7 +137,16 @@ func (r *registry) join(c *client, room string) bool {
 	}
 	set[c] = struct{}{}
 	c.rooms = append(c.rooms, room)
-	return true
+	return true, true
+}
+
+// roomsOf is a sorted copy of c's rooms, its own-id room left out.
+func (r *registry) roomsOf(c *client) []string {
+	r.mu.RLock()
+	rooms := slices.Clone(c.rooms)
+	r.mu.RUnlock()
+	slices.Sort(rooms)
+	return rooms
 }
 
 // roomCount is the number of rooms c is in, its own-id room included.
@@ -189,17 +200,19 @@ func (r *registry) dropFromRoomLocked(c *client, room string) {
 }
 
 // remove takes c out of every index. It is idempotent.
-func (r *registry) remove(c *client) {
+// remove takes c out of every index and returns the rooms it was in (its
+// own-id room left out), which nothing else holds any more.
+func (r *registry) remove(c *client) (rooms []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if c.gone {
-		return
+		return nil
 	}
 	c.gone = true
 	// Detached first: between stretches, join and leave see c gone and
 	// leave c.rooms alone; fan-outs may still find c in rooms not yet
 	// dropped, and a closed client drops what it is sent.
-	rooms := c.rooms
+	rooms = c.rooms
 	c.rooms = nil
 	pc := newPacer()
 	for _, room := range rooms {
@@ -243,6 +256,7 @@ func (r *registry) remove(c *client) {
 	} else {
 		delete(r.spill, c)
 	}
+	return rooms
 }
 
 // Snapshots copy recipients into dst so that no lock is held while frames

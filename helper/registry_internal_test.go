@@ -26,7 +26,7 @@ func TestRegistryRemovePausesBetweenStretches(t *testing.T) {
 		if r.leave(c, "room-4095", false) {
 			t.Error("leave succeeded for a client being removed")
 		}
-		if r.join(c, "late") {
+		if in, _ := r.join(c, "late"); in {
 			t.Error("join succeeded for a client being removed")
 		}
 		if got := r.roomCount(c); got != 0 {
