@@ -2,6 +2,7 @@ package helper
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/fxws/websocket/protocol"
@@ -23,10 +24,14 @@ func (h *WebSocketServerHelper) heartbeat(ctx context.Context) {
 	idleEvery := max(h.opts.IdleTimeout/4, 10*time.Millisecond)
 	idle := time.NewTicker(idleEvery)
 	defer idle.Stop()
+	standstills := time.NewTicker(standstillSweep)
+	defer standstills.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-standstills.C:
+			h.sweepStandstills(time.Now())
 		case <-sweep.C:
 			h.sweepHeartbeats(time.Now(), busy)
 		case <-idle.C:
@@ -55,6 +60,75 @@ func (h *WebSocketServerHelper) sweepHeartbeats(now time.Time, busy busyLooks) {
 			c.closeWith(ws.StatusCode(protocol.CloseHeartbeatTimeout), protocol.ReasonHeartbeatTimeout)
 		}
 	}
+}
+
+// standstillSweep is how often, and after how long, the clients whose
+// message the app has are looked at for a dropped connection.
+const standstillSweep = time.Second
+
+// sweepStandstills lets go of the clients that dropped their connection
+// while the app's code had one of their messages (a device out of range, a
+// killed process): nothing is read from them meanwhile, so the read side
+// would learn of it only once the call returned, and the call's context
+// would not end. A client that closed in order is left to finish: its
+// close frame is still unread (droppedInCall).
+func (h *WebSocketServerHelper) sweepStandstills(now time.Time) {
+	all := getRecipients()
+	defer putRecipients(all)
+	*all = h.reg.appendAll(*all)
+	for _, c := range *all {
+		since := c.appSince.Load()
+		if since <= 0 || now.UnixNano()-since < int64(standstillSweep) {
+			continue
+		}
+		if _, closed, ok := c.raw.peer(); ok && closed && c.droppedInCall(since) {
+			h.log.Debug("connection dropped during a call; letting it go", zapClient(c.id))
+			c.terminate()
+		}
+	}
+}
+
+// droppedInCall reports, of a client whose message the app has had since
+// `since` and whose peer has closed its side (a FIN or a reset), whether
+// it dropped the connection rather than closing it in order: a client
+// that closes in order sends a close frame first, and since nothing is
+// read during the call, that frame is still among the unread input, in
+// the read buffer or the kernel's (which a reset leaves readable). The
+// read side waits for the look to end before it touches its buffer again
+// (appSince is claimed meanwhile). Unread input past what is looked at,
+// or a socket that cannot be asked, counts as an orderly close: the call
+// then ends as it would have.
+func (c *client) droppedInCall(since int64) bool {
+	if !c.appSince.CompareAndSwap(since, -since) {
+		return false // the call has returned: the read side finds the close itself
+	}
+	defer c.appSince.Store(since)
+	unread := append(slices.Clone(c.rd.buffered()), c.rd.pending...)
+	peeked := make([]byte, 64<<10)
+	n, ok := c.raw.peekInput(peeked)
+	if !ok || n == len(peeked) {
+		return false
+	}
+	return !hasCloseFrame(append(unread, peeked[:n]...))
+}
+
+// hasCloseFrame reports whether the client frames in b, from a frame
+// boundary on, include a close frame.
+func hasCloseFrame(b []byte) bool {
+	for len(b) > 0 {
+		h, n, err := parseHeader(b)
+		if err != nil {
+			return false // cut short, or not frames at all
+		}
+		if h.op == ws.OpClose {
+			return true
+		}
+		if h.length > int64(len(b)-n) {
+			return false
+		}
+		b = b[n+int(h.length):]
+	}
+	return false
 }
 
 func (h *WebSocketServerHelper) sweepIdle(now time.Time, busy busyLooks) {
@@ -106,8 +180,8 @@ func (b busyLooks) prune() {
 // clocks do not show: while the app's code has one of its messages,
 // nothing is read from it, so the kernel's count of the bytes received
 // from it stands in (a faithful client heartbeats on, and the count
-// grows); a peer that has closed its side is gone (a FIN, or a reset,
-// read by nobody). Where the socket cannot be asked (TLS), the clocks
+// grows); a peer that has closed its side without a close frame is gone
+// (droppedInCall), one that closed in order is let finish. Where the socket cannot be asked (TLS), the clocks
 // count from when the app took the message. Otherwise it is when the app
 // last gave a message back, so that the clocks restart then and the
 // frames the client sent meanwhile can be read first.
@@ -120,7 +194,7 @@ func (b busyLooks) heard(c *client, now int64) (heard int64, gone bool) {
 	switch {
 	case !ok:
 		return since, false
-	case closed:
+	case closed && c.droppedInCall(since):
 		delete(b, c)
 		return 0, true
 	}

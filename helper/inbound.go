@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"runtime"
 	"slices"
 	"time"
 	"unicode/utf8"
@@ -107,10 +108,13 @@ func (h *WebSocketServerHelper) handleMessage(c *client, raw []byte) {
 	// client.appSince).
 	c.uncork()
 	began := time.Now()
-	c.appSince.Store(began.UnixNano())
+	since := began.UnixNano()
+	c.appSince.Store(since)
 	defer func() {
 		c.appDone.Store(time.Now().UnixNano())
-		c.appSince.Store(0)
+		for !c.appSince.CompareAndSwap(since, 0) {
+			runtime.Gosched() // a sweep is looking at the unread input (droppedInCall)
+		}
 		c.rate.paused(h.mono(began))
 	}()
 	c.mu.Lock()

@@ -404,11 +404,14 @@ type MessageRequest struct {
 // nothing more is read from that client, its heartbeats and pongs
 // included, so the heartbeat and idle sweeps go by what the kernel says
 // of the client's socket instead: a client still sending is kept however
-// long the call takes, one that has closed its side is let go at the next
-// sweep, and one silent for HeartbeatTimeout is closed 4002 as ever (on a
-// TLS connection, which cannot be looked at, the clocks count from the
-// start of the call). ctx ends when the client goes (closed by the app, a
-// limit, a timeout, or Shutdown). Hand work that may take long to a
+// long the call takes; one that dropped its connection (a reset, or its
+// side closed with no close frame among what it sent) is let go within
+// about a second, which ends ctx; one that closed in order (a close frame,
+// then its side) is let finish, and the call's ctx lasts; one silent for
+// HeartbeatTimeout is closed 4002 as ever (on a TLS connection, which
+// cannot be looked at, the clocks count from the start of the call). ctx
+// ends when the client goes (closed by the app, a limit, a timeout, a
+// drop, or Shutdown). Hand work that may take long to a
 // goroutine of your own and answer with a send, so that the client's next
 // messages are not kept waiting.
 type MessageFunc func(ctx context.Context, req MessageRequest) error

@@ -101,3 +101,38 @@ func holdSave(c *helper.Config, d time.Duration, ctxEnded *atomic.Bool, done fun
 		return nil
 	}
 }
+
+// A client that drops its connection (no close frame: a killed process, a
+// reset) while the app's code has one of its messages is let go within a
+// second or two: the call's context ends and the disconnect callback says
+// 1006, long before the call would have returned (from a user trial: it
+// waited for the next heartbeat sweep, 30 s by default).
+func TestDroppedDuringACallIsLetGoSoon(t *testing.T) {
+	for _, tr := range []transport{rawSocket, rawGoroutine} {
+		for _, reset := range []bool{false, true} {
+			var ctxEnded atomic.Bool
+			k := newKit(t, tr, func(c *helper.Config) {
+				holdSave(c, 20*time.Second, &ctxEnded, func(helper.MessageRequest) {})
+			})
+			c, _ := k.login("device")
+			_ = c.Emit("save", 1)
+			_ = c.Emit("more", 2) // unread input that is not a close
+			k.rec.waitFor(t, "the message taken", func() bool { return len(k.rec.messages) == 1 })
+			if reset {
+				_ = c.Conn().(*net.TCPConn).SetLinger(0)
+			}
+			_ = c.Abort()
+			deadline := time.Now().Add(8 * time.Second)
+			for !ctxEnded.Load() && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if !ctxEnded.Load() {
+				t.Fatalf("%s, reset %v: a client that dropped during a 20 s call still held it 8 s later", tr, reset)
+			}
+			k.rec.waitFor(t, "the disconnect", func() bool { return len(k.rec.disconnected) == 1 })
+			if d := k.rec.disconnected[0]; d.CloseCode != 1006 || d.ClosedBy != "" {
+				t.Fatalf("%s, reset %v: disconnect %d by %q, want 1006 by nobody", tr, reset, d.CloseCode, d.ClosedBy)
+			}
+		}
+	}
+}

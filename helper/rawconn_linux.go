@@ -193,3 +193,32 @@ func (r *rawConn) peer() (received uint64, closed, ok bool) {
 	}
 	return info.Bytes_received, closed, true
 }
+
+// peekInput copies into p what the kernel holds unread from the peer,
+// without taking it. ok is false when the socket cannot be asked.
+func (r *rawConn) peekInput(p []byte) (n int, ok bool) {
+	if r == nil || len(p) == 0 {
+		return 0, false
+	}
+	var errno syscall.Errno
+	cerr := r.rc.Control(func(fd uintptr) {
+		for {
+			r1, _, e := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
+				syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+			if e == syscall.EINTR {
+				continue
+			}
+			n, errno = int(r1), e
+			return
+		}
+	})
+	switch {
+	case cerr != nil:
+		return 0, false
+	case errno == 0:
+		return n, true
+	case errno == syscall.EAGAIN || errno == syscall.ECONNRESET || errno == syscall.EPIPE:
+		return 0, true // nothing unread (a reset reports itself only once the data is read)
+	}
+	return 0, false
+}

@@ -21,3 +21,5 @@ func sendQueueNow(int32, [][]byte, *[]iovec) (int, error) { return 0, nil }
 type iovec struct{}
 
 func (*rawConn) peer() (received uint64, closed, ok bool) { return 0, false, false }
+
+func (*rawConn) peekInput([]byte) (int, bool) { return 0, false }
