@@ -40,9 +40,9 @@ type Limits struct {
 	// rarely fragment, browsers never). A client over the limit gets
 	// an error event "Rate limit exceeded" and is closed with 1008. While
 	// the app's code holds one of a client's messages nothing is read from
-	// it; what it sent meanwhile is charged as if read as it came, so a
-	// slow call does not make a steady client look like a flood. Defaults
-	// 1000 and 2000.
+	// it; what it sent meanwhile may come in faster than the rate, by as
+	// much as it could have sent during the call, so a slow call does not
+	// make a steady client look like a flood. Defaults 1000 and 2000.
 	MessagesPerSecond float64
 	MessageBurst      int
 	// MaxConnections caps this instance's open connections; upgrades past
@@ -236,52 +236,8 @@ func originChecker(patterns []string) func(*http.Request) bool {
 
 // rateLimiter is a GCRA token bucket: one int64 per client, no timer, no
 // lock (only the client's read loop uses it).
-//
-// While the app's code has one of the client's messages nothing is read
-// from the client, so what it sent meanwhile is read in one go afterwards:
-// charged at the time it is read, a client well under its rate would be
-// taken for a flood after any slow call (a database write, a publish
-// waiting out a Redis outage). So a standstill counts as time the client
-// had: until the read side has caught up with what arrived, the
-// theoretical arrival time is not raised to the present, only to the
-// standstill's start. Caught up means a read that took all there was
-// (shorter than the buffer) after the standstill, and all of it handled;
-// until then the client has at most what it could have sent since the
-// standstill began. The two low bits of tat hold that state, which keeps
-// the limiter one word (the client struct fills its size class); four
-// nanoseconds of the clock are all it costs.
 type rateLimiter struct {
-	tat int64 // theoretical arrival time, on the limits' clock (see mono); low bits: rateCatchingUp, rateDrained
-}
-
-const (
-	rateCatchingUp = 1 << 0 // a standstill ended, and what came meanwhile is being read
-	rateDrained    = 1 << 1 // since then, a read took all there was
-	rateFlags      = rateCatchingUp | rateDrained
-)
-
-// paused notes that nothing was read from the client since began.
-func (r *rateLimiter) paused(began int64) {
-	if r.tat&rateCatchingUp == 0 { // a standstill inside a catch-up keeps the earlier start
-		r.tat = max(r.tat, began)&^rateFlags | rateCatchingUp
-	} else {
-		r.tat &^= rateDrained // what arrived in this one is still to be read
-	}
-}
-
-// drained notes a read that took all there was.
-func (r *rateLimiter) drained() {
-	if r.tat&rateCatchingUp != 0 {
-		r.tat |= rateDrained
-	}
-}
-
-// caughtUp notes that everything read has been handled: after a read that
-// drained the socket, the catch-up is over.
-func (r *rateLimiter) caughtUp() {
-	if r.tat&rateFlags == rateFlags {
-		r.tat &^= rateFlags
-	}
+	tat int64 // theoretical arrival time, on the limits' clock (see mono)
 }
 
 // inflateBudget is a token bucket over inflated bytes, kept as what was
@@ -329,7 +285,17 @@ func (b *inflateBudget) spend(now int64, n int, l *Limits) {
 }
 
 // allow reports whether one more message fits at now.
-func (r *rateLimiter) allow(now int64, l *Limits) bool {
+//
+// credit is a standstill's length in milliseconds (see standstillCredit),
+// 0 normally. While the app's code holds one of a client's messages
+// nothing is read from the client, so what it sent meanwhile is read in
+// one go afterwards: charged at the time it is read, a client well under
+// its rate would be taken for a flood after any slow call (a database
+// write, a publish waiting out a Redis outage). So the clock may be taken
+// back by the standstill's length for it, once: the credit is spent when
+// the client is back at the present, and never exceeds the standstill, so
+// no unused rate is saved up beyond the burst.
+func (r *rateLimiter) allow(now int64, l *Limits, credit *uint32) bool {
 	if l.MessagesPerSecond <= 0 {
 		return true
 	}
@@ -344,13 +310,21 @@ func (r *rateLimiter) allow(now int64, l *Limits) bool {
 		// keeps the limiter sound for any caller.)
 		r.tat = now
 	}
-	tat, flags := r.tat&^rateFlags, r.tat&rateFlags
-	if flags == 0 || tat >= now {
-		tat, flags = max(tat, now), 0 // caught up by the clock, too
+	tat := max(r.tat, now)
+	if *credit > 0 {
+		if tat = max(r.tat, now-int64(*credit)*int64(time.Millisecond)); tat >= now {
+			*credit = 0 // spent: the present counts again
+		}
 	}
 	if tat-now > tolerance {
 		return false
 	}
-	r.tat = (tat+interval)&^rateFlags | flags
+	r.tat = tat + interval
 	return true
+}
+
+// standstillCredit is a standstill of d as a rate credit (allow): whole
+// milliseconds, so that the calls of a fast handler give none.
+func standstillCredit(d time.Duration) uint32 {
+	return uint32(min(d/time.Millisecond, math.MaxUint32))
 }

@@ -605,6 +605,9 @@ func TestRateLimitForgivesWhatTheServerHeldUp(t *testing.T) {
 			if err := c.Emit("cursor", i); err != nil {
 				t.Fatalf("emit %d: %v", i, err)
 			}
+			if i == 5 {
+				_ = c.Heartbeat() // a frame of another kind in the backlog
+			}
 		}
 		roundTrip(t, c)
 		if s := k.h.Stats(); s.RateLimited != 0 {

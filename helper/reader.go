@@ -106,9 +106,6 @@ func (c *client) fill(midFrame bool) error {
 	rd := &c.rd
 	atBoundary := !midFrame && rd.r == rd.w
 	if atBoundary && len(rd.pending) == 0 {
-		if !rd.mayRead {
-			c.rate.caughtUp() // the last read took all there was, and all of it is handled
-		}
 		if rd.polled {
 			if !rd.mayRead || rd.reads >= burstReads {
 				return errBurstEnd
@@ -144,9 +141,6 @@ func (c *client) fill(midFrame bool) error {
 	n, err := c.conn.Read(b[rd.w:])
 	rd.w += n
 	rd.mayRead = n == space
-	if n < space {
-		c.rate.drained()
-	}
 	if n > 0 {
 		if rd.polled {
 			c.cork()
