@@ -28,7 +28,7 @@ func parseTrustedProxies(list []string) (trustedProxies, error) {
 			errs = append(errs, fmt.Errorf("TrustedProxies: %q is neither an IP address nor a CIDR prefix", s))
 			continue
 		}
-		a = a.Unmap()
+		a = plain(a) // a zone names an interface of ours: any of them will do
 		t = append(t, netip.PrefixFrom(a, a.BitLen()))
 	}
 	return t, errors.Join(errs...)
@@ -43,8 +43,14 @@ func unmappedBits(p netip.Prefix) int {
 	return p.Bits()
 }
 
+// plain is a without an IPv4 mapping or an IPv6 zone: the address as the
+// prefixes hold it (a prefix never contains a zoned address) and as a
+// client's address is reported (a zone means nothing off this host, and
+// netip takes any text in it).
+func plain(a netip.Addr) netip.Addr { return a.Unmap().WithZone("") }
+
 func (t trustedProxies) has(a netip.Addr) bool {
-	a = a.Unmap()
+	a = plain(a)
 	for _, p := range t {
 		if p.Contains(a) {
 			return true
@@ -107,10 +113,10 @@ func (t trustedProxies) forwardedFor(values []string) (netip.Addr, bool) {
 func parseForwarded(s string) (netip.Addr, bool) {
 	s = strings.TrimSpace(s)
 	if a, err := netip.ParseAddr(s); err == nil {
-		return a.Unmap(), true
+		return plain(a), true
 	}
 	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ap.Addr().Unmap(), true
+		return plain(ap.Addr()), true
 	}
 	return netip.Addr{}, false
 }

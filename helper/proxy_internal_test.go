@@ -73,3 +73,35 @@ func TestTrustedProxiesValidated(t *testing.T) {
 		t.Errorf("error %q names a good entry", err)
 	}
 }
+
+// A trusted proxy reached over IPv6 link-local has a zone in the peer
+// address ("[fe80::1%eth0]:5000"), which no prefix contains: it is trusted
+// all the same (found in review).
+func TestZonedPeerTrusted(t *testing.T) {
+	for _, list := range [][]string{{"fe80::/10"}, {"fe80::1"}, {"fe80::1%eth0"}} {
+		tp, err := parseTrustedProxies(list)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &http.Request{RemoteAddr: "[fe80::1%eth0]:5000", Header: http.Header{"X-Forwarded-For": {"198.51.100.9"}}}
+		if got := tp.clientAddr(r); got != "198.51.100.9" {
+			t.Errorf("TrustedProxies %v, peer [fe80::1%%eth0]:5000: clientAddr = %q, want the forwarded 198.51.100.9", list, got)
+		}
+	}
+}
+
+// A forwarded address's IPv6 zone, which netip takes with any text in it,
+// is dropped: RemoteAddr is an IP address, not text a client chose (found
+// in review).
+func TestForwardedZoneDropped(t *testing.T) {
+	tp, _ := parseTrustedProxies([]string{"10.0.0.0/8"})
+	for _, h := range []http.Header{
+		{"X-Real-Ip": {`fe80::1%admin" role="root`}},
+		{"X-Forwarded-For": {`fe80::1%admin" role="root`}},
+	} {
+		r := &http.Request{RemoteAddr: "10.1.2.3:5000", Header: h}
+		if got := tp.clientAddr(r); got != "fe80::1" {
+			t.Errorf("headers %v: clientAddr = %q, want an IP address (or the peer)", h, got)
+		}
+	}
+}
