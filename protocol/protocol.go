@@ -242,39 +242,74 @@ const (
 // name, optional data and an optional id. Data stays raw JSON so that it is
 // decoded only by whoever needs it.
 type Message struct {
-	Event string          `json:"event"`
-	Data  json.RawMessage `json:"data,omitempty"`
-	ID    string          `json:"id,omitempty"`
+	// Event is the `event` member: a system event (EventJoin and the
+	// others) or the name of an application event.
+	Event string `json:"event"`
+	// Data is the `data` member, any JSON value; nil when the frame has none,
+	// and then left out when encoded.
+	Data json.RawMessage `json:"data,omitempty"`
+	// ID is the `id` member, an optional string a client may add; no system
+	// event uses it and the server sends none. A client's reaches the
+	// message callback as it came (a non-string id reads as empty).
+	ID string `json:"id,omitempty"`
 }
 
 // ErrorData is the data of an error event.
 type ErrorData struct {
+	// Message is the `message` member: what went wrong, one of the ErrText…
+	// constants.
 	Message string `json:"message"`
 }
 
 // ConnectedData is the data of the connected event. UserID is omitted for
 // anonymous clients; the key fields are present only for encrypted clients.
 type ConnectedData struct {
-	ID              string `json:"id"`
-	UserID          string `json:"userId,omitempty"`
-	Time            string `json:"time"`
+	// ID is the `id` member: the random UUID the server gave the client, which
+	// is also the name of the client's own room.
+	ID string `json:"id"`
+	// UserID is the `userId` member: the user the authenticate callback
+	// named for the client.
+	UserID string `json:"userId,omitempty"`
+	// Time is the `time` member: when `connected` was sent, in UTC as
+	// JavaScript's toISOString writes it (2006-01-02T15:04:05.000Z).
+	Time string `json:"time"`
+	// ServerPublicKey is the `serverPublicKey` member: the server's key from
+	// the encryption handshake, from which the client derives its session key
+	// (in the Ignis ECDH scheme, base64 of a raw P-256 point).
 	ServerPublicKey string `json:"serverPublicKey,omitempty"`
-	Salt            string `json:"salt,omitempty"`
+	// Salt is the `salt` member: the handshake's key-derivation salt (in the
+	// Ignis ECDH scheme, 32 random bytes in base64).
+	Salt string `json:"salt,omitempty"`
 }
 
 // RoomsData is the data of join and leave events.
 type RoomsData struct {
+	// Rooms is the `rooms` member: the room names a client asks to join or to
+	// leave. Members that are not strings are skipped.
 	Rooms []string `json:"rooms"`
 }
 
 // Envelope is what server instances and emitters publish on Redis.
 type Envelope struct {
-	ServerID string          `json:"serverId"`
-	Type     MessageType     `json:"type"`
-	Target   string          `json:"target,omitempty"`
-	Event    string          `json:"event"`
-	Data     json.RawMessage `json:"data,omitempty"`
-	Exclude  []string        `json:"exclude,omitempty"`
+	// ServerID is the `serverId` member: the random id of the instance that
+	// published the envelope, or EmitterServerID. An instance ignores the
+	// envelopes that carry its own.
+	ServerID string `json:"serverId"`
+	// Type is the `type` member: which kind of audience Target names.
+	// Receivers ignore unknown types.
+	Type MessageType `json:"type"`
+	// Target is the `target` member: the client id, user id or room name the
+	// envelope is for; empty, and left out, for a broadcast.
+	Target string `json:"target,omitempty"`
+	// Event is the `event` member: the event name the clients receive.
+	Event string `json:"event"`
+	// Data is the `data` member, passed on to the clients as it is; nil when
+	// the message has no data, which the clients then get without one.
+	Data json.RawMessage `json:"data,omitempty"`
+	// Exclude is the `exclude` member: the ids of clients that must not get a
+	// room or broadcast envelope, such as the sender a relay must not echo.
+	// Members that are not strings are ignored.
+	Exclude []string `json:"exclude,omitempty"`
 }
 
 // Channel is the Redis channel this envelope belongs on.
