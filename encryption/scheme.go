@@ -110,7 +110,11 @@ func DeriveKey(priv *ecdh.PrivateKey, peer *ecdh.PublicKey, salt []byte, info st
 // Payload is the data of an `encrypted` event: base64 of the IV and of the
 // ciphertext followed by its tag.
 type Payload struct {
+	// IV is the `iv` member: base64 of the message's IVSize-byte AES-GCM IV,
+	// drawn at random for every message.
 	IV string `json:"iv"`
+	// CT is the `ct` member: base64 of the ciphertext followed by its
+	// TagSize-byte tag.
 	CT string `json:"ct"`
 }
 
