@@ -22,6 +22,8 @@ import (
 // The embedded Client still sees the raw traffic: Expect("encrypted")
 // returns sealed messages, ExpectError and ExpectClose work as usual.
 type EncryptedClient struct {
+	// Client is the protocol client underneath. Its own methods see the
+	// traffic as it is on the wire: `encrypted` events stay sealed.
 	*Client
 
 	priv *ecdh.PrivateKey
