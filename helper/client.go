@@ -187,18 +187,34 @@ func (clientContext) Value(any) any { return nil }
 
 // ClientView is a snapshot of one client, safe to keep and share.
 type ClientView struct {
-	ID       string
-	UserID   string // empty for anonymous clients
-	State    protocol.ClientState
-	Rooms    []string // sorted
+	// ID is the client's id: a random UUID, also the name of its own room.
+	ID string
+	// UserID is the user its authenticate callback named (AuthResult.UserID).
+	UserID string // empty for anonymous clients
+	// State is where the client stands in the authentication lifecycle.
+	State protocol.ClientState
+	// Rooms are the rooms the client is in, its own-id room included; nil in
+	// the outbound transformer's snapshot.
+	Rooms []string // sorted
+	// Metadata is the client's AuthResult.Metadata: a shallow copy from
+	// GetClient and the like, the client's own map in OutboundRequest.
 	Metadata map[string]any
 	// Encrypted is true once the encryption handshake succeeded.
-	Encrypted       bool
+	Encrypted bool
+	// ServerPublicKey and Salt are what the encryption handshake returned
+	// (HandshakeResult), as sent in `connected`; empty unless Encrypted.
 	ServerPublicKey string
 	Salt            string
-	RemoteAddr      string
-	ConnectedAt     time.Time
-	LastActivity    time.Time
+	// RemoteAddr is the client's address: the TCP peer's (ip:port), or
+	// behind a trusted proxy (Options.TrustedProxies) the client's own IP
+	// from the forwarding headers.
+	RemoteAddr string
+	// ConnectedAt is when the connection was upgraded.
+	ConnectedAt time.Time
+	// LastActivity is when the client last sent a message, or got
+	// `connected`: the clock of the heartbeat sweep. Pings and pongs do not
+	// count.
+	LastActivity time.Time
 }
 
 // lightView is the snapshot handed to the outbound transformer for every

@@ -276,6 +276,8 @@ func (o Options) withDefaults() Options {
 
 // AuthenticateRequest is what the authenticate callback gets.
 type AuthenticateRequest struct {
+	// ClientID is the id the server gave the connection (a random UUID), the
+	// one `connected` will carry.
 	ClientID string
 	// Data is the authenticate event's data, `{}` when absent.
 	Data json.RawMessage
@@ -289,7 +291,11 @@ type AuthenticateRequest struct {
 
 // AuthResult accepts a client. An empty UserID means anonymous.
 type AuthResult struct {
-	UserID   string
+	// UserID is who the client acts for: SendToUser reaches each of a user's
+	// connections, on every instance.
+	UserID string
+	// Metadata is kept with the client as it is, not copied, and handed to
+	// the later callbacks and in ClientView; the server never reads it.
 	Metadata map[string]any
 	// Rooms are joined for the client before `connected` is sent, next to
 	// Options.DefaultRooms, without the room check, as JoinRoom does (an
@@ -306,8 +312,10 @@ type AuthenticateFunc func(ctx context.Context, req AuthenticateRequest) (*AuthR
 
 // ValidateRoomRequest is what the validate-room callback gets.
 type ValidateRoomRequest struct {
+	// ClientID is the client's id, what SendToClient and Disconnect take.
 	ClientID string
-	UserID   string
+	// UserID is the client's AuthResult.UserID, empty for an anonymous client.
+	UserID string
 	// Metadata is the client's AuthResult.Metadata (an extension: the
 	// original passes only the ids). It is the client's own map, shared
 	// by every call: read it, never change it.
@@ -328,8 +336,13 @@ type ValidateRoomFunc func(ctx context.Context, req ValidateRoomRequest) ([]stri
 
 // ClientInfo identifies a client to the lifecycle callbacks.
 type ClientInfo struct {
+	// ClientID is the client's id, what SendToClient and Disconnect take.
 	ClientID string
-	UserID   string
+	// UserID is the client's AuthResult.UserID, empty for an anonymous client
+	// or one that never authenticated.
+	UserID string
+	// Metadata is the client's AuthResult.Metadata, its own map: read it,
+	// never change it. Nil for a client that never authenticated.
 	Metadata map[string]any
 	// Rooms are the client's rooms, sorted, its own-id room left out (an
 	// extension): for the connected callback those joined before
@@ -361,8 +374,10 @@ type ClientConnectedFunc func(ctx context.Context, info ClientInfo) error
 
 // RoomsChangedRequest is what the rooms-changed callback gets.
 type RoomsChangedRequest struct {
+	// ClientID is the client's id, what SendToClient and Disconnect take.
 	ClientID string
-	UserID   string
+	// UserID is the client's AuthResult.UserID, empty for an anonymous client.
+	UserID string
 	// Metadata is the client's, read-only, as ClientInfo's.
 	Metadata map[string]any
 	// Joined or Left (the other is empty) are the rooms one join or leave
@@ -390,12 +405,17 @@ type ClientDisconnectedFunc func(ctx context.Context, info ClientInfo) error
 
 // MessageRequest is an application message from an authenticated client.
 type MessageRequest struct {
+	// ClientID is the client's id, what SendToClient and Disconnect take.
 	ClientID string
-	UserID   string
+	// UserID is the client's AuthResult.UserID, empty for an anonymous client.
+	UserID string
 	// Metadata is the client's AuthResult.Metadata, as in
 	// ValidateRoomRequest: read it, never change it.
 	Metadata map[string]any
-	Message  protocol.Message
+	// Message is what the client sent: the event, its data as raw JSON, and
+	// its id if it gave one. For an `encrypted` event opened by the inbound
+	// transformer, it is the message inside.
+	Message protocol.Message
 }
 
 // MessageFunc handles application events. Its error or panic is logged; the
@@ -419,8 +439,11 @@ type MessageFunc func(ctx context.Context, req MessageRequest) error
 // HandshakeRequest is what the handshake callback gets, during
 // authentication, when encryption is required.
 type HandshakeRequest struct {
+	// ClientID is the client's id, what SendToClient and Disconnect take.
 	ClientID string
-	UserID   string
+	// UserID is the AuthResult.UserID just returned, empty for an anonymous
+	// client.
+	UserID string
 	// Data is the authenticate event's data.
 	Data json.RawMessage
 }
@@ -428,8 +451,12 @@ type HandshakeRequest struct {
 // HandshakeResult enables encryption for a client; both fields are sent to
 // it in the `connected` event.
 type HandshakeResult struct {
+	// ServerPublicKey is the server's public key for this client, in the form
+	// the client's scheme expects (Ignis ECDH: base64 of a raw P-256 point).
 	ServerPublicKey string
-	Salt            string
+	// Salt is the key-derivation salt the client uses with ServerPublicKey
+	// (Ignis ECDH: 32 random bytes in base64).
+	Salt string
 }
 
 // HandshakeFunc negotiates a client's encryption. A nil result or an error
@@ -442,7 +469,8 @@ type OutboundRequest struct {
 	// it is a light snapshot: Rooms is not filled (use GetClient if you
 	// need them) and Metadata is the client's own map: do not modify it.
 	Client ClientView
-	Event  string
+	// Event is the message's event name.
+	Event string
 	// Data is the message's data as JSON; nil when the message has none.
 	Data json.RawMessage
 }
@@ -462,9 +490,13 @@ type OutboundTransformerFunc func(ctx context.Context, req OutboundRequest) (*pr
 
 // InboundRequest is an `encrypted` event sent by an encrypted client.
 type InboundRequest struct {
+	// ClientID is the client's id, what SendToClient and Disconnect take.
 	ClientID string
-	UserID   string
-	Message  protocol.Message
+	// UserID is the client's AuthResult.UserID, empty for an anonymous client.
+	UserID string
+	// Message is the `encrypted` event as received: Data holds the sealed
+	// payload.
+	Message protocol.Message
 }
 
 // InboundTransformerFunc turns an `encrypted` event of an encrypted client
@@ -477,20 +509,36 @@ type InboundTransformerFunc func(ctx context.Context, req InboundRequest) (proto
 
 // Handlers are the application's callbacks. Only Authenticate is required.
 type Handlers struct {
-	Authenticate        AuthenticateFunc
-	ValidateRoom        ValidateRoomFunc
-	ClientConnected     ClientConnectedFunc
-	ClientDisconnected  ClientDisconnectedFunc
-	RoomsChanged        RoomsChangedFunc
-	Message             MessageFunc
-	Handshake           HandshakeFunc
+	// Authenticate decides who may use the server. Required.
+	Authenticate AuthenticateFunc
+	// ValidateRoom picks the rooms a client's join may enter; nil means
+	// clients cannot join rooms themselves.
+	ValidateRoom ValidateRoomFunc
+	// ClientConnected is called once a client has got `connected`.
+	ClientConnected ClientConnectedFunc
+	// ClientDisconnected is called after any client is gone.
+	ClientDisconnected ClientDisconnectedFunc
+	// RoomsChanged is told of each join or leave of a client's own that
+	// changed its rooms.
+	RoomsChanged RoomsChangedFunc
+	// Message handles application events; nil means they are dropped.
+	Message MessageFunc
+	// Handshake negotiates a client's encryption; New requires it when
+	// Options.RequireEncryption is set.
+	Handshake HandshakeFunc
+	// OutboundTransformer rewrites each message to an encrypted client; nil
+	// means encrypted clients get messages as they are.
 	OutboundTransformer OutboundTransformerFunc
-	InboundTransformer  InboundTransformerFunc
+	// InboundTransformer opens the `encrypted` events of encrypted clients;
+	// nil means they reach Message as they are, as in the original.
+	InboundTransformer InboundTransformerFunc
 }
 
 // Config is everything New needs.
 type Config struct {
-	Options  Options
+	// Options are the server's settings; a zero field means its default.
+	Options Options
+	// Handlers are the application's callbacks; Authenticate is required.
 	Handlers Handlers
 	// Broker carries envelopes to other instances. Nil means an in-process
 	// broker: a single instance.
