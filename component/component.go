@@ -33,32 +33,58 @@ import (
 // of the websocket package (bindings.go), which documents each one; only the
 // authenticate handler is required.
 type Params struct {
+	// fx.In makes Params an fx parameter object: fx fills each field from the
+	// container by its type and name tag.
 	fx.In
 
+	// Lifecycle gets the server's hooks: OnStart checks Redis, starts the
+	// helper and serves; OnStop shuts it down gracefully.
 	Lifecycle fx.Lifecycle
 	// Ref, when provided (websocket.Module does), is filled with the helper.
 	Ref *HelperRef `optional:"true"`
 
-	Options Options               `name:"@app/websocket/server-options" optional:"true"`
-	Redis   redis.UniversalClient `name:"@app/websocket/redis-connection" optional:"true"`
+	// Options are the server options (ServerOptionsKey); absent, every
+	// default.
+	Options Options `name:"@app/websocket/server-options" optional:"true"`
+	// Redis carries envelopes to the other instances; nil means Broker if
+	// bound, else the in-process broker (a single instance).
+	Redis redis.UniversalClient `name:"@app/websocket/redis-connection" optional:"true"`
 	// UnnamedOptions catches options supplied without the name
 	// (fx.Supply(websocket.ServerOptions{…})), which would otherwise be
 	// ignored without a word.
 	UnnamedOptions Options `optional:"true"`
 
-	Authenticate        helper.AuthenticateFunc        `name:"@app/websocket/authenticate-handler"`
-	ValidateRoom        helper.ValidateRoomFunc        `name:"@app/websocket/validate-room-handler" optional:"true"`
-	ClientConnected     helper.ClientConnectedFunc     `name:"@app/websocket/client-connected-handler" optional:"true"`
-	ClientDisconnected  helper.ClientDisconnectedFunc  `name:"@app/websocket/client-disconnected-handler" optional:"true"`
-	RoomsChanged        helper.RoomsChangedFunc        `name:"@app/websocket/rooms-changed-handler" optional:"true"`
-	Message             helper.MessageFunc             `name:"@app/websocket/message-handler" optional:"true"`
+	// Authenticate decides who may use the server: the one required binding.
+	Authenticate helper.AuthenticateFunc `name:"@app/websocket/authenticate-handler"`
+	// ValidateRoom picks the rooms a client's join may enter; absent, clients
+	// cannot join rooms themselves.
+	ValidateRoom helper.ValidateRoomFunc `name:"@app/websocket/validate-room-handler" optional:"true"`
+	// ClientConnected is called once a client has got `connected`.
+	ClientConnected helper.ClientConnectedFunc `name:"@app/websocket/client-connected-handler" optional:"true"`
+	// ClientDisconnected is called after any client is gone.
+	ClientDisconnected helper.ClientDisconnectedFunc `name:"@app/websocket/client-disconnected-handler" optional:"true"`
+	// RoomsChanged is told of each join or leave of a client's own that
+	// changed its rooms.
+	RoomsChanged helper.RoomsChangedFunc `name:"@app/websocket/rooms-changed-handler" optional:"true"`
+	// Message handles application events; absent, they are dropped.
+	Message helper.MessageFunc `name:"@app/websocket/message-handler" optional:"true"`
+	// OutboundTransformer rewrites each message to an encrypted client.
 	OutboundTransformer helper.OutboundTransformerFunc `name:"@app/websocket/outbound-transformer" optional:"true"`
-	InboundTransformer  helper.InboundTransformerFunc  `name:"@app/websocket/inbound-transformer" optional:"true"`
-	Handshake           helper.HandshakeFunc           `name:"@app/websocket/handshake-handler" optional:"true"`
+	// InboundTransformer opens the `encrypted` events of encrypted clients.
+	InboundTransformer helper.InboundTransformerFunc `name:"@app/websocket/inbound-transformer" optional:"true"`
+	// Handshake negotiates a client's encryption; required with
+	// Options.RequireEncryption.
+	Handshake helper.HandshakeFunc `name:"@app/websocket/handshake-handler" optional:"true"`
 
-	Mux      *http.ServeMux `name:"@app/websocket/http-mux" optional:"true"`
-	Listener net.Listener   `name:"@app/websocket/listener" optional:"true"`
-	Broker   broker.Broker  `name:"@app/websocket/broker" optional:"true"`
+	// Mux, when bound, gets the server's handler at Options.Path and the app
+	// serves it; absent, the module serves on a listener of its own.
+	Mux *http.ServeMux `name:"@app/websocket/http-mux" optional:"true"`
+	// Listener is served by the module's own http.Server instead of
+	// Options.Addr (socket activation, ephemeral test ports).
+	Listener net.Listener `name:"@app/websocket/listener" optional:"true"`
+	// Broker replaces the Redis and in-process brokers: a custom transport,
+	// or a MemoryHub's broker for several instances in one process.
+	Broker broker.Broker `name:"@app/websocket/broker" optional:"true"`
 
 	// Logger is the module's own logger; AppLogger, the app's unnamed one,
 	// used when Logger is absent.
@@ -80,8 +106,12 @@ type Params struct {
 // both. (The authenticate handler is required, so fx itself reports one
 // bound in another type as missing.)
 type LooseBindings struct {
+	// fx.In makes LooseBindings an fx parameter object: fx fills each field
+	// from the container by its type and name tag.
 	fx.In
 
+	// RedisClient and RedisCluster take the Redis connection in the types
+	// go-redis's constructors return.
 	RedisClient  *redis.Client        `name:"@app/websocket/redis-connection" optional:"true"`
 	RedisCluster *redis.ClusterClient `name:"@app/websocket/redis-connection" optional:"true"`
 
@@ -90,6 +120,8 @@ type LooseBindings struct {
 	HelperOptions  helper.Options `name:"@app/websocket/server-options" optional:"true"`
 	OptionsPointer *Options       `name:"@app/websocket/server-options" optional:"true"`
 
+	// The optional handlers in unnamed func types, as a method value or a
+	// func literal has them.
 	ValidateRoom        func(context.Context, helper.ValidateRoomRequest) ([]string, error)             `name:"@app/websocket/validate-room-handler" optional:"true"`
 	ClientConnected     func(context.Context, helper.ClientInfo) error                                  `name:"@app/websocket/client-connected-handler" optional:"true"`
 	ClientDisconnected  func(context.Context, helper.ClientInfo) error                                  `name:"@app/websocket/client-disconnected-handler" optional:"true"`

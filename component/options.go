@@ -31,6 +31,8 @@ const (
 // limit…) plus how the module serves. The zero value of every field means
 // its documented default.
 type Options struct {
+	// Options are the server helper's settings (go doc helper.Options),
+	// embedded so that their fields read and set as the module's own.
 	helper.Options
 
 	// Addr is the address of the module's own listener, used when the app
