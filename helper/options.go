@@ -125,8 +125,10 @@ type Options struct {
 	// AuthenticateRequest.RemoteAddr and the server's log lines carry the
 	// client's IP address (no port) from X-Forwarded-For, read from the
 	// right past the trusted proxies' own entries (a client can put
-	// anything at its start), or else from X-Real-IP. The headers of any
-	// other peer are ignored, as anyone can send them. Empty (the
+	// anything at its start), or else from X-Real-IP; so the proxy must
+	// append to X-Forwarded-For or overwrite it, not pass the client's
+	// through. The headers of any other peer are ignored, as anyone can
+	// send them. Empty (the
 	// default): the TCP peer's "ip:port", whatever the headers say.
 	TrustedProxies []string
 	// PerMessageDeflate accepts the permessage-deflate extension (RFC 7692)
