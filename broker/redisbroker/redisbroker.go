@@ -70,6 +70,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"sort"
@@ -264,8 +265,15 @@ var ErrUnavailable = errors.New("redisbroker: subscription connection unavailabl
 // connection was lost and Redis then refused (or did not answer) a new
 // connection. Such publishes fail at once instead of each waiting out the
 // client's own dial retries (go-redis's defaults take about 1.7 s against
-// a refused port), until the subscription connection is back.
+// a refused port), until the subscription connection is back or one of
+// the publishes let through, one at a time and 250 ms apart, succeeds.
 var ErrUnreachable = errors.New("redisbroker: redis unreachable")
+
+// unreachableProbeEvery is the pause, after one, before the next publish
+// is let through while Redis is known to be unreachable: each costs its
+// caller the client's dial retries, and finds Redis back as soon as one
+// succeeds.
+const unreachableProbeEvery = 250 * time.Millisecond
 
 // patterns of ModePattern, and the channel prefixes they cover.
 var patternPrefixes = []string{protocol.ChannelRoomPrefix, protocol.ChannelClientPrefix, protocol.ChannelUserPrefix}
@@ -312,10 +320,14 @@ type Broker struct {
 	// the session is gone and a new connection failed (see
 	// noteUnreachable). Set and cleared under mu, with sess; read without.
 	unreachable atomic.Pointer[error]
-	handler     broker.Handler
-	started     bool
-	closed      bool
-	cancel      context.CancelFunc
+	// probeAt is when a publish may next go through while unreachable is
+	// set (unix nanos; MaxInt64 while one is under way), to find Redis
+	// back.
+	probeAt atomic.Int64
+	handler broker.Handler
+	started bool
+	closed  bool
+	cancel  context.CancelFunc
 
 	// heldPeak is the most channels held since the live session began:
 	// go-redis keeps a PubSub's channels in a map of its own, which keeps
@@ -694,9 +706,17 @@ func (b *Broker) Publish(ctx context.Context, channel string, payload []byte) er
 	if closed {
 		return broker.ErrClosed
 	}
+	probe := false
 	if cause := b.unreachable.Load(); cause != nil {
-		b.stats.publishErrors.Add(1)
-		return fmt.Errorf("redisbroker: publish %s: %w: %w", channel, ErrUnreachable, *cause)
+		// One publish in a while goes through, to find Redis back as soon
+		// as it is, before the subscription is rebuilt.
+		next := b.probeAt.Load()
+		if time.Now().UnixNano() < next || !b.probeAt.CompareAndSwap(next, math.MaxInt64) {
+			b.stats.publishErrors.Add(1)
+			return fmt.Errorf("redisbroker: publish %s: %w: %w", channel, ErrUnreachable, *cause)
+		}
+		probe = true // the next one a while after this one is over
+		defer func() { b.probeAt.Store(time.Now().Add(unreachableProbeEvery).UnixNano()) }()
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.opts.PublishTimeout)
 	defer cancel()
@@ -717,6 +737,9 @@ func (b *Broker) Publish(ctx context.Context, channel string, payload []byte) er
 		}
 		b.noteUnreachable(err, false)
 		return fmt.Errorf("redisbroker: publish %s: %w", channel, err)
+	}
+	if probe {
+		b.unreachable.Store(nil) // Redis took it: back
 	}
 	b.stats.published.Add(1)
 	return nil
