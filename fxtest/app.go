@@ -207,56 +207,44 @@ func (s *Server) Helper() *helper.WebSocketServerHelper { return s.helper }
 // may be seen in the room before its last leave is handled; Client.Sync
 // first waits for all it sent.
 func (s *Server) WaitJoined(ctx context.Context, id string, rooms ...string) error {
-	ctx, cancel := withDefault(ctx)
-	defer cancel()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		var missing []string
-		view, ok := s.helper.GetClient(id)
-		for _, r := range rooms {
-			if !ok || !slices.Contains(view.Rooms, r) {
-				missing = append(missing, r)
-			}
-		}
-		if len(missing) == 0 {
-			return s.helper.SyncSubscriptions(ctx)
-		}
-		select {
-		case <-tick.C:
-		case <-ctx.Done():
-			if !ok {
-				return fmt.Errorf("fxtest: client %s is not on this instance: %w", id, ctx.Err())
-			}
-			return fmt.Errorf("fxtest: client %s has not joined %v: %w", id, missing, ctx.Err())
-		}
-	}
+	return s.waitRooms(ctx, id, rooms, true)
 }
 
 // WaitLeft waits until the client with id is in none of rooms on this
 // instance (or has left the instance), and the broker has dropped the
 // channels no local member needs any more. It gives up as WaitJoined does.
 func (s *Server) WaitLeft(ctx context.Context, id string, rooms ...string) error {
+	return s.waitRooms(ctx, id, rooms, false)
+}
+
+// waitRooms polls until the client is in every room (in) or in none of
+// them, then waits for the broker to catch up.
+func (s *Server) waitRooms(ctx context.Context, id string, rooms []string, in bool) error {
 	ctx, cancel := withDefault(ctx)
 	defer cancel()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		var still []string
-		if view, ok := s.helper.GetClient(id); ok {
-			for _, r := range rooms {
-				if slices.Contains(view.Rooms, r) {
-					still = append(still, r)
-				}
+		var wrong []string // rooms not yet as wanted
+		view, here := s.helper.GetClient(id)
+		for _, r := range rooms {
+			if here && slices.Contains(view.Rooms, r) != in || !here && in {
+				wrong = append(wrong, r)
 			}
 		}
-		if len(still) == 0 {
+		if len(wrong) == 0 {
 			return s.helper.SyncSubscriptions(ctx)
 		}
 		select {
 		case <-tick.C:
 		case <-ctx.Done():
-			return fmt.Errorf("fxtest: client %s is still in %v: %w", id, still, ctx.Err())
+			switch {
+			case !in:
+				return fmt.Errorf("fxtest: client %s is still in %v: %w", id, wrong, ctx.Err())
+			case !here:
+				return fmt.Errorf("fxtest: client %s is not on this instance: %w", id, ctx.Err())
+			}
+			return fmt.Errorf("fxtest: client %s has not joined %v: %w", id, wrong, ctx.Err())
 		}
 	}
 }
