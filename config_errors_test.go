@@ -12,6 +12,7 @@ import (
 	"time"
 
 	websocket "github.com/fxws/websocket"
+	"github.com/fxws/websocket/broker"
 	"github.com/fxws/websocket/broker/redisbroker"
 	"github.com/fxws/websocket/helper"
 	"github.com/redis/go-redis/v9"
@@ -40,6 +41,19 @@ func TestRedisBrokerOptionsWithoutRedisFailNew(t *testing.T) {
 	)
 	if err := app.Err(); err == nil || !strings.Contains(err.Error(), "RedisBroker is set but no Redis connection is bound") {
 		t.Fatalf("fx.New: %v", err)
+	}
+	// With a broker of the app's own, as the test kit binds, the same
+	// options are fine: one set may serve production and tests.
+	app = fx.New(fx.NopLogger, websocket.Module,
+		websocket.WithAuthenticate(auth),
+		websocket.WithListener(localListener(t)),
+		websocket.WithBroker(broker.NewMemory()),
+		websocket.WithServerOptions(websocket.ServerOptions{
+			RedisBroker: redisbroker.Options{Mode: redisbroker.ModeSharded},
+		}),
+	)
+	if err := app.Err(); err != nil {
+		t.Fatalf("RedisBroker options with a broker bound: %v", err)
 	}
 }
 

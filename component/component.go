@@ -297,12 +297,10 @@ func validate(p Params) error {
 	if _, ok := p.Redis.(*redis.Ring); ok {
 		errs = append(errs, fmt.Errorf("the Redis connection (%s) is a redis.Ring: %w", keyRedis, redisbroker.ErrRing))
 	}
-	if p.Redis == nil && !reflect.ValueOf(p.Options.RedisBroker).IsZero() {
-		if p.Broker == nil {
-			errs = append(errs, fmt.Errorf("ServerOptions.RedisBroker is set but no Redis connection is bound (%s; a nil client counts as none), so the server would run alone on the in-process broker: bind one (websocket.WithRedisConnection), or leave RedisBroker out", keyRedis))
-		} else {
-			errs = append(errs, fmt.Errorf("ServerOptions.RedisBroker is set, but a broker is bound (%s) and it tunes only the Redis broker: leave it out", keyBroker))
-		}
+	// With a broker of the app's own (the test kit's hub, say) the Redis
+	// broker's options are moot: one set of options may serve both.
+	if p.Redis == nil && p.Broker == nil && !reflect.ValueOf(p.Options.RedisBroker).IsZero() {
+		errs = append(errs, fmt.Errorf("ServerOptions.RedisBroker is set but no Redis connection is bound (%s; a nil client counts as none), so the server would run alone on the in-process broker: bind one (websocket.WithRedisConnection), or leave RedisBroker out", keyRedis))
 	}
 	if p.Redis != nil && p.Broker != nil {
 		errs = append(errs, fmt.Errorf("both a Redis connection (%s) and a broker (%s) are provided: provide one", keyRedis, keyBroker))
