@@ -116,7 +116,7 @@ func (h *WebSocketServerHelper) handleMessage(c *client, raw []byte) {
 			runtime.Gosched() // a sweep is looking at the unread input (droppedInCall)
 		}
 		if d := standstillCredit(time.Since(began)); d > 0 {
-			c.rateCredit = d
+			c.rateCredit = c.creditAfterCall(d)
 		}
 	}()
 	c.mu.Lock()

@@ -286,14 +286,15 @@ func (b *inflateBudget) spend(now int64, n int, l *Limits) {
 
 // allow reports whether one more message fits at now.
 //
-// credit is a standstill's length in milliseconds (see standstillCredit),
-// 0 normally. While the app's code holds one of a client's messages
-// nothing is read from the client, so what it sent meanwhile is read in
-// one go afterwards: charged at the time it is read, a client well under
-// its rate would be taken for a flood after any slow call (a database
-// write, a publish waiting out a Redis outage). So the clock may be taken
-// back by the standstill's length for it, once: the credit is spent when
-// the client is back at the present, and never exceeds the standstill, so
+// credit is how long, in milliseconds, nothing was read from the client
+// while what it sent waits unread (see creditAfterCall), 0 normally.
+// While the app's code holds one of a client's messages nothing is read
+// from the client, so what it sent meanwhile is read in one go afterwards:
+// charged at the time it is read, a client well under its rate would be
+// taken for a flood after any slow call (a database write, a publish
+// waiting out a Redis outage). So the clock may be taken back by that
+// long for it, once: the credit is spent when the client is back at the
+// present, and never exceeds the time calls held the client's input, so
 // no unused rate is saved up beyond the burst.
 func (r *rateLimiter) allow(now int64, l *Limits, credit *uint32) bool {
 	if l.MessagesPerSecond <= 0 {
@@ -327,4 +328,26 @@ func (r *rateLimiter) allow(now int64, l *Limits, credit *uint32) bool {
 // milliseconds, so that the calls of a fast handler give none.
 func standstillCredit(d time.Duration) uint32 {
 	return uint32(min(d/time.Millisecond, math.MaxUint32))
+}
+
+// creditAfterCall is the client's rate credit after a call of d (ms) on
+// the read side. What arrived during the call is still unread: the call's
+// time is added to what is left of the credit, so that a backlog read over
+// several calls (a long one, then a few milliseconds each for what came
+// meanwhile) keeps all of it. With nothing unread, nothing came, and no
+// credit is left to save up: a steady client whose calls each take a
+// little gains nothing from them. A socket that cannot be asked (TLS) keeps
+// the larger of the two, which cannot grow either.
+func (c *client) creditAfterCall(d uint32) uint32 {
+	if len(c.rd.buffered()) == 0 && len(c.rd.pending) == 0 {
+		var b [1]byte
+		n, ok := c.raw.peekInput(b[:])
+		switch {
+		case !ok:
+			return max(c.rateCredit, d)
+		case n == 0:
+			return 0
+		}
+	}
+	return uint32(min(uint64(c.rateCredit)+uint64(d), math.MaxUint32))
 }

@@ -225,3 +225,52 @@ func TestLimitsSurviveABackwardClock(t *testing.T) {
 		t.Errorf("inflate budget a second after re-anchoring: %d bytes left, want at least %d", left, before-1000)
 	}
 }
+
+// A backlog read over several calls keeps the credit of all of them: a
+// long call, then 2 ms for each message that came meanwhile; or a second
+// long call inside the first one's backlog (both found in review: a first
+// version let each call replace the credit with its own). A call after
+// which nothing is unread leaves nothing to save up.
+func TestStandstillCreditAcrossABacklog(t *testing.T) {
+	l := Limits{MessagesPerSecond: 20, MessageBurst: 10}
+	ms := int64(time.Millisecond)
+	t0 := int64(1000 * time.Second)
+
+	var c client
+	c.rd.pending = []byte{0x81} // what came during the calls, unread
+	c.rate.allow(t0, &l, &c.rateCredit)
+	c.rateCredit = c.creditAfterCall(1500)
+	now := t0 + 1500*ms
+	for i := range 22 { // 1.5 s at 15/s
+		if !c.rate.allow(now, &l, &c.rateCredit) {
+			t.Fatalf("backlog message %d of 22 refused (credit %d ms)", i, c.rateCredit)
+		}
+		now += 2 * ms
+		c.rateCredit = c.creditAfterCall(2)
+	}
+
+	var b client
+	b.rd.pending = []byte{0x81}
+	b.rate.allow(t0, &l, &b.rateCredit)
+	b.rateCredit = b.creditAfterCall(1500)
+	t1 := t0 + 1500*ms
+	if !b.rate.allow(t1, &l, &b.rateCredit) {
+		t.Fatal("second long call's message refused")
+	}
+	b.rateCredit = b.creditAfterCall(1500)
+	for i := range 43 { // 3 s at 15/s, over two back-to-back calls
+		if !b.rate.allow(t1+1500*ms, &l, &b.rateCredit) {
+			t.Fatalf("message %d of 43 sent during two back-to-back 1.5 s calls refused", i)
+		}
+	}
+
+	// Nothing unread after each call (a socket that cannot be asked, so
+	// the larger credit stays): 2 ms calls give no more than 2 ms.
+	var q client
+	for range 1000 {
+		q.rateCredit = q.creditAfterCall(2)
+	}
+	if q.rateCredit != 2 {
+		t.Fatalf("a steady client's 2 ms calls saved up %d ms of credit", q.rateCredit)
+	}
+}

@@ -426,10 +426,11 @@ type MessageRequest struct {
 // nothing more is read from that client, its heartbeats and pongs
 // included, so the heartbeat and idle sweeps go by what the kernel says
 // of the client's socket instead: a client still sending is kept however
-// long the call takes; one that dropped its connection (a reset, or its
-// side closed with no close frame among what it sent) is let go within
-// about a second, which ends ctx; one that closed in order (a close frame,
-// then its side) is let finish, and the call's ctx lasts; one silent for
+// long the call takes; one that dropped its connection (its side closed,
+// or reset, with no close frame among what it sent) is let go within two
+// seconds, which ends ctx; one that closed in order (a close frame, then
+// its side, even if its kernel then resets the connection) is let finish,
+// and the call's ctx lasts; one silent for
 // HeartbeatTimeout is closed 4002 as ever (on a TLS connection, which
 // cannot be looked at, the clocks count from the start of the call). ctx
 // ends when the client goes (closed by the app, a limit, a timeout, a

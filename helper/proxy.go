@@ -19,6 +19,19 @@ func parseTrustedProxies(list []string) (trustedProxies, error) {
 	var errs []error
 	for _, s := range list {
 		s = strings.TrimSpace(s)
+		if i := strings.IndexByte(s, '%'); i >= 0 {
+			// A zone names an interface of ours: any will do, and
+			// netip takes none in a prefix ("fe80::%eth0/64").
+			zone, bits, _ := strings.Cut(s[i+1:], "/")
+			if zone == "" || strings.ContainsAny(zone, "/%") {
+				errs = append(errs, fmt.Errorf("TrustedProxies: %q has an empty or malformed zone", s))
+				continue
+			}
+			s = s[:i]
+			if bits != "" {
+				s += "/" + bits
+			}
+		}
 		if p, err := netip.ParsePrefix(s); err == nil {
 			t = append(t, netip.PrefixFrom(p.Addr().Unmap(), unmappedBits(p)).Masked())
 			continue
@@ -28,7 +41,7 @@ func parseTrustedProxies(list []string) (trustedProxies, error) {
 			errs = append(errs, fmt.Errorf("TrustedProxies: %q is neither an IP address nor a CIDR prefix", s))
 			continue
 		}
-		a = plain(a) // a zone names an interface of ours: any of them will do
+		a = a.Unmap()
 		t = append(t, netip.PrefixFrom(a, a.BitLen()))
 	}
 	return t, errors.Join(errs...)

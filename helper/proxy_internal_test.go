@@ -2,6 +2,7 @@ package helper
 
 import (
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -103,5 +104,25 @@ func TestForwardedZoneDropped(t *testing.T) {
 		if got := tp.clientAddr(r); got != "fe80::1" {
 			t.Errorf("headers %v: clientAddr = %q, want an IP address (or the peer)", h, got)
 		}
+	}
+}
+
+// A zoned prefix is a prefix, its zone ignored as an address's is (found
+// in review: "fe80::%eth0/64" was taken as the single address fe80::).
+func TestZonedPrefixTrusted(t *testing.T) {
+	trusted, err := parseTrustedProxies([]string{"fe80::%eth0/64", "fe80::9%eth1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"fe80::2%eth0", "fe80::2", "fe80::9"} {
+		if !trusted.has(netip.MustParseAddr(a)) {
+			t.Errorf("%s not trusted by %v", a, trusted)
+		}
+	}
+	if trusted.has(netip.MustParseAddr("fe81::2")) {
+		t.Error("fe81::2 trusted")
+	}
+	if _, err := parseTrustedProxies([]string{"fe80::%/64", "fe80::%a%b"}); err == nil {
+		t.Error("malformed zones accepted")
 	}
 }

@@ -321,9 +321,11 @@ type Broker struct {
 	// noteUnreachable). Set and cleared under mu, with sess; read without.
 	unreachable atomic.Pointer[error]
 	// probeAt is when a publish may next go through while unreachable is
-	// set (unix nanos; MaxInt64 while one is under way), to find Redis
-	// back.
+	// set (on clock; MaxInt64 while one is under way), to find Redis back.
 	probeAt atomic.Int64
+	// born is the origin of clock, a monotonic one: a wall clock stepped
+	// back would hold the probes back as long.
+	born    time.Time
 	handler broker.Handler
 	started bool
 	closed  bool
@@ -406,6 +408,7 @@ func New(client redis.UniversalClient, opts Options) *Broker {
 		renewCh:   make(chan struct{}, 1),
 		publishes: bounded.New(maxPipeline),
 		checks:    bounded.New(checkSlots),
+		born:      time.Now(),
 	}
 	cc, isCluster := client.(*redis.ClusterClient)
 	if isCluster {
@@ -544,6 +547,9 @@ func (b *Broker) connect(ctx context.Context) error {
 	b.stats.sessions.Add(1)
 	return nil
 }
+
+// clock is the broker's monotonic time, in nanoseconds since New.
+func (b *Broker) clock() int64 { return int64(time.Since(b.born)) }
 
 // noteUnreachable fails publishes at once from now on, if err says Redis
 // cannot be reached (a refused or timed-out connection, not an answer;
@@ -711,12 +717,12 @@ func (b *Broker) Publish(ctx context.Context, channel string, payload []byte) er
 		// One publish in a while goes through, to find Redis back as soon
 		// as it is, before the subscription is rebuilt.
 		next := b.probeAt.Load()
-		if time.Now().UnixNano() < next || !b.probeAt.CompareAndSwap(next, math.MaxInt64) {
+		if b.clock() < next || !b.probeAt.CompareAndSwap(next, math.MaxInt64) {
 			b.stats.publishErrors.Add(1)
 			return fmt.Errorf("redisbroker: publish %s: %w: %w", channel, ErrUnreachable, *cause)
 		}
 		probe = true // the next one a while after this one is over
-		defer func() { b.probeAt.Store(time.Now().Add(unreachableProbeEvery).UnixNano()) }()
+		defer func() { b.probeAt.Store(b.clock() + int64(unreachableProbeEvery)) }()
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.opts.PublishTimeout)
 	defer cancel()
