@@ -190,15 +190,32 @@ func methodOf(typ protocol.MessageType) string {
 		return "ToUser"
 	case protocol.TypeRoom:
 		return "ToRoom"
+	case protocol.TypeDisconnectUser:
+		return "DisconnectUser"
 	}
 	return "Broadcast"
+}
+
+// DisconnectUser closes every connection of a user on every instance of
+// this library (an extension: a ban from a worker, a "log out
+// everywhere"), with code and reason in the close frame. Instances of the
+// original ignore it.
+func (e *WebSocketEmitter) DisconnectUser(ctx context.Context, userID string, code int, reason string) error {
+	if userID == "" {
+		return errors.New("emitter: DisconnectUser: empty user id")
+	}
+	if !protocol.ValidCloseCode(code) {
+		return fmt.Errorf("emitter: DisconnectUser: %d is not a close code an endpoint may send", code)
+	}
+	return e.publish(ctx, protocol.TypeDisconnectUser, userID, protocol.EventDisconnect,
+		protocol.DisconnectData{Code: code, Reason: reason}, nil)
 }
 
 func (e *WebSocketEmitter) publish(ctx context.Context, typ protocol.MessageType, target, event string, data any, exclude []string) error {
 	if event == "" {
 		return fmt.Errorf("emitter: %s: empty event", methodOf(typ))
 	}
-	payload, err := Encode(typ, target, event, data, exclude)
+	payload, err := encode(typ, target, event, data, exclude)
 	if err != nil {
 		return err
 	}
@@ -246,6 +263,11 @@ func Encode(typ protocol.MessageType, target, event string, data any, exclude []
 	if !typ.Valid() {
 		return nil, fmt.Errorf("emitter: unknown message type %q", typ)
 	}
+	return encode(typ, target, event, data, exclude)
+}
+
+// encode is Encode for any type, the extensions' included.
+func encode(typ protocol.MessageType, target, event string, data any, exclude []string) ([]byte, error) {
 	raw, err := marshal(data)
 	if err != nil {
 		return nil, err

@@ -160,6 +160,22 @@ func reachesBothInstances(t *testing.T, newClient func() redis.UniversalClient, 
 			}
 		}
 	}
+	// A ban from a worker closes the user's connections on both instances.
+	if err := e.DisconnectUser(ctx, "alice", 4100, "banned"); err != nil {
+		t.Fatal(err)
+	}
+	for who, c := range map[string]*fxtest.Client{"a": ca, "b": cb} {
+		if code, reason, err := c.ExpectClose(ctx); err != nil || code != 4100 || reason != "banned" {
+			t.Fatalf("%s after DisconnectUser: %d %q %v, want 4100 banned", who, code, reason, err)
+		}
+	}
+	if err := e.ToUser(ctx, "carol", "still-here", 1); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, cc, "c", "still-here", `1`)
+	if err := e.DisconnectUser(ctx, "alice", 1005, "x"); err == nil {
+		t.Fatal("DisconnectUser took close code 1005, which no endpoint may send")
+	}
 }
 
 func TestReachesBothInstances(t *testing.T) {

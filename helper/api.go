@@ -2,6 +2,7 @@ package helper
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/fxws/websocket/protocol"
 	"github.com/gobwas/ws"
 	"go.uber.org/zap"
 )
@@ -93,6 +95,41 @@ func (h *WebSocketServerHelper) DisconnectUser(userID string, code int, reason s
 		h.log.Info("user disconnected by the application", zap.String("userId", userID), zap.Int("code", code))
 	}
 	return n, nil
+}
+
+// DisconnectUserEverywhere closes every connection of userID on every
+// instance (an extension: a ban, a "log out everywhere"): this instance's
+// as DisconnectUser does, the others' through the broker (a
+// TypeDisconnectUser envelope on the user's channel, which the original
+// ignores). The error is a bad code or a publish failure; the local
+// connections are closed regardless.
+func (h *WebSocketServerHelper) DisconnectUserEverywhere(ctx context.Context, userID string, code int, reason string) error {
+	if userID == "" {
+		return errors.New("websocket: DisconnectUserEverywhere: empty user id")
+	}
+	if _, err := h.DisconnectUser(userID, code, reason); err != nil {
+		return err
+	}
+	data, err := json.Marshal(protocol.DisconnectData{Code: code, Reason: closeReason(reason)})
+	if err != nil {
+		return err
+	}
+	return h.publish(ctx, protocol.TypeDisconnectUser, userID, protocol.EventDisconnect, data, nil)
+}
+
+// closeReason is reason as a close frame carries it: valid UTF-8, 123
+// bytes at most.
+func closeReason(reason string) string { return fitCloseReason(strings.ToValidUTF8(reason, "")) }
+
+// disconnectFromBroker carries out another instance's or an emitter's
+// DisconnectUserEverywhere; false: the data is not a valid request.
+func (h *WebSocketServerHelper) disconnectFromBroker(userID string, data json.RawMessage) bool {
+	var d protocol.DisconnectData
+	if userID == "" || json.Unmarshal(data, &d) != nil || checkCloseCode(d.Code) != nil {
+		return false
+	}
+	_, _ = h.DisconnectUser(userID, d.Code, closeReason(d.Reason))
+	return true
 }
 
 func checkCloseCode(code int) error {

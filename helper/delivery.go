@@ -334,6 +334,9 @@ func (h *WebSocketServerHelper) Send(ctx context.Context, destination, topic str
 // Publish sends an envelope to the other instances only, as the emitter
 // does but with this instance's id.
 func (h *WebSocketServerHelper) Publish(ctx context.Context, typ protocol.MessageType, target, event string, data any, exclude ...string) error {
+	if !typ.Valid() {
+		return fmt.Errorf("websocket: publish: unknown message type %q", typ)
+	}
 	d, err := marshalData(data)
 	if err != nil {
 		return err
@@ -342,9 +345,6 @@ func (h *WebSocketServerHelper) Publish(ctx context.Context, typ protocol.Messag
 }
 
 func (h *WebSocketServerHelper) publish(ctx context.Context, typ protocol.MessageType, target, event string, data json.RawMessage, exclude []string) error {
-	if !typ.Valid() {
-		return fmt.Errorf("websocket: publish: unknown message type %q", typ)
-	}
 	if typ != protocol.TypeBroadcast && target == "" {
 		return fmt.Errorf("websocket: publish: %s envelope needs a target", typ)
 	}
@@ -421,6 +421,13 @@ func (h *WebSocketServerHelper) onBrokerMessage(channel string, payload []byte) 
 	case protocol.TypeUser:
 		if env.Target != "" {
 			h.localUser(env.Target, m)
+		}
+	case protocol.TypeDisconnectUser:
+		if !h.disconnectFromBroker(env.Target, env.Data) {
+			h.stats.badEnvelopes.Add(1)
+			if ok, n := h.envelopeLog.Allow(); ok {
+				h.log.Warn("dropping disconnect envelope without a user or a valid close code", zap.String("channel", channel), zap.Uint64("suppressed", n))
+			}
 		}
 	default:
 		h.stats.badEnvelopes.Add(1)

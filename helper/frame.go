@@ -5,6 +5,7 @@ import (
 	"errors"
 	"unicode/utf8"
 
+	"github.com/fxws/websocket/protocol"
 	"github.com/gobwas/ws"
 )
 
@@ -202,15 +203,7 @@ func closeReasonOf(p []byte) string {
 }
 
 // validCloseCode reports whether a peer may send code (RFC 6455 7.4).
-func validCloseCode(code ws.StatusCode) bool {
-	switch {
-	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1011:
-		return true
-	case code >= 3000 && code <= 4999:
-		return true
-	}
-	return false
-}
+func validCloseCode(code ws.StatusCode) bool { return protocol.ValidCloseCode(int(code)) }
 
 var (
 	pingFrame = compileFrame(ws.OpPing, nil)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fxws/websocket/broker"
+	"github.com/fxws/websocket/fxtest"
 	"github.com/fxws/websocket/helper"
 	"github.com/fxws/websocket/protocol"
 	"github.com/gobwas/ws"
@@ -79,6 +80,46 @@ func TestSendExcludesEverywhere(t *testing.T) {
 	_ = a.h.Send(ctx, protocol.DefaultRoom, "all", 1)
 	expectEvent(t, sender, "all")
 	expectEvent(t, remote, "all")
+}
+
+// DisconnectUserEverywhere closes the user's connections on every
+// instance; a disconnect envelope without a valid code closes nobody and
+// is counted as bad.
+func TestDisconnectUserEverywhere(t *testing.T) {
+	hub := broker.NewMemoryHub()
+	a := newKit(t, rawSocket, func(c *helper.Config) { c.Broker = hub.NewBroker() })
+	b := newKit(t, rawSocket, func(c *helper.Config) { c.Broker = hub.NewBroker() })
+	ctx := context.Background()
+	a1, _ := a.login("u1")
+	b1, _ := b.login("u1")
+	b2, _ := b.login("u1")
+	other, _ := b.login("u2")
+	if err := a.h.DisconnectUserEverywhere(ctx, "u1", 1000, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*fxtest.Client{a1, b1, b2} {
+		expectClose(t, c, 1000, "")
+	}
+	if err := a.h.DisconnectUserEverywhere(ctx, "u2", 1005, "x"); !errors.Is(err, helper.ErrInvalidCloseCode) {
+		t.Fatalf("close code 1005: %v", err)
+	}
+	// Envelopes from elsewhere that ask for what no close frame carries.
+	pub := hub.NewBroker()
+	for _, data := range []string{`{"code":1005,"reason":"x"}`, `{"code":"4100"}`, `null`, `{}`} {
+		env := `{"serverId":"elsewhere","type":"disconnect-user","target":"u2","event":"disconnect","data":` + data + `}`
+		if err := pub.Publish(ctx, protocol.UserChannel("u2"), []byte(env)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the bad envelopes counted", func() bool { return b.h.Stats().BadEnvelopes == 4 })
+	roundTrip(t, other)
+	// A valid one from an emitter, with a reason longer than a close frame
+	// carries: cut to 123 bytes.
+	env := `{"serverId":"emitter","type":"disconnect-user","target":"u2","event":"disconnect","data":{"code":4100,"reason":"` + strings.Repeat("r", 200) + `"}}`
+	if err := pub.Publish(ctx, protocol.UserChannel("u2"), []byte(env)); err != nil {
+		t.Fatal(err)
+	}
+	expectClose(t, other, 4100, strings.Repeat("r", 123))
 }
 
 // Bytes that arrive in the same packet as the upgrade request (buffered by

@@ -77,7 +77,35 @@ const (
 	TypeUser      MessageType = "user"
 	TypeRoom      MessageType = "room"
 	TypeBroadcast MessageType = "broadcast"
+
+	// TypeDisconnectUser (an extension) asks every instance to close the
+	// connections of the user named by the target, with the close code
+	// and reason in the data (DisconnectData). It travels on the user's
+	// channel with the event EventDisconnect (the original drops an
+	// envelope without a string event, and ignores a type it does not
+	// know).
+	TypeDisconnectUser MessageType = "disconnect-user"
 )
+
+// ValidCloseCode reports whether code may be sent in a close frame (RFC
+// 6455 §7.4): the defined codes an endpoint may send, and 3000–4999.
+func ValidCloseCode(code int) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1011:
+		return true
+	case code >= 3000 && code <= 4999:
+		return true
+	}
+	return false
+}
+
+// DisconnectData is the data of a TypeDisconnectUser envelope.
+type DisconnectData struct {
+	// Code is the `code` member: the close code the connections get.
+	Code int `json:"code"`
+	// Reason is the `reason` member: the close frame's reason.
+	Reason string `json:"reason"`
+}
 
 // Valid reports whether t is one of the four envelope types.
 func (t MessageType) Valid() bool {
@@ -98,7 +126,7 @@ func (t MessageType) Channel(target string) string {
 		return RoomChannel(target)
 	case TypeClient:
 		return ClientChannel(target)
-	case TypeUser:
+	case TypeUser, TypeDisconnectUser:
 		return UserChannel(target)
 	}
 	return ""
