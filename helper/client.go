@@ -75,11 +75,11 @@ type client struct {
 	gone      bool     // removed from the registry for good
 	bound     bool     // indexed under its user and own channel
 	ended     bool     // guarded by mu, not the registry lock: see done
-	// rateCredit is the read side's alone (see rateLimiter.allow); it
-	// sits here, in what would be padding, to keep the struct in its
-	// size class.
-	rateCredit uint32
-	boundUser  string // the user it is indexed under
+	// forgiven is the read side's alone (see rateLimiter.allow); it sits
+	// here, in what would be padding, to keep the struct in its size
+	// class.
+	forgiven  uint32
+	boundUser string // the user it is indexed under
 }
 
 // identity is what authentication decided about a client.

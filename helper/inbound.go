@@ -29,7 +29,7 @@ type inboundMessage struct {
 // is closed, and the message is dropped. arrived is the message's arrival
 // on the limits' clock (see mono).
 func (h *WebSocketServerHelper) admitMessage(c *client, arrived int64) bool {
-	if c.rate.allow(arrived, &h.opts.Limits, &c.rateCredit) {
+	if c.rate.allow(arrived, &h.opts.Limits, &c.forgiven) {
 		return true
 	}
 	h.overRate(c, "client over its message rate; closing")
@@ -115,9 +115,7 @@ func (h *WebSocketServerHelper) handleMessage(c *client, raw []byte) {
 		for !c.appSince.CompareAndSwap(since, 0) {
 			runtime.Gosched() // a sweep is looking at the unread input (droppedInCall)
 		}
-		if d := standstillCredit(time.Since(began)); d > 0 {
-			c.rateCredit = c.creditAfterCall(d)
-		}
+		c.forgiven = c.forgivenAfterCall(time.Since(began), &h.opts.Limits)
 	}()
 	c.mu.Lock()
 	hook := c.hookPending

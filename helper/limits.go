@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fxws/websocket/protocol"
@@ -40,9 +41,11 @@ type Limits struct {
 	// rarely fragment, browsers never). A client over the limit gets
 	// an error event "Rate limit exceeded" and is closed with 1008. While
 	// the app's code holds one of a client's messages nothing is read from
-	// it; what it sent meanwhile may come in faster than the rate, by as
-	// much as it could have sent during the call, so a slow call does not
-	// make a steady client look like a flood. Defaults 1000 and 2000.
+	// it; the frames that waited meanwhile then pass uncharged, as many as
+	// the rate allowed during the call (on TLS, where the server cannot
+	// see what waits, one call's worth however many calls in a row), so a
+	// slow call does not make a steady client look like a flood. Defaults
+	// 1000 and 2000.
 	MessagesPerSecond float64
 	MessageBurst      int
 	// MaxConnections caps this instance's open connections; upgrades past
@@ -286,18 +289,19 @@ func (b *inflateBudget) spend(now int64, n int, l *Limits) {
 
 // allow reports whether one more message fits at now.
 //
-// credit is how long, in milliseconds, nothing was read from the client
-// while what it sent waits unread (see creditAfterCall), 0 normally.
-// While the app's code holds one of a client's messages nothing is read
-// from the client, so what it sent meanwhile is read in one go afterwards:
+// forgiven counts the frames that waited unread while the app's code held
+// one of the client's messages (see forgivenAfterCall), 0 normally: each
+// of them passes without a charge. Nothing is read from the client during
+// such a call, so what it sent meanwhile is read in one go afterwards;
 // charged at the time it is read, a client well under its rate would be
 // taken for a flood after any slow call (a database write, a publish
-// waiting out a Redis outage). So the clock may be taken back by that
-// long for it, once: the credit is spent when the client is back at the
-// present, and never exceeds the time calls held the client's input, so
-// no unused rate is saved up beyond the burst.
-func (r *rateLimiter) allow(now int64, l *Limits, credit *uint32) bool {
+// waiting out a Redis outage).
+func (r *rateLimiter) allow(now int64, l *Limits, forgiven *uint32) bool {
 	if l.MessagesPerSecond <= 0 {
+		return true
+	}
+	if *forgiven > 0 {
+		*forgiven--
 		return true
 	}
 	// Capped (at 36 and 73 years) so that an absurdly low rate or large
@@ -312,11 +316,6 @@ func (r *rateLimiter) allow(now int64, l *Limits, credit *uint32) bool {
 		r.tat = now
 	}
 	tat := max(r.tat, now)
-	if *credit > 0 {
-		if tat = max(r.tat, now-int64(*credit)*int64(time.Millisecond)); tat >= now {
-			*credit = 0 // spent: the present counts again
-		}
-	}
 	if tat-now > tolerance {
 		return false
 	}
@@ -324,30 +323,59 @@ func (r *rateLimiter) allow(now int64, l *Limits, credit *uint32) bool {
 	return true
 }
 
-// standstillCredit is a standstill of d as a rate credit (allow): whole
-// milliseconds, so that the calls of a fast handler give none.
-func standstillCredit(d time.Duration) uint32 {
-	return uint32(min(d/time.Millisecond, math.MaxUint32))
+// forgivenAfterCall is the number of the client's frames to let through
+// uncharged after a call of d on its read side: those that came during it
+// and wait, as many as the rate allowed in d, plus what is left of an
+// earlier call's. Only frames that are there count (complete ones, in the
+// read buffer and the first 16 KiB of the kernel's queue), so nothing is
+// saved up for later: a client that keeps a byte, or a message, ahead of
+// the server gains a message a call at most. Where the socket cannot be
+// asked (TLS), it is what the longest of the calls in a row allowed, one
+// call's worth, not their sum.
+func (c *client) forgivenAfterCall(d time.Duration, l *Limits) uint32 {
+	if l.MessagesPerSecond <= 0 || d < time.Millisecond {
+		return c.forgiven
+	}
+	buf := peekBuffers.Get().(*[]byte)
+	defer peekBuffers.Put(buf)
+	unread := append(append((*buf)[:0], c.rd.buffered()...), c.rd.pending...)
+	asked := true
+	if len(unread) < peekSize {
+		var n int
+		n, asked = c.raw.peekInput((*buf)[len(unread):peekSize])
+		unread = unread[:len(unread)+n]
+	}
+	return forgivenFor(c.forgiven, d.Seconds()*l.MessagesPerSecond, unread, asked)
 }
 
-// creditAfterCall is the client's rate credit after a call of d (ms) on
-// the read side. What arrived during the call is still unread: the call's
-// time is added to what is left of the credit, so that a backlog read over
-// several calls (a long one, then a few milliseconds each for what came
-// meanwhile) keeps all of it. With nothing unread, nothing came, and no
-// credit is left to save up: a steady client whose calls each take a
-// little gains nothing from them. A socket that cannot be asked (TLS) keeps
-// the larger of the two, which cannot grow either.
-func (c *client) creditAfterCall(d uint32) uint32 {
-	if len(c.rd.buffered()) == 0 && len(c.rd.pending) == 0 {
-		var b [1]byte
-		n, ok := c.raw.peekInput(b[:])
-		switch {
-		case !ok:
-			return max(c.rateCredit, d)
-		case n == 0:
-			return 0
-		}
+// forgivenFor is forgivenAfterCall's count: of the frames in unread (all
+// the client's input not read yet, if asked), as many as left (an earlier
+// call's) and earned (this one's) allow. Not asked (TLS): what this call
+// earned, not added to what is left, so that it cannot be saved up.
+func forgivenFor(left uint32, earned float64, unread []byte, asked bool) uint32 {
+	earned = min(earned, math.MaxUint32)
+	if !asked {
+		return max(left, uint32(earned))
 	}
-	return uint32(min(uint64(c.rateCredit)+uint64(d), math.MaxUint32))
+	return uint32(countFrames(unread, int(min(float64(left)+earned, math.MaxUint32))))
 }
+
+// countFrames counts the complete client frames at the start of b, up to
+// limit.
+func countFrames(b []byte, limit int) int {
+	n := 0
+	for n < limit {
+		h, hl, err := parseHeader(b)
+		if err != nil || h.length > int64(len(b)-hl) {
+			break
+		}
+		b = b[hl+int(h.length):]
+		n++
+	}
+	return n
+}
+
+// peekBuffers hold what forgivenAfterCall looks at.
+var peekBuffers = sync.Pool{New: func() any { b := make([]byte, peekSize); return &b }}
+
+const peekSize = 16 << 10

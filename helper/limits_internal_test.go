@@ -4,6 +4,8 @@ import (
 	"math"
 	"testing"
 	"time"
+
+	"github.com/gobwas/ws"
 )
 
 func TestRateLimiterBurstThenRate(t *testing.T) {
@@ -34,70 +36,6 @@ func TestRateLimiterBurstThenRate(t *testing.T) {
 	}
 	if n != 5 {
 		t.Fatalf("after a pause %d messages fit, want the burst of 5", n)
-	}
-}
-
-// What a client sent while the app's code held one of its messages may
-// come in faster than the rate, by as much as it could have sent during
-// the call, once (found in a user trial: a client at 30/s under a 50/s
-// limit was closed 1008 after a 4 s call); and the credit never adds up
-// past the standstill (found in review: a first version let an idle
-// client save up its unused rate without bound).
-func TestRateLimiterStandstillCredit(t *testing.T) {
-	l := Limits{MessagesPerSecond: 50, MessageBurst: 100}
-	sec := int64(time.Second)
-	var none uint32
-	t0 := 1000 * sec
-	t1 := t0 + 4*sec
-
-	// The app holds a message for 4 s; at 30/s, 120 came meanwhile.
-	var r rateLimiter
-	if !r.allow(t0, &l, &none) {
-		t.Fatal("first message refused")
-	}
-	credit := standstillCredit(4 * time.Second)
-	for i := range 120 {
-		if !r.allow(t1, &l, &credit) {
-			t.Fatalf("message %d of the 120 sent at 30/s during the standstill refused", i)
-		}
-	}
-	// A flood right after: never more than 4 s at 50/s plus the burst.
-	var f rateLimiter
-	f.allow(t0, &l, &none)
-	credit = standstillCredit(4 * time.Second)
-	n := 0
-	for f.allow(t1, &l, &credit) {
-		n++
-	}
-	if n < 299 || n > 301 {
-		t.Fatalf("a flood after a 4 s standstill: %d allowed, want about 300 (4 s × 50/s + 100)", n)
-	}
-	if credit != 0 {
-		t.Fatalf("credit %d left once the flood reached the present", credit)
-	}
-	// Spent once: later, the burst alone.
-	n = 0
-	for f.allow(t1+3600*sec, &l, &credit) {
-		n++
-	}
-	if n != 100 {
-		t.Fatalf("an hour later %d fit at once, want the burst of 100", n)
-	}
-	// An unspent credit does not grow with time: an hour after a 4 s
-	// standstill, still at most 4 s worth past the burst.
-	var q rateLimiter
-	q.allow(t0, &l, &none)
-	credit = standstillCredit(4 * time.Second)
-	n = 0
-	for q.allow(t1+3600*sec, &l, &credit) {
-		n++
-	}
-	if n < 299 || n > 301 {
-		t.Fatalf("an hour after a 4 s standstill %d fit at once, want about 300", n)
-	}
-	// A fast handler's calls give no credit.
-	if c := standstillCredit(300 * time.Microsecond); c != 0 {
-		t.Fatalf("a 300 µs call gave a credit of %d ms", c)
 	}
 }
 
@@ -226,51 +164,82 @@ func TestLimitsSurviveABackwardClock(t *testing.T) {
 	}
 }
 
-// A backlog read over several calls keeps the credit of all of them: a
-// long call, then 2 ms for each message that came meanwhile; or a second
-// long call inside the first one's backlog (both found in review: a first
-// version let each call replace the credit with its own). A call after
-// which nothing is unread leaves nothing to save up.
-func TestStandstillCreditAcrossABacklog(t *testing.T) {
-	l := Limits{MessagesPerSecond: 20, MessageBurst: 10}
-	ms := int64(time.Millisecond)
-	t0 := int64(1000 * time.Second)
+// frames is n masked text frames of a small message, as a client sends.
+func frames(n int) []byte {
+	var b []byte
+	for range n {
+		b = append(b, rawClientFrame(`{"event":"cursor","data":1}`)...)
+	}
+	return b
+}
 
-	var c client
-	c.rd.pending = []byte{0x81} // what came during the calls, unread
-	c.rate.allow(t0, &l, &c.rateCredit)
-	c.rateCredit = c.creditAfterCall(1500)
-	now := t0 + 1500*ms
-	for i := range 22 { // 1.5 s at 15/s
-		if !c.rate.allow(now, &l, &c.rateCredit) {
-			t.Fatalf("backlog message %d of 22 refused (credit %d ms)", i, c.rateCredit)
+func rawClientFrame(p string) []byte {
+	f := ws.NewTextFrame([]byte(p))
+	f.Header.Masked, f.Header.Mask = true, [4]byte{1, 2, 3, 4}
+	b, _ := ws.CompileFrame(f)
+	return b
+}
+
+// What waited while the app's code held one of a client's messages passes
+// uncharged: the frames that are there, as many as the rate allowed during
+// the call (found in a user trial: a client at 30/s under a 50/s limit was
+// closed 1008 after a 4 s call). Calls in a row while frames wait add up
+// (found in review); nothing is saved up for frames not there, whether a
+// byte or a message is kept ahead (both found in review, against first
+// versions that counted time).
+func TestForgivenFor(t *testing.T) {
+	l := Limits{MessagesPerSecond: 50, MessageBurst: 100}
+	sec := int64(time.Second)
+	t0 := 1000 * sec
+
+	// 4 s at 30/s: 120 waiting, all forgiven, the burst left whole.
+	var r rateLimiter
+	r.allow(t0, &l, new(uint32))
+	forgiven := forgivenFor(0, 4*50, frames(120), true)
+	if forgiven != 120 {
+		t.Fatalf("forgiven %d after a 4 s call with 120 waiting, want 120", forgiven)
+	}
+	t1 := t0 + 4*sec
+	for i := range 120 {
+		if !r.allow(t1, &l, &forgiven) {
+			t.Fatalf("waiting frame %d refused", i)
 		}
-		now += 2 * ms
-		c.rateCredit = c.creditAfterCall(2)
+	}
+	n := 0
+	for r.allow(t1, &l, &forgiven) {
+		n++
+	}
+	if n != 100 {
+		t.Fatalf("after the backlog %d fit at once, want the burst of 100", n)
 	}
 
-	var b client
-	b.rd.pending = []byte{0x81}
-	b.rate.allow(t0, &l, &b.rateCredit)
-	b.rateCredit = b.creditAfterCall(1500)
-	t1 := t0 + 1500*ms
-	if !b.rate.allow(t1, &l, &b.rateCredit) {
-		t.Fatal("second long call's message refused")
+	// Never more than the rate allowed during the call: 1 s at 50/s of
+	// 400 waiting.
+	if got := forgivenFor(0, 50, frames(400), true); got != 50 {
+		t.Fatalf("a 1 s call with 400 waiting forgave %d, want 50", got)
 	}
-	b.rateCredit = b.creditAfterCall(1500)
-	for i := range 43 { // 3 s at 15/s, over two back-to-back calls
-		if !b.rate.allow(t1+1500*ms, &l, &b.rateCredit) {
-			t.Fatalf("message %d of 43 sent during two back-to-back 1.5 s calls refused", i)
+	// A long call, then 2 ms for each frame that came meanwhile: what is
+	// left of the first call's carries over while the frames wait.
+	if got := forgivenFor(60, 0.1, frames(59), true); got != 59 {
+		t.Fatalf("a 2 ms call inside a backlog of 59 left %d forgiven, want 59", got)
+	}
+	// Nothing saved up for what is not there: a byte of the next frame, or
+	// one whole frame, kept ahead of every 50 ms call for ten minutes.
+	for _, ahead := range [][]byte{frames(1)[:1], frames(1)} {
+		var q uint32
+		for range 600 {
+			q = forgivenFor(q, 2.5, ahead, true)
+		}
+		if want := uint32(countFrames(ahead, 10)); q > want {
+			t.Fatalf("%d bytes kept ahead: %d forgiven after ten minutes of calls, want %d at most", len(ahead), q, want)
 		}
 	}
-
-	// Nothing unread after each call (a socket that cannot be asked, so
-	// the larger credit stays): 2 ms calls give no more than 2 ms.
-	var q client
-	for range 1000 {
-		q.rateCredit = q.creditAfterCall(2)
+	// A socket that cannot be asked: one call's worth, never a sum.
+	var q uint32
+	for range 600 {
+		q = forgivenFor(q, 2.5, nil, false)
 	}
-	if q.rateCredit != 2 {
-		t.Fatalf("a steady client's 2 ms calls saved up %d ms of credit", q.rateCredit)
+	if q != 2 {
+		t.Fatalf("a TLS client's 50 ms calls saved up %d forgiven, want one call's 2", q)
 	}
 }
