@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"net"
 	"net/http"
 	"reflect"
@@ -374,7 +375,7 @@ func (s *server) start(ctx context.Context) error {
 	s.srv = &http.Server{
 		Handler:           s.h,
 		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
-		ErrorLog:          zap.NewStdLog(s.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
+		ErrorLog:          HTTPErrorLog(s.log),
 	}
 	s.served.Add(1)
 	go func() {
@@ -435,4 +436,17 @@ func (s *server) stop(ctx context.Context) error {
 		s.log.Error("websocket stop incomplete", zap.Error(err))
 	}
 	return err
+}
+
+// HTTPErrorLog is log as an http.Server's ErrorLog, at warn: refused
+// accepts, TLS handshake errors, panics in handlers. The module's own
+// server uses it; so may an app that serves the helper itself. (A
+// standard logger that writes at info, under a logger raised to warn,
+// drops every line: an operations trial found none arriving.)
+func HTTPErrorLog(log *zap.Logger) *stdlog.Logger {
+	l, err := zap.NewStdLogAt(log, zap.WarnLevel)
+	if err != nil { // only for a level zap has no method for
+		return zap.NewStdLog(log)
+	}
+	return l
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -72,5 +74,16 @@ func TestPingRedisBounded(t *testing.T) {
 	err := s.pingRedis(context.Background())
 	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("silent Redis: %v", err)
+	}
+}
+
+// net/http's error log reaches the module's logger at warn (found in an
+// operations trial: every line was dropped, a server out of descriptors
+// said nothing).
+func TestHTTPErrorLogReachesTheLogger(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	HTTPErrorLog(zap.New(core).WithOptions(zap.IncreaseLevel(zap.WarnLevel))).Printf("http: Accept error: %v", "too many open files")
+	if got := logs.FilterMessageSnippet("too many open files").All(); len(got) != 1 || got[0].Level != zapcore.WarnLevel {
+		t.Fatalf("lines %+v, want one at warn", logs.All())
 	}
 }

@@ -108,7 +108,7 @@ func (d *demo) serve(lc fx.Lifecycle, cfg config, log *zap.Logger, h *helper.Web
 	srv := &http.Server{
 		Handler:           d.routes(h, cfg.WSPath, wsMux),
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          zap.NewStdLog(log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
+		ErrorLog:          component.HTTPErrorLog(log),
 	}
 	done := make(chan struct{})
 	lc.Append(fx.Hook{
