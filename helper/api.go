@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/fxws/websocket/broker"
 	"github.com/fxws/websocket/protocol"
 	"github.com/gobwas/ws"
 	"go.uber.org/zap"
@@ -248,6 +249,20 @@ type Stats struct {
 	// maps.
 	ServerCloses, ClientCloses map[int]uint64
 	Dropped                    uint64
+	// AuthRejected counts authentications the handler refused (a nil
+	// result: 4003 "Authentication failed"); AuthErrors, those it failed
+	// with an error (4003 too, after an "Authentication error" event): a
+	// broken auth backend, not bad tokens.
+	AuthRejected, AuthErrors uint64
+	// RefusedAtLimit counts upgrades answered 503 because of
+	// Limits.MaxConnections or MaxPendingConnections; RefusedOrigin, those
+	// answered 403 for their Origin.
+	RefusedAtLimit, RefusedOrigin uint64
+	// BrokerConnected is the broker's state, for readiness checks and alerts:
+	// whether it reaches the other instances now (always true for the
+	// in-process broker; for the Redis broker, a live subscription and
+	// Redis not found unreachable). False before Start.
+	BrokerConnected bool
 }
 
 type counters struct {
@@ -257,6 +272,8 @@ type counters struct {
 	memoryReleases                              atomic.Uint64
 	inflated, deliveredCompressed               atomic.Uint64
 	rateLimited                                 atomic.Uint64
+	authRejected, authErrors                    atomic.Uint64
+	refusedAtLimit, refusedOrigin               atomic.Uint64
 	authenticated                               atomic.Int64
 	closes                                      closeCounts
 }
@@ -325,5 +342,27 @@ func (h *WebSocketServerHelper) Stats() Stats {
 		ServerCloses:        serverCloses,
 		ClientCloses:        clientCloses,
 		Dropped:             dropped,
+		AuthRejected:        h.stats.authRejected.Load(),
+		AuthErrors:          h.stats.authErrors.Load(),
+		RefusedAtLimit:      h.stats.refusedAtLimit.Load(),
+		RefusedOrigin:       h.stats.refusedOrigin.Load(),
+		BrokerConnected:     h.brokerConnected(),
 	}
 }
+
+// brokerConnected reports whether the broker reaches the other instances
+// now (see Stats.BrokerConnected).
+func (h *WebSocketServerHelper) brokerConnected() bool {
+	if !h.ready.Load() {
+		return false
+	}
+	if c, ok := h.broker.(interface{ Connected() bool }); ok {
+		return c.Connected()
+	}
+	return true
+}
+
+// Broker is the broker the helper publishes and subscribes through: the
+// module's Redis broker (a *redisbroker.Broker, whose Stats say more),
+// the one bound with BrokerKey, or the in-process one.
+func (h *WebSocketServerHelper) Broker() broker.Broker { return h.broker }

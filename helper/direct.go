@@ -155,7 +155,7 @@ func (l *upgradeListener) upgrade(c net.Conn) bool {
 	}
 	if err != nil {
 		h.releaseSlots()
-		h.log.Debug("upgrade failed", zap.Error(err), zap.String("remote", h.trusted.clientAddr(r)))
+		h.log.Debug("upgrade failed", zap.Error(err), zap.String("remoteAddr", h.trusted.clientAddr(r)))
 		_ = tc.Close()
 		return true
 	}

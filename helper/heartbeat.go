@@ -7,6 +7,7 @@ import (
 
 	"github.com/fxws/websocket/protocol"
 	"github.com/gobwas/ws"
+	"go.uber.org/zap"
 )
 
 // heartbeat runs the two clocks of liveness in one goroutine (no timer per
@@ -56,7 +57,7 @@ func (h *WebSocketServerHelper) sweepHeartbeats(now time.Time, busy busyLooks) {
 			continue
 		}
 		if c.authenticated() && max(c.lastActivity.Load(), heard) < deadline {
-			h.log.Info("heartbeat timeout", zapClient(c.id))
+			h.log.Info("heartbeat timeout", zapClient(c.id), zap.String("userId", c.identity().userID), zap.String("remoteAddr", c.remoteAddr))
 			c.closeWith(ws.StatusCode(protocol.CloseHeartbeatTimeout), protocol.ReasonHeartbeatTimeout)
 		}
 	}

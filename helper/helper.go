@@ -68,7 +68,7 @@ type WebSocketServerHelper struct {
 
 	// Warnings that a Redis outage or junk on a channel repeat thousands
 	// of times a second go out at most once a second each.
-	publishLog, envelopeLog, transformLog, clientIDRoomLog, encQueueLog logthrottle.Throttle
+	publishLog, envelopeLog, transformLog, clientIDRoomLog, encQueueLog, limitLog logthrottle.Throttle
 	// enc transforms the broker's messages for encrypted clients off the
 	// broker's worker.
 	enc *encQueue
@@ -209,12 +209,18 @@ func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request
 		return
 	}
 	if (h.checkOrigin != nil && !h.checkOrigin(r)) || (h.opts.CheckOrigin != nil && !h.opts.CheckOrigin(r)) {
-		h.log.Debug("upgrade refused: origin not allowed", zap.String("origin", r.Header.Get("Origin")), zap.String("remote", h.trusted.clientAddr(r)))
+		h.stats.refusedOrigin.Add(1)
+		h.log.Debug("upgrade refused: origin not allowed", zap.String("origin", r.Header.Get("Origin")), zap.String("remoteAddr", h.trusted.clientAddr(r)))
 		http.Error(w, "Origin not allowed", http.StatusForbidden)
 		return
 	}
 	if !h.reserveSlots() {
-		h.log.Debug("upgrade refused: connection limit reached", zap.String("remote", h.trusted.clientAddr(r)))
+		h.stats.refusedAtLimit.Add(1)
+		if ok, n := h.limitLog.Allow(); ok {
+			h.log.Warn("upgrade refused: connection limit reached (Limits.MaxConnections or MaxPendingConnections)",
+				zap.String("remoteAddr", h.trusted.clientAddr(r)), zap.Int64("open", h.open.Load()),
+				zap.Int64("pending", h.pending.Load()), zap.Uint64("suppressed", n))
+		}
 		http.Error(w, "Too many connections", http.StatusServiceUnavailable)
 		return
 	}
@@ -222,7 +228,7 @@ func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request
 	conn, rw, _, err := upgrader.Upgrade(r, w)
 	if err != nil {
 		h.releaseSlots()
-		h.log.Debug("upgrade failed", zap.Error(err), zap.String("remote", h.trusted.clientAddr(r)))
+		h.log.Debug("upgrade failed", zap.Error(err), zap.String("remoteAddr", h.trusted.clientAddr(r)))
 		return
 	}
 	var pending []byte

@@ -385,11 +385,13 @@ func (h *WebSocketServerHelper) authenticate(c *client, data json.RawMessage, re
 	}
 	switch {
 	case err != nil:
-		h.log.Warn("authentication error", zapClient(c.id), zap.Error(err))
+		h.stats.authErrors.Add(1)
+		h.log.Warn("authentication error", zapClient(c.id), zap.String("remoteAddr", c.remoteAddr), zap.Error(err))
 		h.rejectAuth(c, protocol.ErrTextAuthError)
 		return
 	case res == nil:
-		h.log.Info("authentication rejected", zapClient(c.id))
+		h.stats.authRejected.Add(1)
+		h.log.Info("authentication rejected", zapClient(c.id), zap.String("remoteAddr", c.remoteAddr))
 		h.rejectAuth(c, protocol.ErrTextAuthFailed)
 		return
 	}

@@ -1130,6 +1130,15 @@ type Stats struct {
 	Sessions, Reconnects, Renewals, ProbeFailures uint64
 }
 
+// Connected reports whether the broker reaches Redis now: a live
+// subscription session, and Redis not found unreachable.
+func (b *Broker) Connected() bool {
+	b.mu.Lock()
+	live := b.sess != nil
+	b.mu.Unlock()
+	return live && b.unreachable.Load() == nil
+}
+
 // Stats returns the current counters.
 func (b *Broker) Stats() Stats {
 	b.mu.Lock()
