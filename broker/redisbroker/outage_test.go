@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -379,5 +380,28 @@ func TestLostSubscriptionWithRedisUpFailsNoPublish(t *testing.T) {
 	}
 	if a.Broker.Stats().Unreachable {
 		t.Fatal("marked unreachable with Redis up")
+	}
+}
+
+// A Redis user without SUBSCRIBE (an ACL) fails Start at once, saying so,
+// instead of being retried until the start context ends with nothing but
+// "deadline exceeded" (found in an operations trial).
+func TestStartFailsAtOnceOnAnACLWithoutSubscribe(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := srv.Client()
+	defer admin.Close()
+	ctx := context.Background()
+	if err := admin.Do(ctx, "ACL", "SETUSER", "fxws", "on", ">secret", "resetchannels", "&ws:*", "-@all", "+@connection", "+publish").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rdb := srv.Client(func(o *redis.Options) { o.Username, o.Password = "fxws", "secret" })
+	defer rdb.Close()
+	b := redisbroker.New(rdb, redisbroker.Options{})
+	defer b.Close()
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := b.Start(sctx, func(string, []byte) {})
+	if err == nil || sctx.Err() != nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("Start without SUBSCRIBE: %v (context %v), want the NOPERM answer at once", err, sctx.Err())
 	}
 }

@@ -83,6 +83,7 @@ import (
 	"github.com/fxws/websocket/broker"
 	"github.com/fxws/websocket/internal/bounded"
 	"github.com/fxws/websocket/internal/logthrottle"
+	"github.com/fxws/websocket/internal/redisready"
 	"github.com/fxws/websocket/protocol"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
@@ -470,6 +471,16 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 			cancel()
 			b.loops.Wait()
 			return err
+		}
+		if redisready.Permanent(err) {
+			// Redis answered, and no wait will change the answer (an ACL
+			// without SUBSCRIBE, a wrong password): fail now, saying so.
+			cancel()
+			b.loops.Wait()
+			b.mu.Lock()
+			b.started = false
+			b.mu.Unlock()
+			return fmt.Errorf("redisbroker: start: %w", err)
 		}
 		b.log.Warn("redis not ready; retrying", zap.Error(err), zap.Duration("backoff", backoff))
 		select {
