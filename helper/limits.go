@@ -49,7 +49,11 @@ type Limits struct {
 	MessagesPerSecond float64
 	MessageBurst      int
 	// MaxConnections caps this instance's open connections; upgrades past
-	// it get HTTP 503. Default: no cap (the process's file limit is one).
+	// it get HTTP 503 (counted in Stats.RefusedAtLimit). Default: the
+	// process's open-file limit less 256, so that a crowd cannot take the
+	// descriptors the rest of the process needs (its Redis pool, its other
+	// listeners, the accept that answers 503); no cap where that limit is
+	// unknown or under 1024. Negative: no cap.
 	MaxConnections int
 	// MaxPendingConnections caps connections that have not authenticated
 	// yet, so a flood of idle sockets cannot crowd out real clients;
@@ -113,6 +117,10 @@ func (l Limits) validate() error {
 	return errors.Join(errs...)
 }
 
+// fileHeadroom is what the default MaxConnections leaves of the open-file
+// limit for the rest of the process.
+const fileHeadroom = 256
+
 func (l Limits) withDefaults() Limits {
 	def := func(v *int, d int) {
 		if *v == 0 {
@@ -123,6 +131,11 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxRoomsPerJoin, 256)
 	def(&l.MaxRoomsPerClient, 1024)
 	def(&l.MaxPendingConnections, 10000)
+	if l.MaxConnections == 0 {
+		if n := openFileLimit(); n >= 1024 {
+			l.MaxConnections = n - fileHeadroom
+		}
+	}
 	def(&l.MaxUnauthenticatedPayload, 16<<10)
 	if l.MessagesPerSecond == 0 {
 		l.MessagesPerSecond = 1000

@@ -243,3 +243,23 @@ func TestForgivenFor(t *testing.T) {
 		t.Fatalf("a TLS client's 50 ms calls saved up %d forgiven, want one call's 2", q)
 	}
 }
+
+// MaxConnections defaults to the open-file limit less the headroom the
+// rest of the process needs (asked for in an operations trial: past the
+// limit, accepts failed without a word); negative is no cap.
+func TestMaxConnectionsDefault(t *testing.T) {
+	n := openFileLimit()
+	got := Limits{}.withDefaults().MaxConnections
+	switch {
+	case n >= 1024 && got != n-fileHeadroom:
+		t.Fatalf("default MaxConnections %d with an open-file limit of %d, want %d", got, n, n-fileHeadroom)
+	case n < 1024 && got != 0:
+		t.Fatalf("default MaxConnections %d with an open-file limit of %d, want no cap", got, n)
+	}
+	if got := (Limits{MaxConnections: -1}).withDefaults().MaxConnections; got != -1 {
+		t.Fatalf("MaxConnections -1 became %d", got)
+	}
+	if got := (Limits{MaxConnections: 7}).withDefaults().MaxConnections; got != 7 {
+		t.Fatalf("MaxConnections 7 became %d", got)
+	}
+}
