@@ -61,7 +61,10 @@ type WebSocketServerHelper struct {
 	cancel   context.CancelFunc
 	loops    sync.WaitGroup // heartbeat and subscription goroutines
 	conns    sync.WaitGroup // read loops
-	tasks    sync.WaitGroup // callbacks running off the read loops
+	// inDisconnect counts the read loops inside the disconnect callback,
+	// for Shutdown to say what held it.
+	inDisconnect atomic.Int64
+	tasks        sync.WaitGroup // callbacks running off the read loops
 
 	// epoch is the origin of the rate limits' clock (see mono).
 	epoch time.Time
@@ -355,9 +358,11 @@ func (h *WebSocketServerHelper) disconnect(c *client) {
 	h.log.Debug("client disconnected", zapClient(c.id), zap.String("userId", info.userID),
 		zap.Int("code", end.CloseCode), zap.String("reason", end.CloseReason), zap.String("by", end.ClosedBy))
 	if cb := h.handlers.ClientDisconnected; cb != nil {
+		h.inDisconnect.Add(1)
 		err := safeCall(func() error {
 			return cb(context.Background(), end)
 		})
+		h.inDisconnect.Add(-1)
 		if err != nil {
 			h.log.Error("client-disconnected handler failed", zapClient(c.id), zap.Error(err))
 		}
@@ -417,7 +422,11 @@ func (h *WebSocketServerHelper) shutdown(ctx context.Context) error {
 			c.terminate()
 		}
 		putRecipients(all)
-		errs = append(errs, fmt.Errorf("websocket: shutdown: connections did not close in time: %w", err))
+		if n := h.inDisconnect.Load(); n > 0 {
+			errs = append(errs, fmt.Errorf("websocket: shutdown: callbacks still running, %d of them disconnect callbacks (every connection was closed): %w", n, err))
+		} else {
+			errs = append(errs, fmt.Errorf("websocket: shutdown: connections did not close in time: %w", err))
+		}
 		// A read loop stuck in a callback that ignores its context cannot
 		// be stopped; give the others the grace, then stop waiting.
 		graceCtx, cancel := context.WithTimeout(context.Background(), grace)
@@ -427,7 +436,11 @@ func (h *WebSocketServerHelper) shutdown(ctx context.Context) error {
 		cancel()
 	}
 	if err := waitGroup(ctx, &h.tasks); err != nil {
-		errs = append(errs, fmt.Errorf("websocket: shutdown: callbacks still running: %w", err))
+		if n := h.inDisconnect.Load(); n > 0 {
+			errs = append(errs, fmt.Errorf("websocket: shutdown: callbacks still running, %d of them disconnect callbacks: %w", n, err))
+		} else {
+			errs = append(errs, fmt.Errorf("websocket: shutdown: callbacks still running: %w", err))
+		}
 	}
 	if h.poller != nil {
 		h.poller.close()
