@@ -8,6 +8,7 @@
 package helper
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -384,6 +385,34 @@ func (h *WebSocketServerHelper) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// closeSpread closes clients 1001, all at once or spread over
+// Options.ShutdownSpread (at most half of what ctx leaves), oldest first.
+func (h *WebSocketServerHelper) closeSpread(ctx context.Context, clients []*client) {
+	spread := h.opts.ShutdownSpread
+	if d, ok := ctx.Deadline(); ok {
+		spread = min(spread, time.Until(d)/2)
+	}
+	if spread <= 0 || len(clients) < 2 {
+		for _, c := range clients {
+			c.closeWith(ws.StatusGoingAway, protocol.ReasonShuttingDown)
+		}
+		return
+	}
+	slices.SortFunc(clients, func(a, b *client) int { return cmp.Compare(a.connectedAt, b.connectedAt) })
+	const tick = 10 * time.Millisecond
+	start := time.Now()
+	for i, c := range clients {
+		// Client i goes at start + spread·i/n: a batch every tick.
+		if due := start.Add(spread * time.Duration(i) / time.Duration(len(clients))); time.Until(due) >= tick {
+			select {
+			case <-time.After(time.Until(due)):
+			case <-ctx.Done():
+			}
+		}
+		c.closeWith(ws.StatusGoingAway, protocol.ReasonShuttingDown)
+	}
+}
+
 // shutdownGrace is how long Shutdown gives read loops to end once their
 // connections are cut (less when ctx leaves less).
 const shutdownGrace = 100 * time.Millisecond
@@ -398,9 +427,7 @@ func (h *WebSocketServerHelper) shutdown(ctx context.Context) error {
 	}
 	all := getRecipients()
 	*all = h.reg.appendAll(*all)
-	for _, c := range *all {
-		c.closeWith(ws.StatusGoingAway, protocol.ReasonShuttingDown)
-	}
+	h.closeSpread(ctx, *all)
 	putRecipients(all)
 
 	var errs []error

@@ -105,6 +105,13 @@ type Options struct {
 	// between collections. Default 5 s; negative turns it off (for
 	// applications that manage memory themselves).
 	ReleaseMemoryAfter time.Duration
+	// ShutdownSpread spreads Shutdown's 1001 closes over this long, in
+	// order of connection, so that a rolling deploy's clients reconnect to
+	// the other instances a few at a time rather than all in the same
+	// millisecond. It never takes more than half of what Shutdown's
+	// context leaves; clients not closed yet keep getting messages. 0 (the
+	// default): all at once, as the original.
+	ShutdownSpread time.Duration
 	// CheckOrigin decides whether an upgrade request's Origin is accepted.
 	// Nil accepts every origin, as the original does. When AllowedOrigins
 	// is set too, a request must pass both.
@@ -182,6 +189,7 @@ func (o Options) Validate() error {
 	neg("IdleTimeout", o.IdleTimeout)
 	neg("WriteTimeout", o.WriteTimeout)
 	neg("SubscribeTimeout", o.SubscribeTimeout)
+	neg("ShutdownSpread", o.ShutdownSpread)
 	if o.MaxPayloadLength < 0 {
 		errs = append(errs, fmt.Errorf("MaxPayloadLength must not be negative, got %d", o.MaxPayloadLength))
 	}
