@@ -242,7 +242,10 @@ func FuzzBrokerEnvelope(f *testing.F) {
 	fs := newFuzzServer(f)
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		if env, err := protocol.DecodeEnvelope(payload); err == nil && env.Type == protocol.TypeDisconnectUser && env.Target == "fuzzer" {
-			return // would close the probed client, as asked (TestDisconnectUserEverywhere)
+			var d protocol.DisconnectData
+			if json.Unmarshal(env.Data, &d) == nil && protocol.ValidCloseCode(d.Code) {
+				return // would close the probed client, as asked (TestDisconnectUserEverywhere)
+			}
 		}
 		deliver := *fs.broker.handler.Load()
 		deliver(protocol.ChannelBroadcast, payload)

@@ -422,13 +422,13 @@ func (h *WebSocketServerHelper) shutdown(ctx context.Context) error {
 	h.closing.Store(true)
 	h.acceptMu.Unlock()
 	h.log.Info("websocket server shutting down", zap.Int("clients", h.reg.len()))
-	if h.cancel != nil {
-		h.cancel() // heartbeat and subscription changes stop first
-	}
 	all := getRecipients()
 	*all = h.reg.appendAll(*all)
-	h.closeSpread(ctx, *all)
+	h.closeSpread(ctx, *all) // the clients left meanwhile still join and subscribe
 	putRecipients(all)
+	if h.cancel != nil {
+		h.cancel() // heartbeat and subscription changes stop
+	}
 
 	var errs []error
 	// Connections get until a grace period before ctx's deadline; what is
@@ -450,7 +450,7 @@ func (h *WebSocketServerHelper) shutdown(ctx context.Context) error {
 		}
 		putRecipients(all)
 		if n := h.inDisconnect.Load(); n > 0 {
-			errs = append(errs, fmt.Errorf("websocket: shutdown: callbacks still running, %d of them disconnect callbacks (every connection was closed): %w", n, err))
+			errs = append(errs, fmt.Errorf("websocket: shutdown: callbacks still running, %d of them disconnect callbacks: %w", n, err))
 		} else {
 			errs = append(errs, fmt.Errorf("websocket: shutdown: connections did not close in time: %w", err))
 		}

@@ -343,8 +343,8 @@ func (r *rateLimiter) allow(now int64, l *Limits, forgiven *uint32) bool {
 // read buffer and the first 16 KiB of the kernel's queue), so nothing is
 // saved up for later: a client that keeps a byte, or a message, ahead of
 // the server gains a message a call at most. Where the socket cannot be
-// asked (TLS), it is what the longest of the calls in a row allowed, one
-// call's worth, not their sum.
+// asked (TLS), or more than 16 KiB waits (large messages), it is what the
+// call allowed, one call's worth, not a sum over calls in a row.
 func (c *client) forgivenAfterCall(d time.Duration, l *Limits) uint32 {
 	if l.MessagesPerSecond <= 0 || d < time.Millisecond {
 		return c.forgiven
@@ -358,19 +358,24 @@ func (c *client) forgivenAfterCall(d time.Duration, l *Limits) uint32 {
 		n, asked = c.raw.peekInput((*buf)[len(unread):peekSize])
 		unread = unread[:len(unread)+n]
 	}
-	return forgivenFor(c.forgiven, d.Seconds()*l.MessagesPerSecond, unread, asked)
+	return forgivenFor(c.forgiven, d.Seconds()*l.MessagesPerSecond, unread, asked, len(unread) >= peekSize)
 }
 
 // forgivenFor is forgivenAfterCall's count: of the frames in unread (all
 // the client's input not read yet, if asked), as many as left (an earlier
-// call's) and earned (this one's) allow. Not asked (TLS): what this call
-// earned, not added to what is left, so that it cannot be saved up.
-func forgivenFor(left uint32, earned float64, unread []byte, asked bool) uint32 {
+// call's) and earned (this one's) allow. Not asked (TLS), or more waiting
+// than was looked at (full: large messages), what this call earned, not
+// added to what is left, so that it cannot be saved up.
+func forgivenFor(left uint32, earned float64, unread []byte, asked, full bool) uint32 {
 	earned = min(earned, math.MaxUint32)
 	if !asked {
 		return max(left, uint32(earned))
 	}
-	return uint32(countFrames(unread, int(min(float64(left)+earned, math.MaxUint32))))
+	n := uint32(countFrames(unread, int(min(float64(left)+earned, math.MaxUint32))))
+	if full {
+		n = max(n, uint32(earned))
+	}
+	return n
 }
 
 // countFrames counts the complete client frames at the start of b, up to

@@ -195,7 +195,7 @@ func TestForgivenFor(t *testing.T) {
 	// 4 s at 30/s: 120 waiting, all forgiven, the burst left whole.
 	var r rateLimiter
 	r.allow(t0, &l, new(uint32))
-	forgiven := forgivenFor(0, 4*50, frames(120), true)
+	forgiven := forgivenFor(0, 4*50, frames(120), true, false)
 	if forgiven != 120 {
 		t.Fatalf("forgiven %d after a 4 s call with 120 waiting, want 120", forgiven)
 	}
@@ -215,12 +215,12 @@ func TestForgivenFor(t *testing.T) {
 
 	// Never more than the rate allowed during the call: 1 s at 50/s of
 	// 400 waiting.
-	if got := forgivenFor(0, 50, frames(400), true); got != 50 {
+	if got := forgivenFor(0, 50, frames(400), true, false); got != 50 {
 		t.Fatalf("a 1 s call with 400 waiting forgave %d, want 50", got)
 	}
 	// A long call, then 2 ms for each frame that came meanwhile: what is
 	// left of the first call's carries over while the frames wait.
-	if got := forgivenFor(60, 0.1, frames(59), true); got != 59 {
+	if got := forgivenFor(60, 0.1, frames(59), true, false); got != 59 {
 		t.Fatalf("a 2 ms call inside a backlog of 59 left %d forgiven, want 59", got)
 	}
 	// Nothing saved up for what is not there: a byte of the next frame, or
@@ -228,7 +228,7 @@ func TestForgivenFor(t *testing.T) {
 	for _, ahead := range [][]byte{frames(1)[:1], frames(1)} {
 		var q uint32
 		for range 600 {
-			q = forgivenFor(q, 2.5, ahead, true)
+			q = forgivenFor(q, 2.5, ahead, true, false)
 		}
 		if want := uint32(countFrames(ahead, 10)); q > want {
 			t.Fatalf("%d bytes kept ahead: %d forgiven after ten minutes of calls, want %d at most", len(ahead), q, want)
@@ -237,10 +237,23 @@ func TestForgivenFor(t *testing.T) {
 	// A socket that cannot be asked: one call's worth, never a sum.
 	var q uint32
 	for range 600 {
-		q = forgivenFor(q, 2.5, nil, false)
+		q = forgivenFor(q, 2.5, nil, false, false)
 	}
 	if q != 2 {
 		t.Fatalf("a TLS client's 50 ms calls saved up %d forgiven, want one call's 2", q)
+	}
+	// More waiting than was looked at (large messages, found in review):
+	// one call's worth, whatever the window holds; not a sum.
+	big := frames(3)
+	if got := forgivenFor(0, 30, big, true, true); got != 30 {
+		t.Fatalf("a 1.5 s call with a full window of 3 frames forgave %d, want the call's 30", got)
+	}
+	q = 0
+	for range 600 {
+		q = forgivenFor(q, 30, big, true, true)
+	}
+	if q != 30 {
+		t.Fatalf("calls in a row with a full window saved up %d, want one call's 30", q)
 	}
 }
 

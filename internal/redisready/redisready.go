@@ -6,6 +6,7 @@ package redisready
 
 import (
 	"errors"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -18,9 +19,12 @@ func Permanent(err error) bool {
 	return errors.As(err, &answered) && !Starting(err) || errors.Is(err, redis.ErrClosed)
 }
 
-// Starting reports an answer of a Redis that is coming up: loading its
-// data, or a cluster or replica not ready yet. Waiting changes those.
+// Starting reports an answer that waiting changes: a Redis loading its
+// data, a cluster or replica not ready yet, a script or function running
+// past busy-reply-threshold.
 func Starting(err error) bool {
+	var answer redis.Error
 	return redis.IsLoadingError(err) || redis.IsMasterDownError(err) ||
-		redis.IsClusterDownError(err) || redis.IsTryAgainError(err)
+		redis.IsClusterDownError(err) || redis.IsTryAgainError(err) ||
+		errors.As(err, &answer) && strings.HasPrefix(answer.Error(), "BUSY ")
 }
