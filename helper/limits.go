@@ -43,7 +43,8 @@ type Limits struct {
 	// the app's code holds one of a client's messages nothing is read from
 	// it; the frames that waited meanwhile then pass uncharged, as many as
 	// the rate allowed during the call (on TLS, where the server cannot
-	// see what waits, one call's worth however many calls in a row), so a
+	// see what waits, or when more than 16 KiB waits, one call's worth
+	// however many calls in a row), so a
 	// slow call does not make a steady client look like a flood. Defaults
 	// 1000 and 2000.
 	MessagesPerSecond float64
