@@ -438,7 +438,8 @@ func TestLimitsValidation(t *testing.T) {
 	got := h.Options().Limits
 	want := helper.Limits{MaxJSONDepth: 64, MaxRoomsPerJoin: 256, MaxRoomsPerClient: 1024,
 		MessagesPerSecond: 1000, MessageBurst: 2000, MaxPendingConnections: 10000,
-		MaxUnauthenticatedPayload: 16 << 10, InflatedBytesPerSecond: 1 << 20, InflatedBurst: 1 << 20}
+		MaxUnauthenticatedPayload: 16 << 10, InflatedBytesPerSecond: 1 << 20, InflatedBurst: 1 << 20,
+		MaxConnections: got.MaxConnections} // from the open-file limit: TestMaxConnectionsDefault
 	if got != want {
 		b, _ := json.Marshal(got)
 		t.Fatalf("default limits %s", b)
