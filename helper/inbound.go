@@ -111,11 +111,12 @@ func (h *WebSocketServerHelper) handleMessage(c *client, raw []byte) {
 	since := began.UnixNano()
 	c.appSince.Store(since)
 	defer func() {
-		c.appDone.Store(time.Now().UnixNano())
+		end := time.Now()
+		c.appDone.Store(end.UnixNano())
 		for !c.appSince.CompareAndSwap(since, 0) {
 			runtime.Gosched() // a sweep is looking at the unread input (droppedInCall)
 		}
-		c.forgiven = c.forgivenAfterCall(time.Since(began), &h.opts.Limits)
+		c.forgiven = c.forgivenAfterCall(end.Sub(began), &h.opts.Limits)
 	}()
 	c.mu.Lock()
 	hook := c.hookPending
