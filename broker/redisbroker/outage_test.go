@@ -405,3 +405,26 @@ func TestStartFailsAtOnceOnAnACLWithoutSubscribe(t *testing.T) {
 		t.Fatalf("Start without SUBSCRIBE: %v (context %v), want the NOPERM answer at once", err, sctx.Err())
 	}
 }
+
+// A Redis user without PUBLISH fails Start at once too: every send would
+// fail otherwise, on an instance that looks ready (found in an operations
+// trial).
+func TestStartFailsAtOnceOnAnACLWithoutPublish(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := srv.Client()
+	defer admin.Close()
+	ctx := context.Background()
+	if err := admin.Do(ctx, "ACL", "SETUSER", "fxws", "on", ">secret", "resetchannels", "&ws:*", "-@all", "+@connection", "+subscribe", "+unsubscribe", "+psubscribe", "+punsubscribe").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rdb := srv.Client(func(o *redis.Options) { o.Username, o.Password = "fxws", "secret" })
+	defer rdb.Close()
+	b := redisbroker.New(rdb, redisbroker.Options{})
+	defer b.Close()
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := b.Start(sctx, func(string, []byte) {})
+	if err == nil || sctx.Err() != nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("Start without PUBLISH: %v (context %v), want the NOPERM answer at once", err, sctx.Err())
+	}
+}

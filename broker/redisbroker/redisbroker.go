@@ -498,6 +498,18 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 		}
 		backoff = min(2*backoff, b.opts.ReconnectBackoffMax)
 	}
+	if err := b.checkPublish(ctx); err != nil {
+		b.mu.Lock()
+		sess := b.sess
+		b.sess, b.started = nil, false
+		b.mu.Unlock()
+		if sess != nil {
+			sess.close()
+		}
+		cancel()
+		b.loops.Wait()
+		return fmt.Errorf("redisbroker: start: publish: %w", err)
+	}
 	b.mu.Lock()
 	if b.closed { // Close ran after the session was installed
 		b.mu.Unlock()
@@ -556,6 +568,26 @@ func (b *Broker) connect(ctx context.Context) error {
 	b.heldPeak = len(chans)
 	b.mu.Unlock()
 	b.stats.sessions.Add(1)
+	return nil
+}
+
+// checkPublish publishes once on the session's own probe channel, so that
+// a Redis user without PUBLISH fails Start now rather than every send
+// later (found in an operations trial). Only an answer no wait changes
+// fails it; without a probe channel (sharded on a cluster) it is skipped.
+func (b *Broker) checkPublish(ctx context.Context) error {
+	b.mu.Lock()
+	sess := b.sess
+	b.mu.Unlock()
+	if sess == nil || sess.probeCh == "" {
+		return nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, b.opts.PingTimeout)
+	defer cancel()
+	_, err := b.publishCheck(pctx, b.client, sess.probeCh, probeEnvelope(sess.probeCh, "0"))
+	if err != nil && redisready.Permanent(err) {
+		return err
+	}
 	return nil
 }
 
