@@ -129,7 +129,7 @@ func (h *WebSocketServerHelper) disconnectFromBroker(userID string, data json.Ra
 	if userID == "" || json.Unmarshal(data, &d) != nil || checkCloseCode(d.Code) != nil {
 		return false
 	}
-	_, _ = h.DisconnectUser(userID, d.Code, closeReason(d.Reason))
+	_, _ = h.DisconnectUser(userID, d.Code, d.Reason) // which makes the reason one a close frame carries
 	return true
 }
 

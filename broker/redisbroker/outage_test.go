@@ -383,48 +383,36 @@ func TestLostSubscriptionWithRedisUpFailsNoPublish(t *testing.T) {
 	}
 }
 
-// A Redis user without SUBSCRIBE (an ACL) fails Start at once, saying so,
-// instead of being retried until the start context ends with nothing but
-// "deadline exceeded" (found in an operations trial).
-func TestStartFailsAtOnceOnAnACLWithoutSubscribe(t *testing.T) {
-	srv := redistest.Start(t)
-	admin := srv.Client()
-	defer admin.Close()
-	ctx := context.Background()
-	if err := admin.Do(ctx, "ACL", "SETUSER", "fxws", "on", ">secret", "resetchannels", "&ws:*", "-@all", "+@connection", "+publish").Err(); err != nil {
-		t.Fatal(err)
-	}
-	rdb := srv.Client(func(o *redis.Options) { o.Username, o.Password = "fxws", "secret" })
-	defer rdb.Close()
-	b := redisbroker.New(rdb, redisbroker.Options{})
-	defer b.Close()
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	err := b.Start(sctx, func(string, []byte) {})
-	if err == nil || sctx.Err() != nil || !strings.Contains(err.Error(), "NOPERM") {
-		t.Fatalf("Start without SUBSCRIBE: %v (context %v), want the NOPERM answer at once", err, sctx.Err())
-	}
-}
-
-// A Redis user without PUBLISH fails Start at once too: every send would
-// fail otherwise, on an instance that looks ready (found in an operations
-// trial).
-func TestStartFailsAtOnceOnAnACLWithoutPublish(t *testing.T) {
-	srv := redistest.Start(t)
-	admin := srv.Client()
-	defer admin.Close()
-	ctx := context.Background()
-	if err := admin.Do(ctx, "ACL", "SETUSER", "fxws", "on", ">secret", "resetchannels", "&ws:*", "-@all", "+@connection", "+subscribe", "+unsubscribe", "+psubscribe", "+punsubscribe").Err(); err != nil {
-		t.Fatal(err)
-	}
-	rdb := srv.Client(func(o *redis.Options) { o.Username, o.Password = "fxws", "secret" })
-	defer rdb.Close()
-	b := redisbroker.New(rdb, redisbroker.Options{})
-	defer b.Close()
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	err := b.Start(sctx, func(string, []byte) {})
-	if err == nil || sctx.Err() != nil || !strings.Contains(err.Error(), "NOPERM") {
-		t.Fatalf("Start without PUBLISH: %v (context %v), want the NOPERM answer at once", err, sctx.Err())
+// A Redis user without SUBSCRIBE, or without PUBLISH, fails Start at
+// once, saying so: without SUBSCRIBE it was retried until the start
+// context ended with nothing but "deadline exceeded"; without PUBLISH the
+// instance started, looked ready, and every send failed (both found in an
+// operations trial).
+func TestStartFailsAtOnceOnAnACLWithoutSubscribeOrPublish(t *testing.T) {
+	for _, tc := range []struct {
+		lacks  string
+		grants []any
+	}{
+		{"SUBSCRIBE", []any{"+publish"}},
+		{"PUBLISH", []any{"+subscribe", "+unsubscribe", "+psubscribe", "+punsubscribe"}},
+	} {
+		srv := redistest.Start(t)
+		admin := srv.Client()
+		ctx := context.Background()
+		rule := append([]any{"ACL", "SETUSER", "fxws", "on", ">secret", "resetchannels", "&ws:*", "-@all", "+@connection"}, tc.grants...)
+		if err := admin.Do(ctx, rule...).Err(); err != nil {
+			t.Fatal(err)
+		}
+		_ = admin.Close()
+		rdb := srv.Client(func(o *redis.Options) { o.Username, o.Password = "fxws", "secret" })
+		b := redisbroker.New(rdb, redisbroker.Options{})
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := b.Start(sctx, func(string, []byte) {})
+		if err == nil || sctx.Err() != nil || !strings.Contains(err.Error(), "NOPERM") {
+			t.Errorf("Start without %s: %v (context %v), want the NOPERM answer at once", tc.lacks, err, sctx.Err())
+		}
+		cancel()
+		_ = b.Close()
+		_ = rdb.Close()
 	}
 }
