@@ -251,7 +251,11 @@ func TestStartFailsWhenRedisIsAbsent(t *testing.T) {
 	if err == nil {
 		t.Fatal("Start succeeded without Redis")
 	}
-	t.Log(err)
+	// go-redis reports only the ping's deadline; the error must also say
+	// what stood in the way (here: nothing listens at the address).
+	if !strings.Contains(err.Error(), "connection refused") || !strings.Contains(err.Error(), srv.Addr()) {
+		t.Fatalf("Start's error = %q; want it to name the refused dial to %s", err, srv.Addr())
+	}
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -424,6 +424,10 @@ func New(client redis.UniversalClient, opts Options) *Broker {
 // Mode is the broker's subscription mode.
 func (b *Broker) Mode() Mode { return b.opts.Mode }
 
+// dialCheckTimeout bounds the one dial with which a Start that gave up
+// says why Redis could not be reached.
+const dialCheckTimeout = time.Second
+
 // Start checks Redis, subscribes to the channels held so far and begins
 // calling h. It retries with backoff until ctx ends, so a Redis that is
 // still starting is waited for; the error then carries the last failure.
@@ -490,6 +494,16 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 			b.mu.Lock()
 			b.started = false
 			b.mu.Unlock()
+			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+				// go-redis reports a ping cut short, not the dial that
+				// kept failing under it: dial once to say what it was.
+				dctx, dcancel := context.WithTimeout(context.Background(), dialCheckTimeout)
+				derr := redisready.DialError(dctx, b.client)
+				dcancel()
+				if derr != nil {
+					return fmt.Errorf("redisbroker: start: %w (last error: %v; %v)", ctx.Err(), err, derr)
+				}
+			}
 			return fmt.Errorf("redisbroker: start: %w (last error: %v)", ctx.Err(), err)
 		case <-runCtx.Done(): // Close while waiting for Redis
 			b.loops.Wait()

@@ -5,7 +5,10 @@
 package redisready
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"net"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -27,4 +30,52 @@ func Starting(err error) bool {
 	return redis.IsLoadingError(err) || redis.IsMasterDownError(err) ||
 		redis.IsClusterDownError(err) || redis.IsTryAgainError(err) ||
 		errors.As(err, &answer) && strings.HasPrefix(answer.Error(), "BUSY ")
+}
+
+// DialError dials Redis once, as client would, and returns why that fails
+// (nil if it connects). A PING cut short by its deadline says only that
+// time ran out: go-redis retries a refused or unresolvable dial until then
+// and reports the context's error, not the dial's. A start that gives up
+// asks this to say which it was (nothing listening, a name that does not
+// resolve, a TLS mismatch). A cluster client is dialed at each of its seed
+// addresses until one connects.
+func DialError(ctx context.Context, client redis.UniversalClient) error {
+	type target struct {
+		network, addr string
+		dial          func(context.Context, string, string) (net.Conn, error)
+	}
+	var targets []target
+	switch c := client.(type) {
+	case *redis.Client:
+		o := c.Options()
+		targets = append(targets, target{o.Network, o.Addr, o.Dialer})
+	case *redis.ClusterClient:
+		o := c.Options()
+		for _, a := range o.Addrs {
+			targets = append(targets, target{"tcp", a, o.Dialer})
+		}
+	default:
+		return nil
+	}
+	var errs []error
+	for _, t := range targets {
+		dial := t.dial
+		if dial == nil {
+			var d net.Dialer
+			dial = d.DialContext
+		}
+		if t.network == "" {
+			t.network = "tcp"
+		}
+		conn, err := dial(ctx, t.network, t.addr)
+		if err == nil {
+			_ = conn.Close()
+			return nil
+		}
+		if !strings.Contains(err.Error(), t.addr) {
+			err = fmt.Errorf("dial %s: %w", t.addr, err)
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
