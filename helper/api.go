@@ -223,6 +223,10 @@ type Stats struct {
 	// 1024 of the broker's messages were already waiting for its outbound
 	// transformer.
 	Delivered, DroppedBackpressure uint64
+	// Received counts the complete messages read from clients, every
+	// event (authenticate, heartbeat, join, leave and the app's), those
+	// answered with an error included; control frames are not counted.
+	Received uint64
 	// PublishErrors counts failed broker publishes; BadEnvelopes, envelopes
 	// dropped as unreadable; HandlerErrors, failed message callbacks.
 	PublishErrors, BadEnvelopes, HandlerErrors uint64
@@ -249,6 +253,10 @@ type Stats struct {
 	// maps.
 	ServerCloses, ClientCloses map[int]uint64
 	Dropped                    uint64
+	// IdleTimeouts counts the sessions the idle sweep ended (1001 "Idle
+	// timeout", Options.IdleTimeout): the part of ServerCloses[1001] that
+	// is not a shutdown or a Disconnect.
+	IdleTimeouts uint64
 	// AuthRejected counts authentications the handler refused (a nil
 	// result: 4003 "Authentication failed"); AuthErrors, those it failed
 	// with an error (4003 too, after an "Authentication error" event): a
@@ -267,6 +275,7 @@ type Stats struct {
 
 type counters struct {
 	connections, delivered, droppedBackpressure atomic.Uint64
+	received                                    atomic.Uint64
 	directUpgrades                              atomic.Uint64
 	publishErrors, badEnvelopes, handlerErrors  atomic.Uint64
 	memoryReleases                              atomic.Uint64
@@ -284,10 +293,10 @@ type counters struct {
 type closeCounts struct {
 	mu             sync.Mutex
 	server, client map[int]uint64
-	dropped        uint64
+	dropped, idle  uint64
 }
 
-func (cc *closeCounts) add(by string, code int) {
+func (cc *closeCounts) add(by string, code int, reason string) {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	switch by {
@@ -296,6 +305,9 @@ func (cc *closeCounts) add(by string, code int) {
 			cc.server = make(map[int]uint64)
 		}
 		cc.server[code]++
+		if code == int(ws.StatusGoingAway) && reason == protocol.ReasonIdleTimeout {
+			cc.idle++
+		}
 	case CloseByClient:
 		if cc.client == nil {
 			cc.client = make(map[int]uint64)
@@ -306,16 +318,16 @@ func (cc *closeCounts) add(by string, code int) {
 	}
 }
 
-func (cc *closeCounts) snapshot() (server, client map[int]uint64, dropped uint64) {
+func (cc *closeCounts) snapshot() (server, client map[int]uint64, dropped, idle uint64) {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
-	return maps.Clone(cc.server), maps.Clone(cc.client), cc.dropped
+	return maps.Clone(cc.server), maps.Clone(cc.client), cc.dropped, cc.idle
 }
 
 // Stats returns the current counters.
 func (h *WebSocketServerHelper) Stats() Stats {
 	clients, rooms, users := h.reg.counts()
-	serverCloses, clientCloses, dropped := h.stats.closes.snapshot()
+	serverCloses, clientCloses, dropped, idle := h.stats.closes.snapshot()
 	if serverCloses == nil {
 		serverCloses = map[int]uint64{}
 	}
@@ -332,6 +344,7 @@ func (h *WebSocketServerHelper) Stats() Stats {
 		DirectUpgrades:      h.stats.directUpgrades.Load(),
 		Delivered:           h.stats.delivered.Load(),
 		DroppedBackpressure: h.stats.droppedBackpressure.Load(),
+		Received:            h.stats.received.Load(),
 		PublishErrors:       h.stats.publishErrors.Load(),
 		BadEnvelopes:        h.stats.badEnvelopes.Load(),
 		InflatedMessages:    h.stats.inflated.Load(),
@@ -342,6 +355,7 @@ func (h *WebSocketServerHelper) Stats() Stats {
 		ServerCloses:        serverCloses,
 		ClientCloses:        clientCloses,
 		Dropped:             dropped,
+		IdleTimeouts:        idle,
 		AuthRejected:        h.stats.authRejected.Load(),
 		AuthErrors:          h.stats.authErrors.Load(),
 		RefusedAtLimit:      h.stats.refusedAtLimit.Load(),

@@ -355,7 +355,7 @@ func (h *WebSocketServerHelper) disconnect(c *client) {
 	if n := c.closed.Load(); n != nil {
 		end.CloseCode, end.CloseReason, end.ClosedBy = int(n.code), n.reason, n.by
 	}
-	h.stats.closes.add(end.ClosedBy, end.CloseCode)
+	h.stats.closes.add(end.ClosedBy, end.CloseCode, end.CloseReason)
 	h.log.Debug("client disconnected", zapClient(c.id), zap.String("userId", info.userID),
 		zap.Int("code", end.CloseCode), zap.String("reason", end.CloseReason), zap.String("by", end.ClosedBy))
 	if cb := h.handlers.ClientDisconnected; cb != nil {

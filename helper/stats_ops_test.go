@@ -4,9 +4,11 @@ import (
 	"context"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/fxws/websocket/fxtest"
 	"github.com/fxws/websocket/helper"
+	"github.com/fxws/websocket/protocol"
 )
 
 // What an on-call needs from Stats (asked for in an operations trial):
@@ -44,5 +46,40 @@ func TestStatsForOperations(t *testing.T) {
 	s := k.h.Stats()
 	if s.AuthRejected != 1 || s.AuthErrors != 1 || s.RefusedOrigin != 1 || s.RefusedAtLimit != 1 {
 		t.Fatalf("Stats %+v: want 1 rejected, 1 auth error, 1 refused origin, 1 refused at the limit", s)
+	}
+}
+
+// Received counts every complete client message, whatever its event and
+// whether it was taken; pings (Sync) are control frames and do not count.
+// IdleTimeouts tells the idle sweep's 1001 closes from a shutdown's.
+func TestStatsReceivedAndIdleTimeouts(t *testing.T) {
+	k := newKit(t, rawSocket, func(c *helper.Config) { c.Options.IdleTimeout = 400 * time.Millisecond })
+	ctx := context.Background()
+	c, _ := k.login("u1") // 1: authenticate
+	for _, send := range []func() error{
+		c.Heartbeat,                                       // 2
+		func() error { return c.Join("room-a") },          // 3
+		func() error { return c.Emit("chat", "hi") },      // 4: the app's
+		func() error { return c.SendText("not json") },    // 5: answered with an error
+		func() error { return c.SendText(`{"event":7}`) }, // 6: ignored
+	} {
+		if err := send(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := k.h.Stats().Received; got != 6 {
+		t.Fatalf("Received = %d, want 6", got)
+	}
+	if s := k.h.Stats(); s.IdleTimeouts != 0 {
+		t.Fatalf("IdleTimeouts = %d before any idle close", s.IdleTimeouts)
+	}
+	silent := k.rawDial() // answers no ping, sends nothing
+	defer silent.Close()
+	eventually(t, "the silent socket cut for idleness", func() bool { return k.h.Stats().IdleTimeouts == 1 })
+	if s := k.h.Stats(); s.ServerCloses[int(protocol.CloseGoingAway)] != 1 {
+		t.Fatalf("ServerCloses = %v, want the idle close counted as 1001 too", s.ServerCloses)
 	}
 }
