@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/fxws/websocket/internal/bounded"
@@ -71,6 +72,32 @@ type WebSocketEmitter struct {
 	// ReadyTimeout hold with any client (see package bounded); it caps
 	// the commands left behind by callers that gave up.
 	commands *bounded.Runner
+
+	published, publishErrors, noReceivers atomic.Uint64
+}
+
+// Stats are the emitter's counters since it was made.
+type Stats struct {
+	// Published counts the envelopes Redis took; PublishErrors, the
+	// publishes that failed (Redis unreachable, PublishTimeout, an ACL).
+	// Envelopes refused before any publish (an empty event, data
+	// encoding/json cannot encode) are in neither.
+	Published, PublishErrors uint64
+	// NoReceivers counts the part of Published that no subscriber got:
+	// with the servers' default subscription mode, no instance held
+	// anyone for the target (a user with no connection, an empty room),
+	// or no instance was connected to Redis. Not counted on a cluster
+	// with classic PUBLISH, whose answer covers one node only.
+	NoReceivers uint64
+}
+
+// Stats returns the emitter's counters, for metrics.
+func (e *WebSocketEmitter) Stats() Stats {
+	return Stats{
+		Published:     e.published.Load(),
+		PublishErrors: e.publishErrors.Load(),
+		NoReceivers:   e.noReceivers.Load(),
+	}
 }
 
 // maxInflight caps the commands running at once; past it, callers wait
@@ -222,9 +249,12 @@ func (e *WebSocketEmitter) publish(ctx context.Context, typ protocol.MessageType
 	ch := typ.Channel(target)
 	ctx, cancel := context.WithTimeout(ctx, e.opts.PublishTimeout)
 	defer cancel()
+	receivers := int64(-1) // not known
 	err = e.commands.Run(ctx, func(ctx context.Context) error {
 		if e.opts.Sharded {
-			return e.client.SPublish(ctx, ch, payload).Err()
+			n, err := e.client.SPublish(ctx, ch, payload).Result()
+			receivers = n
+			return err
 		}
 		if cc, ok := e.client.(*redis.ClusterClient); ok {
 			// A classic PUBLISH may go to any node of a cluster, which
@@ -238,15 +268,22 @@ func (e *WebSocketEmitter) publish(ctx context.Context, typ protocol.MessageType
 			}
 			return node.Publish(ctx, ch, payload).Err()
 		}
-		return e.client.Publish(ctx, ch, payload).Err()
+		n, err := e.client.Publish(ctx, ch, payload).Result()
+		receivers = n
+		return err
 	})
 	if err != nil {
+		e.publishErrors.Add(1)
 		if cc, ok := e.client.(*redis.ClusterClient); ok {
 			// go-redis refreshes its view of the slots on redirections
 			// only, not when a master dies and its replica takes over.
 			cc.ReloadState(ctx)
 		}
 		return fmt.Errorf("emitter: publish to %s: %w", ch, err)
+	}
+	e.published.Add(1)
+	if receivers == 0 {
+		e.noReceivers.Add(1)
 	}
 	return nil
 }

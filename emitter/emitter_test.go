@@ -387,3 +387,42 @@ func TestModuleWaitsForRedisComingUp(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Stats count what Redis took, what reached no subscriber (a user with no
+// connection anywhere), and what failed; refused input counts nowhere.
+func TestStats(t *testing.T) {
+	srv := redistest.Start(t)
+	rc := srv.Client()
+	defer rc.Close()
+	e, err := emitter.New(rc, emitter.Options{PublishTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	sub := srv.Client()
+	defer sub.Close()
+	ps := sub.Subscribe(ctx, protocol.TypeUser.Channel("online"))
+	defer ps.Close()
+	if _, err := ps.Receive(ctx); err != nil { // the subscription's confirmation
+		t.Fatal(err)
+	}
+	if err := e.ToUser(ctx, "online", "note", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ToUser(ctx, "offline", "note", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Broadcast(ctx, "", 1); err == nil {
+		t.Fatal("an empty event was published")
+	}
+	if s := e.Stats(); s != (emitter.Stats{Published: 2, NoReceivers: 1}) {
+		t.Fatalf("Stats = %+v, want 2 published, 1 with no receiver", s)
+	}
+	srv.Kill()
+	if err := e.ToUser(ctx, "online", "note", 1); err == nil {
+		t.Fatal("a publish succeeded with Redis gone")
+	}
+	if s := e.Stats(); s != (emitter.Stats{Published: 2, NoReceivers: 1, PublishErrors: 1}) {
+		t.Fatalf("Stats = %+v, want the failed publish counted", s)
+	}
+}
