@@ -10,3 +10,11 @@ const DirectUpgrades = directUpgrades
 func (h *WebSocketServerHelper) UpgradeListener(ln net.Listener) net.Listener {
 	return h.upgradeListener(ln)
 }
+
+// PendingSubscriptionChanges is the number of channel changes the helper
+// holds for the broker and has not applied yet.
+func (h *WebSocketServerHelper) PendingSubscriptionChanges() int {
+	h.subs.mu.Lock()
+	defer h.subs.mu.Unlock()
+	return len(h.subs.dirty)
+}

@@ -291,6 +291,16 @@ func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
 		if !protocol.ValidRoomName(r) {
 			continue
 		}
+		if r != c.id && !h.opts.AllowClientIDRooms && protocol.IsClientID(r) {
+			// The handler's answer is held to the rule the request was:
+			// one that normalises names (case, spaces) could otherwise
+			// turn an asked-for name into another client's id room.
+			if ok, n := h.clientIDRoomLog.Allow(); ok {
+				h.log.Info("validate-room answered a room named like another client's id; not joined (see Options.AllowClientIDRooms)",
+					zapClient(c.id), zap.String("room", r), zap.Uint64("suppressed", n))
+			}
+			continue
+		}
 		if h.roomsFull(c) {
 			h.log.Debug("join stopped at MaxRoomsPerClient", zapClient(c.id), zap.String("room", r))
 			return

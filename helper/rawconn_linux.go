@@ -222,3 +222,16 @@ func (r *rawConn) peekInput(p []byte) (n int, ok bool) {
 	}
 	return 0, false
 }
+
+// unread returns how many bytes the kernel holds unread from the peer.
+// ok is false when the socket cannot be asked.
+func (r *rawConn) unread() (n int, ok bool) {
+	if r == nil {
+		return 0, false
+	}
+	var err error
+	if cerr := r.rc.Control(func(fd uintptr) { n, err = unix.IoctlGetInt(int(fd), unix.SIOCINQ) }); cerr != nil || err != nil {
+		return 0, false
+	}
+	return n, true
+}

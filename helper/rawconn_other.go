@@ -23,3 +23,5 @@ type iovec struct{}
 func (*rawConn) peer() (received uint64, closed, ok bool) { return 0, false, false }
 
 func (*rawConn) peekInput([]byte) (int, bool) { return 0, false }
+
+func (*rawConn) unread() (int, bool) { return 0, false }

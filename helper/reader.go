@@ -17,6 +17,10 @@ import (
 // to parse. Frames that do not fit get a buffer of their own size.
 const readBufferSize = 4096
 
+// largeFrameStart is the first buffer of a frame larger than the read
+// buffer whose payload has not arrived yet; it doubles as more comes in.
+const largeFrameStart = 8 << 10
+
 var readBuffers = sync.Pool{New: func() any { b := make([]byte, readBufferSize); return &b }}
 
 // frameBuffers pools the buffers of frames larger than the read buffer, by
@@ -240,14 +244,38 @@ func (c *client) next() (frameHeader, []byte, error) {
 		payload = (*rd.buf)[rd.r : rd.r+size]
 		rd.r += size
 	} else {
-		rd.large = getFrameBuffer(size)
+		// The buffer follows what has arrived, doubling as the payload
+		// comes in, not what the header announces: sized by the header,
+		// 14 bytes of it held MaxPayloadLength of memory for as long as
+		// the client then kept quiet (found in a security audit).
+		// What is there already (the kernel's queue included) is taken
+		// in one buffer.
+		have := len(rd.buffered()) + len(rd.pending)
+		if queued, ok := c.raw.unread(); ok {
+			have += queued
+		}
+		rd.large = getFrameBuffer(min(size, max(have, largeFrameStart)))
 		payload = *rd.large
 		got := copy(payload, rd.buffered())
 		rd.r += got
+		rd.release() // all of it copied: not held while waiting
 		got += rd.takePending(payload[got:])
-		c.uncork() // the read below may wait
-		if _, err := io.ReadFull(c.conn, payload[got:]); err != nil {
-			return h, nil, err
+		c.uncork() // the reads below may wait
+		for got < size {
+			if got == len(payload) {
+				grown := getFrameBuffer(min(size, 2*len(payload)))
+				copy(*grown, payload)
+				putFrameBuffer(rd.large)
+				rd.large, payload = grown, *grown
+			}
+			m, err := c.conn.Read(payload[got:])
+			got += m
+			if err != nil && got < size {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return h, nil, err
+			}
 		}
 		rd.mayRead = true
 	}

@@ -176,6 +176,9 @@ func (s *subscriptions) apply(ctx context.Context) bool {
 	call(unsub, s.broker.Unsubscribe, false)
 
 	s.mu.Lock()
+	if !ok {
+		s.forgetUnsubscribes()
+	}
 	if gen > s.applied {
 		s.applied = gen
 		close(s.settled)
@@ -183,6 +186,39 @@ func (s *subscriptions) apply(ctx context.Context) bool {
 	}
 	s.mu.Unlock()
 	return ok
+}
+
+// maxHeldUnsubscribes caps the unsubscribes kept for retry while the
+// broker fails. The subscribes kept are bounded by the audience (a channel
+// no longer wanted is marked so), but every channel joined and left during
+// an outage would stay as an unsubscribe: a client joining and leaving
+// fresh names grew the table by 256 per two messages for as long as Redis
+// was away (found in a security audit), and each retry re-sent all of it.
+const maxHeldUnsubscribes = 1024
+
+// forgetUnsubscribes drops the unsubscribes held for retry once there are
+// more than maxHeldUnsubscribes. Nothing is lost with the Redis broker,
+// which takes a change off its set before it tries to send it and, once
+// back, subscribes to that set only (a call that could not even begin
+// within its 5 s, waiting behind another, leaves the set as it was). A
+// broker that kept a channel delivers messages for it that reach no local
+// client. The caller holds s.mu.
+func (s *subscriptions) forgetUnsubscribes() {
+	n := 0
+	for _, wanted := range s.dirty {
+		if !wanted {
+			n++
+		}
+	}
+	if n <= maxHeldUnsubscribes {
+		return
+	}
+	for ch, wanted := range s.dirty {
+		if !wanted {
+			delete(s.dirty, ch)
+		}
+	}
+	s.log.Debug("unsubscribes held for retry dropped", zap.Int("channels", n))
 }
 
 // errSubscriptionsStopped: the helper is shutting down.
