@@ -58,9 +58,8 @@ var ErrInvalidCloseCode = errors.New("websocket: invalid close code")
 // bytes a close frame holds is cut at a character boundary. It reports
 // whether the client is here and was not already closing.
 //
-// It acts on this instance only: to close a user everywhere, each instance
-// calls DisconnectUser (the application tells them, e.g. through its own
-// broadcast).
+// It acts on this instance only: DisconnectUserEverywhere closes a user's
+// connections on every instance.
 func (h *WebSocketServerHelper) Disconnect(clientID string, code int, reason string) (bool, error) {
 	if err := checkCloseCode(code); err != nil {
 		return false, err

@@ -147,6 +147,14 @@ func TestWriteTimeout(t *testing.T) {
 		_, id := k.stalledClient("stalled")
 		_, _ = k.h.SendToClient(id, "big", strings.Repeat("z", 8<<20))
 		k.rec.waitFor(t, "stalled client cut", func() bool { return slicesContains(k.rec.disconnected, id) })
+		// The callback can tell a client too slow from one gone.
+		k.rec.mu.Lock()
+		defer k.rec.mu.Unlock()
+		for _, d := range k.rec.disconnected {
+			if d.ClientID == id && (d.CloseCode != 1006 || d.CloseReason != helper.ReasonWriteTimeout || d.ClosedBy != "") {
+				t.Fatalf("disconnect callback saw %d %q by %q, want 1006 %q by nobody", d.CloseCode, d.CloseReason, d.ClosedBy, helper.ReasonWriteTimeout)
+			}
+		}
 	})
 }
 

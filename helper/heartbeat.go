@@ -56,9 +56,11 @@ func (h *WebSocketServerHelper) sweepHeartbeats(now time.Time, busy busyLooks) {
 			c.terminate()
 			continue
 		}
-		if c.authenticated() && max(c.lastActivity.Load(), heard) < deadline {
+		// Logged once: a client that does not answer the close is still
+		// here at the next sweeps, until the close grace runs out.
+		if c.authenticated() && max(c.lastActivity.Load(), heard) < deadline &&
+			c.closeWith(ws.StatusCode(protocol.CloseHeartbeatTimeout), protocol.ReasonHeartbeatTimeout) {
 			h.log.Info("heartbeat timeout", zapClient(c.id), zap.String("userId", c.identity().userID), zap.String("remoteAddr", c.remoteAddr))
-			c.closeWith(ws.StatusCode(protocol.CloseHeartbeatTimeout), protocol.ReasonHeartbeatTimeout)
 		}
 	}
 }
@@ -147,8 +149,9 @@ func (h *WebSocketServerHelper) sweepIdle(now time.Time, busy busyLooks) {
 		seen := max(c.lastSeen.Load(), heard)
 		switch {
 		case seen < cut:
-			h.log.Debug("idle timeout", zapClient(c.id))
-			c.closeWith(ws.StatusGoingAway, protocol.ReasonIdleTimeout)
+			if c.closeWith(ws.StatusGoingAway, protocol.ReasonIdleTimeout) {
+				h.log.Info("idle timeout", zapClient(c.id), zap.String("userId", c.identity().userID), zap.String("remoteAddr", c.remoteAddr))
+			}
 		case seen < ping && !h.opts.DisablePings:
 			c.sendControl(pingFrame)
 		}

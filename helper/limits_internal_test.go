@@ -276,3 +276,21 @@ func TestMaxConnectionsDefault(t *testing.T) {
 		t.Fatalf("MaxConnections 7 became %d", got)
 	}
 }
+
+// The heartbeat sweep follows a short HeartbeatTimeout unless set: with
+// 5 s and the 30 s sweep, a game server found a dead player after 35 s.
+func TestHeartbeatIntervalDefault(t *testing.T) {
+	for _, tc := range []struct{ interval, timeout, want time.Duration }{
+		{0, 0, 30 * time.Second},
+		{0, 5 * time.Second, 5 * time.Second / 3},
+		{0, 10 * time.Minute, 30 * time.Second},
+		{0, time.Millisecond, 10 * time.Millisecond},
+		{2 * time.Second, 5 * time.Second, 2 * time.Second},
+		{time.Minute, 5 * time.Second, time.Minute},
+	} {
+		got := Options{HeartbeatInterval: tc.interval, HeartbeatTimeout: tc.timeout}.withDefaults().HeartbeatInterval
+		if got != tc.want {
+			t.Errorf("interval %v, timeout %v: sweep every %v, want %v", tc.interval, tc.timeout, got, tc.want)
+		}
+	}
+}

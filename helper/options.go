@@ -42,7 +42,9 @@ type Options struct {
 	// client gets 3× this for the callbacks to finish. Default 5 s.
 	AuthTimeout time.Duration
 	// HeartbeatInterval is the period of the sweep that closes silent
-	// authenticated clients. Default 30 s.
+	// authenticated clients. Default 30 s, or a third of HeartbeatTimeout
+	// when that is under 90 s, so that a silent client is closed within
+	// 4/3 of the timeout.
 	HeartbeatInterval time.Duration
 	// HeartbeatTimeout is how long an authenticated client may send nothing
 	// before it is closed with 4002. Default 90 s.
@@ -254,8 +256,10 @@ func (o Options) withDefaults() Options {
 		}
 	}
 	def(&o.AuthTimeout, protocol.DefaultAuthTimeout)
-	def(&o.HeartbeatInterval, protocol.DefaultHeartbeatInterval)
 	def(&o.HeartbeatTimeout, protocol.DefaultHeartbeatTimeout)
+	// A timeout shorter than the default wants a sweep to match: with 5 s
+	// and the 30 s sweep, a dead client was found after up to 35 s.
+	def(&o.HeartbeatInterval, min(protocol.DefaultHeartbeatInterval, max(o.HeartbeatTimeout/3, 10*time.Millisecond)))
 	def(&o.IdleTimeout, protocol.DefaultIdleTimeout)
 	def(&o.WriteTimeout, 10*time.Second)
 	def(&o.SubscribeTimeout, 5*time.Second)
@@ -366,11 +370,17 @@ type ClientInfo struct {
 	// protocol error, Disconnect, Shutdown: see the reason) or
 	// CloseByClient. CloseCode is 1006 and ClosedBy empty for a
 	// connection that ended without a close frame (a reset, a drop, a
-	// failed write).
+	// failed write); CloseReason is then empty, or ReasonWriteTimeout for
+	// a client cut because it took nothing for WriteTimeout.
 	CloseCode   int
 	CloseReason string
 	ClosedBy    string
 }
+
+// ReasonWriteTimeout is ClientInfo.CloseReason for a client cut because it
+// accepted nothing for Options.WriteTimeout (CloseCode 1006: no close
+// frame could reach it): a client too slow, told from one gone.
+const ReasonWriteTimeout = "Write timeout"
 
 // Who closed a session (ClientInfo.ClosedBy).
 const (

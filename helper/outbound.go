@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"go.uber.org/zap"
 )
 
 // writeBatch is the most the writer goroutine takes from the queue at a
@@ -229,7 +230,14 @@ func (c *client) writeLoop() {
 			o.releaseQueue()
 			o.queued = 0
 			o.mu.Unlock()
-			c.h.log.Debug("write failed, dropping client", zapClient(c.id), zapErr(err))
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// Too slow, not gone: say so to the disconnect callback,
+				// which would otherwise see what a drop looks like.
+				c.noteClose(ws.StatusAbnormalClosure, ReasonWriteTimeout, "")
+				c.h.log.Info("write timeout, dropping client", zapClient(c.id), zap.String("remoteAddr", c.remoteAddr))
+			} else {
+				c.h.log.Debug("write failed, dropping client", zapClient(c.id), zapErr(err))
+			}
 			c.terminate()
 			return
 		}
@@ -379,12 +387,12 @@ func (c *client) sendControl(frame []byte) { c.push(frame, true, false) }
 // closeWith starts the closing handshake: the close frame goes out after
 // what is already queued, nothing is accepted after it, and the socket is
 // closed once the peer answers or closeGrace has passed.
-func (c *client) closeWith(code ws.StatusCode, reason string) {
+func (c *client) closeWith(code ws.StatusCode, reason string) bool {
 	o := &c.out
 	o.mu.Lock()
 	if o.closing || o.readerDone {
 		o.mu.Unlock()
-		return
+		return false
 	}
 	o.closing = true
 	reason = fitCloseReason(reason)          // what the frame carries is what is noted
@@ -399,6 +407,7 @@ func (c *client) closeWith(code ws.StatusCode, reason string) {
 	// loop (and Shutdown) from ever seeing the peer's close.
 	c.endContext()
 	_ = c.conn.SetReadDeadline(time.Now().Add(closeGrace))
+	return true
 }
 
 // readerExited is called once by the read loop on its way out. Queued frames

@@ -9,6 +9,9 @@ import (
 	"github.com/fxws/websocket/fxtest"
 	"github.com/fxws/websocket/helper"
 	"github.com/fxws/websocket/protocol"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // What an on-call needs from Stats (asked for in an operations trial):
@@ -81,5 +84,34 @@ func TestStatsReceivedAndIdleTimeouts(t *testing.T) {
 	eventually(t, "the silent socket cut for idleness", func() bool { return k.h.Stats().IdleTimeouts == 1 })
 	if s := k.h.Stats(); s.ServerCloses[int(protocol.CloseGoingAway)] != 1 {
 		t.Fatalf("ServerCloses = %v, want the idle close counted as 1001 too", s.ServerCloses)
+	}
+}
+
+// A client that neither reads nor answers the close is still registered
+// at the next sweeps, until the close grace runs out: its heartbeat (and
+// idle) timeout is logged once, not at every sweep (from a game-server
+// trial: six lines for one dead player).
+func TestTimeoutsLoggedOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name, line string
+		opts       func(*helper.Options)
+	}{
+		{"heartbeat", "heartbeat timeout", func(o *helper.Options) {
+			o.HeartbeatInterval, o.HeartbeatTimeout = 100*time.Millisecond, 300*time.Millisecond
+		}},
+		{"idle", "idle timeout", func(o *helper.Options) {
+			o.IdleTimeout, o.DisablePings = 300*time.Millisecond, true
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			core, logs := observer.New(zapcore.InfoLevel)
+			k := newKit(t, rawSocket, func(c *helper.Config) { tc.opts(&c.Options); c.Logger = zap.New(core) })
+			conn, _ := k.stalledClient("dead")
+			defer conn.Close()
+			eventually(t, "the dead client let go", func() bool { return k.h.Stats().Clients == 0 })
+			if n := logs.FilterMessage(tc.line).Len(); n != 1 {
+				t.Fatalf("%q logged %d times for one client", tc.line, n)
+			}
+		})
 	}
 }
