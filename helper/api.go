@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -157,45 +158,47 @@ func (h *WebSocketServerHelper) SyncSubscriptions(ctx context.Context) error {
 // GetClients returns a snapshot of every local client.
 func (h *WebSocketServerHelper) GetClients() []ClientView {
 	h.reg.mu.RLock()
-	defer h.reg.mu.RUnlock()
-	out := make([]ClientView, 0, len(h.reg.clients))
+	cs := make([]*client, 0, len(h.reg.clients))
 	for _, c := range h.reg.clients {
-		out = append(out, c.view())
+		cs = append(cs, c)
 	}
-	return out
+	return h.viewsUnlock(cs)
 }
 
 // GetClient returns a snapshot of one local client.
 func (h *WebSocketServerHelper) GetClient(id string) (ClientView, bool) {
 	h.reg.mu.RLock()
-	defer h.reg.mu.RUnlock()
 	c := h.reg.clients[id]
 	if c == nil {
+		h.reg.mu.RUnlock()
 		return ClientView{}, false
 	}
-	return c.view(), true
+	return h.viewsUnlock([]*client{c})[0], true
 }
 
 // GetClientsByUser returns snapshots of the local connections of a user.
 func (h *WebSocketServerHelper) GetClientsByUser(userID string) []ClientView {
 	h.reg.mu.RLock()
-	defer h.reg.mu.RUnlock()
-	conns := h.reg.users[userID]
-	out := make([]ClientView, 0, len(conns))
-	for _, c := range conns {
-		out = append(out, c.view())
-	}
-	return out
+	return h.viewsUnlock(slices.Clone(h.reg.users[userID]))
 }
 
 // GetClientsByRoom returns snapshots of the local members of a room.
 func (h *WebSocketServerHelper) GetClientsByRoom(room string) []ClientView {
 	h.reg.mu.RLock()
-	defer h.reg.mu.RUnlock()
-	members := h.reg.appendRoomLocked(nil, room)
-	out := make([]ClientView, 0, len(members))
-	for _, c := range members {
-		out = append(out, c.view())
+	return h.viewsUnlock(h.reg.appendRoomLocked(nil, room))
+}
+
+// viewsUnlock takes the snapshots of cs under the registry's read lock,
+// which the caller holds, lets it go, and then asks each socket for its
+// backlog: a system call each, which joins and leaves need not wait for.
+func (h *WebSocketServerHelper) viewsUnlock(cs []*client) []ClientView {
+	out := make([]ClientView, len(cs))
+	for i, c := range cs {
+		out[i] = c.view()
+	}
+	h.reg.mu.RUnlock()
+	for i, c := range cs {
+		out[i].Backlog = c.backlog()
 	}
 	return out
 }
@@ -227,7 +230,9 @@ type Stats struct {
 	// answered with an error included; control frames are not counted.
 	Received uint64
 	// PublishErrors counts failed broker publishes; BadEnvelopes, envelopes
-	// dropped as unreadable; HandlerErrors, failed message callbacks.
+	// dropped as unreadable; HandlerErrors, the app's callbacks that
+	// failed (an error or a panic): message, validate-room, connected,
+	// disconnected and rooms-changed (authenticate's are AuthErrors).
 	PublishErrors, BadEnvelopes, HandlerErrors uint64
 	// MemoryReleases counts the times memory was handed back to the OS
 	// after connections dropped (Options.ReleaseMemoryAfter).

@@ -541,3 +541,53 @@ func TestShutdownWhileDialing(t *testing.T) {
 		mu.Unlock()
 	})
 }
+
+// A client that stopped reading shows in its Backlog (the helper's queue
+// and the kernel's send queue), and with a small SendBufferSize the kernel
+// holds little of what it is sent: BackpressureLimit, not the kernel's
+// megabytes, decides how far behind it may fall (from a game-server trial:
+// 20 s of stale ticks, with nothing to tell).
+func TestBacklogAndSendBufferSize(t *testing.T) {
+	k := newKit(t, rawSocket, func(c *helper.Config) {
+		c.Options.SendBufferSize = 8 << 10
+		c.Options.BackpressureLimit = 64 << 10
+		c.Options.CloseOnBackpressureLimit = true
+	})
+	reader, rcd := k.login("reader")
+	_, id := k.stalledClient("stalled")
+	tick := strings.Repeat("t", 1000)
+	for i := 0; i < 20; i++ {
+		if _, err := k.h.SendToClient(id, "tick", tick); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the stalled client's backlog seen", func() bool {
+		v, ok := k.h.GetClient(id)
+		return ok && v.Backlog > 0
+	})
+	if _, err := k.h.SendToClient(rcd.ID, "tick", tick); err != nil {
+		t.Fatal(err)
+	}
+	expectEvent(t, reader, "tick")
+	eventually(t, "the reader's backlog gone", func() bool {
+		v, ok := k.h.GetClient(rcd.ID)
+		return ok && v.Backlog == 0
+	})
+	// 8 KiB of socket buffer (16 doubled by Linux, a few more in the
+	// client's receive buffer) and 64 KiB of queue: 200 ticks of 1 KB are
+	// past them.
+	for i := 0; i < 200; i++ {
+		if v, ok := k.h.GetClient(id); !ok || v.State == protocol.StateDisconnected {
+			break
+		}
+		_, _ = k.h.SendToClient(id, "tick", tick)
+	}
+	k.rec.waitFor(t, "the stalled client closed at the backpressure limit", func() bool { return slicesContains(k.rec.disconnected, id) })
+	k.rec.mu.Lock()
+	defer k.rec.mu.Unlock()
+	for _, d := range k.rec.disconnected {
+		if d.ClientID == id && d.CloseCode != protocol.CloseBackpressure {
+			t.Fatalf("closed with %d %q, want %d", d.CloseCode, d.CloseReason, protocol.CloseBackpressure)
+		}
+	}
+}

@@ -215,6 +215,12 @@ type ClientView struct {
 	// `connected`: the clock of the heartbeat sweep. Pings and pongs do not
 	// count.
 	LastActivity time.Time
+	// Backlog is how many bytes sent to the client it has not taken yet:
+	// those queued in the helper (bounded by BackpressureLimit) and, on
+	// Linux, those in the socket's send queue not acknowledged by the
+	// client. A client whose backlog keeps growing is not keeping up.
+	// Zero in the outbound transformer's snapshot.
+	Backlog int
 }
 
 // lightView is the snapshot handed to the outbound transformer for every
@@ -275,4 +281,16 @@ func (c *client) noteClose(code ws.StatusCode, reason, by string) {
 	if c.closed.Load() == nil {
 		c.closed.CompareAndSwap(nil, &closeNote{code: code, reason: reason, by: by})
 	}
+}
+
+// backlog is ClientView.Backlog: the helper's queue for c and the kernel's
+// send queue. It takes a system call: asked for outside the registry lock.
+func (c *client) backlog() int {
+	c.out.mu.Lock()
+	n := c.out.queued
+	c.out.mu.Unlock()
+	if q, ok := c.raw.unsent(); ok {
+		n += q
+	}
+	return n
 }

@@ -251,6 +251,11 @@ func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request
 // shutting down, and the connection was closed 1001.
 func (h *WebSocketServerHelper) attach(conn net.Conn, r *http.Request, pending []byte, deflate *deflateNegotiation) bool {
 	now := time.Now()
+	if size := h.opts.SendBufferSize; size > 0 {
+		if tc, ok := conn.(interface{ SetWriteBuffer(int) error }); ok {
+			_ = tc.SetWriteBuffer(size)
+		}
+	}
 	raw, sock := newRawConn(conn)
 	c := &client{
 		id:          uuid.NewString(),
@@ -365,6 +370,7 @@ func (h *WebSocketServerHelper) disconnect(c *client) {
 		})
 		h.inDisconnect.Add(-1)
 		if err != nil {
+			h.stats.handlerErrors.Add(1)
 			h.log.Error("client-disconnected handler failed", zapClient(c.id), zap.Error(err))
 		}
 	}

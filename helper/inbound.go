@@ -281,6 +281,7 @@ func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
 		return err
 	})
 	if err != nil {
+		h.stats.handlerErrors.Add(1)
 		h.log.Error("validate-room handler failed", zapClient(c.id), zap.Error(err))
 		return
 	}
@@ -325,6 +326,7 @@ func (h *WebSocketServerHelper) roomsChanged(c *client, joined, left []string) {
 		return cb(c.context(), RoomsChangedRequest{ClientID: c.id, UserID: info.userID, Metadata: info.metadata, Joined: joined, Left: left})
 	})
 	if err != nil {
+		h.stats.handlerErrors.Add(1)
 		h.log.Error("rooms-changed handler failed", zapClient(c.id), zap.Error(err))
 	}
 }
@@ -521,6 +523,7 @@ func (h *WebSocketServerHelper) finishAuthentication(c *client, info identity, r
 			return cb(c.context(), ClientInfo{ClientID: c.id, UserID: info.userID, Metadata: info.metadata, Rooms: h.reg.roomsOf(c)})
 		})
 		if err != nil {
+			h.stats.handlerErrors.Add(1)
 			h.log.Error("client-connected handler failed", zapClient(c.id), zap.Error(err))
 		}
 	}

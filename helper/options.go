@@ -73,6 +73,16 @@ type Options struct {
 	// WriteTimeout bounds one write to a client's socket; a client that
 	// accepts nothing for this long is disconnected. Default 10 s.
 	WriteTimeout time.Duration
+	// SendBufferSize sets each client socket's kernel send buffer
+	// (SO_SNDBUF; Linux doubles it for its bookkeeping). The kernel's
+	// default grows with the connection, up to 4 MiB on Linux, and takes
+	// what a client that stopped reading is sent before BackpressureLimit
+	// sees any of it: at 30 messages of 1 KiB a second, minutes of stale
+	// messages. A state stream that wants a stalled client found soon
+	// (with a small BackpressureLimit, and CloseOnBackpressureLimit) sets
+	// a small buffer, such as 64 KiB; it also caps what one write can
+	// move. 0 (the default) leaves the kernel's.
+	SendBufferSize int
 	// EncryptedBatchLimit is how many outbound transformations may run at
 	// once for one local fan-out, and for all the messages from the broker
 	// together (see OutboundTransformerFunc). Default 10.
@@ -197,6 +207,9 @@ func (o Options) Validate() error {
 	}
 	if o.BackpressureLimit < 0 {
 		errs = append(errs, fmt.Errorf("BackpressureLimit must not be negative, got %d", o.BackpressureLimit))
+	}
+	if o.SendBufferSize < 0 {
+		errs = append(errs, fmt.Errorf("SendBufferSize must not be negative, got %d", o.SendBufferSize))
 	}
 	if o.EncryptedBatchLimit < 0 {
 		errs = append(errs, fmt.Errorf("EncryptedBatchLimit must not be negative, got %d", o.EncryptedBatchLimit))

@@ -235,3 +235,16 @@ func (r *rawConn) unread() (n int, ok bool) {
 	}
 	return n, true
 }
+
+// unsent returns how many bytes the socket's send queue holds that the
+// peer has not acknowledged. ok is false when the socket cannot be asked.
+func (r *rawConn) unsent() (n int, ok bool) {
+	if r == nil {
+		return 0, false
+	}
+	var err error
+	if cerr := r.rc.Control(func(fd uintptr) { n, err = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ) }); cerr != nil || err != nil {
+		return 0, false
+	}
+	return n, true
+}

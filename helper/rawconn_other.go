@@ -25,3 +25,5 @@ func (*rawConn) peer() (received uint64, closed, ok bool) { return 0, false, fal
 func (*rawConn) peekInput([]byte) (int, bool) { return 0, false }
 
 func (*rawConn) unread() (int, bool) { return 0, false }
+
+func (*rawConn) unsent() (int, bool) { return 0, false }

@@ -2,6 +2,7 @@ package helper_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"testing"
 	"time"
@@ -114,4 +115,25 @@ func TestTimeoutsLoggedOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// HandlerErrors counts every app callback that failed, not only the
+// message handler (from a dashboard trial: a failing validate-room was
+// visible in the log only).
+func TestHandlerErrorsCountEveryCallback(t *testing.T) {
+	fail := errors.New("backend down")
+	k := newKit(t, rawSocket, func(c *helper.Config) {
+		c.Handlers.ValidateRoom = func(context.Context, helper.ValidateRoomRequest) ([]string, error) { return nil, fail }
+		c.Handlers.ClientConnected = func(context.Context, helper.ClientInfo) error { return fail }
+		c.Handlers.ClientDisconnected = func(context.Context, helper.ClientInfo) error { panic("disconnect handler bug") }
+	})
+	c, _ := k.login("u1") // connected: 1
+	if err := c.Join("room-a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Sync(context.Background()); err != nil { // validate-room: 2
+		t.Fatal(err)
+	}
+	_ = c.Close() // disconnected, a panic: 3
+	eventually(t, "three failed callbacks counted", func() bool { return k.h.Stats().HandlerErrors == 3 })
 }
