@@ -21,6 +21,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"net"
 	"sync/atomic"
 	"time"
 
@@ -60,6 +62,20 @@ var ErrNoRedis = errors.New("emitter: invalid redis connection: nil client")
 // the servers may not listen.
 var ErrRing = errors.New("emitter: a redis.Ring spreads channels over servers that do not share pub/sub; give a redis.Client (NewFailoverClient for Sentinel) or a redis.ClusterClient")
 
+// ErrUnreachable is returned, wrapped with the failure that showed it, by
+// the sends made while Redis is known to be unreachable: a publish failed
+// to connect, or got no answer within PublishTimeout. They fail at once
+// instead of each waiting out its PublishTimeout, so that a loop sending
+// one message after another keeps its pace and its messages are dropped,
+// not delayed for seconds. One send every 250 ms still goes through, and
+// the first that Redis takes ends it. Not on a cluster, whose channels
+// live on different masters.
+var ErrUnreachable = errors.New("emitter: redis unreachable")
+
+// unreachableProbeEvery is the pause, after one, before the next send is
+// let through to Redis while it is known to be unreachable.
+const unreachableProbeEvery = 250 * time.Millisecond
+
 // WebSocketEmitter publishes envelopes for the server instances. It is
 // safe for concurrent use. It never closes the Redis client, which belongs
 // to the caller.
@@ -74,6 +90,13 @@ type WebSocketEmitter struct {
 	commands *bounded.Runner
 
 	published, publishErrors, noReceivers atomic.Uint64
+
+	// unreachable, while set, fails sends at once (ErrUnreachable);
+	// probeAt is when one may next go through (nanoseconds on born's
+	// monotonic clock).
+	unreachable atomic.Pointer[error]
+	probeAt     atomic.Int64
+	born        time.Time
 }
 
 // Stats are the emitter's counters since it was made.
@@ -83,6 +106,9 @@ type Stats struct {
 	// Envelopes refused before any publish (an empty event, data
 	// encoding/json cannot encode) are in neither.
 	Published, PublishErrors uint64
+	// Unreachable is true while Redis is known to be unreachable and
+	// sends fail at once (ErrUnreachable): for readiness checks and alerts.
+	Unreachable bool
 	// NoReceivers counts the part of Published that no subscriber got:
 	// with the servers' default subscription mode, no instance held
 	// anyone for the target (a user with no connection, an empty room),
@@ -97,6 +123,7 @@ func (e *WebSocketEmitter) Stats() Stats {
 		Published:     e.published.Load(),
 		PublishErrors: e.publishErrors.Load(),
 		NoReceivers:   e.noReceivers.Load(),
+		Unreachable:   e.unreachable.Load() != nil,
 	}
 }
 
@@ -145,6 +172,7 @@ func New(client redis.UniversalClient, opts Options) (*WebSocketEmitter, error) 
 		opts:     opts,
 		log:      opts.Logger.With(zap.String("emitter", opts.Identifier)),
 		commands: bounded.New(maxInflight),
+		born:     time.Now(),
 	}, nil
 }
 
@@ -247,6 +275,17 @@ func (e *WebSocketEmitter) publish(ctx context.Context, typ protocol.MessageType
 		return err
 	}
 	ch := typ.Channel(target)
+	probe := false
+	if cause := e.unreachable.Load(); cause != nil {
+		next := e.probeAt.Load()
+		if e.clock() < next || !e.probeAt.CompareAndSwap(next, math.MaxInt64) {
+			e.publishErrors.Add(1)
+			return fmt.Errorf("emitter: publish to %s: %w: %w", ch, ErrUnreachable, *cause)
+		}
+		probe = true // the next one a while after this one is over
+		defer func() { e.probeAt.Store(e.clock() + int64(unreachableProbeEvery)) }()
+	}
+	callerCtx := ctx
 	ctx, cancel := context.WithTimeout(ctx, e.opts.PublishTimeout)
 	defer cancel()
 	receivers := int64(-1) // not known
@@ -278,14 +317,34 @@ func (e *WebSocketEmitter) publish(ctx context.Context, typ protocol.MessageType
 			// go-redis refreshes its view of the slots on redirections
 			// only, not when a master dies and its replica takes over.
 			cc.ReloadState(ctx)
+		} else if unreachable(err) && callerCtx.Err() == nil {
+			if e.unreachable.Swap(&err) == nil {
+				e.log.Warn("redis unreachable; sends fail at once until it answers again", zap.Error(err))
+			}
 		}
 		return fmt.Errorf("emitter: publish to %s: %w", ch, err)
+	}
+	if probe || e.unreachable.Load() != nil {
+		if e.unreachable.Swap(nil) != nil {
+			e.log.Info("redis reachable again")
+		}
 	}
 	e.published.Add(1)
 	if receivers == 0 {
 		e.noReceivers.Add(1)
 	}
 	return nil
+}
+
+// clock is the emitter's monotonic time, in nanoseconds since New.
+func (e *WebSocketEmitter) clock() int64 { return int64(time.Since(e.born)) }
+
+// unreachable reports a failure that says Redis cannot be reached: a
+// connection refused, reset or timed out, or no answer within
+// PublishTimeout. An answer (an error reply) is not one.
+func unreachable(err error) bool {
+	var opErr *net.OpError
+	return errors.As(err, &opErr) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // Encode builds the envelope an emitter publishes, as the original's

@@ -12,6 +12,7 @@ import (
 	"github.com/fxws/websocket/broker/redisbroker"
 	"github.com/fxws/websocket/emitter"
 	"github.com/fxws/websocket/fxtest"
+	"github.com/fxws/websocket/internal/blackhole"
 	"github.com/fxws/websocket/internal/redisinstance"
 	"github.com/fxws/websocket/internal/redistest"
 	"github.com/fxws/websocket/protocol"
@@ -422,7 +423,88 @@ func TestStats(t *testing.T) {
 	if err := e.ToUser(ctx, "online", "note", 1); err == nil {
 		t.Fatal("a publish succeeded with Redis gone")
 	}
-	if s := e.Stats(); s != (emitter.Stats{Published: 2, NoReceivers: 1, PublishErrors: 1}) {
+	if s := e.Stats(); s != (emitter.Stats{Published: 2, NoReceivers: 1, PublishErrors: 1, Unreachable: true}) {
 		t.Fatalf("Stats = %+v, want the failed publish counted", s)
 	}
+}
+
+// While Redis is unreachable, sends fail at once with ErrUnreachable
+// instead of each waiting out PublishTimeout (a loop sending one message
+// after another kept a send every PublishTimeout), one in a while still
+// goes through, and the first Redis takes ends it.
+func TestFailsAtOnceWhileRedisIsUnreachable(t *testing.T) {
+	ctx := context.Background()
+	burst := func(t *testing.T, e *emitter.WebSocketEmitter) {
+		t.Helper()
+		n := 0
+		for range 5 {
+			if err := e.ToRoom(ctx, "r", "ev", 1); errors.Is(err, emitter.ErrUnreachable) {
+				n++
+			}
+		}
+		if n < 4 {
+			t.Fatalf("%d of 5 sends in a row failed with ErrUnreachable, want 4 at least", n)
+		}
+		if !e.Stats().Unreachable {
+			t.Fatal("Stats().Unreachable false while sends fail at once")
+		}
+	}
+	t.Run("refused, then back", func(t *testing.T) {
+		srv := redistest.Start(t)
+		rc := srv.Client()
+		defer rc.Close()
+		e, err := emitter.New(rc, emitter.Options{PublishTimeout: 500 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.ToRoom(ctx, "r", "ev", 1); err != nil {
+			t.Fatal(err)
+		}
+		srv.Kill()
+		if err := e.ToRoom(ctx, "r", "ev", 1); err == nil || errors.Is(err, emitter.ErrUnreachable) {
+			t.Fatalf("first send with Redis gone: %v, want the connection's own error", err)
+		}
+		burst(t, e)
+		srv.Restart()
+		deadline := time.Now().Add(10 * time.Second)
+		for e.ToRoom(ctx, "r", "ev", 1) != nil {
+			if time.Now().After(deadline) {
+				t.Fatal("sends still failing 10 s after Redis came back")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if e.Stats().Unreachable {
+			t.Fatal("still unreachable after a send went through")
+		}
+	})
+	t.Run("silent", func(t *testing.T) {
+		hole := blackhole.New(t)
+		rc := redis.NewClient(&redis.Options{Addr: hole.Addr(), MaxRetries: -1})
+		defer rc.Close()
+		e, err := emitter.New(rc, emitter.Options{PublishTimeout: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.ToRoom(ctx, "r", "ev", 1); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("send to a silent Redis: %v, want its deadline", err)
+		}
+		burst(t, e)
+	})
+	t.Run("the caller's own deadline is not Redis's fault", func(t *testing.T) {
+		hole := blackhole.New(t)
+		rc := redis.NewClient(&redis.Options{Addr: hole.Addr(), MaxRetries: -1})
+		defer rc.Close()
+		e, err := emitter.New(rc, emitter.Options{PublishTimeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel()
+		if err := e.ToRoom(short, "r", "ev", 1); err == nil {
+			t.Fatal("send to a silent Redis succeeded")
+		}
+		if e.Stats().Unreachable {
+			t.Fatal("a send cut short by its caller's deadline took Redis for unreachable")
+		}
+	})
 }
