@@ -121,8 +121,9 @@ type Options struct {
 	// order of connection, so that a rolling deploy's clients reconnect to
 	// the other instances a few at a time rather than all in the same
 	// millisecond. It never takes more than half of what Shutdown's
-	// context leaves; clients not closed yet keep getting messages. 0 (the
-	// default): all at once, as the original.
+	// context leaves; clients not closed yet keep getting messages. The
+	// stop then waits, up to a second more, for the last of them to answer
+	// their close. 0 (the default): all at once, as the original.
 	ShutdownSpread time.Duration
 	// CheckOrigin decides whether an upgrade request's Origin is accepted.
 	// Nil accepts every origin, as the original does. When AllowedOrigins
