@@ -109,11 +109,15 @@ type Stats struct {
 	// Unreachable is true while Redis is known to be unreachable and
 	// sends fail at once (ErrUnreachable): for readiness checks and alerts.
 	Unreachable bool
-	// NoReceivers counts the part of Published that no subscriber got:
-	// with the servers' default subscription mode, no instance held
-	// anyone for the target (a user with no connection, an empty room),
-	// or no instance was connected to Redis. Not counted on a cluster
-	// with classic PUBLISH, whose answer covers one node only.
+	// NoReceivers counts the part of Published that no subscriber got.
+	// When every server is ours in redisbroker.ModeAudience (the default)
+	// or ModeSharded, that is a user with no connection anywhere, a room
+	// with no member, a client id held nowhere; a broadcast always has
+	// receivers while any instance is connected. With servers in
+	// ModePattern, or original (Ignis) instances on the same Redis, whose
+	// pattern subscriptions hear every target, it counts only what was
+	// published while no instance was connected to Redis. Not counted on
+	// a cluster with classic PUBLISH, whose answer covers one node only.
 	NoReceivers uint64
 }
 

@@ -225,9 +225,10 @@ type Stats struct {
 	// 1024 of the broker's messages were already waiting for its outbound
 	// transformer.
 	Delivered, DroppedBackpressure uint64
-	// Received counts the complete messages read from clients, every
-	// event (authenticate, heartbeat, join, leave and the app's), those
-	// answered with an error included; control frames are not counted.
+	// Received counts the complete messages read from clients, whatever
+	// became of them: every event (authenticate, heartbeat, join, leave
+	// and the app's), those answered with an error, over the rate limit,
+	// or read after the server's close. Control frames are not counted.
 	Received uint64
 	// PublishErrors counts failed broker publishes; BadEnvelopes, envelopes
 	// dropped as unreadable; HandlerErrors, the app's callbacks that
@@ -300,7 +301,7 @@ type closeCounts struct {
 	dropped, idle  uint64
 }
 
-func (cc *closeCounts) add(by string, code int, reason string) {
+func (cc *closeCounts) add(by string, code int, idle bool) {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	switch by {
@@ -309,7 +310,7 @@ func (cc *closeCounts) add(by string, code int, reason string) {
 			cc.server = make(map[int]uint64)
 		}
 		cc.server[code]++
-		if code == int(ws.StatusGoingAway) && reason == protocol.ReasonIdleTimeout {
+		if idle {
 			cc.idle++
 		}
 	case CloseByClient:

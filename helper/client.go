@@ -273,13 +273,18 @@ type closeNote struct {
 	code   ws.StatusCode
 	reason string
 	by     string // CloseByServer or CloseByClient
+	idle   bool   // the idle sweep's close (Stats.IdleTimeouts)
 }
 
 // noteClose records how the session ends, unless that is known already:
 // the first close, from either side, is the one that ended it.
 func (c *client) noteClose(code ws.StatusCode, reason, by string) {
+	c.note(&closeNote{code: code, reason: reason, by: by})
+}
+
+func (c *client) note(n *closeNote) {
 	if c.closed.Load() == nil {
-		c.closed.CompareAndSwap(nil, &closeNote{code: code, reason: reason, by: by})
+		c.closed.CompareAndSwap(nil, n)
 	}
 }
 
@@ -289,8 +294,23 @@ func (c *client) backlog() int {
 	c.out.mu.Lock()
 	n := c.out.queued
 	c.out.mu.Unlock()
-	if q, ok := c.raw.unsent(); ok {
+	var q int
+	var ok bool
+	if c.raw != nil {
+		q, ok = c.raw.unsent()
+	} else {
+		q, ok = unsentOf(socketOf(c.conn)) // TLS: the socket under it
+	}
+	if ok {
 		n += q
 	}
 	return n
+}
+
+// socketOf is the connection under conn's TLS, or conn.
+func socketOf(conn net.Conn) net.Conn {
+	if tc, ok := conn.(interface{ NetConn() net.Conn }); ok {
+		return tc.NetConn()
+	}
+	return conn
 }

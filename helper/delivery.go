@@ -301,11 +301,11 @@ func (h *WebSocketServerHelper) SendToUser(ctx context.Context, userID, event st
 // The error is a publish failure; local delivery has happened regardless.
 //
 // It returns once the broker has taken the message: with Redis, after a
-// PUBLISH round trip (concurrent calls share the connection's pipeline).
-// A loop that sends to many destinations at a fixed rate (a game's ticks
-// to its matches) should not send them one after another, each waiting for
-// the one before: send each destination's from a goroutine of its own,
-// which keeps each destination's messages in order.
+// PUBLISH round trip (concurrent calls share round trips, but for
+// ModeSharded's SPUBLISH). A loop that sends to many destinations at a
+// fixed rate (a game's ticks to its matches) should not send them one
+// after another, each waiting for the one before: give each destination a
+// long-lived goroutine of its own that sends its messages in order.
 func (h *WebSocketServerHelper) Send(ctx context.Context, destination, topic string, data any, exclude ...string) error {
 	if topic == "" || data == nil {
 		return nil

@@ -149,7 +149,7 @@ func (h *WebSocketServerHelper) sweepIdle(now time.Time, busy busyLooks) {
 		seen := max(c.lastSeen.Load(), heard)
 		switch {
 		case seen < cut:
-			if c.closeWith(ws.StatusGoingAway, protocol.ReasonIdleTimeout) {
+			if c.closeNoting(ws.StatusGoingAway, protocol.ReasonIdleTimeout, true) {
 				h.log.Info("idle timeout", zapClient(c.id), zap.String("userId", c.identity().userID), zap.String("remoteAddr", c.remoteAddr))
 			}
 		case seen < ping && !h.opts.DisablePings:

@@ -252,7 +252,7 @@ func (h *WebSocketServerHelper) ServeHTTP(w http.ResponseWriter, r *http.Request
 func (h *WebSocketServerHelper) attach(conn net.Conn, r *http.Request, pending []byte, deflate *deflateNegotiation) bool {
 	now := time.Now()
 	if size := h.opts.SendBufferSize; size > 0 {
-		if tc, ok := conn.(interface{ SetWriteBuffer(int) error }); ok {
+		if tc, ok := socketOf(conn).(interface{ SetWriteBuffer(int) error }); ok {
 			_ = tc.SetWriteBuffer(size)
 		}
 	}
@@ -357,10 +357,11 @@ func (h *WebSocketServerHelper) disconnect(c *client) {
 		slices.Sort(rooms)
 		end.Rooms = rooms
 	}
+	idle := false
 	if n := c.closed.Load(); n != nil {
-		end.CloseCode, end.CloseReason, end.ClosedBy = int(n.code), n.reason, n.by
+		end.CloseCode, end.CloseReason, end.ClosedBy, idle = int(n.code), n.reason, n.by, n.idle
 	}
-	h.stats.closes.add(end.ClosedBy, end.CloseCode, end.CloseReason)
+	h.stats.closes.add(end.ClosedBy, end.CloseCode, idle)
 	h.log.Debug("client disconnected", zapClient(c.id), zap.String("userId", info.userID),
 		zap.Int("code", end.CloseCode), zap.String("reason", end.CloseReason), zap.String("by", end.ClosedBy))
 	if cb := h.handlers.ClientDisconnected; cb != nil {

@@ -49,7 +49,6 @@ func (h *WebSocketServerHelper) overRate(c *client, why string) {
 // loop once admitMessage let the message in: messages of one client are
 // handled in order.
 func (h *WebSocketServerHelper) handleMessage(c *client, raw []byte) {
-	h.stats.received.Add(1)
 	lim := &h.opts.Limits
 	// Limits first, before any decoding: a bracket bomb costs the server a
 	// byte scan.

@@ -388,6 +388,11 @@ func (c *client) sendControl(frame []byte) { c.push(frame, true, false) }
 // what is already queued, nothing is accepted after it, and the socket is
 // closed once the peer answers or closeGrace has passed.
 func (c *client) closeWith(code ws.StatusCode, reason string) bool {
+	return c.closeNoting(code, reason, false)
+}
+
+// closeNoting is closeWith; idle marks the idle sweep's close.
+func (c *client) closeNoting(code ws.StatusCode, reason string, idle bool) bool {
 	o := &c.out
 	o.mu.Lock()
 	if o.closing || o.readerDone {
@@ -396,7 +401,7 @@ func (c *client) closeWith(code ws.StatusCode, reason string) bool {
 	}
 	o.closing = true
 	reason = fitCloseReason(reason)          // what the frame carries is what is noted
-	c.noteClose(code, reason, CloseByServer) // unless the peer's close came first
+	c.note(&closeNote{code: code, reason: reason, by: CloseByServer, idle: idle}) // unless the peer's close came first
 	c.enqueueLocked(closeFrame(code, reason))
 	// The peer has closeGrace to take what is queued and answer; a peer
 	// that reads nothing cannot hold the socket longer than that.

@@ -510,6 +510,7 @@ func (c *client) finish() {
 // handlers is copied out of it (as out of the read buffer), so the
 // inflated bytes go straight back to the pool.
 func (c *client) deliverMessage(msg []byte, binary, compressed bool, arrived int64) bool {
+	c.h.stats.received.Add(1)
 	if c.closing() {
 		return true // the server has said goodbye; only the close reply matters
 	}

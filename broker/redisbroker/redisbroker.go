@@ -424,8 +424,8 @@ func New(client redis.UniversalClient, opts Options) *Broker {
 // Mode is the broker's subscription mode.
 func (b *Broker) Mode() Mode { return b.opts.Mode }
 
-// dialCheckTimeout bounds the one dial with which a Start that gave up
-// says why Redis could not be reached.
+// dialCheckTimeout bounds the wait for the one dial with which a Start that
+// ran out of time says why Redis could not be reached.
 const dialCheckTimeout = time.Second
 
 // Start checks Redis, subscribes to the channels held so far and begins
@@ -494,7 +494,7 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 			b.mu.Lock()
 			b.started = false
 			b.mu.Unlock()
-			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) && errors.Is(err, context.DeadlineExceeded) {
 				// go-redis reports a ping cut short, not the dial that
 				// kept failing under it: dial once to say what it was.
 				dctx, dcancel := context.WithTimeout(context.Background(), dialCheckTimeout)

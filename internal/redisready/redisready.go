@@ -6,6 +6,7 @@ package redisready
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -32,13 +33,16 @@ func Starting(err error) bool {
 		errors.As(err, &answer) && strings.HasPrefix(answer.Error(), "BUSY ")
 }
 
-// DialError dials Redis once, as client would, and returns why that fails
-// (nil if it connects). A PING cut short by its deadline says only that
-// time ran out: go-redis retries a refused or unresolvable dial until then
-// and reports the context's error, not the dial's. A start that gives up
-// asks this to say which it was (nothing listening, a name that does not
-// resolve, a TLS mismatch). A cluster client is dialed at each of its seed
-// addresses until one connects.
+// DialError dials Redis once, as client would, and returns why that fails:
+// nil if it connects, or if no dial ends within ctx (a silence says no
+// more than the deadline the caller has already). A PING cut short by its
+// deadline says only that time ran out: go-redis retries a refused or
+// unresolvable dial until then and reports the context's error, not the
+// dial's. A start that gives up asks this to say which it was (nothing
+// listening, a name that does not resolve, a TLS mismatch). A cluster
+// client's seed addresses are dialed at once; one that connects is enough.
+// Dials that some dialer (TLS's handshake, a user's) carries on past ctx
+// are left to end on their own and their connections closed.
 func DialError(ctx context.Context, client redis.UniversalClient) error {
 	type target struct {
 		network, addr string
@@ -51,13 +55,20 @@ func DialError(ctx context.Context, client redis.UniversalClient) error {
 		targets = append(targets, target{o.Network, o.Addr, o.Dialer})
 	case *redis.ClusterClient:
 		o := c.Options()
+		dial := o.Dialer
+		if dial == nil && o.TLSConfig != nil {
+			// go-redis gives each node a TLS dialer of its own later; dial
+			// as it will.
+			d := &tls.Dialer{Config: o.TLSConfig}
+			dial = d.DialContext
+		}
 		for _, a := range o.Addrs {
-			targets = append(targets, target{"tcp", a, o.Dialer})
+			targets = append(targets, target{"tcp", a, dial})
 		}
 	default:
 		return nil
 	}
-	var errs []error
+	results := make(chan error, len(targets)) // never blocks a late dial
 	for _, t := range targets {
 		dial := t.dial
 		if dial == nil {
@@ -67,15 +78,56 @@ func DialError(ctx context.Context, client redis.UniversalClient) error {
 		if t.network == "" {
 			t.network = "tcp"
 		}
-		conn, err := dial(ctx, t.network, t.addr)
-		if err == nil {
-			_ = conn.Close()
-			return nil
-		}
-		if !strings.Contains(err.Error(), t.addr) {
-			err = fmt.Errorf("dial %s: %w", t.addr, err)
-		}
-		errs = append(errs, err)
+		go func() {
+			conn, err := dial(ctx, t.network, t.addr)
+			if err == nil {
+				_ = conn.Close()
+				results <- nil
+				return
+			}
+			// go-redis's placeholder for a Sentinel client's master is no
+			// address to name; an error that names it already needs none.
+			if t.addr != "FailoverClient" && !strings.Contains(err.Error(), t.addr) {
+				err = fmt.Errorf("dial %s: %w", t.addr, err)
+			}
+			results <- err
+		}()
 	}
-	return errors.Join(errs...)
+	var msgs []string
+	var errs []error
+	for range targets {
+		select {
+		case err := <-results:
+			switch {
+			case err == nil:
+				return nil
+			case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+			default:
+				msgs, errs = append(msgs, err.Error()), append(errs, err)
+			}
+		case <-ctx.Done():
+			return joined(msgs, errs)
+		}
+	}
+	return joined(msgs, errs)
+}
+
+// joinedError is several dial errors on one line, for an error that is
+// itself one line of a start's error.
+type joinedError struct {
+	msg  string
+	errs []error
+}
+
+func (e *joinedError) Error() string   { return e.msg }
+func (e *joinedError) Unwrap() []error { return e.errs }
+
+func joined(msgs []string, errs []error) error {
+	switch len(errs) {
+	case 0:
+		return nil
+	case 1:
+		return errs[0]
+	}
+	return &joinedError{msg: strings.Join(msgs, "; "), errs: errs}
 }
