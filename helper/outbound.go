@@ -400,7 +400,7 @@ func (c *client) closeNoting(code ws.StatusCode, reason string, idle bool) bool 
 		return false
 	}
 	o.closing = true
-	reason = fitCloseReason(reason)          // what the frame carries is what is noted
+	reason = fitCloseReason(reason)                                               // what the frame carries is what is noted
 	c.note(&closeNote{code: code, reason: reason, by: CloseByServer, idle: idle}) // unless the peer's close came first
 	c.enqueueLocked(closeFrame(code, reason))
 	// The peer has closeGrace to take what is queued and answer; a peer
