@@ -400,8 +400,10 @@ func (c *client) closeNoting(code ws.StatusCode, reason string, idle bool) bool 
 		return false
 	}
 	o.closing = true
-	reason = fitCloseReason(reason)                                               // what the frame carries is what is noted
-	c.note(&closeNote{code: code, reason: reason, by: CloseByServer, idle: idle}) // unless the peer's close came first
+	// What the frame carries is what is noted, unless the peer's close
+	// came first.
+	reason = fitCloseReason(reason)
+	c.note(&closeNote{code: code, reason: reason, by: CloseByServer, idle: idle})
 	c.enqueueLocked(closeFrame(code, reason))
 	// The peer has closeGrace to take what is queued and answer; a peer
 	// that reads nothing cannot hold the socket longer than that.
