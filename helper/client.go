@@ -294,17 +294,25 @@ func (c *client) backlog() int {
 	c.out.mu.Lock()
 	n := c.out.queued
 	c.out.mu.Unlock()
-	var q int
-	var ok bool
-	if c.raw != nil {
-		q, ok = c.raw.unsent()
-	} else {
-		q, ok = unsentOf(socketOf(c.conn)) // TLS: the socket under it
-	}
-	if ok {
+	if q, ok := c.socket().unsent(); ok {
 		n += q
 	}
 	return n
+}
+
+// socket is what the kernel can be asked about c's connection: its
+// rawConn, or one over the socket under its TLS (made for the call: asked
+// only of clients in a standstill and by the introspection calls); nil
+// when there is no socket to ask.
+func (c *client) socket() *rawConn {
+	if c.raw != nil {
+		return c.raw
+	}
+	if sock := socketOf(c.conn); sock != c.conn {
+		r, _ := newRawConn(sock)
+		return r
+	}
+	return nil
 }
 
 // socketOf is the connection under conn's TLS, or conn.

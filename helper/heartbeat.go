@@ -185,8 +185,11 @@ func (b busyLooks) prune() {
 // nothing is read from it, so the kernel's count of the bytes received
 // from it stands in (a faithful client heartbeats on, and the count
 // grows); a peer that has closed its side without a close frame is gone
-// (droppedInCall), one that closed in order is let finish. Where the socket cannot be asked (TLS), the clocks
-// count from when the app took the message. Otherwise it is when the app
+// (droppedInCall), one that closed in order is let finish. Over TLS the
+// socket under it is asked for the count, but its input cannot be read
+// for a close frame, so a closed peer is left to the timeouts. Where no
+// socket can be asked, the clocks count from when the app took the
+// message. Otherwise it is when the app
 // last gave a message back, so that the clocks restart then and the
 // frames the client sent meanwhile can be read first.
 func (b busyLooks) heard(c *client, now int64) (heard int64, gone bool) {
@@ -194,11 +197,14 @@ func (b busyLooks) heard(c *client, now int64) (heard int64, gone bool) {
 	if since == 0 {
 		return c.appDone.Load(), false // a look left over goes at the next prune
 	}
-	received, closed, ok := c.raw.peer()
+	received, closed, ok := c.socket().peer()
 	switch {
 	case !ok:
 		return since, false
-	case closed && c.droppedInCall(since):
+	case closed && c.raw != nil && c.droppedInCall(since):
+		// Over TLS the bytes received tell that the client is there, but
+		// its unread input cannot be read for a close frame: a drop there
+		// waits for the timeouts.
 		delete(b, c)
 		return 0, true
 	}

@@ -370,8 +370,9 @@ func TestLargeMessageDataOutlivesItsFrame(t *testing.T) {
 // clocks run again, and a client that then goes silent is closed as ever.
 // (From a user trial: a 4 s handler got a faithful client closed 4002.)
 //
-// On a connection the server cannot look at (the fallback transport, as
-// TLS), the clocks count from when the app took the message instead.
+// On a connection the server cannot look at (the fallback transport), the
+// clocks count from when the app took the message instead; over TLS the
+// socket under it is asked (TestHeartbeatingClientKeptDuringASlowCallOverTLS).
 func TestSlowCallbackCostsTheClientNothing(t *testing.T) {
 	both(t, func(t *testing.T, tr transport) {
 		if tr == wrappedConn {

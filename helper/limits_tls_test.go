@@ -28,11 +28,17 @@ type wssClient struct {
 // connects one authenticated client to it.
 func serveTLS(t *testing.T, limits helper.Limits, message helper.MessageFunc) *wssClient {
 	t.Helper()
+	return serveTLSWith(t, helper.Options{
+		AuthTimeout: 2 * time.Second, HeartbeatInterval: time.Hour, HeartbeatTimeout: time.Hour, IdleTimeout: time.Hour,
+		Limits: limits,
+	}, message)
+}
+
+// serveTLSWith is serveTLS with options of the test's own.
+func serveTLSWith(t *testing.T, opts helper.Options, message helper.MessageFunc) *wssClient {
+	t.Helper()
 	h, err := helper.New(helper.Config{
-		Options: helper.Options{
-			AuthTimeout: 2 * time.Second, HeartbeatInterval: time.Hour, HeartbeatTimeout: time.Hour, IdleTimeout: time.Hour,
-			Limits: limits,
-		},
+		Options:  opts,
 		Handlers: helper.Handlers{Authenticate: tokenAuth, Message: message},
 	})
 	if err != nil {
@@ -146,5 +152,24 @@ func TestRateLimitNotBankedByASplitFrameOverTLS(t *testing.T) {
 	_, _ = c.conn.Write(flood.Bytes())
 	if m := c.wait(`"error"`); !strings.Contains(m, "Rate limit") {
 		t.Fatalf("60 messages at once with a burst of 10 over wss, after 4 s at 2/s that left one byte unread after each 480 ms call, were all let in: %s", m)
+	}
+}
+
+// Over TLS too, a client that heartbeats while its message is in a slow
+// handler is not closed 4002: the sweep goes by the bytes the socket under
+// the TLS connection received (from a TLS deployment trial: it counted
+// from the call's start, and closed the client after HeartbeatTimeout).
+func TestHeartbeatingClientKeptDuringASlowCallOverTLS(t *testing.T) {
+	c := serveTLSWith(t, helper.Options{
+		AuthTimeout: 2 * time.Second, HeartbeatInterval: 200 * time.Millisecond, HeartbeatTimeout: time.Second, IdleTimeout: time.Hour,
+	}, slowOn("slow", 3*time.Second))
+	c.send(`{"event":"slow","data":1}`)
+	for range 20 { // 3 s
+		time.Sleep(150 * time.Millisecond)
+		c.send(`{"event":"heartbeat"}`)
+	}
+	c.send("not json")
+	if m := c.wait(`"error"`); !strings.Contains(m, "Invalid message format") {
+		t.Fatalf("after the slow call: %s", m)
 	}
 }

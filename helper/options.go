@@ -463,8 +463,10 @@ type MessageRequest struct {
 // seconds, which ends ctx; one that closed in order (a close frame, then
 // its side, even if its kernel then resets the connection) is let finish,
 // and the call's ctx lasts; one silent for
-// HeartbeatTimeout is closed 4002 as ever (on a TLS connection, which
-// cannot be looked at, the clocks count from the start of the call). ctx
+// HeartbeatTimeout is closed 4002 as ever. Over TLS (srv.ServeTLS) the
+// bytes received by the socket under it keep a client that sends on, but
+// what it sent cannot be read for a close frame: a client that dropped
+// waits for the timeouts. ctx
 // ends when the client goes (closed by the app, a limit, a timeout, a
 // drop, or Shutdown). Hand work that may take long to a
 // goroutine of your own and answer with a send, so that the client's next

@@ -248,17 +248,3 @@ func (r *rawConn) unsent() (n int, ok bool) {
 	}
 	return n, true
 }
-
-// unsentOf is rawConn.unsent for a connection that has no rawConn (the
-// socket under a TLS connection).
-func unsentOf(conn net.Conn) (n int, ok bool) {
-	sc, isSock := conn.(syscall.Conn)
-	if !isSock {
-		return 0, false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return 0, false
-	}
-	return (&rawConn{rc: rc}).unsent()
-}

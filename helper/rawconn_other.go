@@ -27,5 +27,3 @@ func (*rawConn) peekInput([]byte) (int, bool) { return 0, false }
 func (*rawConn) unread() (int, bool) { return 0, false }
 
 func (*rawConn) unsent() (int, bool) { return 0, false }
-
-func unsentOf(net.Conn) (int, bool) { return 0, false }
