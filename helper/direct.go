@@ -21,7 +21,8 @@ import (
 // this way; an app serving its own mux can too:
 //
 //	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-//	ln, err := component.ListenConfig(srv.ReadHeaderTimeout).Listen(ctx, "tcp", addr)
+//	lc := component.ListenConfig(srv.ReadHeaderTimeout)
+//	ln, err := lc.Listen(ctx, "tcp", addr)
 //	…
 //	go h.Serve(srv, ln)
 //
