@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/fxws/websocket/broker/redisbroker"
 	"github.com/fxws/websocket/helper"
 	"github.com/fxws/websocket/internal/bounded"
+	"github.com/fxws/websocket/internal/logthrottle"
 	"github.com/fxws/websocket/internal/nilref"
 	"github.com/fxws/websocket/internal/redisready"
 	"github.com/fxws/websocket/protocol"
@@ -442,11 +444,36 @@ func (s *server) stop(ctx context.Context) error {
 // accepts, TLS handshake errors, panics in handlers. The module's own
 // server uses it; so may an app that serves the helper itself. (A
 // standard logger that writes at info, under a logger raised to warn,
-// drops every line: an operations trial found none arriving.)
+// drops every line: an operations trial found none arriving.) TLS
+// handshake errors and accept errors, which come by the thousand in a
+// flood of bad connections or when descriptors run out, are kept to one
+// line a second each, with the count of those held back; every other line
+// goes through.
 func HTTPErrorLog(log *zap.Logger) *stdlog.Logger {
-	l, err := zap.NewStdLogAt(log, zap.WarnLevel)
-	if err != nil { // only for a level zap has no method for
-		return zap.NewStdLog(log)
+	return stdlog.New(&httpErrorWriter{log: log}, "", 0)
+}
+
+// httpErrorWriter writes net/http's error lines to a zap logger at warn.
+type httpErrorWriter struct {
+	log               *zap.Logger
+	handshake, accept logthrottle.Throttle
+}
+
+func (w *httpErrorWriter) Write(p []byte) (int, error) {
+	msg := strings.TrimRight(string(p), "\n")
+	var t *logthrottle.Throttle
+	switch {
+	case strings.HasPrefix(msg, "http: TLS handshake error"):
+		t = &w.handshake
+	case strings.HasPrefix(msg, "http: Accept error"):
+		t = &w.accept
 	}
-	return l
+	if t == nil {
+		w.log.Warn(msg)
+		return len(p), nil
+	}
+	if ok, held := t.Allow(); ok {
+		w.log.Warn(msg, zap.Uint64("suppressed", held))
+	}
+	return len(p), nil
 }

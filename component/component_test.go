@@ -87,3 +87,25 @@ func TestHTTPErrorLogReachesTheLogger(t *testing.T) {
 		t.Fatalf("lines %+v, want one at warn", logs.All())
 	}
 }
+
+// A flood of bad TLS connections, or accepts failing for want of
+// descriptors, logs one line a second of each, not one per connection
+// (from a TLS deployment trial); other lines all go through.
+func TestHTTPErrorLogKeepsFloodsToALineASecond(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	l := HTTPErrorLog(zap.New(core))
+	for i := range 100 {
+		l.Printf("http: TLS handshake error from 127.0.0.1:%d: EOF", 40000+i)
+		l.Printf("http: Accept error: accept tcp: too many open files; retrying in 5ms")
+		l.Printf("http: panic serving 127.0.0.1:%d: boom", 40000+i)
+	}
+	if n := logs.FilterMessageSnippet("TLS handshake error").Len(); n != 1 {
+		t.Errorf("%d handshake error lines for 100 in a row, want 1", n)
+	}
+	if n := logs.FilterMessageSnippet("Accept error").Len(); n != 1 {
+		t.Errorf("%d accept error lines for 100 in a row, want 1", n)
+	}
+	if n := logs.FilterMessageSnippet("panic serving").Len(); n != 100 {
+		t.Errorf("%d panic lines of 100, want all", n)
+	}
+}
