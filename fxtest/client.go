@@ -3,6 +3,7 @@ package fxtest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -76,8 +77,29 @@ func DialCompressed(ctx context.Context, url string, header http.Header) (*Clien
 	return dial(ctx, url, header, true)
 }
 
+// DialOptions say how DialWith connects; the zero value dials as Dial.
+type DialOptions struct {
+	// Header is sent with the upgrade request (Origin, cookies…).
+	Header http.Header
+	// Compressed offers permessage-deflate, as DialCompressed.
+	Compressed bool
+	// TLS configures a wss:// connection: the root CAs that sign a test
+	// server's certificate, a client certificate. Nil: the system's roots.
+	TLS *tls.Config
+}
+
+// DialWith is Dial as opts say: for a server over TLS with a certificate
+// of the test's own, DialWith(ctx, "wss://…", DialOptions{TLS: cfg}).
+func DialWith(ctx context.Context, url string, opts DialOptions) (*Client, error) {
+	return dialTLS(ctx, url, opts.Header, opts.Compressed, opts.TLS)
+}
+
 func dial(ctx context.Context, url string, header http.Header, deflate bool) (*Client, error) {
-	d := ws.Dialer{Header: ws.HandshakeHeaderHTTP(header)}
+	return dialTLS(ctx, url, header, deflate, nil)
+}
+
+func dialTLS(ctx context.Context, url string, header http.Header, deflate bool, tlsConfig *tls.Config) (*Client, error) {
+	d := ws.Dialer{Header: ws.HandshakeHeaderHTTP(header), TLSConfig: tlsConfig}
 	if deflate {
 		offer := wsflate.Parameters{ClientMaxWindowBits: 1, ServerNoContextTakeover: true}.Option()
 		d.Extensions = []httphead.Option{offer}
