@@ -43,6 +43,12 @@ type Broker interface {
 	Close() error
 }
 
+// ErrChangeKept is wrapped by the error of a Subscribe or Unsubscribe that
+// could not reach the transport now but whose change the broker has kept
+// and will apply once it is connected again (the Redis broker's
+// ErrUnavailable): the caller need not retry it.
+var ErrChangeKept = errors.New("broker: change kept for the next connection")
+
 // ErrClosed is returned by a broker used after Close.
 var ErrClosed = errors.New("broker: closed")
 

@@ -514,3 +514,20 @@ func TestFramesArrivingInPieces(t *testing.T) {
 		}
 	})
 }
+
+// A client's close is echoed with its code and its reason, as the
+// original (Bun) does (from a mixed-fleet trial: we echoed the code with
+// no reason).
+func TestClientCloseEchoedWithItsReason(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		k := newKit(t, tr, nil)
+		conn, _ := k.rawClient("u1", 0)
+		defer conn.Close()
+		if _, err := conn.Write(rawFrame(true, 0, ws.OpClose, true, ws.NewCloseFrameBody(4000, "bye"))); err != nil {
+			t.Fatal(err)
+		}
+		if _, code, reason := readUntilClose(t, conn); code != 4000 || reason != "bye" {
+			t.Fatalf("close echoed as %d %q, want 4000 \"bye\"", code, reason)
+		}
+	})
+}

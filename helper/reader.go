@@ -255,7 +255,7 @@ func (c *client) next() (frameHeader, []byte, error) {
 			have += queued
 		}
 		rd.large = getFrameBuffer(min(size, max(have, largeFrameStart)))
-		payload = *rd.large
+		payload = (*rd.large)[:min(size, cap(*rd.large))] // all of the size class
 		got := copy(payload, rd.buffered())
 		rd.r += got
 		rd.release() // all of it copied: not held while waiting
@@ -266,7 +266,7 @@ func (c *client) next() (frameHeader, []byte, error) {
 				grown := getFrameBuffer(min(size, 2*len(payload)))
 				copy(*grown, payload)
 				putFrameBuffer(rd.large)
-				rd.large, payload = grown, *grown
+				rd.large, payload = grown, (*grown)[:min(size, cap(*grown))]
 			}
 			m, err := c.conn.Read(payload[got:])
 			got += m
@@ -277,7 +277,13 @@ func (c *client) next() (frameHeader, []byte, error) {
 				return h, nil, err
 			}
 		}
+		// More may have come meanwhile; where the kernel can say, ask it,
+		// or the burst's next read would wait for the client's next
+		// message, holding its worker and a read buffer (found in review).
 		rd.mayRead = true
+		if queued, ok := c.raw.unread(); ok {
+			rd.mayRead = queued > 0
+		}
 	}
 	unmask(payload, h.mask)
 	return h, payload, nil
@@ -333,7 +339,7 @@ func (c *client) readFrames() bool {
 				noted = ws.StatusNoStatusRcvd // answered with 1000, reported as received
 			}
 			c.noteClose(noted, closeReasonOf(payload), CloseByClient)
-			c.closeWith(code, "")
+			c.closeWith(code, closeReasonOf(payload)) // echoed whole, as the original (Bun) does
 			return false
 		case ws.OpText, ws.OpBinary:
 			if rd.fragmented {

@@ -25,6 +25,9 @@ type subscriptions struct {
 
 	mu    sync.Mutex
 	dirty map[string]bool // channel → wanted, changes not yet sent
+	// retried holds the channels of dirty that are there because sending
+	// them failed, not because they changed since (forgetUnsubscribes).
+	retried map[string]struct{}
 	// Every change is sent as it is, with no record of what the broker
 	// holds: the registry asks only when a channel's local audience
 	// appears or empties, so a redundant call is rare (a flip within one
@@ -68,6 +71,9 @@ func (s *subscriptions) mark(ch string, wanted bool) {
 	}
 	s.mu.Lock()
 	s.dirty[ch] = wanted
+	if len(s.retried) > 0 {
+		delete(s.retried, ch)
+	}
 	if wanted {
 		s.wanted++
 	} else {
@@ -143,6 +149,7 @@ func (s *subscriptions) apply(ctx context.Context) bool {
 	} else {
 		clear(s.dirty)
 	}
+	s.retried = nil
 	s.mu.Unlock()
 
 	ok := true
@@ -154,18 +161,32 @@ func (s *subscriptions) apply(ctx context.Context) bool {
 			err := f(cctx, chans[:n]...)
 			cancel()
 			if err != nil {
-				s.mu.Lock()
-				for _, ch := range chans[:n] {
-					if _, changed := s.dirty[ch]; !changed {
-						s.dirty[ch] = wanted // retry unless overridden since
+				// A change the broker kept (the Redis broker while it
+				// reconnects) is not sent again: it applies it once back.
+				// The pace of the tries still slows (ok false), so that an
+				// outage costs a call a second, not one per change.
+				kept := errors.Is(err, broker.ErrChangeKept)
+				if !kept {
+					s.mu.Lock()
+					for _, ch := range chans[:n] {
+						if _, changed := s.dirty[ch]; !changed {
+							s.dirty[ch] = wanted // retry unless overridden since
+							if s.retried == nil {
+								s.retried = make(map[string]struct{})
+							}
+							s.retried[ch] = struct{}{}
+						}
 					}
+					s.mu.Unlock()
 				}
-				s.mu.Unlock()
 				ok = false
 				if ctx.Err() == nil { // not the helper shutting down
 					if warn, held := s.failLog.Allow(); warn {
-						s.log.Warn("broker subscription change failed; will retry",
-							zap.Bool("subscribe", wanted), zap.Int("channels", n), zap.Error(err), zap.Uint64("suppressed", held))
+						msg := "broker subscription change failed; will retry"
+						if kept {
+							msg = "broker unavailable; it keeps the subscription changes for its next connection"
+						}
+						s.log.Warn(msg, zap.Bool("subscribe", wanted), zap.Int("channels", n), zap.Error(err), zap.Uint64("suppressed", held))
 					}
 				}
 			}
@@ -188,34 +209,37 @@ func (s *subscriptions) apply(ctx context.Context) bool {
 	return ok
 }
 
-// maxHeldUnsubscribes caps the unsubscribes kept for retry while the
-// broker fails. The subscribes kept are bounded by the audience (a channel
-// no longer wanted is marked so), but every channel joined and left during
-// an outage would stay as an unsubscribe: a client joining and leaving
-// fresh names grew the table by 256 per two messages for as long as Redis
-// was away (found in a security audit), and each retry re-sent all of it.
+// maxHeldUnsubscribes caps the unsubscribes kept for retry after they
+// failed, while the broker fails without keeping them (a broker of the
+// app's own; the Redis broker keeps what it could not send, see
+// broker.ErrChangeKept). The subscribes held are bounded by the audience
+// (a channel no longer wanted is marked so), but every channel joined and
+// left during such an outage would stay as an unsubscribe: a client
+// joining and leaving fresh names grew the table by 256 per two messages
+// for as long as it lasted (found in a security audit), and each retry
+// re-sent all of it.
 const maxHeldUnsubscribes = 1024
 
-// forgetUnsubscribes drops the unsubscribes held for retry once there are
-// more than maxHeldUnsubscribes. Nothing is lost with the Redis broker,
-// which takes a change off its set before it tries to send it and, once
-// back, subscribes to that set only (a call that could not even begin
-// within its 5 s, waiting behind another, leaves the set as it was). A
-// broker that kept a channel delivers messages for it that reach no local
-// client. The caller holds s.mu.
+// forgetUnsubscribes drops, once there are more than maxHeldUnsubscribes,
+// the unsubscribes held because sending them failed. Changes made since,
+// not sent yet, are all kept (dropping those left the broker subscribed
+// for good; found in review). A broker that kept a dropped channel
+// delivers messages for it that reach no local client. The caller holds
+// s.mu.
 func (s *subscriptions) forgetUnsubscribes() {
 	n := 0
-	for _, wanted := range s.dirty {
-		if !wanted {
+	for ch := range s.retried {
+		if !s.dirty[ch] {
 			n++
 		}
 	}
 	if n <= maxHeldUnsubscribes {
 		return
 	}
-	for ch, wanted := range s.dirty {
-		if !wanted {
+	for ch := range s.retried {
+		if !s.dirty[ch] {
 			delete(s.dirty, ch)
+			delete(s.retried, ch)
 		}
 	}
 	s.log.Debug("unsubscribes held for retry dropped", zap.Int("channels", n))

@@ -357,9 +357,9 @@ func DecodeEnvelope(b []byte) (*Envelope, error) {
 	env := &Envelope{Data: bytes.Clone(raw.Data)}
 	if !utf8.Valid(env.Data) {
 		// Invalid bytes can only sit inside JSON strings here; replace them
-		// as JSON.parse does, or they would go out in text frames, which a
-		// browser fails with 1007.
-		env.Data = bytes.ToValidUTF8(env.Data, []byte("\uFFFD"))
+		// as the original's decoding of the Redis message does, or they
+		// would go out in text frames, which a browser fails with 1007.
+		env.Data = ReplaceInvalidUTF8(env.Data)
 	}
 	if !decodeString(raw.ServerID, &env.ServerID) {
 		return nil, errors.New("protocol: envelope has no string serverId")

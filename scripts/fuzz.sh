@@ -15,7 +15,7 @@ targets=(
   "./protocol FuzzEnvelopeRoundTrip" "./protocol FuzzValidRoomName"
   "./protocol FuzzJSONDepthExceeds" "./protocol FuzzDecodeEnvelope"
   "./protocol FuzzObjectFields"
-  "./protocol FuzzArrayElements"
+  "./protocol FuzzArrayElements" "./protocol FuzzReplaceInvalidUTF8"
 )
 corpus() { ls "$1/testdata/fuzz/$2" 2>/dev/null | sort; }
 for entry in "${targets[@]}"; do

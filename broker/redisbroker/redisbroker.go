@@ -258,8 +258,8 @@ var ErrRing = errors.New("redisbroker: start: a redis.Ring spreads channels over
 
 // ErrUnavailable is returned by Subscribe and Unsubscribe while the
 // subscription connection is being rebuilt. The change is kept: the new
-// connection is subscribed to it.
-var ErrUnavailable = errors.New("redisbroker: subscription connection unavailable")
+// connection is subscribed to it. It wraps broker.ErrChangeKept.
+var ErrUnavailable = fmt.Errorf("redisbroker: subscription connection unavailable: %w", broker.ErrChangeKept)
 
 // ErrUnreachable is returned, wrapped with the failure that showed it, by
 // Publish while Redis is known to be unreachable: the subscription
