@@ -623,6 +623,19 @@ func TestRedis(t *testing.T) {
 	ta.okPost("/ws-api/users/ben/send", `{"event":"user","data":4}`)
 	expectData(t, cb, "user", `4`)
 
+	// With Redis gone, a send reaches this instance's clients and says
+	// that the others were not reached (it answered ok, and a mixed-fleet
+	// trial counted what was so lost as delivered).
+	if os.Getenv("DEMO_ADDR") == "" {
+		r.Kill()
+		code, body := ta.do(http.MethodPost, "/ws-api/broadcast", `{"event":"outage","data":5}`)
+		if code != http.StatusServiceUnavailable || !strings.Contains(string(body), `"deliveredLocally":true`) {
+			t.Errorf("send with Redis gone: %d %s, want 503 saying it was delivered locally", code, body)
+		}
+		expectData(t, ca, "outage", `5`)
+		r.Restart()
+	}
+
 	// An unreachable Redis fails the start.
 	bad := exec.Command(demoBinary)
 	bad.Env = append(os.Environ(), "HOST=127.0.0.1", "PORT=0", "REDIS_URL=redis://127.0.0.1:1")
