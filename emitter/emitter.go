@@ -76,6 +76,10 @@ var ErrUnreachable = errors.New("emitter: redis unreachable")
 // let through to Redis while it is known to be unreachable.
 const unreachableProbeEvery = 250 * time.Millisecond
 
+// unreachableFresh is how long after a failed send Stats().Unreachable
+// still says so.
+const unreachableFresh = time.Second
+
 // WebSocketEmitter publishes envelopes for the server instances. It is
 // safe for concurrent use. It never closes the Redis client, which belongs
 // to the caller.
@@ -96,6 +100,7 @@ type WebSocketEmitter struct {
 	// monotonic clock).
 	unreachable atomic.Pointer[error]
 	probeAt     atomic.Int64
+	failedAt    atomic.Int64 // when a send last reached Redis and failed (born's clock)
 	born        time.Time
 }
 
@@ -106,8 +111,12 @@ type Stats struct {
 	// Envelopes refused before any publish (an empty event, data
 	// encoding/json cannot encode) are in neither.
 	Published, PublishErrors uint64
-	// Unreachable is true while Redis is known to be unreachable and
-	// sends fail at once (ErrUnreachable): for readiness checks and alerts.
+	// Unreachable is true while Redis is known to be unreachable: a send
+	// found it so within the last second, and sends fail at once
+	// (ErrUnreachable). With no sends, it turns false a second after the
+	// last one that failed, as nothing then shows Redis is still away (a
+	// readiness check gated on it must not keep the traffic that would
+	// find Redis back from coming).
 	Unreachable bool
 	// NoReceivers counts the part of Published that no subscriber got.
 	// When every server is ours in redisbroker.ModeAudience (the default)
@@ -127,7 +136,7 @@ func (e *WebSocketEmitter) Stats() Stats {
 		Published:     e.published.Load(),
 		PublishErrors: e.publishErrors.Load(),
 		NoReceivers:   e.noReceivers.Load(),
-		Unreachable:   e.unreachable.Load() != nil,
+		Unreachable:   e.unreachable.Load() != nil && e.clock()-e.failedAt.Load() < int64(unreachableFresh),
 	}
 }
 
@@ -322,6 +331,7 @@ func (e *WebSocketEmitter) publish(ctx context.Context, typ protocol.MessageType
 			// only, not when a master dies and its replica takes over.
 			cc.ReloadState(ctx)
 		} else if unreachable(err) && callerCtx.Err() == nil {
+			e.failedAt.Store(e.clock())
 			if e.unreachable.Swap(&err) == nil {
 				e.log.Warn("redis unreachable; sends fail at once until it answers again", zap.Error(err))
 			}

@@ -28,3 +28,11 @@ func FillChecks(b *Broker, release <-chan struct{}) {
 
 // Slot is the Redis Cluster hash slot of a channel name.
 func Slot(ch string) int { return slot(ch) }
+
+// HoldOp takes b's subscription-change lock, as a reconnect or a renewal
+// does for as long as it subscribes the new session; the
+// returned func gives it back.
+func HoldOp(b *Broker) (release func()) {
+	b.op <- struct{}{}
+	return func() { <-b.op }
+}

@@ -841,9 +841,29 @@ func (b *Broker) change(ctx context.Context, add bool, channels []string) error 
 		return nil
 	}
 	// Wait for our turn no longer than the caller does, and give up
-	// before changing anything: a call that fails on its own context
-	// leaves the set as it was.
+	// before changing anything: a subscribe that fails on its own context
+	// leaves the set as it was. An unsubscribe is taken off the set all
+	// the same, and the error says it was kept: a reconnect or a renewal
+	// can hold the turn for seconds, and a caller that gave up on such
+	// unsubscribes in numbers (the helper drops what it holds past 1024)
+	// left the channels in the set, subscribed by every later session
+	// (found in review). A session being made meanwhile may still take
+	// such a channel; messages on it reach no local client, and the next
+	// session leaves it out.
 	if err := b.lockOp(ctx); err != nil {
+		if !add {
+			b.mu.Lock()
+			if !b.closed {
+				for _, ch := range channels {
+					delete(b.want, ch)
+				}
+				b.compactWant()
+				b.noteHeld()
+				b.mu.Unlock()
+				return fmt.Errorf("redisbroker: wait to change subscriptions: %w (%w)", err, broker.ErrChangeKept)
+			}
+			b.mu.Unlock()
+		}
 		return fmt.Errorf("redisbroker: wait to change subscriptions: %w", err)
 	}
 	defer b.unlockOp()
