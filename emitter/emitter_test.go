@@ -389,16 +389,31 @@ func TestModuleWaitsForRedisComingUp(t *testing.T) {
 	}
 }
 
+// newEmitter is an emitter on rc whose sends give up after timeout.
+func newEmitter(t *testing.T, rc redis.UniversalClient, timeout time.Duration) *emitter.WebSocketEmitter {
+	t.Helper()
+	e, err := emitter.New(rc, emitter.Options{PublishTimeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// silentRedis is a client of a server that accepts and never answers.
+func silentRedis(t *testing.T) redis.UniversalClient {
+	t.Helper()
+	rc := redis.NewClient(&redis.Options{Addr: blackhole.New(t).Addr(), MaxRetries: -1})
+	t.Cleanup(func() { _ = rc.Close() })
+	return rc
+}
+
 // Stats count what Redis took, what reached no subscriber (a user with no
 // connection anywhere), and what failed; refused input counts nowhere.
 func TestStats(t *testing.T) {
 	srv := redistest.Start(t)
 	rc := srv.Client()
 	defer rc.Close()
-	e, err := emitter.New(rc, emitter.Options{PublishTimeout: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newEmitter(t, rc, 500*time.Millisecond)
 	ctx := context.Background()
 	sub := srv.Client()
 	defer sub.Close()
@@ -453,10 +468,7 @@ func TestFailsAtOnceWhileRedisIsUnreachable(t *testing.T) {
 		srv := redistest.Start(t)
 		rc := srv.Client()
 		defer rc.Close()
-		e, err := emitter.New(rc, emitter.Options{PublishTimeout: 500 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
+		e := newEmitter(t, rc, 500*time.Millisecond)
 		if err := e.ToRoom(ctx, "r", "ev", 1); err != nil {
 			t.Fatal(err)
 		}
@@ -478,26 +490,14 @@ func TestFailsAtOnceWhileRedisIsUnreachable(t *testing.T) {
 		}
 	})
 	t.Run("silent", func(t *testing.T) {
-		hole := blackhole.New(t)
-		rc := redis.NewClient(&redis.Options{Addr: hole.Addr(), MaxRetries: -1})
-		defer rc.Close()
-		e, err := emitter.New(rc, emitter.Options{PublishTimeout: 200 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
+		e := newEmitter(t, silentRedis(t), 200*time.Millisecond)
 		if err := e.ToRoom(ctx, "r", "ev", 1); !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("send to a silent Redis: %v, want its deadline", err)
 		}
 		burst(t, e)
 	})
 	t.Run("the caller's own deadline is not Redis's fault", func(t *testing.T) {
-		hole := blackhole.New(t)
-		rc := redis.NewClient(&redis.Options{Addr: hole.Addr(), MaxRetries: -1})
-		defer rc.Close()
-		e, err := emitter.New(rc, emitter.Options{PublishTimeout: 5 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
+		e := newEmitter(t, silentRedis(t), 5*time.Second)
 		short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 		defer cancel()
 		if err := e.ToRoom(short, "r", "ev", 1); err == nil {
@@ -507,4 +507,31 @@ func TestFailsAtOnceWhileRedisIsUnreachable(t *testing.T) {
 			t.Fatal("a send cut short by its caller's deadline took Redis for unreachable")
 		}
 	})
+}
+
+// Stats().Unreachable turns false a second after the last failed send
+// when nothing is sent: only a send cleared it, so an emitter whose
+// readiness gated the traffic that would make it send stayed unready
+// for good once Redis was back (found in review).
+func TestUnreachableTurnsFalseWithoutSends(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	rc := srv.Client()
+	defer rc.Close()
+	e := newEmitter(t, rc, 500*time.Millisecond)
+	srv.Kill()
+	if err := e.ToRoom(ctx, "r", "ev", 1); err == nil {
+		t.Fatal("send with Redis gone succeeded")
+	}
+	if !e.Stats().Unreachable {
+		t.Fatal("setup: not marked unreachable")
+	}
+	srv.Restart()
+	if err := rc.Ping(ctx).Err(); err != nil {
+		t.Fatalf("setup: Redis not back: %v", err)
+	}
+	time.Sleep(2 * time.Second) // eight probe periods, no sends
+	if e.Stats().Unreachable {
+		t.Fatal("Stats().Unreachable still true 2 s after Redis answered again (no send was made to clear it)")
+	}
 }
