@@ -2,8 +2,15 @@ package fxtest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"slices"
 	"strings"
@@ -27,6 +34,8 @@ type Server struct {
 	app    *fx.App
 	helper *helper.WebSocketServerHelper
 	addr   string
+	// clientTLS trusts the server's certificate; nil: plain ws://.
+	clientTLS *tls.Config
 
 	stopOnce sync.Once
 	stopErr  error
@@ -41,11 +50,31 @@ type Server struct {
 // The app must not bind an HTTP mux (websocket.HTTPMuxKey): the kit serves
 // the module on its own listener. Call Stop when done.
 func Start(opts ...fx.Option) (*Server, error) {
+	return start(nil, nil, opts...)
+}
+
+// StartTLS is Start serving wss:// with a certificate for 127.0.0.1 made
+// for the app (ECDSA P-256, valid for a day, signed by itself): URL is
+// wss://, Dial and Connect trust it, and ClientTLS gives the same trust to
+// clients of the test's own (DialWith, an HTTP client for HTTPURL). Upgrades
+// then go through net/http, as with any TLS listener.
+func StartTLS(opts ...fx.Option) (*Server, error) {
+	server, client, err := selfSignedTLS()
+	if err != nil {
+		return nil, fmt.Errorf("fxtest: make a certificate: %w", err)
+	}
+	return start(server, client, opts...)
+}
+
+func start(serverTLS, clientTLS *tls.Config, opts ...fx.Option) (*Server, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("fxtest: listen: %w", err)
 	}
-	s := &Server{addr: ln.Addr().String()}
+	s := &Server{addr: ln.Addr().String(), clientTLS: clientTLS}
+	if serverTLS != nil {
+		ln = tls.NewListener(ln, serverTLS)
+	}
 	made := &madeClients{}
 	all := append([]fx.Option{
 		fx.NopLogger,
@@ -76,16 +105,30 @@ func Start(opts ...fx.Option) (*Server, error) {
 // twice).
 func StartServer(tb testing.TB, opts ...fx.Option) *Server {
 	tb.Helper()
-	s, err := Start(opts...)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		if err := s.Stop(); err != nil {
-			tb.Errorf("fxtest: stop: %v", err)
+	return serveFor(tb)(Start(opts...))
+}
+
+// StartServerTLS is StartTLS for tests, as StartServer is for Start.
+func StartServerTLS(tb testing.TB, opts ...fx.Option) *Server {
+	tb.Helper()
+	return serveFor(tb)(StartTLS(opts...))
+}
+
+// serveFor fails tb if the app did not start, and stops it when the test
+// ends.
+func serveFor(tb testing.TB) func(*Server, error) *Server {
+	return func(s *Server, err error) *Server {
+		tb.Helper()
+		if err != nil {
+			tb.Fatal(err)
 		}
-	})
-	return s
+		tb.Cleanup(func() {
+			if err := s.Stop(); err != nil {
+				tb.Errorf("fxtest: stop: %v", err)
+			}
+		})
+		return s
+	}
 }
 
 // StartCluster starts n servers sharing one broker, as n instances of a
@@ -183,10 +226,30 @@ func (m *madeClients) close() {
 }
 
 // URL is the WebSocket URL of the server, e.g. ws://127.0.0.1:41234/ws.
-func (s *Server) URL() string { return "ws://" + s.addr + s.helper.Path() }
+func (s *Server) URL() string {
+	if s.clientTLS != nil {
+		return "wss://" + s.addr + s.helper.Path()
+	}
+	return "ws://" + s.addr + s.helper.Path()
+}
 
 // HTTPURL is the server's HTTP base URL, e.g. http://127.0.0.1:41234.
-func (s *Server) HTTPURL() string { return "http://" + s.addr }
+func (s *Server) HTTPURL() string {
+	if s.clientTLS != nil {
+		return "https://" + s.addr
+	}
+	return "http://" + s.addr
+}
+
+// ClientTLS is a TLS config that trusts the certificate of a server of
+// StartTLS (a copy each call), for clients of the test's own; nil for a
+// plain server.
+func (s *Server) ClientTLS() *tls.Config {
+	if s.clientTLS == nil {
+		return nil
+	}
+	return s.clientTLS.Clone()
+}
 
 // Addr is the server's host:port.
 func (s *Server) Addr() string { return s.addr }
@@ -269,7 +332,7 @@ func (s *Server) Dial(tb testing.TB) *Client {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), DefaultTimeout)
 	defer cancel()
-	c, err := Dial(ctx, s.URL())
+	c, err := DialWith(ctx, s.URL(), DialOptions{TLS: s.ClientTLS()})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -289,4 +352,42 @@ func (s *Server) Connect(tb testing.TB, data any) (*Client, string) {
 		tb.Fatal(errors.Join(errors.New("fxtest: connect"), err))
 	}
 	return c, cd.ID
+}
+
+// selfSignedTLS makes a certificate for 127.0.0.1 and localhost, and the
+// configs of a server that presents it and of a client that trusts it.
+func selfSignedTLS() (server, client *tls.Config, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
+	if err != nil {
+		return nil, nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "fxtest"},
+		NotBefore:             now.Add(-time.Minute),
+		NotAfter:              now.Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		DNSNames:              []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, err
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}}}
+	return server, &tls.Config{RootCAs: roots}, nil
 }
