@@ -70,6 +70,7 @@ func (o Options) Validate() error {
 	}
 	if o.Addr != "" {
 		if _, _, err := net.SplitHostPort(o.Addr); err != nil {
+			//lint:ignore ST1005 Addr is the field's name, as the other options' errors start with theirs
 			errs = append(errs, fmt.Errorf("Addr %q is not host:port: %w", o.Addr, err))
 		}
 	}

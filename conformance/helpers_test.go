@@ -1,7 +1,6 @@
 package conformance
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -437,16 +436,6 @@ func dialUnauth(t *testing.T) (*fxtest.Client, string) {
 		return false
 	})
 	return c, id
-}
-
-// compact re-encodes JSON without spaces, for byte comparisons.
-func compact(t *testing.T, s string) string {
-	t.Helper()
-	var b bytes.Buffer
-	if err := json.Compact(&b, []byte(s)); err != nil {
-		t.Fatalf("compact %q: %v", s, err)
-	}
-	return b.String()
 }
 
 // dialQuiet dials without failing the test.

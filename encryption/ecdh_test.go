@@ -336,7 +336,8 @@ func TestHandshakeFailures(t *testing.T) {
 	offCurve[0] = 4
 	offCurve[64] = 1
 	p256, _ := ecdh.P256().GenerateKey(rand.Reader)
-	x, y := elliptic.Unmarshal(elliptic.P256(), p256.PublicKey().Bytes()) //nolint:staticcheck // only to build a compressed point
+	//lint:ignore SA1019 only to build a compressed point (crypto/ecdh has no compressed form)
+	x, y := elliptic.Unmarshal(elliptic.P256(), p256.PublicKey().Bytes())
 	compressed := elliptic.MarshalCompressed(elliptic.P256(), x, y)
 	// An x with no point on the curve: x³ - 3x + b is a non-residue for
 	// about half of all x; try until UnmarshalCompressed says so.

@@ -31,8 +31,6 @@ type benchServer struct {
 	url string
 }
 
-func newBenchServer(tb testing.TB) *benchServer { return newBenchServerOn(tb, rawSocket) }
-
 func newBenchServerOn(tb testing.TB, tr transport) *benchServer {
 	tb.Helper()
 	h, err := helper.New(helper.Config{
