@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"bytes"
+	"sync"
 	"testing"
 	"unicode/utf8"
 )
@@ -33,8 +34,51 @@ func TestReplaceInvalidUTF8(t *testing.T) {
 	}
 }
 
+// validPrefixes holds every proper prefix of every UTF-8 encoding of a
+// scalar value, built from Go's encoder: a reference for the maximal
+// subparts that owes nothing to the decoder under test.
+var validPrefixes = sync.OnceValue(func() map[string]bool {
+	m := make(map[string]bool)
+	var buf [utf8.UTFMax]byte
+	for r := rune(0x80); r <= utf8.MaxRune; r++ {
+		if r >= 0xD800 && r <= 0xDFFF {
+			continue
+		}
+		n := utf8.EncodeRune(buf[:], r)
+		for k := 1; k < n; k++ {
+			m[string(buf[:k])] = true
+		}
+	}
+	return m
+})
+
+// referenceReplace replaces, at each place Go's decoder finds no rune, the
+// longest start of a valid encoding there (or one byte) with U+FFFD.
+func referenceReplace(b []byte) []byte {
+	var out []byte
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r != utf8.RuneError || n > 1 {
+			out = append(out, b[i:i+n]...)
+			i += n
+			continue
+		}
+		k := 1
+		for j := min(3, len(b)-i); j > 1; j-- {
+			if validPrefixes()[string(b[i:i+j])] {
+				k = j
+				break
+			}
+		}
+		out = append(out, "\uFFFD"...)
+		i += k
+	}
+	return out
+}
+
 // Against Go's own decoder: the output is valid, valid input is kept, and
-// the runes of valid stretches are untouched.
+// the runes of valid stretches are untouched; and against the reference
+// built from the encoder, byte for byte.
 func FuzzReplaceInvalidUTF8(f *testing.F) {
 	for _, s := range []string{"a\xff\xfeb", "\xed\xa0\x80", "\xf0\x9f\x98", "é😀", ""} {
 		f.Add([]byte(s))
@@ -46,6 +90,9 @@ func FuzzReplaceInvalidUTF8(f *testing.F) {
 		}
 		if utf8.Valid(b) && !bytes.Equal(got, b) {
 			t.Fatalf("valid %q changed to %q", b, got)
+		}
+		if want := referenceReplace(b); !utf8.Valid(b) && !bytes.Equal(got, want) {
+			t.Fatalf("%q -> %q, the reference makes %q", b, got, want)
 		}
 		// Without replacement characters in the input, removing them from
 		// the output leaves the valid runes of the input, in order.
