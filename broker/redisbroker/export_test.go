@@ -36,3 +36,7 @@ func HoldOp(b *Broker) (release func()) {
 	b.op <- struct{}{}
 	return func() { <-b.op }
 }
+
+// SetAfterSnapshot makes every connect of b call f just after it has taken
+// the set of channels for its new session. Call it before Start.
+func SetAfterSnapshot(b *Broker, f func()) { b.afterSnapshot = f }

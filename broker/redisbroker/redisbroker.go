@@ -344,6 +344,9 @@ type Broker struct {
 	// beforeMarker, when set (tests), runs in a renewal just before the
 	// marker is published.
 	beforeMarker func()
+	// afterSnapshot, when set (tests), runs in a connect just after it
+	// has taken the set of channels for the new session.
+	afterSnapshot func()
 
 	queues  []chan delivery
 	loops   sync.WaitGroup // supervisor and workers
@@ -564,12 +567,32 @@ func (b *Broker) connect(ctx context.Context) error {
 		chans = append(chans, ch)
 	}
 	b.mu.Unlock()
+	if b.afterSnapshot != nil {
+		b.afterSnapshot()
+	}
 	s := b.newSession()
 	sctx, scancel := context.WithTimeout(ctx, b.opts.PingTimeout+time.Duration(len(chans)/1000+1)*time.Second)
 	defer scancel()
 	if err := s.init(sctx, chans); err != nil {
 		s.close()
 		return err
+	}
+	// An unsubscribe that gave up waiting for this connect's turn took
+	// its channels off the set meanwhile (see change): leave them out of
+	// the new session too.
+	b.mu.Lock()
+	var gone []string
+	for _, ch := range chans {
+		if _, ok := b.want[ch]; !ok && !b.covered(ch) {
+			gone = append(gone, ch)
+		}
+	}
+	b.mu.Unlock()
+	if len(gone) > 0 {
+		if err := s.apply(sctx, false, gone); err != nil {
+			s.close()
+			return fmt.Errorf("unsubscribe what was left meanwhile: %w", err)
+		}
 	}
 	b.mu.Lock()
 	if b.closed {
@@ -847,9 +870,10 @@ func (b *Broker) change(ctx context.Context, add bool, channels []string) error 
 	// can hold the turn for seconds, and a caller that gave up on such
 	// unsubscribes in numbers (the helper drops what it holds past 1024)
 	// left the channels in the set, subscribed by every later session
-	// (found in review). A session being made meanwhile may still take
-	// such a channel; messages on it reach no local client, and the next
-	// session leaves it out.
+	// (found in review). A reconnect in flight unsubscribes such channels
+	// from its new session before it takes over; a renewal in flight may
+	// still take one, whose messages then reach no local client until
+	// the session after.
 	if err := b.lockOp(ctx); err != nil {
 		if !add {
 			b.mu.Lock()

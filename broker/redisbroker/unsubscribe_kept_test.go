@@ -2,11 +2,14 @@ package redisbroker_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/fxws/websocket/broker"
 	"github.com/fxws/websocket/broker/redisbroker"
 	"github.com/fxws/websocket/helper"
 	"github.com/fxws/websocket/internal/redisinstance"
@@ -71,5 +74,61 @@ func TestUnsubscribesWhileAReconnectHoldsTheTurnAreKept(t *testing.T) {
 		nums, _ := srv.Client().PubSubNumSub(ctx, protocol.RoomChannel(room(0))).Result()
 		t.Fatalf("%d of %d rooms nobody is in are still held by the broker (Redis subscribers of %s: %d): the dropped unsubscribes were never applied",
 			held, n, room(0), nums[protocol.RoomChannel(room(0))])
+	}
+}
+
+// An unsubscribe that gives up while a reconnect holds the turn, after
+// the reconnect has taken its set of channels, is left out of the new
+// session too: the reconnect unsubscribes what left the set meanwhile.
+func TestUnsubscribeDuringAReconnectLeavesTheNewSession(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	rc := srv.Client()
+	defer rc.Close()
+	admin := srv.Client()
+	defer admin.Close()
+	b := redisbroker.New(rc, redisbroker.Options{ReconnectBackoffMin: 10 * time.Millisecond})
+	snapped, release := make(chan struct{}, 1), make(chan struct{})
+	var armed atomic.Bool
+	redisbroker.SetAfterSnapshot(b, func() {
+		if armed.CompareAndSwap(true, false) {
+			snapped <- struct{}{}
+			<-release
+		}
+	})
+	if err := b.Start(ctx, func(string, []byte) {}); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const left, kept = "ws:room:left", "ws:room:kept"
+	if err := b.Subscribe(ctx, left, kept); err != nil {
+		t.Fatal(err)
+	}
+	armed.Store(true)
+	if err := admin.ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-snapped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no reconnect")
+	}
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	err := b.Unsubscribe(short, left)
+	cancel()
+	if !errors.Is(err, broker.ErrChangeKept) {
+		t.Fatalf("Unsubscribe while a reconnect holds the turn: %v, want it kept", err)
+	}
+	close(release)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, err := admin.PubSubNumSub(ctx, left, kept).Result()
+		if err == nil && n[left] == 0 && n[kept] == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("subscribers after the reconnect: %v (%v), want %s 0 and %s 1", n, err, left, kept)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
