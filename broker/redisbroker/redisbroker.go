@@ -427,6 +427,28 @@ func New(client redis.UniversalClient, opts Options) *Broker {
 // Mode is the broker's subscription mode.
 func (b *Broker) Mode() Mode { return b.opts.Mode }
 
+// leaveGone unsubscribes s from those of chans, the set a new session
+// was made with, that an unsubscribe took off the set meanwhile: one that
+// gave up waiting for the turn the session's maker holds (see change).
+// The caller holds the turn.
+func (b *Broker) leaveGone(ctx context.Context, s *session, chans []string) error {
+	b.mu.Lock()
+	var gone []string
+	for _, ch := range chans {
+		if _, ok := b.want[ch]; !ok && !b.covered(ch) {
+			gone = append(gone, ch)
+		}
+	}
+	b.mu.Unlock()
+	if len(gone) == 0 {
+		return nil
+	}
+	if err := s.apply(ctx, false, gone); err != nil {
+		return fmt.Errorf("unsubscribe what was left meanwhile: %w", err)
+	}
+	return nil
+}
+
 // dialCheckTimeout bounds the wait for the one dial with which a Start that
 // ran out of time says why Redis could not be reached.
 const dialCheckTimeout = time.Second
@@ -577,22 +599,9 @@ func (b *Broker) connect(ctx context.Context) error {
 		s.close()
 		return err
 	}
-	// An unsubscribe that gave up waiting for this connect's turn took
-	// its channels off the set meanwhile (see change): leave them out of
-	// the new session too.
-	b.mu.Lock()
-	var gone []string
-	for _, ch := range chans {
-		if _, ok := b.want[ch]; !ok && !b.covered(ch) {
-			gone = append(gone, ch)
-		}
-	}
-	b.mu.Unlock()
-	if len(gone) > 0 {
-		if err := s.apply(sctx, false, gone); err != nil {
-			s.close()
-			return fmt.Errorf("unsubscribe what was left meanwhile: %w", err)
-		}
+	if err := b.leaveGone(sctx, s, chans); err != nil {
+		s.close()
+		return err
 	}
 	b.mu.Lock()
 	if b.closed {
@@ -870,10 +879,8 @@ func (b *Broker) change(ctx context.Context, add bool, channels []string) error 
 	// can hold the turn for seconds, and a caller that gave up on such
 	// unsubscribes in numbers (the helper drops what it holds past 1024)
 	// left the channels in the set, subscribed by every later session
-	// (found in review). A reconnect in flight unsubscribes such channels
-	// from its new session before it takes over; a renewal in flight may
-	// still take one, whose messages then reach no local client until
-	// the session after.
+	// (found in review). A reconnect or a renewal in flight unsubscribes
+	// such channels from its new session (leaveGone).
 	if err := b.lockOp(ctx); err != nil {
 		if !add {
 			b.mu.Lock()

@@ -313,6 +313,9 @@ func (b *Broker) handOver(ctx context.Context, old *session) error {
 	// else comes on them: left subscribed if this fails.
 	uctx, ucancel := context.WithTimeout(ctx, b.opts.PingTimeout)
 	err = n.subscribeEach(uctx, false, markerCh, nil)
+	if gerr := b.leaveGone(uctx, n, chans); err == nil {
+		err = gerr // left subscribed if this fails: messages for nobody here, until the next session
+	}
 	ucancel()
 	b.stats.renewals.Add(1) // counted once Redis holds what it will hold
 	if err != nil {
