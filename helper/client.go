@@ -215,10 +215,11 @@ type ClientView struct {
 	// `connected`: the clock of the heartbeat sweep. Pings and pongs do not
 	// count.
 	LastActivity time.Time
-	// Backlog is how many bytes sent to the client it has not taken yet:
-	// those queued in the helper (bounded by BackpressureLimit) and, on
-	// Linux, those in the socket's send queue not acknowledged by the
-	// client. A client whose backlog keeps growing is not keeping up.
+	// Backlog is how many bytes sent to the client are queued for it and
+	// not yet acknowledged by it: those in the helper (bounded by
+	// BackpressureLimit) and, on Linux, those in the socket's send queue
+	// (under TLS too). A client whose backlog keeps growing is not
+	// keeping up.
 	// Zero in the outbound transformer's snapshot.
 	Backlog int
 }
