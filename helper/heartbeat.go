@@ -189,9 +189,9 @@ func (b busyLooks) prune() {
 // socket under it is asked for the count, but its input cannot be read
 // for a close frame, so a closed peer is left to the timeouts. Where no
 // socket can be asked, the clocks count from when the app took the
-// message. Otherwise it is when the app
-// last gave a message back, so that the clocks restart then and the
-// frames the client sent meanwhile can be read first.
+// message. Otherwise it is when the app last gave a message back, so
+// that the clocks restart then and the frames the client sent meanwhile
+// can be read first.
 func (b busyLooks) heard(c *client, now int64) (heard int64, gone bool) {
 	since := c.appSince.Load()
 	if since == 0 {

@@ -14,7 +14,8 @@ import (
 )
 
 // readBufferSize is the pooled buffer a connection borrows while it has bytes
-// to parse. Frames that do not fit get a buffer of their own size.
+// to parse. Frames that do not fit get a buffer of their own, which grows
+// with what arrives (largeFrameStart).
 const readBufferSize = 4096
 
 // largeFrameStart is the first buffer of a frame larger than the read
