@@ -72,7 +72,7 @@ type WebSocketServerHelper struct {
 
 	// Warnings that a Redis outage or junk on a channel repeat thousands
 	// of times a second go out at most once a second each.
-	publishLog, envelopeLog, transformLog, clientIDRoomLog, encQueueLog, limitLog logthrottle.Throttle
+	publishLog, envelopeLog, transformLog, clientIDRoomLog, encQueueLog, limitLog, subscribeLog logthrottle.Throttle
 	// enc transforms the broker's messages for encrypted clients off the
 	// broker's worker.
 	enc *encQueue

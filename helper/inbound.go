@@ -470,8 +470,12 @@ func (h *WebSocketServerHelper) finishAuthentication(c *client, info identity, r
 	if !h.subs.upToDate() {
 		ctx, cancel := context.WithTimeout(context.Background(), h.opts.SubscribeTimeout)
 		if err := h.subs.sync(ctx); err != nil && c.context().Err() == nil {
-			h.log.Warn("broker did not confirm subscriptions in time; cross-instance delivery to this client may lag",
-				zapClient(c.id), zap.Error(err))
+			// Once a second: a crowd logging in during a stalled broker
+			// would log a line each (found in review).
+			if ok, n := h.subscribeLog.Allow(); ok {
+				h.log.Warn("broker did not confirm subscriptions in time; cross-instance delivery to this client may lag",
+					zapClient(c.id), zap.Error(err), zap.Uint64("suppressed", n))
+			}
 		}
 		cancel()
 	}

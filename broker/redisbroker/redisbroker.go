@@ -427,10 +427,10 @@ func New(client redis.UniversalClient, opts Options) *Broker {
 // Mode is the broker's subscription mode.
 func (b *Broker) Mode() Mode { return b.opts.Mode }
 
-// leaveGone unsubscribes s from those of chans, the set a new session
-// was made with, that an unsubscribe took off the set meanwhile: one that
-// gave up waiting for the turn the session's maker holds (see change).
-// The caller holds the turn.
+// leaveGone unsubscribes s from those of chans, the set s was made with
+// (or, for the session a failed renewal leaves in place, holds), that an
+// unsubscribe took off the set meanwhile: one that gave up waiting for
+// the turn the caller holds (see change).
 func (b *Broker) leaveGone(ctx context.Context, s *session, chans []string) error {
 	b.mu.Lock()
 	var gone []string

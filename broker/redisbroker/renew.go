@@ -183,11 +183,14 @@ func (b *Broker) handOver(ctx context.Context, old *session) error {
 	}
 	// untouched ends a failed attempt whose markers old has not read.
 	untouched := func() {
+		uctx, ucancel := context.WithTimeout(ctx, b.opts.PingTimeout)
 		if b.cluster != nil { // old's own probe channel stays, of course
-			uctx, ucancel := context.WithTimeout(ctx, b.opts.PingTimeout)
 			_ = old.subscribeEach(uctx, false, markerCh, nil)
-			ucancel()
 		}
+		// old goes on: what left the set meanwhile leaves it (found in
+		// review); it holds chans, as the turn has been held since.
+		_ = b.leaveGone(uctx, old, chans)
+		ucancel()
 		b.giveUp(held)
 	}
 	if b.cluster != nil {
@@ -311,15 +314,21 @@ func (b *Broker) handOver(ctx context.Context, old *session) error {
 	b.stats.sessions.Add(1)
 	// The marker channels were only there for the markers, and nothing
 	// else comes on them: left subscribed if this fails.
+	n.mu.Lock()
+	n.handovers = nil // over: a connection made from here on delivers at once
+	n.mu.Unlock()
 	uctx, ucancel := context.WithTimeout(ctx, b.opts.PingTimeout)
 	err = n.subscribeEach(uctx, false, markerCh, nil)
+	if err != nil {
+		err = fmt.Errorf("unsubscribe the markers' channels: %w", err)
+	}
 	if gerr := b.leaveGone(uctx, n, chans); err == nil {
 		err = gerr // left subscribed if this fails: messages for nobody here, until the next session
 	}
 	ucancel()
 	b.stats.renewals.Add(1) // counted once Redis holds what it will hold
 	if err != nil {
-		return fmt.Errorf("renewed, but unsubscribe the markers' channels: %w", err)
+		return fmt.Errorf("renewed, but %w", err)
 	}
 	b.log.Debug("subscription session renewed", zap.Int("channels", held))
 	return nil
