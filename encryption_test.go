@@ -250,3 +250,52 @@ func TestECDHEncryptionMisuse(t *testing.T) {
 		t.Fatalf("nested: %v", err)
 	}
 }
+
+// The message handler can tell a sealed message from a plain one that an
+// encrypted client sent (RequireEncryption seals what the server sends
+// only), and sealed messages that cannot be opened are counted (from an
+// encrypted-chat trial: neither could be seen).
+func TestECDHEncryptionTellsSealedFromPlain(t *testing.T) {
+	type seen struct {
+		event     string
+		encrypted bool
+	}
+	got := make(chan seen, 4)
+	srv := fxtest.StartServer(t,
+		websocket.WithAuthenticate(auth),
+		websocket.WithMessageHandler(func(_ context.Context, req helper.MessageRequest) error {
+			got <- seen{req.Message.Event, req.Encrypted}
+			return nil
+		}),
+		websocket.WithECDHEncryption(),
+	)
+	ctx := ctxT(t)
+	c, err := fxtest.DialEncrypted(ctx, srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Abort() })
+	if _, err := c.Authenticate(ctx, token("ann")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.EmitEncrypted("sealed", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Emit("plain", 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Emit(protocol.EventEncrypted, map[string]string{"iv": "AAAAAAAAAAAAAAAA", "ct": "bm90IHNlYWxlZA=="}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []seen{{"sealed", true}, {"plain", false}} {
+		select {
+		case s := <-got:
+			if s != want {
+				t.Fatalf("handler saw %+v, want %+v", s, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("handler never saw %q", want.event)
+		}
+	}
+	waitFor(t, func() bool { return srv.Helper().Stats().Unopened == 1 })
+}

@@ -262,3 +262,20 @@ func TestWriteFrameKeepsThePayload(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Restart on a running server is a crash and a restart: the data is gone
+// (it started nothing, the old server answering the readiness check; from
+// an encrypted-chat trial whose presence test so passed falsely).
+func TestRedisRestartWhileRunning(t *testing.T) {
+	r := fxtest.StartRedis(t)
+	rc := r.Client()
+	defer rc.Close()
+	ctx := context.Background()
+	if err := rc.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r.Restart()
+	if n, err := rc.Exists(ctx, "k").Result(); err != nil || n != 0 {
+		t.Fatalf("after Restart: key there %d (%v), want a fresh server", n, err)
+	}
+}

@@ -38,6 +38,7 @@ func (r *RedisServer) Client(opts ...func(*redis.Options)) *redis.Client {
 // gone.
 func (r *RedisServer) Kill() { r.s.Kill() }
 
-// Restart starts the server again on the same port after Kill, and returns
-// once it answers.
+// Restart starts the server again on the same port, killing it first if
+// it runs (a crash and a restart: the data is gone), and returns once it
+// answers.
 func (r *RedisServer) Restart() { r.s.Restart() }

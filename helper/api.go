@@ -235,6 +235,10 @@ type Stats struct {
 	// failed (an error or a panic): message, validate-room, connected,
 	// disconnected and rooms-changed (authenticate's are AuthErrors).
 	PublishErrors, BadEnvelopes, HandlerErrors uint64
+	// Unopened counts the sealed (`encrypted`) client messages the inbound
+	// transformer could not open (a wrong key, a damaged message): they
+	// are dropped without an answer to the client.
+	Unopened uint64
 	// MemoryReleases counts the times memory was handed back to the OS
 	// after connections dropped (Options.ReleaseMemoryAfter).
 	MemoryReleases uint64
@@ -280,7 +284,7 @@ type Stats struct {
 
 type counters struct {
 	connections, delivered, droppedBackpressure atomic.Uint64
-	received                                    atomic.Uint64
+	received, unopened                          atomic.Uint64
 	directUpgrades                              atomic.Uint64
 	publishErrors, badEnvelopes, handlerErrors  atomic.Uint64
 	memoryReleases                              atomic.Uint64
@@ -350,6 +354,7 @@ func (h *WebSocketServerHelper) Stats() Stats {
 		Delivered:           h.stats.delivered.Load(),
 		DroppedBackpressure: h.stats.droppedBackpressure.Load(),
 		Received:            h.stats.received.Load(),
+		Unopened:            h.stats.unopened.Load(),
 		PublishErrors:       h.stats.publishErrors.Load(),
 		BadEnvelopes:        h.stats.badEnvelopes.Load(),
 		InflatedMessages:    h.stats.inflated.Load(),

@@ -423,7 +423,10 @@ type RoomsChangedRequest struct {
 
 // RoomsChangedFunc is told of each join or leave of a client's own that
 // changed its rooms (an extension: the original has no such hook), once
-// it has: a join's rooms already get what is sent to them. It runs on the
+// it has: a join's rooms already get what is sent to them, from this
+// instance and the others (the broker has confirmed their channels, or
+// SubscribeTimeout has passed; a room's state read here and sent to the
+// newcomer then misses nothing sent to the room after it). It runs on the
 // goroutine that reads the client, in order with its messages, as
 // MessageFunc does. It is where a newcomer gets what it needs of a room
 // (SendToClient), or where a presence list is kept, with ClientInfo.Rooms
@@ -450,6 +453,12 @@ type MessageRequest struct {
 	// its id if it gave one. For an `encrypted` event opened by the inbound
 	// transformer, it is the message inside.
 	Message protocol.Message
+	// Encrypted is true for a message that came sealed and was opened by
+	// the inbound transformer. RequireEncryption seals what the server
+	// sends; a client may still send plain events (the original takes
+	// them too): an app that must have every message sealed refuses those
+	// without it.
+	Encrypted bool
 }
 
 // MessageFunc handles application events. Its error or panic is logged; the

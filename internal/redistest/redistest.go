@@ -193,10 +193,13 @@ func (s *Server) Kill() {
 	<-waitErr
 }
 
-// Restart starts the server again on the same port after Kill. The data
-// set is empty, as after a crash without persistence.
+// Restart starts the server again on the same port, killing it first if
+// it runs (it used to start nothing then, the old server answering the
+// readiness check: found in a trial). The data set is empty, as after a
+// crash without persistence.
 func (s *Server) Restart() {
 	s.tb.Helper()
+	s.Kill()
 	var err error
 	// The port may linger briefly after a kill; retry a few times.
 	for attempt := 0; attempt < 20; attempt++ {
