@@ -21,12 +21,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"sync/atomic"
 	"time"
 
 	"github.com/fxws/websocket/internal/bounded"
+	"github.com/fxws/websocket/internal/failfast"
 	"github.com/fxws/websocket/internal/nilref"
 	"github.com/fxws/websocket/internal/redisready"
 	"github.com/fxws/websocket/protocol"
@@ -72,10 +72,6 @@ var ErrRing = errors.New("emitter: a redis.Ring spreads channels over servers th
 // live on different masters.
 var ErrUnreachable = errors.New("emitter: redis unreachable")
 
-// unreachableProbeEvery is the pause, after one, before the next send is
-// let through to Redis while it is known to be unreachable.
-const unreachableProbeEvery = 250 * time.Millisecond
-
 // unreachableFresh is how long after a failed send Stats().Unreachable
 // still says so.
 const unreachableFresh = time.Second
@@ -95,13 +91,8 @@ type WebSocketEmitter struct {
 
 	published, publishErrors, noReceivers atomic.Uint64
 
-	// unreachable, while set, fails sends at once (ErrUnreachable);
-	// probeAt is when one may next go through (nanoseconds on born's
-	// monotonic clock).
-	unreachable atomic.Pointer[error]
-	probeAt     atomic.Int64
-	failedAt    atomic.Int64 // when a send last reached Redis and failed (born's clock)
-	born        time.Time
+	// unreachable, while shut, fails sends at once (ErrUnreachable).
+	unreachable *failfast.Gate
 }
 
 // Stats are the emitter's counters since it was made.
@@ -136,7 +127,7 @@ func (e *WebSocketEmitter) Stats() Stats {
 		Published:     e.published.Load(),
 		PublishErrors: e.publishErrors.Load(),
 		NoReceivers:   e.noReceivers.Load(),
-		Unreachable:   e.unreachable.Load() != nil && e.clock()-e.failedAt.Load() < int64(unreachableFresh),
+		Unreachable:   e.unreachable.ShutWithin(unreachableFresh),
 	}
 }
 
@@ -181,11 +172,11 @@ func New(client redis.UniversalClient, opts Options) (*WebSocketEmitter, error) 
 		opts.Logger = zap.NewNop()
 	}
 	return &WebSocketEmitter{
-		client:   client,
-		opts:     opts,
-		log:      opts.Logger.With(zap.String("emitter", opts.Identifier)),
-		commands: bounded.New(maxInflight),
-		born:     time.Now(),
+		client:      client,
+		opts:        opts,
+		log:         opts.Logger.With(zap.String("emitter", opts.Identifier)),
+		commands:    bounded.New(maxInflight),
+		unreachable: failfast.New(),
 	}, nil
 }
 
@@ -288,15 +279,13 @@ func (e *WebSocketEmitter) publish(ctx context.Context, typ protocol.MessageType
 		return err
 	}
 	ch := typ.Channel(target)
-	probe := false
-	if cause := e.unreachable.Load(); cause != nil {
-		next := e.probeAt.Load()
-		if e.clock() < next || !e.probeAt.CompareAndSwap(next, math.MaxInt64) {
-			e.publishErrors.Add(1)
-			return fmt.Errorf("emitter: publish to %s: %w: %w", ch, ErrUnreachable, *cause)
-		}
-		probe = true // the next one a while after this one is over
-		defer func() { e.probeAt.Store(e.clock() + int64(unreachableProbeEvery)) }()
+	probe, cause := e.unreachable.Admit()
+	if cause != nil {
+		e.publishErrors.Add(1)
+		return fmt.Errorf("emitter: publish to %s: %w: %w", ch, ErrUnreachable, cause)
+	}
+	if probe {
+		defer e.unreachable.Probed()
 	}
 	callerCtx := ctx
 	ctx, cancel := context.WithTimeout(ctx, e.opts.PublishTimeout)
@@ -331,17 +320,14 @@ func (e *WebSocketEmitter) publish(ctx context.Context, typ protocol.MessageType
 			// only, not when a master dies and its replica takes over.
 			cc.ReloadState(ctx)
 		} else if unreachable(err) && callerCtx.Err() == nil {
-			e.failedAt.Store(e.clock())
-			if e.unreachable.Swap(&err) == nil {
+			if e.unreachable.Shut(err) {
 				e.log.Warn("redis unreachable; sends fail at once until it answers again", zap.Error(err))
 			}
 		}
 		return fmt.Errorf("emitter: publish to %s: %w", ch, err)
 	}
-	if probe || e.unreachable.Load() != nil {
-		if e.unreachable.Swap(nil) != nil {
-			e.log.Info("redis reachable again")
-		}
+	if e.unreachable.IsShut() && e.unreachable.Open() {
+		e.log.Info("redis reachable again")
 	}
 	e.published.Add(1)
 	if receivers == 0 {
@@ -349,9 +335,6 @@ func (e *WebSocketEmitter) publish(ctx context.Context, typ protocol.MessageType
 	}
 	return nil
 }
-
-// clock is the emitter's monotonic time, in nanoseconds since New.
-func (e *WebSocketEmitter) clock() int64 { return int64(time.Since(e.born)) }
 
 // unreachable reports a failure that says Redis cannot be reached: a
 // connection refused, reset or timed out, or no answer within

@@ -70,7 +70,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"net"
 	"sort"
@@ -82,6 +81,7 @@ import (
 
 	"github.com/fxws/websocket/broker"
 	"github.com/fxws/websocket/internal/bounded"
+	"github.com/fxws/websocket/internal/failfast"
 	"github.com/fxws/websocket/internal/logthrottle"
 	"github.com/fxws/websocket/internal/redisready"
 	"github.com/fxws/websocket/protocol"
@@ -270,12 +270,6 @@ var ErrUnavailable = fmt.Errorf("redisbroker: subscription connection unavailabl
 // the publishes let through, one at a time and 250 ms apart, succeeds.
 var ErrUnreachable = errors.New("redisbroker: redis unreachable")
 
-// unreachableProbeEvery is the pause, after one, before the next publish
-// is let through while Redis is known to be unreachable: each costs its
-// caller the client's dial retries, and finds Redis back as soon as one
-// succeeds.
-const unreachableProbeEvery = 250 * time.Millisecond
-
 // patterns of ModePattern, and the channel prefixes they cover.
 var patternPrefixes = []string{protocol.ChannelRoomPrefix, protocol.ChannelClientPrefix, protocol.ChannelUserPrefix}
 
@@ -317,20 +311,14 @@ type Broker struct {
 	// fraction of that it is rebuilt.
 	wantPeak int
 	sess     *session
-	// unreachable, while set, fails publishes at once (ErrUnreachable):
+	// unreachable, while shut, fails publishes at once (ErrUnreachable):
 	// the session is gone and a new connection failed (see
-	// noteUnreachable). Set and cleared under mu, with sess; read without.
-	unreachable atomic.Pointer[error]
-	// probeAt is when a publish may next go through while unreachable is
-	// set (on clock; MaxInt64 while one is under way), to find Redis back.
-	probeAt atomic.Int64
-	// born is the origin of clock, a monotonic one: a wall clock stepped
-	// back would hold the probes back as long.
-	born    time.Time
-	handler broker.Handler
-	started bool
-	closed  bool
-	cancel  context.CancelFunc
+	// noteUnreachable). Shut and opened under mu, with sess; read without.
+	unreachable *failfast.Gate
+	handler     broker.Handler
+	started     bool
+	closed      bool
+	cancel      context.CancelFunc
 
 	// heldPeak is the most channels held since the live session began:
 	// go-redis keeps a PubSub's channels in a map of its own, which keeps
@@ -403,16 +391,16 @@ var _ broker.Broker = (*Broker)(nil)
 func New(client redis.UniversalClient, opts Options) *Broker {
 	o := opts.withDefaults()
 	b := &Broker{
-		client:    client,
-		opts:      o,
-		log:       o.Logger.With(zap.String("broker", "redis"), zap.Stringer("mode", o.Mode)),
-		want:      make(map[string]struct{}),
-		op:        make(chan struct{}, 1),
-		renewMin:  minRenew,
-		renewCh:   make(chan struct{}, 1),
-		publishes: bounded.New(maxPipeline),
-		checks:    bounded.New(checkSlots),
-		born:      time.Now(),
+		client:      client,
+		opts:        o,
+		log:         o.Logger.With(zap.String("broker", "redis"), zap.Stringer("mode", o.Mode)),
+		want:        make(map[string]struct{}),
+		op:          make(chan struct{}, 1),
+		renewMin:    minRenew,
+		renewCh:     make(chan struct{}, 1),
+		publishes:   bounded.New(maxPipeline),
+		checks:      bounded.New(checkSlots),
+		unreachable: failfast.New(),
 	}
 	cc, isCluster := client.(*redis.ClusterClient)
 	if isCluster {
@@ -610,7 +598,7 @@ func (b *Broker) connect(ctx context.Context) error {
 		return broker.ErrClosed
 	}
 	b.sess = s
-	b.unreachable.Store(nil)
+	b.unreachable.Open()
 	b.heldPeak = len(chans)
 	b.mu.Unlock()
 	b.stats.sessions.Add(1)
@@ -637,9 +625,6 @@ func (b *Broker) checkPublish(ctx context.Context) error {
 	return nil
 }
 
-// clock is the broker's monotonic time, in nanoseconds since New.
-func (b *Broker) clock() int64 { return int64(time.Since(b.born)) }
-
 // noteUnreachable fails publishes at once from now on, if err says Redis
 // cannot be reached (a refused or timed-out connection, not an answer;
 // with silence, a connect attempt's PING that got no answer either) while
@@ -653,7 +638,7 @@ func (b *Broker) noteUnreachable(err error, silence bool) {
 	}
 	b.mu.Lock()
 	if b.sess == nil && !b.closed {
-		b.unreachable.Store(&err)
+		b.unreachable.Shut(err)
 	}
 	b.mu.Unlock()
 }
@@ -801,17 +786,15 @@ func (b *Broker) Publish(ctx context.Context, channel string, payload []byte) er
 	if closed {
 		return broker.ErrClosed
 	}
-	probe := false
-	if cause := b.unreachable.Load(); cause != nil {
-		// One publish in a while goes through, to find Redis back as soon
-		// as it is, before the subscription is rebuilt.
-		next := b.probeAt.Load()
-		if b.clock() < next || !b.probeAt.CompareAndSwap(next, math.MaxInt64) {
-			b.stats.publishErrors.Add(1)
-			return fmt.Errorf("redisbroker: publish %s: %w: %w", channel, ErrUnreachable, *cause)
-		}
-		probe = true // the next one a while after this one is over
-		defer func() { b.probeAt.Store(b.clock() + int64(unreachableProbeEvery)) }()
+	// One publish in a while goes through, to find Redis back as soon as
+	// it is, before the subscription is rebuilt.
+	probe, cause := b.unreachable.Admit()
+	if cause != nil {
+		b.stats.publishErrors.Add(1)
+		return fmt.Errorf("redisbroker: publish %s: %w: %w", channel, ErrUnreachable, cause)
+	}
+	if probe {
+		defer b.unreachable.Probed()
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.opts.PublishTimeout)
 	defer cancel()
@@ -834,7 +817,7 @@ func (b *Broker) Publish(ctx context.Context, channel string, payload []byte) er
 		return fmt.Errorf("redisbroker: publish %s: %w", channel, err)
 	}
 	if probe {
-		b.unreachable.Store(nil) // Redis took it: back
+		b.unreachable.Open() // Redis took it: back
 	}
 	b.stats.published.Add(1)
 	return nil
@@ -1244,13 +1227,13 @@ func (b *Broker) Connected() bool {
 	b.mu.Lock()
 	live := b.sess != nil
 	b.mu.Unlock()
-	return live && b.unreachable.Load() == nil
+	return live && !b.unreachable.IsShut()
 }
 
 // Stats returns the current counters.
 func (b *Broker) Stats() Stats {
 	b.mu.Lock()
-	st := Stats{Connected: b.sess != nil, Unreachable: b.unreachable.Load() != nil, Channels: len(b.want)}
+	st := Stats{Connected: b.sess != nil, Unreachable: b.unreachable.IsShut(), Channels: len(b.want)}
 	b.mu.Unlock()
 	st.Received = b.stats.received.Load()
 	st.Dropped = b.stats.dropped.Load()

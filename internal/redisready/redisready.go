@@ -93,7 +93,6 @@ func DialError(ctx context.Context, client redis.UniversalClient) error {
 			results <- err
 		}()
 	}
-	var msgs []string
 	var errs []error
 	for range targets {
 		select {
@@ -103,31 +102,35 @@ func DialError(ctx context.Context, client redis.UniversalClient) error {
 				return nil
 			case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
 			default:
-				msgs, errs = append(msgs, err.Error()), append(errs, err)
+				errs = append(errs, err)
 			}
 		case <-ctx.Done():
-			return joined(msgs, errs)
+			return joined(errs)
 		}
 	}
-	return joined(msgs, errs)
+	return joined(errs)
 }
 
 // joinedError is several dial errors on one line, for an error that is
-// itself one line of a start's error.
-type joinedError struct {
-	msg  string
-	errs []error
+// itself one line of a start's error (errors.Join puts each on its own).
+type joinedError []error
+
+func (e joinedError) Error() string {
+	msgs := make([]string, len(e))
+	for i, err := range e {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
 }
 
-func (e *joinedError) Error() string   { return e.msg }
-func (e *joinedError) Unwrap() []error { return e.errs }
+func (e joinedError) Unwrap() []error { return e }
 
-func joined(msgs []string, errs []error) error {
+func joined(errs []error) error {
 	switch len(errs) {
 	case 0:
 		return nil
 	case 1:
 		return errs[0]
 	}
-	return &joinedError{msg: strings.Join(msgs, "; "), errs: errs}
+	return joinedError(errs)
 }
