@@ -105,30 +105,30 @@ func start(serverTLS, clientTLS *tls.Config, opts ...fx.Option) (*Server, error)
 // twice).
 func StartServer(tb testing.TB, opts ...fx.Option) *Server {
 	tb.Helper()
-	return serveFor(tb)(Start(opts...))
+	s, err := Start(opts...)
+	return started(tb, s, err)
 }
 
 // StartServerTLS is StartTLS for tests, as StartServer is for Start.
 func StartServerTLS(tb testing.TB, opts ...fx.Option) *Server {
 	tb.Helper()
-	return serveFor(tb)(StartTLS(opts...))
+	s, err := StartTLS(opts...)
+	return started(tb, s, err)
 }
 
-// serveFor fails tb if the app did not start, and stops it when the test
+// started fails tb if the app did not start, and stops it when the test
 // ends.
-func serveFor(tb testing.TB) func(*Server, error) *Server {
-	return func(s *Server, err error) *Server {
-		tb.Helper()
-		if err != nil {
-			tb.Fatal(err)
-		}
-		tb.Cleanup(func() {
-			if err := s.Stop(); err != nil {
-				tb.Errorf("fxtest: stop: %v", err)
-			}
-		})
-		return s
+func started(tb testing.TB, s *Server, err error) *Server {
+	tb.Helper()
+	if err != nil {
+		tb.Fatal(err)
 	}
+	tb.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			tb.Errorf("fxtest: stop: %v", err)
+		}
+	})
+	return s
 }
 
 // StartCluster starts n servers sharing one broker, as n instances of a

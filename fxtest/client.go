@@ -62,7 +62,7 @@ func Dial(ctx context.Context, url string) (*Client, error) {
 
 // DialHeader is Dial with extra request headers (Origin, cookies…).
 func DialHeader(ctx context.Context, url string, header http.Header) (*Client, error) {
-	return dial(ctx, url, header, false)
+	return DialWith(ctx, url, DialOptions{Header: header})
 }
 
 // DialCompressed is DialHeader offering permessage-deflate, as browsers
@@ -74,7 +74,7 @@ func DialHeader(ctx context.Context, url string, header http.Header) (*Client, e
 // which the extension allows). A server that accepts without granting
 // server_no_context_takeover fails the dial.
 func DialCompressed(ctx context.Context, url string, header http.Header) (*Client, error) {
-	return dial(ctx, url, header, true)
+	return DialWith(ctx, url, DialOptions{Header: header, Compressed: true})
 }
 
 // DialOptions say how DialWith connects; the zero value dials as Dial.
@@ -91,16 +91,8 @@ type DialOptions struct {
 // DialWith is Dial as opts say: for a server over TLS with a certificate
 // of the test's own, DialWith(ctx, "wss://…", DialOptions{TLS: cfg}).
 func DialWith(ctx context.Context, url string, opts DialOptions) (*Client, error) {
-	return dialTLS(ctx, url, opts.Header, opts.Compressed, opts.TLS)
-}
-
-func dial(ctx context.Context, url string, header http.Header, deflate bool) (*Client, error) {
-	return dialTLS(ctx, url, header, deflate, nil)
-}
-
-func dialTLS(ctx context.Context, url string, header http.Header, deflate bool, tlsConfig *tls.Config) (*Client, error) {
-	d := ws.Dialer{Header: ws.HandshakeHeaderHTTP(header), TLSConfig: tlsConfig}
-	if deflate {
+	d := ws.Dialer{Header: ws.HandshakeHeaderHTTP(opts.Header), TLSConfig: opts.TLS}
+	if opts.Compressed {
 		offer := wsflate.Parameters{ClientMaxWindowBits: 1, ServerNoContextTakeover: true}.Option()
 		d.Extensions = []httphead.Option{offer}
 	}
