@@ -75,14 +75,21 @@ const (
 	HandshakeHandlerKey = `name:"@app/websocket/handshake-handler"`
 
 	// HTTPMuxKey: an *http.ServeMux on which the module mounts its handler
-	// at ServerOptions.Path. Optional; absent means the module listens on
+	// at ServerOptions.Path, for an app with HTTP routes of its own on the
+	// same port. Optional; absent means the module listens on
 	// ServerOptions.Addr with its own http.Server. With a mux, the app
-	// serves the mux itself. Exclusive with ListenerKey.
+	// serves the mux itself, or binds a listener too (ListenerKey) and the
+	// module serves the mux on it (as fxtest does). Routes that need the
+	// helper cannot be registered by the mux's constructor (the helper
+	// depends on the mux: fx reports a cycle): provide the mux empty
+	// (fx.Annotate(http.NewServeMux, fx.ResultTags(HTTPMuxKey))) and
+	// register them from an fx.Invoke.
 	HTTPMuxKey = `name:"@app/websocket/http-mux"`
 
 	// ListenerKey: a net.Listener the module's own http.Server serves on
 	// instead of listening on ServerOptions.Addr (socket activation, tests
-	// on an ephemeral port). Optional. The module closes it on stop.
+	// on an ephemeral port), serving the app's mux when HTTPMuxKey is bound
+	// too. Optional. The module closes it on stop.
 	ListenerKey = `name:"@app/websocket/listener"`
 
 	// BrokerKey: any broker.Broker (a custom transport, or a

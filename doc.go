@@ -13,8 +13,8 @@
 //		fx.Provide(NewNotifier),                      // takes *helper.WebSocketServerHelper
 //	).Run()
 //
-// Every value the module consumes has a name (the Ignis binding keys, in
-// bindings.go); the With… helpers bind a value under its name, and
+// Every value the module consumes has a name (the Ignis binding keys, the
+// …Key constants); the With… helpers bind a value under its name, and
 // fx.Annotate with fx.ResultTags(websocket.…Key) binds a constructor's
 // result. The module provides *helper.WebSocketServerHelper, which any
 // constructor can take to send messages, and *HelperRef for handlers that

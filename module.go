@@ -16,7 +16,7 @@ import (
 )
 
 // Module is the WebSocket server as an fx module. It consumes the values
-// bound under the keys of bindings.go (only the authenticate handler is
+// bound under the …Key constants (only the authenticate handler is
 // required), provides *helper.WebSocketServerHelper to the whole app and a
 // *HelperRef for handlers that need to send, and runs the server for the
 // app's lifecycle: OnStart verifies Redis, starts the helper and starts
@@ -64,7 +64,11 @@ func WithServerOptions(o ServerOptions) fx.Option { return bind(o, ServerOptions
 func WithRedisConnection(c redis.UniversalClient) fx.Option { return bind(c, RedisConnectionKey) }
 
 // WithAuthenticate binds the authenticate handler (AuthenticateHandlerKey),
-// the one required binding.
+// the one required binding. Bound otherwise, it must be a
+// helper.AuthenticateFunc under that name: fx matches both, and reports
+// "missing type: helper.AuthenticateFunc[name=…]" for a handler provided
+// without the name or as a plain func type (convert it:
+// helper.AuthenticateFunc(f)).
 func WithAuthenticate(fn helper.AuthenticateFunc) fx.Option {
 	return bind(fn, AuthenticateHandlerKey)
 }

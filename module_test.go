@@ -153,11 +153,6 @@ func TestValidateAppEveryBinding(t *testing.T) {
 }
 
 func TestInvalidBindingsFailNew(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer rdb.Close()
 	cases := []struct {
@@ -175,8 +170,6 @@ func TestInvalidBindingsFailNew(t *testing.T) {
 			[]string{"RequireEncryption", "@app/websocket/handshake-handler"}},
 		{"redis and broker", []fx.Option{websocket.WithRedisConnection(rdb), websocket.WithBroker(broker.NewMemory())},
 			[]string{"@app/websocket/redis-connection", "@app/websocket/broker"}},
-		{"mux and listener", []fx.Option{websocket.WithHTTPMux(http.NewServeMux()), websocket.WithListener(ln)},
-			[]string{"@app/websocket/http-mux", "@app/websocket/listener"}},
 		{"nil authenticate", []fx.Option{fx.Provide(fx.Annotate(func() helper.AuthenticateFunc { return nil }, fx.ResultTags(websocket.AuthenticateHandlerKey)))},
 			[]string{"no authenticate handler", "@app/websocket/authenticate-handler"}},
 		// A typed nil inside the interface: not nil to a comparison, a

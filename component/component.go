@@ -80,10 +80,13 @@ type Params struct {
 	Handshake helper.HandshakeFunc `name:"@app/websocket/handshake-handler" optional:"true"`
 
 	// Mux, when bound, gets the server's handler at Options.Path and the app
-	// serves it; absent, the module serves on a listener of its own.
+	// serves it, unless Listener is bound too: then the module serves the
+	// mux, the app's routes with it, on Listener. Absent, the module serves
+	// on a listener of its own.
 	Mux *http.ServeMux `name:"@app/websocket/http-mux" optional:"true"`
 	// Listener is served by the module's own http.Server instead of
-	// Options.Addr (socket activation, ephemeral test ports).
+	// Options.Addr (socket activation, ephemeral test ports), with Mux as
+	// its handler when that is bound.
 	Listener net.Listener `name:"@app/websocket/listener" optional:"true"`
 	// Broker replaces the Redis and in-process brokers: a custom transport,
 	// or a MemoryHub's broker for several instances in one process.
@@ -253,14 +256,14 @@ func New(p Params) (*helper.WebSocketServerHelper, error) {
 	}
 
 	if p.Ref != nil {
-		p.Ref.set(h)
+		p.Ref.Set(h)
 	}
 	s := &server{h: h, opts: opts, redis: p.Redis, listener: p.Listener, log: log}
 	if p.Mux != nil {
 		if err := mount(p.Mux, h.Path(), h); err != nil {
 			return nil, err
 		}
-		s.mounted = true
+		s.mux = p.Mux
 	}
 	p.Lifecycle.Append(fx.Hook{OnStart: s.start, OnStop: s.stop})
 	return h, nil
@@ -270,7 +273,7 @@ func New(p Params) (*helper.WebSocketServerHelper, error) {
 func validate(p Params) error {
 	var errs []error
 	if p.Authenticate == nil {
-		errs = append(errs, fmt.Errorf("no authenticate handler: provide a helper.AuthenticateFunc named %q (websocket.WithAuthenticate)", keyAuthenticate))
+		errs = append(errs, fmt.Errorf("no authenticate handler: provide a helper.AuthenticateFunc named %q (websocket.WithAuthenticate(f))", keyAuthenticate))
 	}
 	if err := p.Options.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("invalid server options (%s): %w", keyServerOptions, err))
@@ -308,9 +311,6 @@ func validate(p Params) error {
 	if p.Redis != nil && p.Broker != nil {
 		errs = append(errs, fmt.Errorf("both a Redis connection (%s) and a broker (%s) are provided: provide one", keyRedis, keyBroker))
 	}
-	if p.Mux != nil && p.Listener != nil {
-		errs = append(errs, fmt.Errorf("both an HTTP mux (%s) and a listener (%s) are provided: with a mux the app serves it, so provide one", keyMux, keyListener))
-	}
 	if len(errs) == 0 {
 		return nil
 	}
@@ -335,8 +335,10 @@ type server struct {
 	opts     Options
 	redis    redis.UniversalClient
 	listener net.Listener
-	mounted  bool
-	log      *zap.Logger
+	// mux is the app's, with the helper mounted on it: the app serves it,
+	// unless it bound a listener too, which the module then serves it on.
+	mux *http.ServeMux
+	log *zap.Logger
 
 	srv    *http.Server
 	served sync.WaitGroup
@@ -359,9 +361,13 @@ func (s *server) start(ctx context.Context) error {
 		}
 		return err
 	}
-	if s.mounted {
-		s.log.Info("websocket handler mounted on the app's HTTP mux", zap.String("path", s.h.Path()))
-		return nil
+	var handler http.Handler = s.h
+	if s.mux != nil {
+		if s.listener == nil {
+			s.log.Info("websocket handler mounted on the app's HTTP mux", zap.String("path", s.h.Path()))
+			return nil
+		}
+		handler = s.mux
 	}
 	ln := s.listener
 	if ln == nil {
@@ -375,7 +381,7 @@ func (s *server) start(ctx context.Context) error {
 		}
 	}
 	s.srv = &http.Server{
-		Handler:           s.h,
+		Handler:           handler,
 		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
 		ErrorLog:          HTTPErrorLog(s.log),
 	}

@@ -19,7 +19,9 @@ type HelperRef struct {
 // NewHelperRef returns an empty reference; the module fills it.
 func NewHelperRef() *HelperRef { return &HelperRef{} }
 
+// Set fills the reference. The module does; a unit test of a handler, or
+// an app that builds its helper with helper.New, does it itself.
+func (r *HelperRef) Set(h *helper.WebSocketServerHelper) { r.h.Store(h) }
+
 // Helper returns the helper, or nil before the module has built it.
 func (r *HelperRef) Helper() *helper.WebSocketServerHelper { return r.h.Load() }
-
-func (r *HelperRef) set(h *helper.WebSocketServerHelper) { r.h.Store(h) }

@@ -264,7 +264,7 @@ func (e *WebSocketEmitter) DisconnectUser(ctx context.Context, userID string, co
 		return errors.New("emitter: DisconnectUser: empty user id")
 	}
 	if !protocol.ValidCloseCode(code) {
-		return fmt.Errorf("emitter: DisconnectUser: %d is not a close code an endpoint may send", code)
+		return fmt.Errorf("emitter: DisconnectUser: %w: %d is not a close code an endpoint may send", protocol.ErrInvalidCloseCode, code)
 	}
 	return e.publish(ctx, protocol.TypeDisconnectUser, userID, protocol.EventDisconnect,
 		protocol.DisconnectData{Code: code, Reason: reason}, nil)

@@ -174,8 +174,8 @@ func reachesBothInstances(t *testing.T, newClient func() redis.UniversalClient, 
 		t.Fatal(err)
 	}
 	expect(t, cc, "c", "still-here", `1`)
-	if err := e.DisconnectUser(ctx, "alice", 1005, "x"); err == nil {
-		t.Fatal("DisconnectUser took close code 1005, which no endpoint may send")
+	if err := e.DisconnectUser(ctx, "alice", 1005, "x"); !errors.Is(err, protocol.ErrInvalidCloseCode) {
+		t.Fatalf("DisconnectUser with close code 1005, which no endpoint may send: %v, want protocol.ErrInvalidCloseCode", err)
 	}
 }
 

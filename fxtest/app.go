@@ -47,8 +47,17 @@ type Server struct {
 // opts set fx.WithLogger. Without WithHub or WithRedis the server runs on its
 // own in-process broker.
 //
-// The app must not bind an HTTP mux (websocket.HTTPMuxKey): the kit serves
-// the module on its own listener. Call Stop when done.
+// An app that binds an HTTP mux (websocket.HTTPMuxKey) for routes of its
+// own has the module serve that mux on the kit's listener: HTTPURL reaches
+// its routes, URL the WebSocket path (the app's own serving of the mux, in
+// its main, must be left out of what the test starts). Call Stop when done.
+//
+// The app logs nothing unless opts give it a logger: fx.Supply(zaptest.
+// NewLogger(t)) shows the module's lines (a join refused for want of a
+// validate-room handler, say) in the test's output. With goleak, verify
+// after the kit's cleanups have stopped the app: goleak.VerifyTestMain, or
+// t.Cleanup(func() { goleak.VerifyNone(t) }) registered before StartServer;
+// a deferred VerifyNone runs while the app is still up.
 func Start(opts ...fx.Option) (*Server, error) {
 	return start(nil, nil, opts...)
 }

@@ -3,7 +3,10 @@ package fxtest_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +18,7 @@ import (
 	"github.com/fxws/websocket/fxtest"
 	"github.com/fxws/websocket/helper"
 	"github.com/gobwas/ws"
+	"go.uber.org/fx"
 	"go.uber.org/goleak"
 )
 
@@ -277,5 +281,40 @@ func TestRedisRestartWhileRunning(t *testing.T) {
 	r.Restart()
 	if n, err := rc.Exists(ctx, "k").Result(); err != nil || n != 0 {
 		t.Fatalf("after Restart: key there %d (%v), want a fresh server", n, err)
+	}
+}
+
+// An app with REST routes of its own binds a mux, whose routes need the
+// helper and so are registered from an invoke. A new user's trial found no
+// way to test it with the kit ("both an HTTP mux and a listener"): the kit
+// now has the module serve the app's mux on its listener.
+func TestAppWithItsOwnMux(t *testing.T) {
+	srv := fxtest.StartServer(t,
+		websocket.WithAuthenticate(authenticate),
+		fx.Provide(fx.Annotate(http.NewServeMux, fx.ResultTags(websocket.HTTPMuxKey))),
+		fx.Invoke(fx.Annotate(func(mux *http.ServeMux, h *helper.WebSocketServerHelper) {
+			mux.HandleFunc("POST /kick", func(w http.ResponseWriter, r *http.Request) {
+				n, err := h.DisconnectUser(r.URL.Query().Get("user"), 4000, "kicked")
+				if err != nil {
+					http.Error(w, err.Error(), http.StatusBadRequest)
+					return
+				}
+				fmt.Fprint(w, n)
+			})
+		}, fx.ParamTags(websocket.HTTPMuxKey))),
+	)
+	ctx := context.Background()
+	c, _ := srv.Connect(t, map[string]string{"token": "alice"})
+	resp, err := http.Post(srv.HTTPURL()+"/kick?user=alice", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != "1" {
+		t.Fatalf("the app's route: %d %q, want 200 \"1\"", resp.StatusCode, body)
+	}
+	if code, reason, err := c.ExpectClose(ctx); err != nil || code != 4000 || reason != "kicked" {
+		t.Fatalf("close after the kick: %d %q %v", code, reason, err)
 	}
 }

@@ -34,6 +34,14 @@ func (h *WebSocketServerHelper) JoinRoom(clientID, room string) bool {
 	return in
 }
 
+// InRoom reports whether the local client clientID is a member of room:
+// for a message handler's access check, without the copy GetClient makes
+// of the client's every room. Its own-id room counts.
+func (h *WebSocketServerHelper) InRoom(clientID, room string) bool {
+	c := h.reg.get(clientID)
+	return c != nil && h.reg.in(c, room)
+}
+
 // LeaveRoom takes a local client out of room, without validation, its
 // own-id room included (as in the original; a client itself can never leave
 // that one). It reports whether the client was a member.
@@ -45,11 +53,11 @@ func (h *WebSocketServerHelper) LeaveRoom(clientID, room string) bool {
 	return h.reg.leave(c, room, true)
 }
 
-// ErrInvalidCloseCode is returned by Disconnect and DisconnectUser for a code
-// that may not be sent (RFC 6455 section 7.4). Use 1000–1003, 1007–1011, or
+// ErrInvalidCloseCode is returned by Disconnect, DisconnectUser and
+// DisconnectUserEverywhere for a code that may not be sent (RFC 6455 section 7.4). Use 1000–1003, 1007–1011, or
 // one of 3000–4999 of the application's own (4001–4004 and 4008 already
 // mean what docs/compatibility.md says).
-var ErrInvalidCloseCode = errors.New("websocket: invalid close code")
+var ErrInvalidCloseCode = protocol.ErrInvalidCloseCode
 
 // Disconnect closes a local client, authenticated or not, with code and
 // reason: to enforce a ban, a logout or an expired token. The close frame
@@ -102,8 +110,9 @@ func (h *WebSocketServerHelper) DisconnectUser(userID string, code int, reason s
 // instance (an extension: a ban, a "log out everywhere"): this instance's
 // as DisconnectUser does, the others' through the broker (a
 // TypeDisconnectUser envelope on the user's channel, which the original
-// ignores). The error is a bad code or a publish failure; the local
-// connections are closed regardless.
+// ignores). An invalid code (ErrInvalidCloseCode) or an empty userID is an
+// error that closes nothing; on a publish failure, the error, the local
+// connections have been closed.
 func (h *WebSocketServerHelper) DisconnectUserEverywhere(ctx context.Context, userID string, code int, reason string) error {
 	if userID == "" {
 		return errors.New("websocket: DisconnectUserEverywhere: empty user id")

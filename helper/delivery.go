@@ -292,8 +292,9 @@ func (h *WebSocketServerHelper) SendToUser(ctx context.Context, userID, event st
 // local room is delivered here and published; any other destination is
 // published as a room, which reaches a client of that id on another
 // instance too (every client is a member of its own-id room). An empty
-// topic or nil data sends nothing and returns nil, as the original's send
-// does with undefined data; for an event with no payload, pass struct{}{}
+// topic or nil data (an untyped nil: a nil pointer or map is sent, as JSON
+// null) sends nothing and returns nil, as the original's send does with
+// undefined data; for an event with no payload, pass struct{}{}
 // or json.RawMessage(`null`). (SendToClient, SendToUser, SendToRoom,
 // Broadcast and the emitter do send nil data: the event without a data
 // member.) The clients in exclude get nothing, on any instance (an

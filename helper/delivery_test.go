@@ -345,14 +345,18 @@ func TestServerSideJoinLeave(t *testing.T) {
 		if k.h.JoinRoom("nobody", "x") || k.h.LeaveRoom("nobody", "x") {
 			t.Fatal("unknown client joined or left")
 		}
+		if !k.h.InRoom(cd.ID, "deny-vip") || !k.h.InRoom(cd.ID, cd.ID) || !k.h.InRoom(cd.ID, protocol.DefaultRoom) ||
+			k.h.InRoom(cd.ID, "elsewhere") || k.h.InRoom("nobody", "deny-vip") {
+			t.Fatal("InRoom disagrees with the joins")
+		}
 		_, _ = k.h.SendToRoom("deny-vip", "vip", 1)
 		expectEvent(t, c, "vip")
 		// The server may take a client out of its own-id room (the
 		// original allows it; only the client's own leave is refused).
-		if !k.h.LeaveRoom(cd.ID, cd.ID) || !k.h.JoinRoom(cd.ID, cd.ID) {
+		if !k.h.LeaveRoom(cd.ID, cd.ID) || k.h.InRoom(cd.ID, cd.ID) || !k.h.JoinRoom(cd.ID, cd.ID) {
 			t.Fatal("server-side leave and rejoin of the own-id room refused")
 		}
-		if !k.h.LeaveRoom(cd.ID, "deny-vip") || k.h.LeaveRoom(cd.ID, "deny-vip") {
+		if !k.h.LeaveRoom(cd.ID, "deny-vip") || k.h.LeaveRoom(cd.ID, "deny-vip") || k.h.InRoom(cd.ID, "deny-vip") {
 			t.Fatal("LeaveRoom result wrong")
 		}
 		if len(k.h.GetClientsByRoom("deny-vip")) != 0 {

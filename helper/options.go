@@ -47,7 +47,10 @@ type Options struct {
 	// 4/3 of the timeout.
 	HeartbeatInterval time.Duration
 	// HeartbeatTimeout is how long an authenticated client may send nothing
-	// before it is closed with 4002. Default 90 s.
+	// before it is closed with 4002. Only messages from the client count
+	// (a `heartbeat` event, any other): what it receives, and the pongs it
+	// answers the server's pings with, do not, so a client that only
+	// listens must send `heartbeat` (the original's rule). Default 90 s.
 	HeartbeatTimeout time.Duration
 	// RequireEncryption runs the handshake callback during authentication
 	// and delivers through the outbound transformer. Default false.

@@ -140,6 +140,20 @@ func (r *registry) join(c *client, room string) (in, added bool) {
 	return true, true
 }
 
+// in reports whether c is a member of room.
+func (r *registry) in(c *client, room string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if c.gone {
+		return false
+	}
+	if room == c.id {
+		return c.inOwnRoom
+	}
+	_, in := r.rooms[room][c]
+	return in
+}
+
 // roomsOf is a sorted copy of c's rooms, its own-id room left out.
 func (r *registry) roomsOf(c *client) []string {
 	r.mu.RLock()

@@ -99,6 +99,11 @@ func ValidCloseCode(code int) bool {
 	return false
 }
 
+// ErrInvalidCloseCode is the error, wrapped, of the calls that close
+// connections (the helper's Disconnect family, the emitter's
+// DisconnectUser) for a code that ValidCloseCode refuses.
+var ErrInvalidCloseCode = errors.New("websocket: invalid close code")
+
 // DisconnectData is the data of a TypeDisconnectUser envelope.
 type DisconnectData struct {
 	// Code is the `code` member: the close code the connections get.
@@ -107,7 +112,11 @@ type DisconnectData struct {
 	Reason string `json:"reason"`
 }
 
-// Valid reports whether t is one of the four envelope types.
+// Valid reports whether t is one of the original's four envelope types,
+// the ones an app may publish as it likes. TypeDisconnectUser, this
+// library's extension, is not among them: it is sent by
+// DisconnectUserEverywhere and the emitter's DisconnectUser, which check
+// its data.
 func (t MessageType) Valid() bool {
 	switch t {
 	case TypeClient, TypeUser, TypeRoom, TypeBroadcast:

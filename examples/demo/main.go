@@ -1,8 +1,9 @@
-// Command demo is the fxws showcase server of demo-contract.md: one fx
+// Command demo is the fxws showcase server: one fx
 // application that wires every hook of websocket.Module and exposes a small
 // REST control API on the same port as the WebSocket endpoint. Black-box
 // tests drive it (and the original Ignis server, configured the same way)
-// from outside.
+// from outside, so its events, REST routes and configuration follow the
+// original's demo to the letter.
 //
 // Configuration is by environment (see config.go); with no REDIS_URL it runs
 // on the in-process broker, so `make run` needs nothing else. SIGTERM or
@@ -26,6 +27,7 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxevent"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 func main() {
@@ -48,7 +50,13 @@ func appOptions(cfg config, log *zap.Logger) fx.Option {
 	d := newDemo()
 	opts := []fx.Option{
 		fx.Supply(log),
-		fx.WithLogger(func(l *zap.Logger) fxevent.Logger { return &fxevent.ZapLogger{Logger: l} }),
+		// fx's own events (every provide and invoke) at debug: LOG_LEVEL=debug
+		// shows them; its errors stay at error.
+		fx.WithLogger(func(l *zap.Logger) fxevent.Logger {
+			z := &fxevent.ZapLogger{Logger: l}
+			z.UseLogLevel(zapcore.DebugLevel)
+			return z
+		}),
 
 		websocket.Module,
 		websocket.WithServerOptions(cfg.serverOptions()),
@@ -59,7 +67,7 @@ func appOptions(cfg config, log *zap.Logger) fx.Option {
 		// The message handler sends through the helper it belongs to.
 		fx.Provide(fx.Annotate(d.messageHandler, fx.ResultTags(websocket.MessageHandlerKey))),
 		// The module mounts itself on this mux; the demo serves it, next to
-		// the REST API, on one port (server.go).
+		// the REST API, on one port (d.serve).
 		fx.Provide(fx.Annotate(http.NewServeMux, fx.ResultTags(websocket.HTTPMuxKey))),
 		fx.Invoke(fx.Annotate(d.serve, fx.ParamTags(``, ``, ``, ``, websocket.HTTPMuxKey))),
 		fx.Supply(cfg),
