@@ -257,17 +257,21 @@ func methodOf(typ protocol.MessageType) string {
 
 // DisconnectUser closes every connection of a user on every instance of
 // this library (an extension: a ban from a worker, a "log out
-// everywhere"), with code and reason in the close frame. Instances of the
-// original ignore it.
-func (e *WebSocketEmitter) DisconnectUser(ctx context.Context, userID string, code int, reason string) error {
+// everywhere"), with code and reason in the close frame, but for the
+// connections whose client ids are in except. Instances of the original
+// ignore it.
+func (e *WebSocketEmitter) DisconnectUser(ctx context.Context, userID string, code int, reason string, except ...string) error {
 	if userID == "" {
 		return errors.New("emitter: DisconnectUser: empty user id")
 	}
 	if !protocol.ValidCloseCode(code) {
 		return fmt.Errorf("emitter: DisconnectUser: %w: %d is not a close code an endpoint may send", protocol.ErrInvalidCloseCode, code)
 	}
+	if len(except) == 0 {
+		except = nil // no empty exclude member in the envelope
+	}
 	return e.publish(ctx, protocol.TypeDisconnectUser, userID, protocol.EventDisconnect,
-		protocol.DisconnectData{Code: code, Reason: reason}, nil)
+		protocol.DisconnectData{Code: code, Reason: reason}, except)
 }
 
 func (e *WebSocketEmitter) publish(ctx context.Context, typ protocol.MessageType, target, event string, data any, exclude []string) error {

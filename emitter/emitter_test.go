@@ -161,14 +161,24 @@ func reachesBothInstances(t *testing.T, newClient func() redis.UniversalClient, 
 			}
 		}
 	}
-	// A ban from a worker closes the user's connections on both instances.
+	// A ban from a worker closes the user's connections on both instances,
+	// but those it spares.
+	if err := e.DisconnectUser(ctx, "alice", 4100, "banned", idB); err != nil {
+		t.Fatal(err)
+	}
+	if code, reason, err := ca.ExpectClose(ctx); err != nil || code != 4100 || reason != "banned" {
+		t.Fatalf("a after DisconnectUser: %d %q %v, want 4100 banned", code, reason, err)
+	}
+	// On the user's channel, after the ban: b has had it, and is open.
+	if err := e.ToUser(ctx, "alice", "after-ban", 1); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, cb, "b", "after-ban", `1`)
 	if err := e.DisconnectUser(ctx, "alice", 4100, "banned"); err != nil {
 		t.Fatal(err)
 	}
-	for who, c := range map[string]*fxtest.Client{"a": ca, "b": cb} {
-		if code, reason, err := c.ExpectClose(ctx); err != nil || code != 4100 || reason != "banned" {
-			t.Fatalf("%s after DisconnectUser: %d %q %v, want 4100 banned", who, code, reason, err)
-		}
+	if code, reason, err := cb.ExpectClose(ctx); err != nil || code != 4100 || reason != "banned" {
+		t.Fatalf("b after a DisconnectUser that did not spare it: %d %q %v, want 4100 banned", code, reason, err)
 	}
 	if err := e.ToUser(ctx, "carol", "still-here", 1); err != nil {
 		t.Fatal(err)

@@ -86,6 +86,12 @@ func start(serverTLS, clientTLS *tls.Config, opts ...fx.Option) (*Server, error)
 	}
 	made := &madeClients{}
 	all := append([]fx.Option{
+		// fx falls back to printing its event log on stderr when the
+		// app's logger cannot be built, as in an app with a dependency
+		// cycle: the error Start returns says it all. fx.Logger is the one
+		// way to set that fallback.
+		//lint:ignore SA1019 fx.Logger is deprecated for the app's logger, but it alone sets the fallback.
+		fx.Logger(quietPrinter{}),
 		fx.NopLogger,
 		websocket.Module,
 		websocket.WithListener(ln),
@@ -107,6 +113,11 @@ func start(serverTLS, clientTLS *tls.Config, opts ...fx.Option) (*Server, error)
 	s.app = app
 	return s, nil
 }
+
+// quietPrinter prints nothing: fx's fallback event log, in the kit.
+type quietPrinter struct{}
+
+func (quietPrinter) Printf(string, ...any) {}
 
 // StartServer is Start for tests: it fails tb if the app does not start and
 // stops the app when the test ends. Like Start, it adds websocket.Module
@@ -142,8 +153,11 @@ func started(tb testing.TB, s *Server, err error) *Server {
 
 // StartCluster starts n servers sharing one broker, as n instances of a
 // deployment: a fresh in-process hub when redisAddr is empty, else the Redis
-// server at redisAddr (host:port or a redis:// URL). opts apply to every
-// server. They are stopped when the test ends.
+// server at redisAddr (host:port or a redis:// URL), through a client the
+// kit binds (websocket.RedisConnectionKey). opts apply to every server; an
+// app that binds a Redis client of its own, or needs options that differ
+// by instance (an fx.Populate of each), calls StartServer once per
+// instance instead. They are stopped when the test ends.
 //
 // Across instances, a client's own and user channels are listened on by
 // the time its `connected` arrives, but a room it joins is subscribed in

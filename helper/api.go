@@ -83,8 +83,9 @@ func (h *WebSocketServerHelper) Disconnect(clientID string, code int, reason str
 }
 
 // DisconnectUser closes every local connection of userID as Disconnect
-// does, and returns how many it closed.
-func (h *WebSocketServerHelper) DisconnectUser(userID string, code int, reason string) (int, error) {
+// does, but those whose client ids are in except, and returns how many it
+// closed.
+func (h *WebSocketServerHelper) DisconnectUser(userID string, code int, reason string, except ...string) (int, error) {
 	if err := checkCloseCode(code); err != nil {
 		return 0, err
 	}
@@ -94,7 +95,7 @@ func (h *WebSocketServerHelper) DisconnectUser(userID string, code int, reason s
 	n := 0
 	reason = strings.ToValidUTF8(reason, "")
 	for _, c := range *rs {
-		if c.closing() {
+		if c.closing() || contains(except, c.id) {
 			continue
 		}
 		c.closeWith(ws.StatusCode(code), reason)
@@ -110,21 +111,30 @@ func (h *WebSocketServerHelper) DisconnectUser(userID string, code int, reason s
 // instance (an extension: a ban, a "log out everywhere"): this instance's
 // as DisconnectUser does, the others' through the broker (a
 // TypeDisconnectUser envelope on the user's channel, which the original
-// ignores). An invalid code (ErrInvalidCloseCode) or an empty userID is an
-// error that closes nothing; on a publish failure, the error, the local
-// connections have been closed.
-func (h *WebSocketServerHelper) DisconnectUserEverywhere(ctx context.Context, userID string, code int, reason string) error {
+// ignores). The connections whose client ids are in except stay open, on
+// every instance: one session per user or device, by closing the others
+// from the new one's connected callback:
+//
+//	h.DisconnectUserEverywhere(ctx, info.UserID, 4000, "Signed in elsewhere", info.ID)
+//
+// An invalid code (ErrInvalidCloseCode) or an empty userID is an error that
+// closes nothing; on a publish failure, the error, the local connections
+// have been closed.
+func (h *WebSocketServerHelper) DisconnectUserEverywhere(ctx context.Context, userID string, code int, reason string, except ...string) error {
 	if userID == "" {
 		return errors.New("websocket: DisconnectUserEverywhere: empty user id")
 	}
-	if _, err := h.DisconnectUser(userID, code, reason); err != nil {
+	if _, err := h.DisconnectUser(userID, code, reason, except...); err != nil {
 		return err
 	}
 	data, err := json.Marshal(protocol.DisconnectData{Code: code, Reason: closeReason(reason)})
 	if err != nil {
 		return err
 	}
-	return h.publish(ctx, protocol.TypeDisconnectUser, userID, protocol.EventDisconnect, data, nil)
+	if len(except) == 0 {
+		except = nil // no empty exclude member in the envelope
+	}
+	return h.publish(ctx, protocol.TypeDisconnectUser, userID, protocol.EventDisconnect, data, except)
 }
 
 // closeReason is reason as a close frame carries it: valid UTF-8, 123
@@ -133,12 +143,12 @@ func closeReason(reason string) string { return fitCloseReason(strings.ToValidUT
 
 // disconnectFromBroker carries out another instance's or an emitter's
 // DisconnectUserEverywhere; false: the data is not a valid request.
-func (h *WebSocketServerHelper) disconnectFromBroker(userID string, data json.RawMessage) bool {
+func (h *WebSocketServerHelper) disconnectFromBroker(userID string, data json.RawMessage, except []string) bool {
 	var d protocol.DisconnectData
 	if userID == "" || json.Unmarshal(data, &d) != nil || checkCloseCode(d.Code) != nil {
 		return false
 	}
-	_, _ = h.DisconnectUser(userID, d.Code, d.Reason) // which makes the reason one a close frame carries
+	_, _ = h.DisconnectUser(userID, d.Code, d.Reason, except...) // which makes the reason one a close frame carries
 	return true
 }
 

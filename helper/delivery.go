@@ -277,7 +277,10 @@ func (h *WebSocketServerHelper) Broadcast(event string, data any, exclude ...str
 }
 
 // SendToUser delivers to every connection of userID on every instance:
-// locally, and through the broker (ws:user:<id>) to the others.
+// locally, and through the broker (ws:user:<id>) to the others. The error is
+// a publish failure; local delivery has happened regardless, so a caller
+// that retries on error sends this instance's connections the message
+// twice (give messages an id the client can drop twice).
 func (h *WebSocketServerHelper) SendToUser(ctx context.Context, userID, event string, data any) error {
 	d, err := marshalData(data)
 	if err != nil {
@@ -431,7 +434,7 @@ func (h *WebSocketServerHelper) onBrokerMessage(channel string, payload []byte) 
 			h.localUser(env.Target, m)
 		}
 	case protocol.TypeDisconnectUser:
-		if !h.disconnectFromBroker(env.Target, env.Data) {
+		if !h.disconnectFromBroker(env.Target, env.Data, env.Exclude) {
 			h.stats.badEnvelopes.Add(1)
 			if ok, n := h.envelopeLog.Allow(); ok {
 				h.log.Warn("dropping disconnect envelope without a user or a valid close code", zap.String("channel", channel), zap.Uint64("suppressed", n))

@@ -297,6 +297,32 @@ func TestHeartbeatSweep(t *testing.T) {
 	})
 }
 
+// PingsAreHeartbeats: a device whose stack pings, and whose firmware sends
+// no heartbeat event (an IoT trial's), is kept while it pings, and closed
+// 4002 once it stops.
+func TestPingsAreHeartbeats(t *testing.T) {
+	both(t, func(t *testing.T, tr transport) {
+		const timeout = time.Second
+		k := newKit(t, tr, func(c *helper.Config) {
+			c.Options.HeartbeatInterval = 50 * time.Millisecond
+			c.Options.HeartbeatTimeout = timeout
+			c.Options.PingsAreHeartbeats = true
+		})
+		device, _ := k.login("device")
+		for range 25 { // 2.5 timeouts
+			if err := device.WriteFrame(ws.NewPingFrame(nil)); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(timeout / 10)
+		}
+		if device.Closed() {
+			t.Fatal("a client that pinged on time was closed")
+		}
+		roundTrip(t, device)
+		expectClose(t, device, protocol.CloseHeartbeatTimeout, protocol.ReasonHeartbeatTimeout)
+	})
+}
+
 // Protocol pings keep an answering socket open past idleTimeout but do not
 // count as application activity.
 func TestPingsAndIdleTimeout(t *testing.T) {

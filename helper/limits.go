@@ -82,10 +82,11 @@ type Limits struct {
 	// left; one that needs more gets the error event "Rate limit
 	// exceeded" and closes the client with 1008, as the message rate
 	// does. Plain messages are not charged: their size is what the
-	// client itself had to send. A new connection starts with one
-	// MaxPayloadLength of budget and fills up to InflatedBurst at the
-	// rate, so that a client closed for going over it gets one message's
-	// worth, not a burst, each time it reconnects. Defaults 1 MiB a second
+	// client itself had to send. A new connection starts with four
+	// MaxPayloadLength of budget (512 KiB by default; at most
+	// InflatedBurst) and fills up to InflatedBurst at the rate, so that a
+	// client closed for going over it gets a few messages' worth, not a
+	// burst, each time it reconnects. Defaults 1 MiB a second
 	// and 1 MiB; InflatedBurst is never less than MaxPayloadLength, so
 	// that one message of the largest size always fits.
 	InflatedBytesPerSecond float64
@@ -266,15 +267,23 @@ type inflateBudget struct {
 	at   int64   // on the limits' clock (see mono)
 }
 
-// newInflateBudget is a new connection's budget: it holds one message of the
-// largest size, and fills up to the burst at the budget's rate. A client
-// that reconnects as soon as it is closed for going over its budget thus
-// gets one more message's worth, not a whole burst.
+// startMessages is how many messages of the largest size a new
+// connection's inflate budget holds.
+const startMessages = 4
+
+// newInflateBudget is a new connection's budget: it holds startMessages
+// messages of the largest size (at most the burst), and fills up to the
+// burst at the budget's rate. A client that reconnects as soon as it is
+// closed for going over its budget thus gets a few messages' worth, not a
+// whole burst; and an editor's user who pastes a few large chunks right
+// after connecting is not closed for it (with one message's worth, a
+// collaborative-editing trial's third paste of 100 KB was).
 func newInflateBudget(now int64, l *Limits, maxPayload int) inflateBudget {
-	if l.InflatedBytesPerSecond <= 0 || l.InflatedBurst <= maxPayload {
+	start := min(l.InflatedBurst, startMessages*maxPayload)
+	if l.InflatedBytesPerSecond <= 0 || l.InflatedBurst <= start {
 		return inflateBudget{}
 	}
-	return inflateBudget{owed: float64(l.InflatedBurst - maxPayload), at: now}
+	return inflateBudget{owed: float64(l.InflatedBurst - start), at: now}
 }
 
 // owedAt is what is still owed at now, after refilling.

@@ -76,25 +76,27 @@ func TestInflateBudgetRefill(t *testing.T) {
 	}
 }
 
-func TestInflateBudgetStartsWithOneMessage(t *testing.T) {
-	l := Limits{InflatedBytesPerSecond: 1000, InflatedBurst: 4000}
+func TestInflateBudgetStartsWithFourMessages(t *testing.T) {
+	l := Limits{InflatedBytesPerSecond: 1000, InflatedBurst: 8000}
 	now := time.Unix(1000, 0).UnixNano()
 	b := newInflateBudget(now, &l, 1000)
-	if got := b.left(now, &l); got != 1000 {
-		t.Fatalf("a new connection's budget is %d, want one message of 1000", got)
+	if got := b.left(now, &l); got != 4000 {
+		t.Fatalf("a new connection's budget is %d, want four messages of 1000", got)
 	}
-	// It fills to the burst at the rate: 3 s for the other 3000 bytes.
-	if got := b.left(now+int64(1500*time.Millisecond), &l); got != 2500 {
-		t.Fatalf("1.5 s later: %d, want 2500", got)
+	// It fills to the burst at the rate: 4 s for the other 4000 bytes.
+	if got := b.left(now+int64(1500*time.Millisecond), &l); got != 5500 {
+		t.Fatalf("1.5 s later: %d, want 5500", got)
 	}
-	if got := b.left(now+int64(time.Hour), &l); got != 4000 {
+	if got := b.left(now+int64(time.Hour), &l); got != 8000 {
 		t.Fatalf("later: %d, want the burst", got)
 	}
-	// No head start to take back when the burst is one message, or when
-	// the budget is off.
-	l1 := Limits{InflatedBytesPerSecond: 1000, InflatedBurst: 1000}
-	if b := newInflateBudget(now, &l1, 1000); b.left(now, &l1) != 1000 {
-		t.Fatal("burst of one message: not full at the start")
+	// No head start to take back when the burst is four messages or
+	// fewer, or when the budget is off.
+	for _, burst := range []int{1000, 2500, 4000} {
+		l1 := Limits{InflatedBytesPerSecond: 1000, InflatedBurst: burst}
+		if b := newInflateBudget(now, &l1, 1000); b.left(now, &l1) != burst {
+			t.Fatalf("burst of %d: not full at the start", burst)
+		}
 	}
 	if b := newInflateBudget(now, &Limits{InflatedBytesPerSecond: -1}, 1000); b != (inflateBudget{}) {
 		t.Fatal("budget off: not zero")
@@ -107,10 +109,10 @@ func TestInflateBudgetTinyRate(t *testing.T) {
 	l := Limits{InflatedBytesPerSecond: 1e-12, InflatedBurst: 1 << 20}
 	now := time.Unix(1000, 0).UnixNano()
 	b := newInflateBudget(now, &l, 64<<10)
-	if got := b.left(now, &l); got != 64<<10 {
-		t.Fatalf("start: %d left, want one message of 64 KiB", got)
+	if got := b.left(now, &l); got != 256<<10 {
+		t.Fatalf("start: %d left, want four messages of 64 KiB", got)
 	}
-	b.spend(now, 64<<10, &l)
+	b.spend(now, 256<<10, &l)
 	if got := b.left(now+int64(time.Hour), &l); got != 0 {
 		t.Fatalf("an hour after spending it: %d left, want nothing", got)
 	}

@@ -527,14 +527,14 @@ func TestMaxUnauthenticatedPayloadOff(t *testing.T) {
 // size; the one that needs more than is left gets "Rate limit exceeded" and
 // closes the client with 1008, without reaching the handler or being
 // inflated past the budget. Plain messages spend nothing, and nobody else
-// is touched. A new connection starts with one MaxPayloadLength of budget.
+// is touched. A new connection starts with four MaxPayloadLength of budget.
 func TestInflateBudget(t *testing.T) {
 	both(t, func(t *testing.T, tr transport) {
 		k := newKit(t, tr, func(cfg *helper.Config) {
 			cfg.Options.MaxPayloadLength = 64 << 10
 			cfg.Options.PerMessageDeflate = true
 			// 1 byte a second: nothing refills during the test.
-			cfg.Options.Limits = helper.Limits{InflatedBytesPerSecond: 1, InflatedBurst: 100 << 10}
+			cfg.Options.Limits = helper.Limits{InflatedBytesPerSecond: 1, InflatedBurst: 400 << 10}
 		})
 		other, _ := k.login("bystander")
 		ctx := context.Background()
@@ -543,19 +543,19 @@ func TestInflateBudget(t *testing.T) {
 			t.Fatal(err)
 		}
 		chat := func(n int) string { return `{"event":"chat","data":"` + strings.Repeat("z", n) + `"}` }
-		for i := 0; i < 2; i++ { // about 40 KiB of the 64 it starts with
-			_ = c.SendText(chat(20 << 10))
+		for i := 0; i < 4; i++ { // about 232 KiB of the 256 it starts with
+			_ = c.SendText(chat(58 << 10))
 		}
 		// Plain, the same size: not charged.
 		for i := 0; i < 3; i++ {
 			_ = c.WriteFrame(ws.NewTextFrame([]byte(chat(40 << 10))))
 		}
-		k.rec.waitFor(t, "five messages", func() bool { return len(k.rec.messages) == 5 })
+		k.rec.waitFor(t, "seven messages", func() bool { return len(k.rec.messages) == 7 })
 		_ = c.SendText(chat(30 << 10)) // over the 24 KiB left
 		expectError(t, c, "Rate limit exceeded")
 		expectClose(t, c, 1008, "Rate limit exceeded")
-		if n := k.rec.messageCount(); n != 5 {
-			t.Fatalf("message handler saw %d messages, want the five within the budget", n)
+		if n := k.rec.messageCount(); n != 7 {
+			t.Fatalf("message handler saw %d messages, want the seven within the budget", n)
 		}
 		if n := k.h.Stats().RateLimited; n != 1 {
 			t.Fatalf("Stats().RateLimited = %d, want 1", n)

@@ -122,6 +122,35 @@ func TestDisconnectUserEverywhere(t *testing.T) {
 	expectClose(t, other, 4100, strings.Repeat("r", 123))
 }
 
+// One session per user or device (an IoT trial's ask): the new
+// connection's callback closes the user's others, on every instance,
+// sparing the ids given.
+func TestDisconnectUserEverywhereExcept(t *testing.T) {
+	hub := broker.NewMemoryHub()
+	a := newKit(t, rawSocket, func(c *helper.Config) { c.Broker = hub.NewBroker() })
+	b := newKit(t, rawSocket, func(c *helper.Config) { c.Broker = hub.NewBroker() })
+	ctx := context.Background()
+	a1, _ := a.login("u1")
+	a2, newest := a.login("u1")
+	b1, _ := b.login("u1")
+	b2, kept := b.login("u1")
+	if err := a.h.DisconnectUserEverywhere(ctx, "u1", 4000, "Signed in elsewhere", newest.ID, kept.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*fxtest.Client{a1, b1} {
+		expectClose(t, c, 4000, "Signed in elsewhere")
+	}
+	for _, c := range []*fxtest.Client{a2, b2} {
+		roundTrip(t, c)
+		if c.Closed() {
+			t.Fatal("a connection in except was closed")
+		}
+	}
+	if n, err := b.h.DisconnectUser("u1", 4000, "", kept.ID); err != nil || n != 0 {
+		t.Fatalf("DisconnectUser sparing the only connection left: %d %v, want 0 closed", n, err)
+	}
+}
+
 // Bytes that arrive in the same packet as the upgrade request (buffered by
 // the HTTP server) are not lost.
 func TestFrameInUpgradePacket(t *testing.T) {

@@ -322,6 +322,9 @@ func (c *client) readFrames() bool {
 			// to stop it.
 			if !c.closing() && c.h.admitMessage(c, c.h.mono(at)) {
 				c.sendControl(compileFrame(ws.OpPong, payload))
+				if c.h.opts.PingsAreHeartbeats {
+					c.lastActivity.Store(now)
+				}
 			}
 		case ws.OpPong:
 			// Nothing is owed for a pong, but a flood of them costs a read
