@@ -299,6 +299,14 @@ type Stats struct {
 	// in-process broker; for the Redis broker, a live subscription and
 	// Redis not found unreachable). False before Start.
 	BrokerConnected bool
+	// BrokerDropped counts the messages from other instances and emitters
+	// that the broker received and dropped because this instance fell
+	// behind them (the Redis broker's queue was full: after the process
+	// stood still, or with handlers too slow for the traffic). Those sends
+	// reported success to their senders; their clients here missed them.
+	// Zero for brokers that do not say (a broker with a Dropped() uint64
+	// method does).
+	BrokerDropped uint64
 }
 
 type counters struct {
@@ -390,7 +398,17 @@ func (h *WebSocketServerHelper) Stats() Stats {
 		RefusedAtLimit:      h.stats.refusedAtLimit.Load(),
 		RefusedOrigin:       h.stats.refusedOrigin.Load(),
 		BrokerConnected:     h.brokerConnected(),
+		BrokerDropped:       h.brokerDropped(),
 	}
+}
+
+// brokerDropped is the broker's count of messages it dropped, if it keeps
+// one (see Stats.BrokerDropped).
+func (h *WebSocketServerHelper) brokerDropped() uint64 {
+	if d, ok := h.broker.(interface{ Dropped() uint64 }); ok {
+		return d.Dropped()
+	}
+	return 0
 }
 
 // brokerConnected reports whether the broker reaches the other instances

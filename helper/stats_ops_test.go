@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fxws/websocket/broker"
 	"github.com/fxws/websocket/fxtest"
 	"github.com/fxws/websocket/helper"
 	"github.com/fxws/websocket/protocol"
@@ -136,4 +137,25 @@ func TestHandlerErrorsCountEveryCallback(t *testing.T) {
 	}
 	_ = c.Close() // disconnected, a panic: 3
 	eventually(t, "three failed callbacks counted", func() bool { return k.h.Stats().HandlerErrors == 3 })
+}
+
+// droppingBroker is a broker that says it dropped messages.
+type droppingBroker struct {
+	broker.Broker
+	dropped uint64
+}
+
+func (b droppingBroker) Dropped() uint64 { return b.dropped }
+
+// What the broker dropped, which senders were told had gone out, shows in
+// the helper's Stats (an IoT trial found it only in the Redis broker's, by
+// a type assertion).
+func TestStatsBrokerDropped(t *testing.T) {
+	k := newKit(t, rawSocket, func(c *helper.Config) { c.Broker = droppingBroker{broker.NewMemory(), 7} })
+	if got := k.h.Stats().BrokerDropped; got != 7 {
+		t.Fatalf("BrokerDropped = %d, want the broker's 7", got)
+	}
+	if got := newKit(t, rawSocket, nil).h.Stats().BrokerDropped; got != 0 {
+		t.Fatalf("BrokerDropped = %d with a broker that keeps no count, want 0", got)
+	}
 }

@@ -17,8 +17,8 @@ func TestQueueBytesBound(t *testing.T) {
 	if got := len(b.queues[0]); got != 3 {
 		t.Errorf("%d messages queued, want 3 (900 of 1000 bytes)", got)
 	}
-	if st := b.Stats(); st.Dropped != 7 || st.Received != 10 {
-		t.Errorf("stats %+v, want 7 dropped of 10 received", st)
+	if st := b.Stats(); st.Dropped != 7 || st.Received != 10 || b.Dropped() != 7 {
+		t.Errorf("stats %+v (Dropped() %d), want 7 dropped of 10 received", st, b.Dropped())
 	}
 	// Drained, the room comes back.
 	for len(b.queues[0]) > 0 {

@@ -1230,6 +1230,10 @@ func (b *Broker) Connected() bool {
 	return live && !b.unreachable.IsShut()
 }
 
+// Dropped is Stats().Dropped, the messages read from Redis and lost to a
+// full worker queue: the helper's Stats.BrokerDropped.
+func (b *Broker) Dropped() uint64 { return b.stats.dropped.Load() }
+
 // Stats returns the current counters.
 func (b *Broker) Stats() Stats {
 	b.mu.Lock()
