@@ -365,6 +365,15 @@ func Encode(typ protocol.MessageType, target, event string, data any, exclude []
 
 // encode is Encode for any type, the extensions' included.
 func encode(typ protocol.MessageType, target, event string, data any, exclude []string) ([]byte, error) {
+	var latest string
+	switch l := data.(type) {
+	case protocol.Latest:
+		latest, data = l.Key, l.Data
+	case *protocol.Latest:
+		if l != nil {
+			latest, data = l.Key, l.Data
+		}
+	}
 	raw, err := marshal(data)
 	if err != nil {
 		return nil, err
@@ -376,7 +385,8 @@ func encode(typ protocol.MessageType, target, event string, data any, exclude []
 		Event    string          `json:"event"`
 		Data     json.RawMessage `json:"data,omitempty"`
 		Exclude  []string        `json:"exclude,omitempty"`
-	}{protocol.EmitterServerID, string(typ), target, event, raw, exclude}
+		Latest   string          `json:"latest,omitempty"`
+	}{protocol.EmitterServerID, string(typ), target, event, raw, exclude, latest}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)

@@ -44,6 +44,10 @@ func TestEncodeMatchesOriginal(t *testing.T) {
 			`{"serverId":"emitter","type":"broadcast","event":"ev"}`},
 		{protocol.TypeRoom, "r", json.RawMessage(`null`), nil,
 			`{"serverId":"emitter","type":"room","target":"r","event":"ev","data":null}`},
+		// Ours: the latest key of a protocol.Latest, in a member the
+		// original's servers ignore.
+		{protocol.TypeRoom, "r", protocol.Latest{Key: "cpu", Data: 0.5}, []string{"c2"},
+			`{"serverId":"emitter","type":"room","target":"r","event":"ev","data":0.5,"exclude":["c2"],"latest":"cpu"}`},
 	}
 	for _, c := range cases {
 		got, err := emitter.Encode(c.typ, c.target, "ev", c.data, c.exclude)

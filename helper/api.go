@@ -134,7 +134,7 @@ func (h *WebSocketServerHelper) DisconnectUserEverywhere(ctx context.Context, us
 	if len(except) == 0 {
 		except = nil // no empty exclude member in the envelope
 	}
-	return h.publish(ctx, protocol.TypeDisconnectUser, userID, protocol.EventDisconnect, data, except)
+	return h.publish(ctx, protocol.TypeDisconnectUser, userID, protocol.EventDisconnect, data, except, "")
 }
 
 // closeReason is reason as a close frame carries it: valid UTF-8, 123
@@ -244,6 +244,11 @@ type Stats struct {
 	// 1024 of the broker's messages were already waiting for its outbound
 	// transformer.
 	Delivered, DroppedBackpressure uint64
+	// Superseded counts messages sent as protocol.Latest that a client
+	// never got because a newer one of the same key came while they
+	// waited in its queue: a slow reader catching up on the newest state.
+	// They were counted in Delivered when queued.
+	Superseded uint64
 	// Received counts the complete messages read from clients, whatever
 	// became of them: every event (authenticate, heartbeat, join, leave
 	// and the app's), those answered with an error, over the rate limit,
@@ -311,6 +316,7 @@ type Stats struct {
 
 type counters struct {
 	connections, delivered, droppedBackpressure atomic.Uint64
+	superseded                                  atomic.Uint64
 	received, unopened                          atomic.Uint64
 	directUpgrades                              atomic.Uint64
 	publishErrors, badEnvelopes, handlerErrors  atomic.Uint64
@@ -380,6 +386,7 @@ func (h *WebSocketServerHelper) Stats() Stats {
 		DirectUpgrades:      h.stats.directUpgrades.Load(),
 		Delivered:           h.stats.delivered.Load(),
 		DroppedBackpressure: h.stats.droppedBackpressure.Load(),
+		Superseded:          h.stats.superseded.Load(),
 		Received:            h.stats.received.Load(),
 		Unopened:            h.stats.unopened.Load(),
 		PublishErrors:       h.stats.publishErrors.Load(),

@@ -41,6 +41,26 @@ func marshalData(data any) (json.RawMessage, error) {
 	return bytes.TrimRight(buf.Bytes(), "\n"), nil
 }
 
+// encodeData is marshalData for the data of a send, which may be wrapped
+// in a protocol.Latest: it returns the key too.
+func encodeData(data any) (json.RawMessage, string, error) {
+	var l protocol.Latest
+	switch v := data.(type) {
+	case protocol.Latest:
+		l = v
+	case *protocol.Latest:
+		if v == nil {
+			return nil, "", nil
+		}
+		l = *v
+	default:
+		d, err := marshalData(data)
+		return d, "", err
+	}
+	d, err := marshalData(l.Data)
+	return d, l.Key, err
+}
+
 // messageFrame is the text frame of `{"event":…,"data":…}` (data omitted
 // when nil), as the original's JSON.stringify({event, data}) encodes it,
 // made in one allocation: the message is encoded behind room for the largest
@@ -67,6 +87,9 @@ type outgoing struct {
 	// fromBroker: the message came from the broker, whose worker must not
 	// wait for the outbound transformer (see encQueue).
 	fromBroker bool
+	// latest is the key of a protocol.Latest send: a recipient keeps only
+	// the newest message of a key among those waiting for it.
+	latest string
 
 	// zframe is frame compressed, made by the first recipient that takes
 	// compressed frames and shared like frame; it points to an empty slice
@@ -101,6 +124,14 @@ func (m *outgoing) compressed(level int) []byte {
 
 func newOutgoing(event string, data json.RawMessage) *outgoing {
 	return &outgoing{event: event, data: data, frame: messageFrame(event, data)}
+}
+
+// newLatestOutgoing is newOutgoing for a send with a protocol.Latest key
+// (or none).
+func newLatestOutgoing(event string, data json.RawMessage, latest string) *outgoing {
+	m := newOutgoing(event, data)
+	m.latest = latest
+	return m
 }
 
 func newErrorMessage(text string) *outgoing {
@@ -149,7 +180,7 @@ func (h *WebSocketServerHelper) deliver(recipients []*client, m *outgoing, exclu
 			continue
 		}
 		f := m.frameFor(c, minSize, level)
-		if c.push(f, false, fanout) == sent {
+		if c.push(f, false, fanout, m.latest) == sent {
 			n++
 			if len(f) != len(m.frame) { // only a compressed frame differs
 				nz++
@@ -235,7 +266,7 @@ func (h *WebSocketServerHelper) deliverOneEncrypted(c *client, m *outgoing, fano
 	if out != nil {
 		frame = messageFrame(out.Event, out.Data)
 	}
-	return c.push(frame, false, fanout) == sent
+	return c.push(frame, false, fanout, m.latest) == sent
 }
 
 // SendToClient delivers to one local, authenticated client (this instance
@@ -243,7 +274,7 @@ func (h *WebSocketServerHelper) deliverOneEncrypted(c *client, m *outgoing, fano
 // message was handed to the client: false when no such client is here, or
 // it is not authenticated, is closing, or is over its backpressure limit.
 func (h *WebSocketServerHelper) SendToClient(clientID, event string, data any) (bool, error) {
-	d, err := marshalData(data)
+	d, latest, err := encodeData(data)
 	if err != nil {
 		return false, err
 	}
@@ -251,29 +282,29 @@ func (h *WebSocketServerHelper) SendToClient(clientID, event string, data any) (
 	if c == nil {
 		return false, nil
 	}
-	return h.deliver([]*client{c}, newOutgoing(event, d), nil) > 0, nil
+	return h.deliver([]*client{c}, newLatestOutgoing(event, d, latest), nil) > 0, nil
 }
 
 // SendToRoom delivers to the members of room on this instance only, except
 // the clients listed in exclude (Send, or Publish, reaches the other
 // instances). It returns the number of clients reached.
 func (h *WebSocketServerHelper) SendToRoom(room, event string, data any, exclude ...string) (int, error) {
-	d, err := marshalData(data)
+	d, latest, err := encodeData(data)
 	if err != nil {
 		return 0, err
 	}
-	return h.localRoom(room, newOutgoing(event, d), exclude), nil
+	return h.localRoom(room, newLatestOutgoing(event, d, latest), exclude), nil
 }
 
 // Broadcast delivers to every authenticated client of this instance only,
 // except those in exclude (Send with no destination reaches every
 // instance). It returns the number of clients reached.
 func (h *WebSocketServerHelper) Broadcast(event string, data any, exclude ...string) (int, error) {
-	d, err := marshalData(data)
+	d, latest, err := encodeData(data)
 	if err != nil {
 		return 0, err
 	}
-	return h.localBroadcast(newOutgoing(event, d), exclude), nil
+	return h.localBroadcast(newLatestOutgoing(event, d, latest), exclude), nil
 }
 
 // SendToUser delivers to every connection of userID on every instance:
@@ -282,12 +313,12 @@ func (h *WebSocketServerHelper) Broadcast(event string, data any, exclude ...str
 // that retries on error sends this instance's connections the message
 // twice (give messages an id the client can drop twice).
 func (h *WebSocketServerHelper) SendToUser(ctx context.Context, userID, event string, data any) error {
-	d, err := marshalData(data)
+	d, latest, err := encodeData(data)
 	if err != nil {
 		return err
 	}
-	h.localUser(userID, newOutgoing(event, d))
-	return h.publish(ctx, protocol.TypeUser, userID, event, d, nil)
+	h.localUser(userID, newLatestOutgoing(event, d, latest))
+	return h.publish(ctx, protocol.TypeUser, userID, event, d, nil, latest)
 }
 
 // Send is the cluster-wide send of the original's public API. With no
@@ -314,31 +345,31 @@ func (h *WebSocketServerHelper) Send(ctx context.Context, destination, topic str
 	if topic == "" || data == nil {
 		return nil
 	}
-	d, err := marshalData(data)
+	d, latest, err := encodeData(data)
 	if err != nil {
 		return err
 	}
 	if d == nil {
 		return nil
 	}
-	m := newOutgoing(topic, d)
+	m := newLatestOutgoing(topic, d, latest)
 	if len(exclude) == 0 {
 		exclude = nil // an empty list, not an empty exclude member in envelopes
 	}
 	switch {
 	case destination == "":
 		h.localBroadcast(m, exclude)
-		return h.publish(ctx, protocol.TypeBroadcast, "", topic, d, exclude)
+		return h.publish(ctx, protocol.TypeBroadcast, "", topic, d, exclude, latest)
 	case h.reg.get(destination) != nil:
 		if !contains(exclude, destination) {
 			h.localClient(destination, m)
 		}
-		return h.publish(ctx, protocol.TypeClient, destination, topic, d, exclude)
+		return h.publish(ctx, protocol.TypeClient, destination, topic, d, exclude, latest)
 	case h.reg.hasRoom(destination):
 		h.localRoom(destination, m, exclude)
-		return h.publish(ctx, protocol.TypeRoom, destination, topic, d, exclude)
+		return h.publish(ctx, protocol.TypeRoom, destination, topic, d, exclude, latest)
 	default:
-		return h.publish(ctx, protocol.TypeRoom, destination, topic, d, exclude)
+		return h.publish(ctx, protocol.TypeRoom, destination, topic, d, exclude, latest)
 	}
 }
 
@@ -348,19 +379,19 @@ func (h *WebSocketServerHelper) Publish(ctx context.Context, typ protocol.Messag
 	if !typ.Valid() {
 		return fmt.Errorf("websocket: publish: unknown message type %q", typ)
 	}
-	d, err := marshalData(data)
+	d, latest, err := encodeData(data)
 	if err != nil {
 		return err
 	}
-	return h.publish(ctx, typ, target, event, d, exclude)
+	return h.publish(ctx, typ, target, event, d, exclude, latest)
 }
 
-func (h *WebSocketServerHelper) publish(ctx context.Context, typ protocol.MessageType, target, event string, data json.RawMessage, exclude []string) error {
+func (h *WebSocketServerHelper) publish(ctx context.Context, typ protocol.MessageType, target, event string, data json.RawMessage, exclude []string, latest string) error {
 	if typ != protocol.TypeBroadcast && target == "" {
 		return fmt.Errorf("websocket: publish: %s envelope needs a target", typ)
 	}
-	env := protocol.Envelope{ServerID: h.serverID, Type: typ, Target: target, Event: event, Data: data, Exclude: exclude}
-	payload := protocol.AppendEnvelope(make([]byte, 0, len(h.selfPrefix)+len(event)+len(target)+len(data)+48), &env)
+	env := protocol.Envelope{ServerID: h.serverID, Type: typ, Target: target, Event: event, Data: data, Exclude: exclude, Latest: latest}
+	payload := protocol.AppendEnvelope(make([]byte, 0, len(h.selfPrefix)+len(event)+len(target)+len(data)+len(latest)+60), &env)
 	if err := h.broker.Publish(ctx, env.Channel(), payload); err != nil {
 		h.stats.publishErrors.Add(1)
 		if ok, n := h.publishLog.Allow(); ok {
@@ -416,7 +447,7 @@ func (h *WebSocketServerHelper) onBrokerMessage(channel string, payload []byte) 
 	if env.ServerID == h.serverID {
 		return
 	}
-	m := newOutgoing(env.Event, env.Data)
+	m := newLatestOutgoing(env.Event, env.Data, env.Latest)
 	m.fromBroker = true
 	switch env.Type {
 	case protocol.TypeBroadcast:

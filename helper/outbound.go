@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -60,7 +61,11 @@ type outbound struct {
 	// neither a handler's own sends nor anything the client waits for is
 	// held while the server waits.
 	corked bool
-	pooled *[][]byte // the pooled array behind queue, if any
+	// keyed: the queue's frames have their protocol.Latest keys in
+	// pooled.keys. A flag here, in the cache lines a fan-out touches, so
+	// that a delivery without a key never reaches for them.
+	keyed  bool
+	pooled *pooledQueue // the pooled arrays behind queue, if any
 	// inline backs queue while it holds at most two frames, so queueing
 	// a fan-out frame allocates nothing; a queue that grew past it is
 	// dropped once drained, so an idle client keeps no backing array.
@@ -96,7 +101,7 @@ const (
 // send queues a data frame, applying the backpressure limit, and writes it
 // at once if nothing is pending.
 func (c *client) send(frame []byte) sendResult {
-	return c.push(frame, false, false)
+	return c.push(frame, false, false, "")
 }
 
 // push hands frame to the socket or the queue. Control frames (pongs,
@@ -105,12 +110,19 @@ func (c *client) send(frame []byte) sendResult {
 // sends asks for a pong, and a client that pings without reading would
 // otherwise queue pongs without end. A peer that reads nothing has no use
 // for them anyway (RFC 6455 lets a server answer only the latest ping).
-func (c *client) push(frame []byte, control, fanout bool) sendResult {
+//
+// A frame with a latest key first takes the frame of that key still
+// waiting in the queue out of it (see protocol.Latest): it goes behind
+// what was queued before it, in its turn, and the stale one is not sent.
+func (c *client) push(frame []byte, control, fanout bool, latest string) sendResult {
 	o := &c.out
 	o.mu.Lock()
 	if o.closing || o.readerDone || o.shut {
 		o.mu.Unlock()
 		return droppedClosing
+	}
+	if latest != "" && o.keyed && o.dropLatestLocked(latest) {
+		c.h.stats.superseded.Add(1)
 	}
 	limit := c.h.opts.BackpressureLimit
 	if control && o.queued > limit {
@@ -126,7 +138,7 @@ func (c *client) push(frame []byte, control, fanout bool) sendResult {
 		}
 		return droppedBackpressure
 	}
-	ok := c.enqueueLockedMode(frame, fanout)
+	ok := c.enqueueLockedMode(frame, fanout, latest)
 	o.mu.Unlock()
 	if !ok {
 		return droppedClosing
@@ -135,12 +147,12 @@ func (c *client) push(frame []byte, control, fanout bool) sendResult {
 }
 
 // enqueueLocked writes what it can now and queues the rest; o.mu is held.
-func (c *client) enqueueLocked(frame []byte) { c.enqueueLockedMode(frame, false) }
+func (c *client) enqueueLocked(frame []byte) { c.enqueueLockedMode(frame, false, "") }
 
 // enqueueLockedMode is enqueueLocked, or, for a fan-out, hands the frame to
 // the flusher. o.mu is held. It reports false when the frame was dropped
 // because the socket is closed or broke on this very write.
-func (c *client) enqueueLockedMode(frame []byte, fanout bool) bool {
+func (c *client) enqueueLockedMode(frame []byte, fanout bool, latest string) bool {
 	o := &c.out
 	if o.shut {
 		return false // the socket is closed: whoever closed it cleans up
@@ -148,7 +160,7 @@ func (c *client) enqueueLockedMode(frame []byte, fanout bool) bool {
 	// A frame never overtakes queued ones: with anything queued it joins
 	// the queue, even when no writer or flusher owns it yet.
 	if o.sock >= 0 && !o.writing && (fanout || o.dirty || o.corked || len(o.queue) > 0) {
-		o.appendFrame(frame)
+		o.appendFrame(frame, latest)
 		o.queued += len(frame)
 		if !o.dirty && !o.corked {
 			o.dirty = true
@@ -168,7 +180,7 @@ func (c *client) enqueueLockedMode(frame []byte, fanout bool) bool {
 		}
 		frame = frame[n:]
 	}
-	o.appendFrame(frame)
+	o.appendFrame(frame, latest)
 	o.queued += len(frame)
 	if !o.writing {
 		o.writing = true
@@ -219,6 +231,7 @@ func (c *client) writeLoop() {
 		kept := copy(o.queue, o.queue[i:])
 		clear(o.queue[kept:])
 		o.queue = o.queue[:kept]
+		o.shiftKeys(i)
 		o.mu.Unlock()
 
 		n, err := c.writeSteadily(&bufs)
@@ -301,6 +314,7 @@ func (c *client) flushQueuedLocked(iov *[]iovec) {
 	kept := copy(o.queue, o.queue[i:])
 	clear(o.queue[kept:])
 	o.queue = o.queue[:kept]
+	o.shiftKeys(i)
 	if kept > 0 {
 		o.writing = true
 		go c.writeLoop()
@@ -346,43 +360,100 @@ func (c *client) uncork() {
 // iovecs holds the scratch vectors of uncorking bursts.
 var iovecs = sync.Pool{New: func() any { v := make([]iovec, 0, 16); return &v }}
 
-// queuePool holds the backing arrays of queues that outgrew inline.
-var queuePool = sync.Pool{New: func() any { q := make([][]byte, 0, 32); return &q }}
+// pooledQueue is the storage of a queue that outgrew inline, or that
+// holds a frame with a protocol.Latest key: the frames, and while keyed,
+// their keys, aligned with them ("" for a frame without one). Keys live
+// here rather than in every client, whose size class they would push up
+// (480 to 512 bytes): only a client with such a frame waiting carries
+// them, and only until its queue drains.
+type pooledQueue struct {
+	frames [][]byte
+	keys   []string
+}
 
-// appendFrame queues frame: in inline while it fits, then in a pooled
-// array; nothing is allocated in the steady state.
-func (o *outbound) appendFrame(frame []byte) {
+// queuePool holds the storage of queues that outgrew inline.
+var queuePool = sync.Pool{New: func() any { return &pooledQueue{frames: make([][]byte, 0, 32)} }}
+
+// appendFrame queues frame, with its latest key: in inline while it fits
+// and has no key, else in pooled storage; nothing is allocated in the
+// steady state.
+func (o *outbound) appendFrame(frame []byte, latest string) {
 	if o.queue == nil {
 		o.queue = o.inline[:0]
 	}
-	if len(o.queue) == cap(o.queue) && o.pooled == nil {
-		p := queuePool.Get().(*[][]byte)
-		*p = append((*p)[:0], o.queue...)
+	if o.pooled == nil && (len(o.queue) == cap(o.queue) || latest != "") {
+		p := queuePool.Get().(*pooledQueue)
+		p.frames = append(p.frames[:0], o.queue...)
 		clear(o.inline[:])
 		o.pooled = p
-		o.queue = *p
+		o.queue = p.frames
+	}
+	if latest != "" && !o.keyed {
+		keys := o.pooled.keys[:0]
+		for range o.queue {
+			keys = append(keys, "")
+		}
+		o.pooled.keys, o.keyed = keys, true
+	}
+	if o.keyed {
+		o.pooled.keys = append(o.pooled.keys, latest)
 	}
 	o.queue = append(o.queue, frame)
 }
 
-// releaseQueue drops an empty (or abandoned) queue, returning a pooled
-// array, so that an idle client holds none.
+// releaseQueue drops an empty (or abandoned) queue, returning its pooled
+// storage, so that an idle client holds none.
 func (o *outbound) releaseQueue() {
-	if o.pooled != nil {
+	if p := o.pooled; p != nil {
 		q := o.queue[:cap(o.queue)]
 		clear(q)
-		if cap(q) <= 4096 {
-			*o.pooled = q[:0]
-			queuePool.Put(o.pooled)
+		clear(p.keys[:cap(p.keys)])
+		if cap(q) <= 4096 && cap(p.keys) <= 4096 {
+			p.frames, p.keys = q[:0], p.keys[:0]
+			queuePool.Put(p)
 		}
 		o.pooled = nil
 	}
 	clear(o.inline[:])
 	o.queue = nil
+	o.keyed = false
+}
+
+// shiftKeys drops the keys of the n frames taken from the head of the
+// queue.
+func (o *outbound) shiftKeys(n int) {
+	if !o.keyed {
+		return
+	}
+	keys := o.pooled.keys
+	kept := copy(keys, keys[n:])
+	clear(keys[kept:])
+	o.pooled.keys = keys[:kept]
+}
+
+// dropLatestLocked takes the frame queued under key out of the queue, if
+// there is one that no write has begun, and reports whether it did. While
+// a writer owns the socket the head may be the rest of a frame partly
+// written, which must go out whole: it is left.
+func (o *outbound) dropLatestLocked(key string) bool {
+	start := 0
+	if o.writing {
+		start = 1
+	}
+	keys := o.pooled.keys
+	for i := start; i < len(keys); i++ {
+		if keys[i] == key {
+			o.queued -= len(o.queue[i])
+			o.queue = slices.Delete(o.queue, i, i+1)
+			o.pooled.keys = slices.Delete(keys, i, i+1)
+			return true
+		}
+	}
+	return false
 }
 
 // sendControl queues a control frame (pong, ping).
-func (c *client) sendControl(frame []byte) { c.push(frame, true, false) }
+func (c *client) sendControl(frame []byte) { c.push(frame, true, false, "") }
 
 // closeWith starts the closing handshake: the close frame goes out after
 // what is already queued, nothing is accepted after it, and the socket is

@@ -272,7 +272,7 @@ func TestReaderExitDrainsTheFlusherQueue(t *testing.T) {
 	defer peer.Close()
 	defer c.conn.Close()
 
-	if r := c.push(compileFrame(ws.OpText, []byte("fanout")), false, true); r != sent {
+	if r := c.push(compileFrame(ws.OpText, []byte("fanout")), false, true, ""); r != sent {
 		t.Fatal(r)
 	}
 	c.closeWith(ws.StatusNormalClosure, "")

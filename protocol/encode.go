@@ -89,5 +89,9 @@ func AppendEnvelope(b []byte, e *Envelope) []byte {
 		}
 		b = append(b, ']')
 	}
+	if e.Latest != "" {
+		b = append(b, `,"latest":`...)
+		b = AppendJSONString(b, e.Latest)
+	}
 	return append(b, '}')
 }

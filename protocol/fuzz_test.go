@@ -45,7 +45,7 @@ func FuzzEnvelopeRoundTrip(f *testing.F) {
 		// Data is kept raw, so compare it by value; invalid UTF-8 in
 		// strings becomes U+FFFD on the way, as JSON.parse would make it.
 		if env2.ServerID != env.ServerID || env2.Event != env.Event || env2.Type != env.Type ||
-			env2.Target != env.Target || !slices.Equal(env2.Exclude, env.Exclude) {
+			env2.Target != env.Target || !slices.Equal(env2.Exclude, env.Exclude) || env2.Latest != env.Latest {
 			t.Fatalf("round trip changed the envelope:\n%+v\n%+v", env, env2)
 		}
 		var d1, d2 any

@@ -347,7 +347,37 @@ type Envelope struct {
 	// room or broadcast envelope, such as the sender a relay must not echo.
 	// Members that are not strings are ignored.
 	Exclude []string `json:"exclude,omitempty"`
+	// Latest is the `latest` member, an extension (see Latest): a key under
+	// which a client keeps only the newest message still waiting for it.
+	// The original's instances ignore it and deliver every message.
+	Latest string `json:"latest,omitempty"`
 }
+
+// Latest marks a send's data as a value of which only the newest matters
+// (a cursor, a position, a gauge, a price): pass it as the data of any send
+// of the helper or the emitter. A client that still has an earlier
+// message of the same Key waiting for it (it reads slower than they come)
+// has that one dropped, and gets this one in its turn, behind what was
+// sent to it before; one that keeps up gets every message. So a client
+// that falls behind catches up on the newest state instead of a backlog of
+// stale ones, and its queue holds one message per key, not one per send.
+//
+// Key names the stream within a client's queue ("cursor:"+userID), so one
+// key must not carry two streams a client should have both of. Messages
+// already handed to the socket are not taken back: a small
+// Options.SendBufferSize keeps that part short. Across instances the key
+// travels in the envelope's `latest` member; the original's instances
+// deliver every message.
+type Latest struct {
+	// Key names the stream; empty, the data is sent as any other.
+	Key string
+	// Data is the message's data, encoded as a send encodes any data.
+	Data any
+}
+
+// MarshalJSON encodes the data alone, so that a Latest that reaches an
+// encoder of its own is sent as its data.
+func (l Latest) MarshalJSON() ([]byte, error) { return json.Marshal(l.Data) }
 
 // Channel is the Redis channel this envelope belongs on.
 func (e *Envelope) Channel() string { return e.Type.Channel(e.Target) }
@@ -381,6 +411,7 @@ func DecodeEnvelope(b []byte) (*Envelope, error) {
 		env.Type = MessageType(typ)
 	}
 	decodeString(raw.Target, &env.Target)
+	decodeString(fields["latest"], &env.Latest)
 	if len(raw.Exclude) > 0 && raw.Exclude[0] == '[' {
 		// Non-string members are ignored rather than failing the envelope:
 		// they cannot name a client anyway.

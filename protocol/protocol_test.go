@@ -103,6 +103,8 @@ func TestDecodeEnvelope(t *testing.T) {
 		{`{"serverId":"s","event":"e","type":5,"target":7,"exclude":[1,"c2",null]}`,
 			Envelope{ServerID: "s", Event: "e", Exclude: []string{"c2"}}},
 		{`{"serverId":"s","event":"e","exclude":"c1"}`, Envelope{ServerID: "s", Event: "e"}},
+		{`{"serverId":"s","event":"e","latest":"cursor:u1"}`, Envelope{ServerID: "s", Event: "e", Latest: "cursor:u1"}},
+		{`{"serverId":"s","event":"e","latest":7}`, Envelope{ServerID: "s", Event: "e"}},
 		{`{"serverId":"","event":""}`, Envelope{}},
 	}
 	for _, g := range good {
@@ -112,7 +114,7 @@ func TestDecodeEnvelope(t *testing.T) {
 			continue
 		}
 		if env.ServerID != g.want.ServerID || env.Type != g.want.Type || env.Target != g.want.Target ||
-			env.Event != g.want.Event || string(env.Data) != string(g.want.Data) || !slices.Equal(env.Exclude, g.want.Exclude) {
+			env.Event != g.want.Event || string(env.Data) != string(g.want.Data) || !slices.Equal(env.Exclude, g.want.Exclude) || env.Latest != g.want.Latest {
 			t.Errorf("%s: %+v, want %+v", g.in, env, g.want)
 		}
 	}
@@ -127,16 +129,16 @@ func TestDecodeEnvelope(t *testing.T) {
 // An envelope encoded by us decodes to itself, with the original's field
 // names on the wire.
 func TestEnvelopeRoundTrip(t *testing.T) {
-	in := Envelope{ServerID: "s", Type: TypeClient, Target: "c", Event: "e", Data: json.RawMessage(`[1]`), Exclude: []string{"x"}}
+	in := Envelope{ServerID: "s", Type: TypeClient, Target: "c", Event: "e", Data: json.RawMessage(`[1]`), Exclude: []string{"x"}, Latest: "k"}
 	b, err := json.Marshal(&in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(b) != `{"serverId":"s","type":"client","target":"c","event":"e","data":[1],"exclude":["x"]}` {
+	if string(b) != `{"serverId":"s","type":"client","target":"c","event":"e","data":[1],"exclude":["x"],"latest":"k"}` {
 		t.Fatal(string(b))
 	}
 	out, err := DecodeEnvelope(b)
-	if err != nil || out.Target != "c" || string(out.Data) != "[1]" {
+	if err != nil || out.Target != "c" || string(out.Data) != "[1]" || out.Latest != "k" {
 		t.Fatal(out, err)
 	}
 	m, _ := json.Marshal(Message{Event: "e"})
@@ -165,6 +167,7 @@ func TestAppendEnvelopeMatchesMarshal(t *testing.T) {
 		{ServerID: "s1", Type: TypeBroadcast, Event: "tick", Data: json.RawMessage(`{"n":1}`)},
 		{ServerID: "s1", Type: TypeRoom, Target: "room-1", Event: "chat", Data: json.RawMessage(`"hi"`), Exclude: []string{"c1", "c2"}},
 		{ServerID: "s1", Type: TypeClient, Target: "c1", Event: "e"},
+		{ServerID: "s1", Type: TypeRoom, Target: "doc", Event: "cursor", Data: json.RawMessage(`[3,4]`), Latest: "cursor:\"u1\""},
 		{ServerID: "é\"\\\n", Type: TypeUser, Target: "u\t1", Event: "ü", Data: json.RawMessage(`[1,2]`)},
 	} {
 		want, err := json.Marshal(&env)
