@@ -27,6 +27,7 @@ import (
 
 	"github.com/fxws/websocket/internal/bounded"
 	"github.com/fxws/websocket/internal/failfast"
+	"github.com/fxws/websocket/internal/logthrottle"
 	"github.com/fxws/websocket/internal/nilref"
 	"github.com/fxws/websocket/internal/redisready"
 	"github.com/fxws/websocket/protocol"
@@ -49,7 +50,8 @@ type Options struct {
 	// ReadyTimeout bounds how long Start waits for Redis to answer, as the
 	// original waits for its connection to be ready. Default 30 s.
 	ReadyTimeout time.Duration
-	// Logger receives start and stop events. Default: none.
+	// Logger receives start and stop events, and warnings (Redis
+	// unreachable, a broadcast no server heard). Default: none.
 	Logger *zap.Logger
 }
 
@@ -93,6 +95,10 @@ type WebSocketEmitter struct {
 
 	// unreachable, while shut, fails sends at once (ErrUnreachable).
 	unreachable *failfast.Gate
+
+	// unheardBroadcast keeps the warning of broadcasts no server heard to
+	// a line a second.
+	unheardBroadcast logthrottle.Throttle
 }
 
 // Stats are the emitter's counters since it was made.
@@ -336,6 +342,16 @@ func (e *WebSocketEmitter) publish(ctx context.Context, typ protocol.MessageType
 	e.published.Add(1)
 	if receivers == 0 {
 		e.noReceivers.Add(1)
+		if typ == protocol.TypeBroadcast {
+			// Every server listens on the broadcast channel, in any mode:
+			// none heard it. A cluster trial lost every message to a
+			// mismatch (sharded servers, a classic emitter, or the other
+			// way round) while the counters looked healthy.
+			if ok, n := e.unheardBroadcast.Allow(); ok {
+				e.log.Warn("a broadcast reached no server: none is running, or they subscribe in another mode (Options.Sharded must match the servers' redisbroker mode: sharded or not)",
+					zap.Bool("sharded", e.opts.Sharded), zap.Uint64("suppressed", n))
+			}
+		}
 	}
 	return nil
 }
@@ -355,7 +371,8 @@ func unreachable(err error) bool {
 // not escaped. It is byte for byte the same but for U+2028 and U+2029 in
 // strings, which encoding/json always writes as \u2028 and \u2029: the
 // same JSON to any parser. data may be a json.RawMessage (used as is after
-// validation) or any value encoding/json accepts.
+// validation) or any value encoding/json accepts; a protocol.Latest gives
+// its data, and its key in a `latest` member (ours).
 func Encode(typ protocol.MessageType, target, event string, data any, exclude []string) ([]byte, error) {
 	if !typ.Valid() {
 		return nil, fmt.Errorf("emitter: unknown message type %q", typ)

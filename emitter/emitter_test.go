@@ -20,6 +20,8 @@ import (
 	"go.uber.org/fx"
 	fxt "go.uber.org/fx/fxtest"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -454,6 +456,45 @@ func TestStats(t *testing.T) {
 	}
 	if s := e.Stats(); s != (emitter.Stats{Published: 2, NoReceivers: 1, PublishErrors: 1, Unreachable: true}) {
 		t.Fatalf("Stats = %+v, want the failed publish counted", s)
+	}
+}
+
+// A broadcast no server heard is said in the log: every server listens on
+// the broadcast channel, so none is running, or the emitter and the
+// servers disagree on the sharded mode (a cluster trial lost every message
+// to that, with nothing but NoReceivers to show it).
+func TestBroadcastNoServerHeardIsLogged(t *testing.T) {
+	srv := redistest.Start(t)
+	rc := srv.Client()
+	defer rc.Close()
+	core, logs := observer.New(zap.WarnLevel)
+	e, err := emitter.New(rc, emitter.Options{Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// Servers in sharded mode: SSUBSCRIBE, which a classic PUBLISH misses.
+	sub := srv.Client()
+	defer sub.Close()
+	ps := sub.SSubscribe(ctx, protocol.ChannelBroadcast)
+	defer ps.Close()
+	if _, err := ps.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := e.Broadcast(ctx, "news", 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.ToUser(ctx, "offline", "note", 1); err != nil {
+		t.Fatal(err)
+	}
+	got := logs.FilterMessageSnippet("a broadcast reached no server").All()
+	if len(got) != 1 {
+		t.Fatalf("%d warnings of broadcasts no server heard, want 1 (a line a second): %v", len(got), logs.All())
+	}
+	if e.Stats().NoReceivers != 4 {
+		t.Fatalf("NoReceivers = %d, want 4", e.Stats().NoReceivers)
 	}
 }
 
