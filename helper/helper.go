@@ -154,6 +154,31 @@ func (h *WebSocketServerHelper) Path() string { return h.opts.Path }
 // Options returns the options in force, defaults filled in.
 func (h *WebSocketServerHelper) Options() Options { return h.opts }
 
+// subscribeBroadcast subscribes to broadcasts, and waits, until ctx ends,
+// while the broker keeps the change for a connection it does not have yet:
+// in the Redis broker's sharded mode the connection to the master owning
+// ws:broadcast's slot is separate from the others, and may be down (a
+// failover under way) when the broker itself has started (found in a
+// cluster trial: the start failed at once).
+func (h *WebSocketServerHelper) subscribeBroadcast(ctx context.Context) error {
+	wait := 100 * time.Millisecond
+	for {
+		err := h.broker.Subscribe(ctx, protocol.ChannelBroadcast)
+		if err == nil || !errors.Is(err, broker.ErrChangeKept) {
+			return err
+		}
+		h.log.Warn("broadcast channel not subscribed yet; retrying", zap.Error(err), zap.Duration("backoff", wait))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+		case <-t.C:
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
 // Start connects the broker, subscribes to broadcasts and starts the
 // heartbeat. Connections are accepted only after Start.
 func (h *WebSocketServerHelper) Start(ctx context.Context) error {
@@ -167,7 +192,7 @@ func (h *WebSocketServerHelper) Start(ctx context.Context) error {
 		h.started.Store(false)
 		return fmt.Errorf("websocket: start broker: %w", err)
 	}
-	if err := h.broker.Subscribe(ctx, protocol.ChannelBroadcast); err != nil {
+	if err := h.subscribeBroadcast(ctx); err != nil {
 		h.started.Store(false)
 		_ = h.broker.Close()
 		return fmt.Errorf("websocket: subscribe %s: %w", protocol.ChannelBroadcast, err)

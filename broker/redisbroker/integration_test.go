@@ -384,6 +384,24 @@ func TestRedisRestartMidRun(t *testing.T) {
 // The fleet works for a Redis user allowed no more than the README's ACL:
 // the connection and pub/sub commands, on channels under ws: only (and, for
 // pattern mode, whose PSUBSCRIBE patterns Redis matches literally against
+// Sharded mode on a cluster under the documented ACL (with the cluster's
+// +cluster|slots): the check of a node's role before subscribing there
+// uses HELLO, in @connection, as ROLE is an @admin command the ACL
+// refuses (the first version of that check used ROLE, and no master
+// could be subscribed on).
+func TestShardedClusterUnderTheDocumentedACL(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	ctx := context.Background()
+	for _, n := range cl.Nodes {
+		if err := n.Client().Do(ctx, "ACL", "SETUSER", "fxws", "on", ">secret", "resetkeys", "resetchannels",
+			"&ws:*", "&ws:room:*", "&ws:client:*", "&ws:user:*", "-@all", "+@connection", "+@pubsub", "+cluster|slots").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	user := func(o *redis.ClusterOptions) { o.Username, o.Password = "fxws", "secret" }
+	fleetDelivery(t, func() redis.UniversalClient { return cl.Client(user) }, redisbroker.Options{Mode: redisbroker.ModeSharded})
+}
+
 // the allowed ones, its three patterns).
 func TestFleetDeliveryUnderTheDocumentedACL(t *testing.T) {
 	srv := redistest.Start(t)

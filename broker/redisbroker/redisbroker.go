@@ -38,9 +38,17 @@
 // the middle of a large reply and leave the stream out of step) and hands messages off to a few workers, one
 // per hash of the channel name, so per-channel order is kept and delivery
 // never blocks the read loop. When a connection fails, or a probe does not
-// come back within PingTimeout, the broker drops the whole subscription
-// session and builds a new one with exponential backoff, subscribed to
-// exactly the channels held at that moment. The probe, sent when a
+// come back in time, the broker drops the whole subscription session and
+// builds a new one with exponential backoff, subscribed to exactly the
+// channels held at that moment. In ModeSharded on a cluster, whose
+// connections go to independent masters, only the failed connection is
+// dropped: the other masters' channels stay subscribed and delivered, and
+// the lost ones are subscribed again, with the same backoff, where the
+// slot map, fetched again and checked against the node's own role, says
+// they live now; a connection to a node that is no longer a master is
+// closed, and a channel held on a node that no longer owns its slot is
+// unsubscribed there (see repair.go). Stats.Degraded tells while some
+// are missing. The probe, sent when a
 // subscription connection has been silent for ProbeInterval, is a loopback:
 // the instance publishes to a channel of its own session, which the
 // subscription connection must receive. So it also catches a connection
@@ -48,7 +56,12 @@
 // failover (go-redis moves its pool to the new master, not its pub/sub
 // connections; the old master stays a master until Sentinel demotes it).
 // Where the publish fails, and for the per-node connections of ModeSharded
-// on a cluster, the probe is a PING on the subscription connection.
+// on a cluster, the probe is a PING on the subscription connection. Each
+// waits PingTimeout: a connection that went silent is found within
+// ProbeInterval + PingTimeout, or ProbeInterval + 2 × PingTimeout when the
+// loopback publish itself fails or times out first (a frozen Redis), as
+// the PING then has a wait of its own (a publish may be slow for reasons
+// of the client's pool that say nothing of the subscription connection).
 // Publishes fail within PublishTimeout while Redis is unreachable, and
 // return the error.
 //
@@ -140,7 +153,10 @@ type Options struct {
 	// ContextTimeoutEnabled, which lets this deadline apply there too.
 	PublishTimeout time.Duration
 	// PingTimeout bounds the return of a probe and the PING with which
-	// Start checks the connection. Default 2 s.
+	// Start checks the connection. Default 2 s. A probe whose loopback
+	// publish fails or times out falls back to a PING with a PingTimeout
+	// of its own, so a frozen Redis is found up to ProbeInterval + 2 ×
+	// PingTimeout after it went silent (see the package doc).
 	PingTimeout time.Duration
 	// ProbeInterval is how long a subscription connection may stay silent
 	// before it is probed (see the package doc: a loopback publish that
@@ -256,9 +272,77 @@ func (o Options) withDefaults() Options {
 // without a channel).
 var ErrRing = errors.New("redisbroker: start: a redis.Ring spreads channels over servers that do not share pub/sub; give a redis.Client (NewFailoverClient for Sentinel) or a redis.ClusterClient")
 
+// ErrClusterNode is returned, wrapped with Redis's answer, when a client
+// made for one server (redis.NewClient) reaches a node of a Redis Cluster
+// in ModeSharded: the node answers MOVED for every channel of a slot it
+// does not own, and the broker can only follow the slots with a
+// redis.ClusterClient. Start fails with it at once.
+var ErrClusterNode = errors.New("redisbroker: the server is a node of a Redis Cluster, which a client for one server cannot follow in ModeSharded; give a redis.ClusterClient (redis.NewClusterClient) with the cluster's addresses")
+
+// clusterHint wraps err with ErrClusterNode when it is a cluster's
+// redirection reaching a client for one server.
+func (b *Broker) clusterHint(err error) error {
+	var answer redis.Error
+	if err == nil || b.onCluster != nil || !errors.As(err, &answer) {
+		return err
+	}
+	if msg := answer.Error(); strings.HasPrefix(msg, "MOVED ") || strings.HasPrefix(msg, "ASK ") {
+		return fmt.Errorf("%w: %w", ErrClusterNode, err)
+	}
+	return err
+}
+
+// checkNotClusterNode fails with ErrClusterNode when ModeSharded is given
+// a client for one server that is a node of a cluster: the first
+// redirection could come much later, with a channel of another node's
+// slot. HELLO is in @connection, which the documented ACL grants; a
+// server that does not answer it is taken as it is.
+func (b *Broker) checkNotClusterNode(ctx context.Context) error {
+	if b.opts.Mode != ModeSharded || b.onCluster != nil {
+		return nil
+	}
+	var mode any
+	err := b.checks.Run(ctx, func(ctx context.Context) error {
+		var err error
+		mode, err = helloField(ctx, b.client, "mode")
+		return err
+	})
+	if err == nil && mode == "cluster" {
+		return fmt.Errorf("%w (HELLO says mode cluster)", ErrClusterNode)
+	}
+	return nil
+}
+
+// helloField is one field of the server's answer to HELLO (without a
+// protocol version, which changes nothing on the connection): HELLO is in
+// @connection, which the documented ACL grants, where ROLE and INFO are
+// not.
+func helloField(ctx context.Context, c interface {
+	Do(ctx context.Context, args ...any) *redis.Cmd
+}, field string) (any, error) {
+	v, err := c.Do(ctx, "HELLO").Result()
+	if err != nil {
+		return nil, err
+	}
+	switch r := v.(type) {
+	case map[any]any: // RESP3
+		return r[field], nil
+	case []any: // RESP2: name, value, ...
+		for i := 0; i+1 < len(r); i += 2 {
+			if r[i] == field {
+				return r[i+1], nil
+			}
+		}
+	}
+	return nil, nil
+}
+
 // ErrUnavailable is returned by Subscribe and Unsubscribe while the
-// subscription connection is being rebuilt. The change is kept: the new
-// connection is subscribed to it. It wraps broker.ErrChangeKept.
+// subscription connection is being rebuilt, and in ModeSharded on a
+// cluster when the connection to a channel's master cannot be had (the
+// master down, a failover under way). The change is kept: the new
+// connection, or the repair of that shard, is subscribed to it. It wraps
+// broker.ErrChangeKept.
 var ErrUnavailable = fmt.Errorf("redisbroker: subscription connection unavailable: %w", broker.ErrChangeKept)
 
 // ErrUnreachable is returned, wrapped with the failure that showed it, by
@@ -444,6 +528,10 @@ const dialCheckTimeout = time.Second
 // Start checks Redis, subscribes to the channels held so far and begins
 // calling h. It retries with backoff until ctx ends, so a Redis that is
 // still starting is waited for; the error then carries the last failure.
+// In ModeSharded on a cluster it opens connections only to the masters of
+// the channels held: a later Subscribe whose master is down returns
+// ErrUnavailable, and the change is subscribed once the shard is back (the
+// server helper waits for it at start for ws:broadcast).
 func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 	if h == nil {
 		return errors.New("redisbroker: start: nil handler")
@@ -489,7 +577,7 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 			b.loops.Wait()
 			return err
 		}
-		if redisready.Permanent(err) {
+		if redisready.Permanent(err) || errors.Is(err, ErrClusterNode) {
 			// Redis answered, and no wait will change the answer (an ACL
 			// without SUBSCRIBE, a wrong password): fail now, saying so.
 			cancel()
@@ -497,6 +585,9 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 			b.mu.Lock()
 			b.started = false
 			b.mu.Unlock()
+			if errors.Is(err, ErrClusterNode) {
+				return err // says it all, and names the package
+			}
 			return fmt.Errorf("redisbroker: start: %w", err)
 		}
 		b.log.Warn("redis not ready; retrying", zap.Error(err), zap.Duration("backoff", backoff))
@@ -560,8 +651,22 @@ func (b *Broker) connect(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ping: %w", err)
 	}
+	pctx, cancel = context.WithTimeout(ctx, b.opts.PingTimeout)
+	err = b.checkNotClusterNode(pctx)
+	cancel()
+	if err != nil {
+		return err
+	}
 	if b.onCluster != nil {
-		b.onCluster.ReloadState(ctx)
+		// The slot map the session is built on: fetched now, and waited
+		// for (ReloadState only schedules a fetch, and the session was
+		// then built on the map from before a failover).
+		rctx, cancel := context.WithTimeout(ctx, b.opts.PingTimeout)
+		err := b.onCluster.ForEachMaster(rctx, func(context.Context, *redis.Client) error { return nil })
+		cancel()
+		if err != nil {
+			return fmt.Errorf("fetch the cluster's slot map: %w", err)
+		}
 	}
 	if err := b.lockOp(ctx); err != nil {
 		return err
@@ -659,6 +764,9 @@ func (b *Broker) supervise(ctx context.Context) {
 			return
 		case <-b.renewCh:
 			b.renew(ctx, s)
+			continue
+		case <-s.repairs: // ModeSharded on a cluster: one shard's fault
+			b.mend(ctx, s)
 			continue
 		case <-s.dead:
 		}
@@ -814,7 +922,7 @@ func (b *Broker) Publish(ctx context.Context, channel string, payload []byte) er
 			b.onCluster.ReloadState(ctx) // in the background, once for a burst
 		}
 		b.noteUnreachable(err, false)
-		return fmt.Errorf("redisbroker: publish %s: %w", channel, err)
+		return fmt.Errorf("redisbroker: publish %s: %w", channel, b.clusterHint(err))
 	}
 	if probe {
 		b.unreachable.Open() // Redis took it: back
@@ -824,8 +932,9 @@ func (b *Broker) Publish(ctx context.Context, channel string, payload []byte) er
 }
 
 // Subscribe adds channels; it returns once Redis has confirmed them. While
-// the connection is being rebuilt it returns ErrUnavailable, and the new
-// connection subscribes to them.
+// the connection is being rebuilt, or in ModeSharded on a cluster while
+// the master of one of them cannot be reached, it returns ErrUnavailable,
+// and they are subscribed once it can.
 func (b *Broker) Subscribe(ctx context.Context, channels ...string) error {
 	return b.change(ctx, true, channels)
 }
@@ -918,6 +1027,12 @@ func (b *Broker) change(ctx context.Context, add bool, channels []string) error 
 		verb = "unsubscribe"
 	}
 	if err := s.apply(ctx, add, send); err != nil {
+		if s.perNode() {
+			// One shard's fault: the set keeps the change, and the repair
+			// it asks for brings Redis in line once the shard is back.
+			s.needRepair()
+			return fmt.Errorf("redisbroker: %s %d channels: %w: %w", verb, len(send), ErrUnavailable, err)
+		}
 		return fmt.Errorf("redisbroker: %s %d channels: %w", verb, len(send), err)
 	}
 	return nil
@@ -1203,8 +1318,16 @@ func (b *Broker) Close() error {
 type Stats struct {
 	// Connected reports whether a subscription session is live;
 	// Unreachable, whether publishes fail at once because Redis was found
-	// unreachable (see ErrUnreachable).
+	// unreachable (see ErrUnreachable). In ModeSharded on a cluster the
+	// session outlives the fault of a shard, whose channels alone are
+	// lost meanwhile: Connected stays true and Degraded tells.
 	Connected, Unreachable bool
+	// Degraded is true, in ModeSharded on a cluster, while some channels
+	// held may lack their subscription: a master's connection was lost
+	// (dead, paused, failed over) or a slot moved, and the broker is
+	// subscribing them again where the slot map, fetched again, says
+	// they live. The other masters' channels are delivered meanwhile.
+	Degraded bool
 	// Channels is the number of channels held (pattern-covered ones
 	// included).
 	Channels int
@@ -1214,7 +1337,9 @@ type Stats struct {
 	// Published and PublishErrors count publishes.
 	Published, PublishErrors uint64
 	// Sessions counts subscription sessions built (1 after Start);
-	// Reconnects, the ones that replaced a lost session; Renewals, the
+	// Reconnects, the ones that replaced a lost session, and in
+	// ModeSharded on a cluster the repairs that subscribed a shard's
+	// channels again (the session itself lives on); Renewals, the
 	// ones that replaced a live session once a crowd of channels had gone
 	// (see the package doc); ProbeFailures, sessions found dead by a
 	// probe.
@@ -1238,6 +1363,9 @@ func (b *Broker) Dropped() uint64 { return b.stats.dropped.Load() }
 func (b *Broker) Stats() Stats {
 	b.mu.Lock()
 	st := Stats{Connected: b.sess != nil, Unreachable: b.unreachable.IsShut(), Channels: len(b.want)}
+	if b.sess != nil {
+		st.Degraded = b.sess.degraded.Load()
+	}
 	b.mu.Unlock()
 	st.Received = b.stats.received.Load()
 	st.Dropped = b.stats.dropped.Load()

@@ -160,7 +160,6 @@ func (b *Broker) handOver(ctx context.Context, old *session) error {
 			return errors.New("the old session's node is unknown")
 		}
 	} else {
-		b.cluster.ReloadState(sctx)
 		masters, err := b.masters(sctx)
 		if err != nil {
 			b.giveUp(held)
@@ -382,7 +381,9 @@ func allPassed(hs map[string]*handover) bool {
 }
 
 // masters returns a client for each master of the cluster, by address,
-// as the client sees them.
+// as the client sees them once it has fetched the slot map again
+// (ForEachMaster does, and waits for it; if no node answers, it keeps the
+// map it had).
 func (b *Broker) masters(ctx context.Context) (map[string]*redis.Client, error) {
 	var mu sync.Mutex
 	out := make(map[string]*redis.Client)

@@ -18,9 +18,13 @@ import (
 )
 
 // session is one generation of subscription connections: one connection,
-// or one per cluster master in ModeSharded. Any failure kills the whole
-// session and the supervisor builds the next one from the channels held,
-// which is simpler and safer than repairing connections one by one.
+// or one per cluster master in ModeSharded. With one connection, any
+// failure kills the whole session and the supervisor builds the next one
+// from the channels held. In ModeSharded on a cluster the connections are
+// to independent shards, so a failure kills only its own connection (see
+// perNode): the other masters keep delivering while the supervisor
+// resubscribes the lost channels where the slot map, fetched again, says
+// they live now (see Broker.repair).
 type session struct {
 	b   *Broker
 	ctx context.Context // cancelled by close
@@ -46,10 +50,34 @@ type session struct {
 	// (see connFor); guarded by mu.
 	node *redis.Client
 
+	// repairs asks supervise to mend the session: a connection of it was
+	// lost, or channels it held were unsubscribed by Redis or could not
+	// be subscribed (perNode only).
+	repairs chan struct{}
+	// degraded is set while channels held may lack their subscription
+	// (perNode only), cleared by a repair that found none missing.
+	degraded atomic.Bool
+	faults   atomic.Uint64 // repairs asked for so far
+
 	// handovers is set on a renewal's successor before it subscribes
 	// anything: each connection it opens, to the node of the key, is
 	// mute and waits for that handover's marker (see Broker.renew).
 	handovers map[string]*handover
+}
+
+// perNode reports whether the session's connections live and fail one
+// by one: ModeSharded on a cluster, one connection per master, which have
+// nothing in common but this instance.
+func (s *session) perNode() bool { return s.b.cluster != nil }
+
+// needRepair asks supervise to mend the session (see Broker.repair).
+func (s *session) needRepair() {
+	s.faults.Add(1)
+	s.degraded.Store(true)
+	select {
+	case s.repairs <- struct{}{}:
+	default:
+	}
 }
 
 // probeSoon asks for a probe of the session's connection without waiting
@@ -79,11 +107,22 @@ type conn struct {
 	mute atomic.Bool
 	// ho is the connection's part in a renewal under way, nil otherwise.
 	ho atomic.Pointer[handover]
+
+	// chans are the channels subscribed here (perNode only; guarded by
+	// mu): an unsubscribe goes where its channel is, whatever the slot map
+	// says now, and a repair finds what is missing or misplaced.
+	chans map[string]struct{}
+	// lost is closed when the connection has failed (err says why); in a
+	// perNode session it is dropped alone, otherwise with its session.
+	lost     chan struct{}
+	lostOnce sync.Once
+	err      error
 }
 
 func (b *Broker) newSession() *session {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &session{b: b, ctx: ctx, stop: cancel, conns: make(map[string]*conn), dead: make(chan struct{}), soon: make(chan struct{}, 1)}
+	s := &session{b: b, ctx: ctx, stop: cancel, conns: make(map[string]*conn), dead: make(chan struct{}),
+		soon: make(chan struct{}, 1), repairs: make(chan struct{}, 1)}
 	if b.cluster == nil {
 		s.probeCh = probeChannel()
 	}
@@ -184,7 +223,7 @@ func (s *session) apply(ctx context.Context, add bool, chans []string) error {
 	if len(chans) == 0 {
 		return s.barrierAll(ctx)
 	}
-	groups, err := s.group(ctx, chans)
+	groups, err := s.group(ctx, add, chans)
 	if err != nil {
 		return err
 	}
@@ -194,9 +233,10 @@ func (s *session) apply(ctx context.Context, add bool, chans []string) error {
 		for start := 0; start < len(g.chans); start += s.b.opts.SubscribeBatch {
 			batch := g.chans[start:min(start+s.b.opts.SubscribeBatch, len(g.chans))]
 			if err := g.conn.send(wctx, add, batch); err != nil {
-				s.fail(err)
+				g.conn.fail(err)
 				return err
 			}
+			g.conn.note(add, batch)
 		}
 		touched[g.conn] = struct{}{}
 	}
@@ -208,15 +248,86 @@ func (s *session) apply(ctx context.Context, add bool, chans []string) error {
 	return nil
 }
 
+// note records chans as subscribed on c, or no longer (perNode only).
+func (c *conn) note(add bool, chans []string) {
+	if !c.s.perNode() {
+		return
+	}
+	c.mu.Lock()
+	for _, ch := range chans {
+		if add {
+			c.chans[ch] = struct{}{}
+		} else {
+			delete(c.chans, ch)
+		}
+	}
+	c.mu.Unlock()
+}
+
+// holds reports whether ch is subscribed on c (perNode only).
+func (c *conn) holds(ch string) bool {
+	c.mu.Lock()
+	_, ok := c.chans[ch]
+	c.mu.Unlock()
+	return ok
+}
+
+// fail ends the connection. In a perNode session only this one is lost:
+// it is closed, which releases whatever Redis holds for it, taken out of
+// the session, and the supervisor resubscribes its channels where they
+// live now. Otherwise the whole session is.
+func (c *conn) fail(err error) {
+	s := c.s
+	if !s.perNode() {
+		s.fail(err)
+		return
+	}
+	first := false
+	c.lostOnce.Do(func() {
+		c.err = err
+		close(c.lost)
+		first = true
+	})
+	if !first {
+		return
+	}
+	s.mu.Lock()
+	if s.conns != nil && s.conns[c.key] == c {
+		delete(s.conns, c.key)
+	}
+	s.mu.Unlock()
+	_ = c.ps.Close()
+	if !s.closed.Load() {
+		s.b.log.Warn("sharded subscription connection lost; resubscribing its channels", zap.String("node", c.key), zap.Error(err))
+		s.needRepair()
+	}
+}
+
+// cause says why the connection was lost: its own failure, or its
+// session's.
+func (c *conn) cause() error {
+	select {
+	case <-c.lost:
+		return c.err
+	default:
+		return c.s.cause()
+	}
+}
+
 type group struct {
 	conn  *conn
 	chans []string
 }
 
 // group splits chans by connection and, in ModeSharded, by hash slot: one
-// SSUBSCRIBE may only name channels of one slot on a cluster.
-func (s *session) group(ctx context.Context, chans []string) ([]group, error) {
+// SSUBSCRIBE may only name channels of one slot on a cluster. In a
+// perNode session an unsubscribe goes to the connection that holds each
+// channel (see groupHeld).
+func (s *session) group(ctx context.Context, add bool, chans []string) ([]group, error) {
 	b := s.b
+	if !add && s.perNode() {
+		return s.groupHeld(chans), nil
+	}
 	if b.opts.Mode != ModeSharded {
 		c, err := s.connFor(ctx, "", nil)
 		if err != nil {
@@ -260,19 +371,98 @@ func (s *session) group(ctx context.Context, chans []string) ([]group, error) {
 	return out, nil
 }
 
+// groupHeld splits chans by the connection holding each and by slot;
+// channels held nowhere (their connection was lost) are left out.
+func (s *session) groupHeld(chans []string) []group {
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for _, c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	type key struct {
+		c    *conn
+		slot int
+	}
+	idx := make(map[key]int)
+	var out []group
+	for _, ch := range chans {
+		for _, c := range conns {
+			if !c.holds(ch) {
+				continue
+			}
+			k := key{c, slot(ch)}
+			i, ok := idx[k]
+			if !ok {
+				i = len(out)
+				idx[k] = i
+				out = append(out, group{conn: c})
+			}
+			out[i].chans = append(out[i].chans, ch)
+		}
+	}
+	return out
+}
+
 // connFor returns the session's connection to node (nc is that node's
 // client on a cluster, nil otherwise), opening it and starting its read
 // loop on first use.
 func (s *session) connFor(ctx context.Context, node string, nc *redis.Client) (*conn, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.conns == nil {
+		s.mu.Unlock()
 		return nil, errors.New("session closed")
 	}
 	if c := s.conns[node]; c != nil {
+		s.mu.Unlock()
 		return c, nil
 	}
+	if nc == nil { // the session's one connection: opened under the lock
+		defer s.mu.Unlock()
+		c, err := s.open(ctx, node, nil)
+		if err != nil {
+			return nil, err
+		}
+		s.install(c)
+		return c, nil
+	}
+	// One per master: opened without the lock, which the connections to
+	// the other masters need meanwhile (a paused master must not hold
+	// them up).
+	s.mu.Unlock()
+	c, err := s.open(ctx, node, nc)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conns == nil {
+		_ = c.ps.Close()
+		return nil, errors.New("session closed")
+	}
+	if other := s.conns[node]; other != nil {
+		_ = c.ps.Close()
+		return other, nil
+	}
+	s.install(c)
+	return c, nil
+}
+
+// open opens a connection to node and reads the reply to a PING on it, so
+// that a dead Redis fails here; s.mu is held unless nc is set.
+func (s *session) open(ctx context.Context, node string, nc *redis.Client) (*conn, error) {
 	b := s.b
+	if nc != nil {
+		// A slot map may be stale, and a master that failed over is now a
+		// replica of its shard: it takes SSUBSCRIBE and hears the shard's
+		// messages, but no unsubscribe would ever go there.
+		rctx, cancel := context.WithTimeout(ctx, b.opts.PingTimeout)
+		err := isMaster(rctx, nc)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("open subscription connection %s: %w", nodeName(node), err)
+		}
+	}
 	var ps *redis.PubSub
 	switch {
 	case nc != nil:
@@ -294,15 +484,8 @@ func (s *session) connFor(ctx context.Context, node string, nc *redis.Client) (*
 	default:
 		ps = b.client.Subscribe(ctx)
 	}
-	c := &conn{s: s, key: node, ps: ps, waiters: make(map[string]chan struct{}), born: time.Now()}
-	if s.handovers != nil {
-		c.mute.Store(true) // a renewal's successor: see Broker.renew
-		if h := s.handovers[node]; h != nil {
-			c.ho.Store(h)
-		}
-	}
-	// Open the connection now and read the PING reply here, before the
-	// read loop exists, so that a dead Redis fails this call.
+	c := &conn{s: s, key: node, ps: ps, waiters: make(map[string]chan struct{}), born: time.Now(),
+		chans: make(map[string]struct{}), lost: make(chan struct{})}
 	token := "fxws-open"
 	err := ps.Ping(ctx, token)
 	if err == nil {
@@ -312,11 +495,22 @@ func (s *session) connFor(ctx context.Context, node string, nc *redis.Client) (*
 		_ = ps.Close()
 		return nil, fmt.Errorf("open subscription connection %s: %w", nodeName(node), err)
 	}
-	s.conns[node] = c
-	b.readers.Add(2)
+	return c, nil
+}
+
+// install adds c to the session and starts its read loop and watch;
+// s.mu is held.
+func (s *session) install(c *conn) {
+	if s.handovers != nil {
+		c.mute.Store(true) // a renewal's successor: see Broker.renew
+		if h := s.handovers[c.key]; h != nil {
+			c.ho.Store(h)
+		}
+	}
+	s.conns[c.key] = c
+	s.b.readers.Add(2)
 	go c.read()
 	go c.watch()
-	return c, nil
 }
 
 func nodeName(node string) string {
@@ -358,6 +552,8 @@ func (c *conn) barrier(ctx context.Context) error {
 		return nil
 	case <-c.s.dead:
 		return fmt.Errorf("subscription connection lost: %w", c.s.cause())
+	case <-c.lost:
+		return fmt.Errorf("subscription connection %s lost: %w", nodeName(c.key), c.cause())
 	case <-ctx.Done():
 		return fmt.Errorf("waiting for redis to confirm: %w", ctx.Err())
 	}
@@ -400,7 +596,10 @@ func (c *conn) read() {
 			return
 		}
 		if err != nil {
-			c.s.fail(fmt.Errorf("read %s: %w", nodeName(c.key), err))
+			if c.s.perNode() && c.refused(err) {
+				continue
+			}
+			c.fail(fmt.Errorf("read %s: %w", nodeName(c.key), b.clusterHint(err)))
 			return
 		}
 		c.heard.Store(int64(time.Since(c.born)))
@@ -429,14 +628,60 @@ func (c *conn) read() {
 				b.mu.Lock()
 				_, held := b.want[m.Channel]
 				b.mu.Unlock()
-				if held {
-					b.log.Info("sharded channel moved; resubscribing", zap.String("channel", m.Channel))
-					c.s.fail(fmt.Errorf("channel %s unsubscribed by redis (slot moved)", m.Channel))
-					return
+				if !held {
+					continue
 				}
+				if c.s.perNode() {
+					// Only this channel is lost: the connection goes on. A
+					// failover moves thousands at once: the repair logs.
+					b.log.Debug("sharded channel moved; resubscribing", zap.String("channel", m.Channel))
+					c.note(false, []string{m.Channel})
+					c.s.needRepair()
+					continue
+				}
+				b.log.Info("sharded channel moved; resubscribing", zap.String("channel", m.Channel))
+				c.s.fail(fmt.Errorf("channel %s unsubscribed by redis (slot moved)", m.Channel))
+				return
 			}
 		}
 	}
+}
+
+// refused handles an error reply read on a perNode connection: an
+// SSUBSCRIBE sent by a stale slot map to a master that does not serve the
+// slot is answered MOVED, and the connection stays usable. The channels
+// of that slot are not held here: forgotten, and subscribed by a repair
+// on a fresh map. It reports whether err was such a reply; any other
+// error fails the connection.
+func (c *conn) refused(err error) bool {
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return false
+	}
+	f := strings.Fields(rerr.Error())
+	if len(f) < 2 || f[0] != "MOVED" {
+		return false // another refusal (an ACL's NOPERM): fails as before
+	}
+	sl, perr := strconv.Atoi(f[1])
+	if perr != nil {
+		return false
+	}
+	c.mu.Lock()
+	var gone []string
+	for ch := range c.chans {
+		if slot(ch) == sl {
+			gone = append(gone, ch)
+		}
+	}
+	for _, ch := range gone {
+		delete(c.chans, ch)
+	}
+	c.mu.Unlock()
+	c.s.b.log.Info("sharded channels refused by a node that no longer serves their slot; resubscribing",
+		zap.String("node", c.key), zap.Int("slot", sl), zap.Int("channels", len(gone)))
+	c.s.b.cluster.ReloadState(c.s.ctx)
+	c.s.needRepair()
+	return true
 }
 
 // await registers a wait for token, which release ends by closing the
@@ -493,6 +738,8 @@ func (c *conn) watch() {
 		select {
 		case <-c.s.dead:
 			return
+		case <-c.lost:
+			return
 		case <-t.C:
 			if idle := time.Since(c.born) - time.Duration(c.heard.Load()); idle < b.opts.ProbeInterval {
 				t.Reset(b.opts.ProbeInterval - idle)
@@ -509,7 +756,7 @@ func (c *conn) watch() {
 		if err := c.probe(); err != nil {
 			if !c.s.closed.Load() {
 				b.stats.probeFailures.Add(1)
-				c.s.fail(err)
+				c.fail(err)
 			}
 			return
 		}
@@ -565,6 +812,8 @@ func (c *conn) probe() error {
 		return nil
 	case <-c.s.dead:
 		return c.s.cause()
+	case <-c.lost:
+		return c.cause()
 	case <-ctx.Done():
 		return fmt.Errorf("subscription connection %s unresponsive: %s did not come back within %v", nodeName(c.key), how, b.opts.PingTimeout)
 	}
