@@ -15,6 +15,7 @@ import (
 	"time"
 
 	websocket "github.com/fxws/websocket"
+	"github.com/fxws/websocket/broker/redisbroker"
 	"github.com/fxws/websocket/fxtest"
 	"github.com/fxws/websocket/helper"
 	"github.com/gobwas/ws"
@@ -316,5 +317,27 @@ func TestAppWithItsOwnMux(t *testing.T) {
 	}
 	if code, reason, err := c.ExpectClose(ctx); err != nil || code != 4000 || reason != "kicked" {
 		t.Fatalf("close after the kick: %d %q %v", code, reason, err)
+	}
+}
+
+// Two instances on a Redis Cluster of the kit, in the sharded mode a
+// cluster trial ran (it had to reach into the project's internals for a
+// cluster to test on).
+func TestStartRedisCluster(t *testing.T) {
+	rc := fxtest.StartRedisCluster(t, 3)
+	if len(rc.Masters()) != 3 || len(rc.Replicas()) != 0 || len(rc.Addrs()) != 3 {
+		t.Fatalf("%d masters, %d replicas, %d addrs: want 3, 0, 3", len(rc.Masters()), len(rc.Replicas()), len(rc.Addrs()))
+	}
+	opts := websocket.WithServerOptions(websocket.ServerOptions{RedisBroker: redisbroker.Options{Mode: redisbroker.ModeSharded}})
+	a := fxtest.StartServer(t, websocket.WithAuthenticate(authenticate), websocket.WithRedisConnection(rc.Client()), opts)
+	b := fxtest.StartServer(t, websocket.WithAuthenticate(authenticate), websocket.WithRedisConnection(rc.Client()), opts)
+	c, _ := b.Connect(t, map[string]string{"token": "bob"})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.Helper().SendToUser(ctx, "bob", "hello", 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Expect(ctx, "hello"); err != nil {
+		t.Fatal(err)
 	}
 }
