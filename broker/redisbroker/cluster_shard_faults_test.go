@@ -78,16 +78,7 @@ func TestShardedSlotMoveKeepsChannelsOfOtherMasters(t *testing.T) {
 	lostCh := publishWhile(ctx, pub, c2, stop)
 	time.Sleep(100 * time.Millisecond)
 
-	slot, _ := cl.Nodes[0].Client().ClusterKeySlot(ctx, c1).Result()
-	toID, err := cl.Nodes[to].Client().Do(ctx, "CLUSTER", "MYID").Text()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, i := range []int{to, from} {
-		if err := cl.Nodes[i].Client().Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", toID).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	moveSlot(ctx, t, cl, c1, from, to)
 	waitFor(t, "the broker to resubscribe the moved channel", func() bool { return b.Stats().Reconnects >= 1 })
 	time.Sleep(500 * time.Millisecond)
 	close(stop)
