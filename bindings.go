@@ -79,7 +79,11 @@ const (
 	// same port. Optional; absent means the module listens on
 	// ServerOptions.Addr with its own http.Server. With a mux, the app
 	// serves the mux itself, or binds a listener too (ListenerKey) and the
-	// module serves the mux on it (as fxtest does). Routes that need the
+	// module serves the mux on it (as fxtest does), with
+	// ServerOptions.ReadHeaderTimeout and a 2-minute idle timeout between
+	// requests, but no body or response timeout: routes that read large
+	// bodies bound them themselves (http.MaxBytesReader, a context), or
+	// the app serves the mux with its own http.Server. Routes that need the
 	// helper cannot be registered by the mux's constructor (the helper
 	// depends on the mux: fx reports a cycle): provide the mux empty
 	// (fx.Annotate(http.NewServeMux, fx.ResultTags(HTTPMuxKey))) and

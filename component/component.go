@@ -329,6 +329,10 @@ func mount(mux *http.ServeMux, path string, h http.Handler) (err error) {
 	return nil
 }
 
+// idleHTTPTimeout closes the module's HTTP keep-alive connections idle
+// this long between requests.
+const idleHTTPTimeout = 2 * time.Minute
+
 // server runs the helper for the lifecycle.
 type server struct {
 	h        *helper.WebSocketServerHelper
@@ -383,6 +387,9 @@ func (s *server) start(ctx context.Context) error {
 	s.srv = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
+		// Keep-alive connections idle between requests (the app's routes,
+		// on a mux it bound) are closed; upgraded ones are not its own.
+		IdleTimeout: idleHTTPTimeout,
 		ErrorLog:          HTTPErrorLog(s.log),
 	}
 	s.served.Add(1)

@@ -115,7 +115,11 @@ func (h *WebSocketServerHelper) DisconnectUser(userID string, code int, reason s
 // every instance: one session per user or device, by closing the others
 // from the new one's connected callback:
 //
-//	h.DisconnectUserEverywhere(ctx, info.UserID, 4000, "Signed in elsewhere", info.ID)
+//	h.DisconnectUserEverywhere(ctx, info.UserID, 4000, "Signed in elsewhere", info.ClientID)
+//
+// (Two connections of one user made at the same moment on two instances
+// may each close the other: the app that must keep exactly one keeps a
+// session id per user in its store and closes by it.)
 //
 // An invalid code (ErrInvalidCloseCode) or an empty userID is an error that
 // closes nothing; on a publish failure, the error, the local connections
@@ -246,8 +250,9 @@ type Stats struct {
 	Delivered, DroppedBackpressure uint64
 	// Superseded counts messages sent as protocol.Latest that a client
 	// never got because a newer one of the same key came while they
-	// waited in its queue: a slow reader catching up on the newest state.
-	// They were counted in Delivered when queued.
+	// waited in its queue: a slow reader catching up on the newest state,
+	// or a burst of one key faster than a fan-out's writes. They were
+	// counted in Delivered when queued.
 	Superseded uint64
 	// Received counts the complete messages read from clients, whatever
 	// became of them: every event (authenticate, heartbeat, join, leave

@@ -121,15 +121,22 @@ func (c *client) push(frame []byte, control, fanout bool, latest string) sendRes
 		o.mu.Unlock()
 		return droppedClosing
 	}
-	if latest != "" && o.keyed && o.dropLatestLocked(latest) {
-		c.h.stats.superseded.Add(1)
+	// The waiting frame of the key is taken out only once this one is sure
+	// to take its place: one that the limit drops leaves it queued.
+	stale := -1
+	if latest != "" && o.keyed {
+		stale = o.latestIndexLocked(latest)
+	}
+	queued := o.queued
+	if stale >= 0 {
+		queued -= len(o.queue[stale])
 	}
 	limit := c.h.opts.BackpressureLimit
 	if control && o.queued > limit {
 		o.mu.Unlock()
 		return droppedBackpressure
 	}
-	if !control && o.queued > 0 && o.queued+len(frame) > limit {
+	if !control && queued > 0 && queued+len(frame) > limit {
 		o.mu.Unlock()
 		c.h.stats.droppedBackpressure.Add(1)
 		if c.h.opts.CloseOnBackpressureLimit {
@@ -137,6 +144,10 @@ func (c *client) push(frame []byte, control, fanout bool, latest string) sendRes
 			c.closeWith(closeBackpressure, reasonBackpressure)
 		}
 		return droppedBackpressure
+	}
+	if stale >= 0 {
+		o.dropAtLocked(stale)
+		c.h.stats.superseded.Add(1)
 	}
 	ok := c.enqueueLockedMode(frame, fanout, latest)
 	o.mu.Unlock()
@@ -436,6 +447,17 @@ func (o *outbound) shiftKeys(n int) {
 // a writer owns the socket the head may be the rest of a frame partly
 // written, which must go out whole: it is left.
 func (o *outbound) dropLatestLocked(key string) bool {
+	i := o.latestIndexLocked(key)
+	if i < 0 {
+		return false
+	}
+	o.dropAtLocked(i)
+	return true
+}
+
+// latestIndexLocked is the index of the frame queued under key that no
+// write has begun, or -1.
+func (o *outbound) latestIndexLocked(key string) int {
 	start := 0
 	if o.writing {
 		start = 1
@@ -443,13 +465,17 @@ func (o *outbound) dropLatestLocked(key string) bool {
 	keys := o.pooled.keys
 	for i := start; i < len(keys); i++ {
 		if keys[i] == key {
-			o.queued -= len(o.queue[i])
-			o.queue = slices.Delete(o.queue, i, i+1)
-			o.pooled.keys = slices.Delete(keys, i, i+1)
-			return true
+			return i
 		}
 	}
-	return false
+	return -1
+}
+
+// dropAtLocked takes the frame at i out of the queue.
+func (o *outbound) dropAtLocked(i int) {
+	o.queued -= len(o.queue[i])
+	o.queue = slices.Delete(o.queue, i, i+1)
+	o.pooled.keys = slices.Delete(o.pooled.keys, i, i+1)
 }
 
 // sendControl queues a control frame (pong, ping).

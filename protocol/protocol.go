@@ -356,16 +356,22 @@ type Envelope struct {
 // Latest marks a send's data as a value of which only the newest matters
 // (a cursor, a position, a gauge, a price): pass it as the data of any send
 // of the helper or the emitter. A client that still has an earlier
-// message of the same Key waiting for it (it reads slower than they come)
-// has that one dropped, and gets this one in its turn, behind what was
-// sent to it before; one that keeps up gets every message. So a client
-// that falls behind catches up on the newest state instead of a backlog of
-// stale ones, and its queue holds one message per key, not one per send.
+// message of the same Key waiting in the server for it has that one
+// dropped, and gets this one in its turn, behind what was sent to it
+// before. A message waits when the client reads slower than they come, and
+// for a moment in a fan-out (the server writes a fan-out's frames in a
+// batch, a fraction of a millisecond later): a client that reads as fast
+// as they come gets every message sent at a tick's pace, and of a burst
+// of one key faster than that, the newest. So a client that falls behind
+// catches up on the newest state instead of a backlog of stale ones, and
+// its queue holds one message per key, not one per send.
 //
 // Key names the stream within a client's queue ("cursor:"+userID), so one
 // key must not carry two streams a client should have both of. Messages
 // already handed to the socket are not taken back: a small
-// Options.SendBufferSize keeps that part short. Across instances the key
+// Options.SendBufferSize keeps that part short. For encrypted clients,
+// messages from other instances wait for the outbound transformer, in a
+// queue of their own, before a key applies. Across instances the key
 // travels in the envelope's `latest` member; the original's instances
 // deliver every message.
 type Latest struct {
