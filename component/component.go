@@ -390,7 +390,7 @@ func (s *server) start(ctx context.Context) error {
 		// Keep-alive connections idle between requests (the app's routes,
 		// on a mux it bound) are closed; upgraded ones are not its own.
 		IdleTimeout: idleHTTPTimeout,
-		ErrorLog:          HTTPErrorLog(s.log),
+		ErrorLog:    HTTPErrorLog(s.log),
 	}
 	s.served.Add(1)
 	go func() {
