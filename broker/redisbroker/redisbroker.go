@@ -662,7 +662,9 @@ func (b *Broker) connect(ctx context.Context) error {
 		// for (ReloadState only schedules a fetch, and the session was
 		// then built on the map from before a failover).
 		rctx, cancel := context.WithTimeout(ctx, b.opts.PingTimeout)
-		err := b.onCluster.ForEachMaster(rctx, func(context.Context, *redis.Client) error { return nil })
+		err := b.checks.Run(rctx, func(ctx context.Context) error {
+			return b.onCluster.ForEachMaster(ctx, func(context.Context, *redis.Client) error { return nil })
+		})
 		cancel()
 		if err != nil {
 			return fmt.Errorf("fetch the cluster's slot map: %w", err)
@@ -982,6 +984,11 @@ func (b *Broker) change(ctx context.Context, add bool, channels []string) error 
 				}
 				b.compactWant()
 				b.noteHeld()
+				if b.sess != nil && b.sess.perNode() {
+					// No new session will leave them: a repair after the
+					// one that may hold the turn does (tidy).
+					b.sess.needRepair()
+				}
 				b.mu.Unlock()
 				return fmt.Errorf("redisbroker: wait to change subscriptions: %w (%w)", err, broker.ErrChangeKept)
 			}
@@ -1350,9 +1357,26 @@ type Stats struct {
 // subscription session, and Redis not found unreachable.
 func (b *Broker) Connected() bool {
 	b.mu.Lock()
-	live := b.sess != nil
+	live := b.sessionLiveLocked()
 	b.mu.Unlock()
 	return live && !b.unreachable.IsShut()
+}
+
+// sessionLiveLocked reports whether a session is live; b.mu is held. A
+// perNode session outlives its connections (each is mended on its own),
+// so with channels held it counts as live while it has one at least: a
+// whole cluster down is not connected.
+func (b *Broker) sessionLiveLocked() bool {
+	s := b.sess
+	if s == nil {
+		return false
+	}
+	if !s.perNode() || len(b.want) == 0 {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns) > 0
 }
 
 // Dropped is Stats().Dropped, the messages read from Redis and lost to a
@@ -1362,7 +1386,7 @@ func (b *Broker) Dropped() uint64 { return b.stats.dropped.Load() }
 // Stats returns the current counters.
 func (b *Broker) Stats() Stats {
 	b.mu.Lock()
-	st := Stats{Connected: b.sess != nil, Unreachable: b.unreachable.IsShut(), Channels: len(b.want)}
+	st := Stats{Connected: b.sessionLiveLocked(), Unreachable: b.unreachable.IsShut(), Channels: len(b.want)}
 	if b.sess != nil {
 		st.Degraded = b.sess.degraded.Load()
 	}

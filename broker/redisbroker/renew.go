@@ -355,7 +355,7 @@ func (s *session) subscribeEach(ctx context.Context, add bool, chans map[string]
 			}
 		}
 		if err := c.send(wctx, add, []string{ch}); err != nil {
-			s.fail(err)
+			c.fail(err) // the session's, but for a perNode one
 			return err
 		}
 		conns = append(conns, c)
@@ -387,11 +387,13 @@ func allPassed(hs map[string]*handover) bool {
 func (b *Broker) masters(ctx context.Context) (map[string]*redis.Client, error) {
 	var mu sync.Mutex
 	out := make(map[string]*redis.Client)
-	err := b.cluster.ForEachMaster(ctx, func(_ context.Context, c *redis.Client) error {
-		mu.Lock()
-		out[c.Options().Addr] = c
-		mu.Unlock()
-		return nil
+	err := b.checks.Run(ctx, func(ctx context.Context) error {
+		return b.cluster.ForEachMaster(ctx, func(_ context.Context, c *redis.Client) error {
+			mu.Lock()
+			out[c.Options().Addr] = c
+			mu.Unlock()
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list the cluster's masters: %w", err)

@@ -137,7 +137,7 @@ func (b *Broker) dropDemoted(ctx context.Context, s *session, masters map[string
 		wg.Go(func() {
 			rctx, cancel := context.WithTimeout(ctx, b.opts.PingTimeout)
 			defer cancel()
-			if err := isMaster(rctx, nc); errors.Is(err, errNotMaster) {
+			if err := b.checks.Run(rctx, func(ctx context.Context) error { return isMaster(ctx, nc) }); errors.Is(err, errNotMaster) {
 				c.fail(err)
 			}
 		})

@@ -232,17 +232,30 @@ func (s *session) apply(ctx context.Context, add bool, chans []string) error {
 	for _, g := range groups {
 		for start := 0; start < len(g.chans); start += s.b.opts.SubscribeBatch {
 			batch := g.chans[start:min(start+s.b.opts.SubscribeBatch, len(g.chans))]
+			// Noted before it is sent: a refusal (MOVED) read before
+			// the note would otherwise be undone by it.
+			g.conn.note(add, batch)
 			if err := g.conn.send(wctx, add, batch); err != nil {
 				g.conn.fail(err)
 				return err
 			}
-			g.conn.note(add, batch)
 		}
 		touched[g.conn] = struct{}{}
 	}
 	for c := range touched {
 		if err := c.barrier(ctx); err != nil {
 			return err
+		}
+	}
+	if add && s.perNode() {
+		// Redis answered in order: a channel refused (MOVED) before the
+		// barrier's reply is no longer noted.
+		for _, g := range groups {
+			for _, ch := range g.chans {
+				if !g.conn.holds(ch) {
+					return fmt.Errorf("%s refused %s (its slot has moved)", nodeName(g.conn.key), ch)
+				}
+			}
 		}
 	}
 	return nil
@@ -457,7 +470,7 @@ func (s *session) open(ctx context.Context, node string, nc *redis.Client) (*con
 		// replica of its shard: it takes SSUBSCRIBE and hears the shard's
 		// messages, but no unsubscribe would ever go there.
 		rctx, cancel := context.WithTimeout(ctx, b.opts.PingTimeout)
-		err := isMaster(rctx, nc)
+		err := b.checks.Run(rctx, func(ctx context.Context) error { return isMaster(ctx, nc) })
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("open subscription connection %s: %w", nodeName(node), err)
