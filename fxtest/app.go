@@ -90,7 +90,6 @@ func start(serverTLS, clientTLS *tls.Config, opts ...fx.Option) (*Server, error)
 		// app's logger cannot be built, as in an app with a dependency
 		// cycle: the error Start returns says it all. fx.Logger is the one
 		// way to set that fallback.
-		//lint:ignore SA1019 fx.Logger is deprecated for the app's logger, but it alone sets the fallback.
 		fx.Logger(quietPrinter{}),
 		fx.NopLogger,
 		websocket.Module,
