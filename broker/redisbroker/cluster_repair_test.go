@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -68,35 +67,20 @@ func TestShardedUnsubscribeKeptDuringARepairIsApplied(t *testing.T) {
 	if err := b.Subscribe(ctx, c1, c2); err != nil {
 		t.Fatal(err)
 	}
-	pid, err := processID(ctx, cl.Nodes[a].Client())
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Stall master a briefly (below cluster-node-timeout): its connection
 	// is found dead by the probe, and the repair that follows waits on it
 	// (HELLO), holding the turn, after it has taken its copy of the set.
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	resumed := false
-	defer func() {
-		if !resumed {
-			_ = syscall.Kill(pid, syscall.SIGCONT)
-		}
-	}()
+	resume := pause(ctx, t, cl.Nodes[a])
 	waitFor(t, "the stalled master's connection to be lost", func() bool { return b.Stats().Degraded })
 	time.Sleep(300 * time.Millisecond)
 	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-	err = b.Unsubscribe(short, c2)
+	err := b.Unsubscribe(short, c2)
 	cancel()
 	if !errors.Is(err, broker.ErrChangeKept) {
-		_ = syscall.Kill(pid, syscall.SIGCONT)
-		resumed = true
 		t.Fatalf("setup: Unsubscribe while the repair holds the turn: %v, want it kept", err)
 	}
 	time.Sleep(200 * time.Millisecond)
-	_ = syscall.Kill(pid, syscall.SIGCONT)
-	resumed = true
+	resume()
 	waitFor(t, "the repair to end", func() bool {
 		st := b.Stats()
 		return st.Reconnects >= 1 && !st.Degraded
@@ -169,12 +153,12 @@ func TestShardedSubscribeRefusedByStaleSlotMapIsNotReportedDone(t *testing.T) {
 }
 
 // A repair's HELLO to a paused master (isMaster, in open and dropDemoted)
-// and its slot-map reload are not bounded by PingTimeout (they do not go
-// through the checks runner, and go-redis applies the client's
-// ReadTimeout, not the context's deadline, unless ContextTimeoutEnabled):
-// the repair holds the broker's turn for the client's whole ReadTimeout
-// while the master stays paused, and every Subscribe, on healthy masters
-// too, waits behind it.
+// and its slot-map reload are bounded by PingTimeout (through the checks
+// runner: go-redis applies the client's ReadTimeout, not the context's
+// deadline, unless ContextTimeoutEnabled). They were not, and the repair
+// held the broker's turn for the client's whole ReadTimeout while the
+// master stayed paused: every Subscribe, on healthy masters too, waited
+// behind it.
 func TestShardedRepairOnAPausedMasterHoldsTheTurnNoLongerThanPingTimeout(t *testing.T) {
 	cl := redistest.StartCluster(t, 3)
 	ctx := context.Background()
@@ -189,14 +173,7 @@ func TestShardedRepairOnAPausedMasterHoldsTheTurnNoLongerThanPingTimeout(t *test
 	if err := b.Subscribe(ctx, c1, c2); err != nil {
 		t.Fatal(err)
 	}
-	pid, err := processID(ctx, cl.Nodes[paused].Client())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Kill(pid, syscall.SIGCONT)
+	pause(ctx, t, cl.Nodes[paused])
 	waitFor(t, "the paused master's connection to be found dead", func() bool { return b.Stats().Degraded })
 	time.Sleep(500 * time.Millisecond)
 	// Three tries of 1.5 s each (5 × PingTimeout): a repair round that
@@ -216,9 +193,9 @@ func TestShardedRepairOnAPausedMasterHoldsTheTurnNoLongerThanPingTimeout(t *test
 }
 
 // Close does not wait "for a reconnect's PING, whatever the client's
-// ReadTimeout" (its doc), but it waits for supervise, and a repair's HELLO
-// to a paused master is not bounded: Close takes the client's whole
-// ReadTimeout (for ever with ReadTimeout -1).
+// ReadTimeout" (its doc); it waits for supervise, whose repair's HELLO to a
+// paused master once took the client's whole ReadTimeout (for ever with
+// ReadTimeout -1), and Close with it.
 func TestShardedCloseDuringARepairOnAPausedMasterIsPrompt(t *testing.T) {
 	cl := redistest.StartCluster(t, 3)
 	ctx := context.Background()
@@ -232,14 +209,7 @@ func TestShardedCloseDuringARepairOnAPausedMasterIsPrompt(t *testing.T) {
 	if err := b.Subscribe(ctx, c1, c2); err != nil {
 		t.Fatal(err)
 	}
-	pid, err := processID(ctx, cl.Nodes[paused].Client())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Kill(pid, syscall.SIGCONT)
+	pause(ctx, t, cl.Nodes[paused])
 	waitFor(t, "the paused master's connection to be found dead", func() bool { return b.Stats().Degraded })
 	time.Sleep(500 * time.Millisecond) // a repair round waits on the paused master
 	began := time.Now()

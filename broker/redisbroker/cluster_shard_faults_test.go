@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -145,22 +146,14 @@ func TestShardedPausedMasterLeavesNoStaleSubscription(t *testing.T) {
 	if err := b.Subscribe(ctx, ch); err != nil {
 		t.Fatal(err)
 	}
-	pid, err := processID(ctx, cl.Nodes[owner].Client())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	resume := pause(ctx, t, cl.Nodes[owner])
 	promoted := cl.Replicas[owner].Client()
 	waitWithin(t, 20*time.Second, "the replica to take over", func() bool {
 		info, err := promoted.Info(ctx, "replication").Result()
 		return err == nil && strings.Contains(info, "role:master")
 	})
 	time.Sleep(500 * time.Millisecond)
-	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
+	resume()
 	waitWithin(t, 20*time.Second, "the broker to be connected", func() bool { return b.Connected() })
 	time.Sleep(3 * time.Second) // topology settles; the old master is now a replica
 
@@ -196,6 +189,24 @@ func TestShardedPausedMasterLeavesNoStaleSubscription(t *testing.T) {
 	}
 }
 
+// pause stops node's process (SIGSTOP: a stalled VM, a partition without
+// resets) and returns the function that resumes it, which the test's end
+// calls too if the test did not.
+func pause(ctx context.Context, t *testing.T, node *redistest.Server) (resume func()) {
+	t.Helper()
+	pid, err := processID(ctx, node.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	resume = func() { once.Do(func() { _ = syscall.Kill(pid, syscall.SIGCONT) }) }
+	t.Cleanup(resume)
+	return resume
+}
+
 func processID(ctx context.Context, c *redis.Client) (int, error) {
 	info, err := c.Info(ctx, "server").Result()
 	if err != nil {
@@ -229,14 +240,7 @@ func TestShardedPausedMasterDoesNotHoldUpTheOtherMasters(t *testing.T) {
 	if err := b.Subscribe(ctx, c1, c2); err != nil {
 		t.Fatal(err)
 	}
-	pid, err := processID(ctx, cl.Nodes[paused].Client())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	defer syscall.Kill(pid, syscall.SIGCONT)
+	pause(ctx, t, cl.Nodes[paused])
 	stopped := time.Now()
 	promoted := cl.Replicas[paused].Client()
 	waitWithin(t, 20*time.Second, "the replica to take over", func() bool {
