@@ -341,3 +341,39 @@ func TestStartRedisCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A paused client reads nothing, so what the server sends it piles up in
+// the server (its Backlog), and arrives once it resumes (asked for by a
+// collaborative-editing trial, which wrote a raw client to test slow
+// consumers).
+func TestPausedClientBacksUpTheServer(t *testing.T) {
+	srv := fxtest.StartServer(t, websocket.WithAuthenticate(authenticate),
+		websocket.WithServerOptions(websocket.ServerOptions{Options: helper.Options{SendBufferSize: 4096}}))
+	c, id := srv.Connect(t, map[string]string{"token": "slow"})
+	c.Pause()
+	before := c.Received()
+	big := strings.Repeat("x", 8<<10)
+	sent := 0
+	for range 200 {
+		if ok, err := srv.Helper().SendToClient(id, "big", big); err != nil {
+			t.Fatal(err)
+		} else if ok {
+			sent++
+		}
+	}
+	view, _ := srv.Helper().GetClient(id)
+	if view.Backlog < 256<<10 {
+		t.Fatalf("backlog %d bytes with 1.6 MB sent to a paused client, want most of it waiting", view.Backlog)
+	}
+	if got := c.Received(); got > before+1 { // the read under way when it paused
+		t.Fatalf("a paused client received %d messages", got-before)
+	}
+	c.Resume()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for range sent {
+		if _, err := c.Expect(ctx, "big"); err != nil {
+			t.Fatalf("after Resume: %v", err)
+		}
+	}
+}

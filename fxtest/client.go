@@ -53,6 +53,8 @@ type Client struct {
 	// syncs counts the pings Sync sent; synced is the last of them the
 	// server answered.
 	syncs, synced uint64
+	// gate, while reading is paused, is what Resume closes.
+	gate chan struct{}
 }
 
 // Dial connects to a WebSocket URL such as ws://127.0.0.1:3000/ws.
@@ -142,6 +144,12 @@ func (c *Client) readLoop(r io.Reader) {
 		c.finish(0, "", fmt.Errorf("fxtest: "+format, args...))
 	}
 	for {
+		c.mu.Lock()
+		gate := c.gate
+		c.mu.Unlock()
+		if gate != nil {
+			<-gate
+		}
 		h, err := ws.ReadHeader(r)
 		if err != nil {
 			c.finish(0, "", err)
@@ -548,8 +556,34 @@ func (c *Client) Closed() bool {
 	return c.closed
 }
 
+// Pause stops reading from the server, as a client that stalled (a frozen
+// tab, a phone on a dead link) or reads too slowly: what the server sends
+// waits in the kernels' buffers (a few MiB on loopback, less with the
+// server's Options.SendBufferSize), then in the server, whose backlog and
+// backpressure a test can then look at. A read under way when it is
+// called finishes first: one more message may arrive. The client still
+// sends. Resume reads again; Close and Abort resume first.
+func (c *Client) Pause() {
+	c.mu.Lock()
+	if c.gate == nil {
+		c.gate = make(chan struct{})
+	}
+	c.mu.Unlock()
+}
+
+// Resume reads again after Pause.
+func (c *Client) Resume() {
+	c.mu.Lock()
+	if c.gate != nil {
+		close(c.gate)
+		c.gate = nil
+	}
+	c.mu.Unlock()
+}
+
 // Close sends a normal close frame and ends the connection.
 func (c *Client) Close() error {
+	c.Resume()
 	_ = c.WriteFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, "")))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
@@ -558,7 +592,10 @@ func (c *Client) Close() error {
 }
 
 // Abort drops the TCP connection without a close frame.
-func (c *Client) Abort() error { return c.conn.Close() }
+func (c *Client) Abort() error {
+	c.Resume()
+	return c.conn.Close()
+}
 
 // Conn is the underlying connection, for tests that need it.
 func (c *Client) Conn() net.Conn { return c.conn }
