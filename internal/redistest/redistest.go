@@ -122,8 +122,10 @@ func (s *Server) start() error {
 	s.cmd, s.waitErr, s.stderr = cmd, waitErr, &stderr
 	s.mu.Unlock()
 	if err := s.waitReady(waitErr); err != nil {
-		_ = cmd.Process.Kill()
-		<-waitErr
+		if !errors.Is(err, errExited) {
+			_ = cmd.Process.Kill()
+			<-waitErr
+		} // else waitReady took the exit: waiting again would wait for ever
 		s.mu.Lock()
 		s.cmd = nil
 		s.mu.Unlock()
@@ -132,12 +134,18 @@ func (s *Server) start() error {
 	return nil
 }
 
+// errExited: redis-server exited before it answered (a port another
+// process took first, say).
+var errExited = errors.New("redis-server exited")
+
+// waitReady waits until the server answers PING. It takes the process's
+// exit from exited if it comes first, and says so with errExited.
 func (s *Server) waitReady(exited <-chan error) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-exited:
-			return fmt.Errorf("redis-server exited: %v", err)
+			return fmt.Errorf("%w: %v", errExited, err)
 		default:
 		}
 		conn, err := net.DialTimeout("tcp", s.Addr(), 200*time.Millisecond)
