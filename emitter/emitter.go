@@ -382,15 +382,7 @@ func Encode(typ protocol.MessageType, target, event string, data any, exclude []
 
 // encode is Encode for any type, the extensions' included.
 func encode(typ protocol.MessageType, target, event string, data any, exclude []string) ([]byte, error) {
-	var latest string
-	switch l := data.(type) {
-	case protocol.Latest:
-		latest, data = l.Key, l.Data
-	case *protocol.Latest:
-		if l != nil {
-			latest, data = l.Key, l.Data
-		}
-	}
+	latest, data := protocol.SplitLatest(data)
 	raw, err := marshal(data)
 	if err != nil {
 		return nil, err

@@ -44,21 +44,9 @@ func marshalData(data any) (json.RawMessage, error) {
 // encodeData is marshalData for the data of a send, which may be wrapped
 // in a protocol.Latest: it returns the key too.
 func encodeData(data any) (json.RawMessage, string, error) {
-	var l protocol.Latest
-	switch v := data.(type) {
-	case protocol.Latest:
-		l = v
-	case *protocol.Latest:
-		if v == nil {
-			return nil, "", nil
-		}
-		l = *v
-	default:
-		d, err := marshalData(data)
-		return d, "", err
-	}
-	d, err := marshalData(l.Data)
-	return d, l.Key, err
+	key, data := protocol.SplitLatest(data)
+	d, err := marshalData(data)
+	return d, key, err
 }
 
 // messageFrame is the text frame of `{"event":…,"data":…}` (data omitted

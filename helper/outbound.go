@@ -442,21 +442,10 @@ func (o *outbound) shiftKeys(n int) {
 	o.pooled.keys = keys[:kept]
 }
 
-// dropLatestLocked takes the frame queued under key out of the queue, if
-// there is one that no write has begun, and reports whether it did. While
-// a writer owns the socket the head may be the rest of a frame partly
-// written, which must go out whole: it is left.
-func (o *outbound) dropLatestLocked(key string) bool {
-	i := o.latestIndexLocked(key)
-	if i < 0 {
-		return false
-	}
-	o.dropAtLocked(i)
-	return true
-}
-
 // latestIndexLocked is the index of the frame queued under key that no
-// write has begun, or -1.
+// write has begun, or -1. While a writer owns the socket the head may be
+// the rest of a frame partly written, which must go out whole: it is
+// never a candidate.
 func (o *outbound) latestIndexLocked(key string) int {
 	start := 0
 	if o.writing {

@@ -381,6 +381,22 @@ type Latest struct {
 	Data any
 }
 
+// SplitLatest takes a send's data apart: the key and data of a Latest (or
+// of a *Latest; a nil one is no data), or no key and data as it is. The
+// helper and the emitter both send what it gives.
+func SplitLatest(data any) (key string, inner any) {
+	switch l := data.(type) {
+	case Latest:
+		return l.Key, l.Data
+	case *Latest:
+		if l == nil {
+			return "", nil
+		}
+		return l.Key, l.Data
+	}
+	return "", data
+}
+
 // MarshalJSON encodes the data alone, so that a Latest that reaches an
 // encoder of its own is sent as its data.
 func (l Latest) MarshalJSON() ([]byte, error) { return json.Marshal(l.Data) }
