@@ -353,8 +353,8 @@ func (r *rateLimiter) allow(now int64, l *Limits, forgiven *uint32) bool {
 // read buffer and the first 16 KiB of the kernel's queue), so nothing is
 // saved up for later: a client that keeps a byte, or a message, ahead of
 // the server gains a message a call at most. Where the socket cannot be
-// asked (TLS), or more than 16 KiB waits (large messages), it is what the
-// call allowed, one call's worth, not a sum over calls in a row.
+// asked (TLS), or more than 16 KiB waits (large messages), it is the larger
+// of what is left and what the call allowed, not a sum over calls in a row.
 func (c *client) forgivenAfterCall(d time.Duration, l *Limits) uint32 {
 	if l.MessagesPerSecond <= 0 || d < time.Millisecond {
 		return c.forgiven
@@ -374,8 +374,11 @@ func (c *client) forgivenAfterCall(d time.Duration, l *Limits) uint32 {
 // forgivenFor is forgivenAfterCall's count: of the frames in unread (all
 // the client's input not read yet, if asked), as many as left (an earlier
 // call's) and earned (this one's) allow. Not asked (TLS), or more waiting
-// than was looked at (full: large messages), what this call earned, not
-// added to what is left, so that it cannot be saved up.
+// than was looked at (full: large messages), the larger of what is left
+// and what this call earned, not their sum, so that it cannot be saved
+// up; what is left is kept whole, as the frames it counted still wait
+// beyond the window (a short call in a backlog of large messages once cut
+// it down to the few frames the window holds).
 func forgivenFor(left uint32, earned float64, unread []byte, asked, full bool) uint32 {
 	earned = min(earned, math.MaxUint32)
 	if !asked {
@@ -383,7 +386,7 @@ func forgivenFor(left uint32, earned float64, unread []byte, asked, full bool) u
 	}
 	n := uint32(countFrames(unread, int(min(float64(left)+earned, math.MaxUint32))))
 	if full {
-		n = max(n, uint32(earned))
+		n = max(n, left, uint32(earned))
 	}
 	return n
 }

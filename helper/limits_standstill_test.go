@@ -113,3 +113,19 @@ func TestRateLimitForgivesLargeMessagesAfterASlowCall(t *testing.T) {
 		})
 	}
 }
+
+// The same with 2 ms for each message of the backlog: more waits than is
+// looked at, and each call of the backlog's, however short, keeps what
+// is left of the save's credit (found in CI: under the race detector a
+// backlog call of a millisecond or more cut the credit down to the frames
+// in the 16 KiB looked at).
+func TestRateLimitCreditOfLargeMessagesLastsThroughTheBacklog(t *testing.T) {
+	for _, tr := range []transport{rawSocket, rawGoroutine} {
+		t.Run(string(tr), func(t *testing.T) {
+			t.Parallel()
+			if n := rateLimitedAfter(t, tr, steady{saves: 1, perSecond: 18, n: 40, body: strings.Repeat("x", 2048), cost: 2 * time.Millisecond}); n != 0 {
+				t.Fatalf("closed for its rate, 2 KiB messages, its backlog's calls taking 2 ms each (RateLimited %d)", n)
+			}
+		})
+	}
+}
