@@ -257,6 +257,10 @@ func methodOf(typ protocol.MessageType) string {
 		return "ToRoom"
 	case protocol.TypeDisconnectUser:
 		return "DisconnectUser"
+	case protocol.TypeJoinUser:
+		return "AddUserToRooms"
+	case protocol.TypeLeaveUser:
+		return "RemoveUserFromRooms"
 	}
 	return "Broadcast"
 }
@@ -278,6 +282,39 @@ func (e *WebSocketEmitter) DisconnectUser(ctx context.Context, userID string, co
 	}
 	return e.publish(ctx, protocol.TypeDisconnectUser, userID, protocol.EventDisconnect,
 		protocol.DisconnectData{Code: code, Reason: reason}, except)
+}
+
+// AddUserToRooms puts every connection of a user, on every instance of
+// this library, in rooms (an extension: a user added to a channel by a
+// worker). No room check runs on the servers; connections the user opens
+// later get the rooms their authentication gives them. What is then sent
+// to the user with ToUser (the room's state) reaches each instance after
+// the join, on the same channel. Every name must be a room a client could
+// join (protocol.ValidRoomName). Instances of the original ignore it.
+func (e *WebSocketEmitter) AddUserToRooms(ctx context.Context, userID string, rooms ...string) error {
+	return e.userRooms(ctx, protocol.TypeJoinUser, protocol.EventJoin, userID, rooms)
+}
+
+// RemoveUserFromRooms takes every connection of a user, on every instance
+// of this library, out of rooms (an extension: a kick or a ban from a
+// channel): as AddUserToRooms.
+func (e *WebSocketEmitter) RemoveUserFromRooms(ctx context.Context, userID string, rooms ...string) error {
+	return e.userRooms(ctx, protocol.TypeLeaveUser, protocol.EventLeave, userID, rooms)
+}
+
+func (e *WebSocketEmitter) userRooms(ctx context.Context, typ protocol.MessageType, event, userID string, rooms []string) error {
+	if userID == "" {
+		return fmt.Errorf("emitter: %s: empty user id", methodOf(typ))
+	}
+	if len(rooms) == 0 {
+		return fmt.Errorf("emitter: %s: no rooms", methodOf(typ))
+	}
+	for _, r := range rooms {
+		if !protocol.ValidRoomName(r) {
+			return fmt.Errorf("emitter: %s: %q is not a room a client may be in", methodOf(typ), r)
+		}
+	}
+	return e.publish(ctx, typ, userID, event, protocol.RoomsData{Rooms: rooms}, nil)
 }
 
 func (e *WebSocketEmitter) publish(ctx context.Context, typ protocol.MessageType, target, event string, data any, exclude []string) error {

@@ -590,3 +590,74 @@ func TestUnreachableTurnsFalseWithoutSends(t *testing.T) {
 		t.Fatal("Stats().Unreachable still true 2 s after Redis answered again (no send was made to clear it)")
 	}
 }
+
+// A worker adds a user to a room and takes them out again, on every
+// instance (a chat's invite and kick): on Redis in audience mode, where an
+// instance hears a room only once it has a member there.
+func TestAddAndRemoveUserFromAWorker(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	a := redisinstance.Start(t, srv.Client(), redisbroker.Options{Mode: redisbroker.ModeAudience})
+	b := redisinstance.Start(t, srv.Client(), redisbroker.Options{Mode: redisbroker.ModeAudience})
+	ca, _ := a.Connect(t, "alice")
+	cb, _ := b.Connect(t, "alice")
+	cc, idC := b.Connect(t, "carol")
+	b.Join(t, idC, "general")
+	e, err := emitter.New(srv.Client(), emitter.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.AddUserToRooms(ctx, "alice", "general"); err != nil {
+		t.Fatal(err)
+	}
+	// The room's state, to the user after the join: every instance has
+	// applied the join when its connections get it.
+	if err := e.ToUser(ctx, "alice", "history", []int{1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, ca, "a", "history", `[1,2]`)
+	expect(t, cb, "b", "history", `[1,2]`)
+	for _, in := range []*redisinstance.Instance{a, b} {
+		if err := in.Helper.SyncSubscriptions(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.ToRoom(ctx, "general", "said", "hi"); err != nil {
+		t.Fatal(err)
+	}
+	for who, c := range map[string]*fxtest.Client{"a": ca, "b": cb, "c": cc} {
+		expect(t, c, who, "said", `"hi"`)
+	}
+	if err := e.RemoveUserFromRooms(ctx, "alice", "general"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ToUser(ctx, "alice", "kicked", 1); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, ca, "a", "kicked", `1`)
+	expect(t, cb, "b", "kicked", `1`)
+	if err := e.ToRoom(ctx, "general", "said", "bye"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, cc, "c", "said", `"bye"`)
+	if err := e.ToRoom(ctx, "general", "marker", 0); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, cc, "c", "marker", `0`)
+	for who, c := range map[string]*fxtest.Client{"a": ca, "b": cb} {
+		for _, m := range c.Messages() {
+			if m.Event == "said" && string(m.Data) == `"bye"` {
+				t.Fatalf("%s got the room's message after the user was taken out", who)
+			}
+		}
+	}
+	for name, err := range map[string]error{
+		"empty user":    e.AddUserToRooms(ctx, "", "r"),
+		"no rooms":      e.RemoveUserFromRooms(ctx, "alice"),
+		"internal room": e.AddUserToRooms(ctx, "alice", "ws:broadcast"),
+	} {
+		if err == nil || !strings.Contains(err.Error(), "UserToRooms") && !strings.Contains(err.Error(), "UserFromRooms") {
+			t.Errorf("%s: %v, want an error naming the method", name, err)
+		}
+	}
+}

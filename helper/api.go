@@ -141,6 +141,89 @@ func (h *WebSocketServerHelper) DisconnectUserEverywhere(ctx context.Context, us
 	return h.publish(ctx, protocol.TypeDisconnectUser, userID, protocol.EventDisconnect, data, except, "")
 }
 
+// AddUserToRooms puts every connection of userID, on every instance, in
+// rooms (an extension: a user added to a channel, a game's players moved
+// to a match): this instance's at once, as JoinRoom does, the others'
+// through the broker (a TypeJoinUser envelope on the user's channel, which
+// the original ignores). Connections the user opens later are not covered:
+// their rooms are what the authenticate handler gives them.
+//
+// Like JoinRoom, no room check runs and no rooms-changed callback is
+// called, and each instance subscribes a room new to it in the background.
+// What is then sent to the user (SendToUser, emitter.ToUser: the room's
+// state) travels on the same channel, so every instance applies it after
+// the join.
+//
+// Every name must be a room a client could join (protocol.ValidRoomName);
+// otherwise nothing is done. On a publish failure, the error, the local
+// connections have been put in the rooms.
+func (h *WebSocketServerHelper) AddUserToRooms(ctx context.Context, userID string, rooms ...string) error {
+	return h.userRoomsEverywhere(ctx, protocol.TypeJoinUser, userID, rooms)
+}
+
+// RemoveUserFromRooms takes every connection of userID, on every
+// instance, out of rooms (an extension: a kick or a ban from a channel,
+// access revoked): as AddUserToRooms, with a TypeLeaveUser envelope. A
+// connection's own-id room is never left this way.
+func (h *WebSocketServerHelper) RemoveUserFromRooms(ctx context.Context, userID string, rooms ...string) error {
+	return h.userRoomsEverywhere(ctx, protocol.TypeLeaveUser, userID, rooms)
+}
+
+func (h *WebSocketServerHelper) userRoomsEverywhere(ctx context.Context, typ protocol.MessageType, userID string, rooms []string) error {
+	method, event := "AddUserToRooms", protocol.EventJoin
+	if typ == protocol.TypeLeaveUser {
+		method, event = "RemoveUserFromRooms", protocol.EventLeave
+	}
+	if userID == "" {
+		return fmt.Errorf("websocket: %s: empty user id", method)
+	}
+	if len(rooms) == 0 {
+		return fmt.Errorf("websocket: %s: no rooms", method)
+	}
+	for _, r := range rooms {
+		if !protocol.ValidRoomName(r) {
+			return fmt.Errorf("websocket: %s: %q is not a room a client may be in", method, r)
+		}
+	}
+	h.userRoomsLocal(typ, userID, rooms)
+	data, err := json.Marshal(protocol.RoomsData{Rooms: rooms})
+	if err != nil {
+		return err
+	}
+	return h.publish(ctx, typ, userID, event, data, nil, "")
+}
+
+// userRoomsLocal applies a join or leave of a user's to its connections
+// here, skipping names that are not rooms.
+func (h *WebSocketServerHelper) userRoomsLocal(typ protocol.MessageType, userID string, rooms []string) {
+	rs := getRecipients()
+	defer putRecipients(rs)
+	*rs = h.reg.appendUser(*rs, userID)
+	for _, c := range *rs {
+		for _, r := range rooms {
+			if !protocol.ValidRoomName(r) {
+				continue
+			}
+			if typ == protocol.TypeJoinUser {
+				h.reg.join(c, r)
+			} else {
+				h.reg.leave(c, r, false)
+			}
+		}
+	}
+}
+
+// userRoomsFromBroker applies a TypeJoinUser or TypeLeaveUser envelope;
+// false for one without a user or a rooms list.
+func (h *WebSocketServerHelper) userRoomsFromBroker(typ protocol.MessageType, userID string, data json.RawMessage) bool {
+	var d protocol.RoomsData
+	if userID == "" || json.Unmarshal(data, &d) != nil || len(d.Rooms) == 0 {
+		return false
+	}
+	h.userRoomsLocal(typ, userID, d.Rooms)
+	return true
+}
+
 // closeReason is reason as a close frame carries it: valid UTF-8, 123
 // bytes at most.
 func closeReason(reason string) string { return fitCloseReason(strings.ToValidUTF8(reason, "")) }

@@ -459,6 +459,13 @@ func (h *WebSocketServerHelper) onBrokerMessage(channel string, payload []byte) 
 				h.log.Warn("dropping disconnect envelope without a user or a valid close code", zap.String("channel", channel), zap.Uint64("suppressed", n))
 			}
 		}
+	case protocol.TypeJoinUser, protocol.TypeLeaveUser:
+		if !h.userRoomsFromBroker(env.Type, env.Target, env.Data) {
+			h.stats.badEnvelopes.Add(1)
+			if ok, n := h.envelopeLog.Allow(); ok {
+				h.log.Warn("dropping join-user or leave-user envelope without a user or a rooms list", zap.String("channel", channel), zap.Uint64("suppressed", n))
+			}
+		}
 	default:
 		h.stats.badEnvelopes.Add(1)
 		if ok, n := h.envelopeLog.Allow(); ok {

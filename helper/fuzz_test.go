@@ -251,6 +251,20 @@ func FuzzBrokerEnvelope(f *testing.F) {
 		deliver(protocol.ChannelBroadcast, payload)
 		got := fs.probe(t)
 		env, err := protocol.DecodeEnvelope(payload)
+		if err == nil && (env.Type == protocol.TypeJoinUser || env.Type == protocol.TypeLeaveUser) && env.Target == "fuzzer" {
+			// Moved the probed client, as asked (TestAddAndRemoveUserEverywhere):
+			// back to the defaults for the next input.
+			v, _ := fs.h.GetClient(fs.id)
+			for _, r := range v.Rooms {
+				if r != fs.id && !slices.Contains(protocol.DefaultRooms(), r) {
+					fs.h.LeaveRoom(fs.id, r)
+				}
+			}
+			for _, r := range protocol.DefaultRooms() {
+				fs.h.JoinRoom(fs.id, r)
+			}
+			return
+		}
 		if err != nil || env.ServerID == fs.h.ServerID() || slices.Contains(env.Exclude, fs.id) {
 			return
 		}

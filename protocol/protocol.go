@@ -85,6 +85,16 @@ const (
 	// envelope without a string event, and ignores a type it does not
 	// know).
 	TypeDisconnectUser MessageType = "disconnect-user"
+
+	// TypeJoinUser (an extension) asks every instance to put the
+	// connections of the user named by the target in the rooms of the
+	// data (RoomsData, as a client's join), with the event EventJoin;
+	// TypeLeaveUser takes them out, with the event EventLeave. Both
+	// travel on the user's channel, so that what is sent to the user
+	// after one of them (a room's state) is applied after it on every
+	// instance.
+	TypeJoinUser  MessageType = "join-user"
+	TypeLeaveUser MessageType = "leave-user"
 )
 
 // ValidCloseCode reports whether code may be sent in a close frame (RFC
@@ -113,10 +123,10 @@ type DisconnectData struct {
 }
 
 // Valid reports whether t is one of the original's four envelope types,
-// the ones an app may publish as it likes. TypeDisconnectUser, this
-// library's extension, is not among them: it is sent by
-// DisconnectUserEverywhere and the emitter's DisconnectUser, which check
-// its data.
+// the ones an app may publish as it likes. This library's extensions
+// (TypeDisconnectUser, TypeJoinUser, TypeLeaveUser) are not among them:
+// they are sent by the helper's and the emitter's methods for them, which
+// check their data.
 func (t MessageType) Valid() bool {
 	switch t {
 	case TypeClient, TypeUser, TypeRoom, TypeBroadcast:
@@ -135,7 +145,7 @@ func (t MessageType) Channel(target string) string {
 		return RoomChannel(target)
 	case TypeClient:
 		return ClientChannel(target)
-	case TypeUser, TypeDisconnectUser:
+	case TypeUser, TypeDisconnectUser, TypeJoinUser, TypeLeaveUser:
 		return UserChannel(target)
 	}
 	return ""
