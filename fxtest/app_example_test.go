@@ -132,3 +132,45 @@ func ExampleDialCompressed() {
 	// compressed: true
 	// true
 }
+
+// An invite and a kick on every instance: AddUserToRooms puts each of the
+// user's connections in the room, and the room's state sent to the user
+// after it comes after the join; RemoveUserFromRooms takes them out.
+func ExampleServer_Helper_addUserToRooms() {
+	srv, err := fxtest.Start(websocket.WithAuthenticate(authenticate))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer srv.Stop()
+	ctx := context.Background()
+	var devices []*fxtest.Client
+	for range 2 { // a phone and a laptop
+		c, err := fxtest.Dial(ctx, srv.URL())
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		defer c.Abort()
+		_, _ = c.Authenticate(ctx, map[string]string{"token": "alice"})
+		devices = append(devices, c)
+	}
+
+	ws := srv.Helper()
+	_ = ws.AddUserToRooms(ctx, "alice", "design-review")
+	_ = ws.SendToUser(ctx, "alice", "history", []string{"bob: first draft"})
+	_, _ = ws.SendToRoom("design-review", "said", "carol: looks good")
+	for _, c := range devices {
+		h, _ := c.Expect(ctx, "history")
+		m, _ := c.Expect(ctx, "said")
+		fmt.Println(string(h.Data), string(m.Data))
+	}
+
+	_ = ws.RemoveUserFromRooms(ctx, "alice", "design-review")
+	n, _ := ws.SendToRoom("design-review", "said", "carol: where did alice go?")
+	fmt.Println("members left:", n)
+	// Output:
+	// ["bob: first draft"] "carol: looks good"
+	// ["bob: first draft"] "carol: looks good"
+	// members left: 0
+}
