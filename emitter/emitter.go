@@ -317,19 +317,59 @@ func (e *WebSocketEmitter) userRooms(ctx context.Context, typ protocol.MessageTy
 	return e.publish(ctx, typ, userID, event, protocol.RoomsData{Rooms: rooms}, nil)
 }
 
-func (e *WebSocketEmitter) publish(ctx context.Context, typ protocol.MessageType, target, event string, data any, exclude []string) error {
+// Publish sends event to the audience of typ (one of the original's four
+// types: protocol.MessageType.Valid) and target, as ToClient, ToUser,
+// ToRoom and Broadcast do, and returns how many Redis subscribers took
+// it. With every server ours in redisbroker.ModeAudience (the default) or
+// ModeSharded, that is the number of instances holding the target: 0 for
+// a user connected nowhere, a room with no member, a client id held
+// nowhere (as a device's command service needs to know). Servers that
+// subscribe by pattern (ModePattern, the original's instances) count
+// whatever the target. -1 where Redis does not say: a cluster with
+// classic PUBLISH, whose answer covers one node only. exclude is as
+// ToRoom's, for rooms and broadcasts.
+//
+// A count is a moment's: a server that took the message may have lost
+// the client since, and one that gets it a moment later is not counted.
+func (e *WebSocketEmitter) Publish(ctx context.Context, typ protocol.MessageType, target, event string, data any, exclude ...string) (int, error) {
+	if !typ.Valid() {
+		return 0, fmt.Errorf("emitter: Publish: unknown type %q (client, user, room or broadcast)", typ)
+	}
+	if typ != protocol.TypeBroadcast && target == "" {
+		return 0, fmt.Errorf("emitter: Publish: empty %s target", typ)
+	}
 	if event == "" {
-		return fmt.Errorf("emitter: %s: empty event", methodOf(typ))
+		return 0, errors.New("emitter: Publish: empty event")
+	}
+	if typ == protocol.TypeBroadcast {
+		target = ""
+	}
+	if len(exclude) == 0 {
+		exclude = nil
+	}
+	return e.send(ctx, typ, target, event, data, exclude)
+}
+
+func (e *WebSocketEmitter) publish(ctx context.Context, typ protocol.MessageType, target, event string, data any, exclude []string) error {
+	_, err := e.send(ctx, typ, target, event, data, exclude)
+	return err
+}
+
+// send publishes one envelope and returns how many subscribers took it,
+// -1 where Redis does not say.
+func (e *WebSocketEmitter) send(ctx context.Context, typ protocol.MessageType, target, event string, data any, exclude []string) (int, error) {
+	if event == "" {
+		return 0, fmt.Errorf("emitter: %s: empty event", methodOf(typ))
 	}
 	payload, err := encode(typ, target, event, data, exclude)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	ch := typ.Channel(target)
 	probe, cause := e.unreachable.Admit()
 	if cause != nil {
 		e.publishErrors.Add(1)
-		return fmt.Errorf("emitter: publish to %s: %w: %w", ch, ErrUnreachable, cause)
+		return 0, fmt.Errorf("emitter: publish to %s: %w: %w", ch, ErrUnreachable, cause)
 	}
 	if probe {
 		defer e.unreachable.Probed()
@@ -371,7 +411,7 @@ func (e *WebSocketEmitter) publish(ctx context.Context, typ protocol.MessageType
 				e.log.Warn("redis unreachable; sends fail at once until it answers again", zap.Error(err))
 			}
 		}
-		return fmt.Errorf("emitter: publish to %s: %w", ch, err)
+		return 0, fmt.Errorf("emitter: publish to %s: %w", ch, err)
 	}
 	if e.unreachable.IsShut() && e.unreachable.Open() {
 		e.log.Info("redis reachable again")
@@ -390,7 +430,7 @@ func (e *WebSocketEmitter) publish(ctx context.Context, typ protocol.MessageType
 			}
 		}
 	}
-	return nil
+	return int(receivers), nil
 }
 
 // unreachable reports a failure that says Redis cannot be reached: a

@@ -661,3 +661,61 @@ func TestAddAndRemoveUserFromAWorker(t *testing.T) {
 		}
 	}
 }
+
+// Publish says how many instances took a send (an IoT trial's ask: is the
+// device connected anywhere?): in audience mode, those holding the target.
+func TestPublishCountsTheInstancesThatTookIt(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	a := redisinstance.Start(t, srv.Client(), redisbroker.Options{Mode: redisbroker.ModeAudience})
+	b := redisinstance.Start(t, srv.Client(), redisbroker.Options{Mode: redisbroker.ModeAudience})
+	ca, idA := a.Connect(t, "device-7")
+	cb, _ := b.Connect(t, "device-7")
+	_, idC := b.Connect(t, "device-9")
+	b.Join(t, idC, "floor-2")
+	for _, in := range []*redisinstance.Instance{a, b} {
+		if err := in.Helper.SyncSubscriptions(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e, err := emitter.New(srv.Client(), emitter.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		typ    protocol.MessageType
+		target string
+		want   int
+	}{
+		{protocol.TypeUser, "device-7", 2},
+		{protocol.TypeUser, "device-9", 1},
+		{protocol.TypeUser, "device-404", 0},
+		{protocol.TypeClient, idA, 1},
+		{protocol.TypeClient, "no-such-client", 0},
+		{protocol.TypeRoom, "floor-2", 1},
+		{protocol.TypeRoom, "floor-9", 0},
+		{protocol.TypeBroadcast, "ignored", 2},
+	} {
+		n, err := e.Publish(ctx, c.typ, c.target, "cmd", 1)
+		if err != nil || n != c.want {
+			t.Errorf("Publish to %s %q: %d %v, want %d", c.typ, c.target, n, err, c.want)
+		}
+	}
+	expect(t, ca, "a", "cmd", `1`)
+	expect(t, cb, "b", "cmd", `1`)
+	if st := e.Stats(); st.NoReceivers != 3 || st.Published != 8 {
+		t.Errorf("Stats after the sends: %+v, want 8 published, 3 with no receivers", st)
+	}
+	for name, call := range map[string]func() (int, error){
+		"unknown type":     func() (int, error) { return e.Publish(ctx, protocol.TypeDisconnectUser, "u", "x", 1) },
+		"empty target":     func() (int, error) { return e.Publish(ctx, protocol.TypeUser, "", "x", 1) },
+		"empty event":      func() (int, error) { return e.Publish(ctx, protocol.TypeRoom, "r", "", 1) },
+		"unencodable data": func() (int, error) { return e.Publish(ctx, protocol.TypeRoom, "r", "x", func() {}) },
+	} {
+		if _, err := call(); err == nil {
+			t.Errorf("%s: no error", name)
+		} else if name != "unencodable data" && !strings.Contains(err.Error(), "emitter: Publish:") {
+			t.Errorf("%s: %v, want an error naming Publish", name, err)
+		}
+	}
+}
