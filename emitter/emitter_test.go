@@ -591,14 +591,22 @@ func TestUnreachableTurnsFalseWithoutSends(t *testing.T) {
 	}
 }
 
+// audiencePair starts a Redis and two instances on it in audience mode,
+// where an instance hears a room, a user or a client only while it holds
+// one.
+func audiencePair(t *testing.T) (*redistest.Server, *redisinstance.Instance, *redisinstance.Instance) {
+	srv := redistest.Start(t)
+	a := redisinstance.Start(t, srv.Client(), redisbroker.Options{Mode: redisbroker.ModeAudience})
+	b := redisinstance.Start(t, srv.Client(), redisbroker.Options{Mode: redisbroker.ModeAudience})
+	return srv, a, b
+}
+
 // A worker adds a user to a room and takes them out again, on every
 // instance (a chat's invite and kick): on Redis in audience mode, where an
 // instance hears a room only once it has a member there.
 func TestAddAndRemoveUserFromAWorker(t *testing.T) {
-	srv := redistest.Start(t)
+	srv, a, b := audiencePair(t)
 	ctx := context.Background()
-	a := redisinstance.Start(t, srv.Client(), redisbroker.Options{Mode: redisbroker.ModeAudience})
-	b := redisinstance.Start(t, srv.Client(), redisbroker.Options{Mode: redisbroker.ModeAudience})
 	ca, _ := a.Connect(t, "alice")
 	cb, _ := b.Connect(t, "alice")
 	cc, idC := b.Connect(t, "carol")
@@ -665,10 +673,8 @@ func TestAddAndRemoveUserFromAWorker(t *testing.T) {
 // Publish says how many instances took a send (an IoT trial's ask: is the
 // device connected anywhere?): in audience mode, those holding the target.
 func TestPublishCountsTheInstancesThatTookIt(t *testing.T) {
-	srv := redistest.Start(t)
+	srv, a, b := audiencePair(t)
 	ctx := context.Background()
-	a := redisinstance.Start(t, srv.Client(), redisbroker.Options{Mode: redisbroker.ModeAudience})
-	b := redisinstance.Start(t, srv.Client(), redisbroker.Options{Mode: redisbroker.ModeAudience})
 	ca, idA := a.Connect(t, "device-7")
 	cb, _ := b.Connect(t, "device-7")
 	_, idC := b.Connect(t, "device-9")
