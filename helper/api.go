@@ -378,6 +378,9 @@ type Stats struct {
 	// timeout", Options.IdleTimeout): the part of ServerCloses[1001] that
 	// is not a shutdown or a Disconnect.
 	IdleTimeouts uint64
+	// AgedOut counts the sessions Options.MaxConnectionAge ended (1001
+	// "Max connection age"), also part of ServerCloses[1001].
+	AgedOut uint64
 	// AuthRejected counts authentications the handler refused (a nil
 	// result: 4003 "Authentication failed"); AuthErrors, those it failed
 	// with an error (4003 too, after an "Authentication error" event): a
@@ -410,7 +413,7 @@ type counters struct {
 	publishErrors, badEnvelopes, handlerErrors  atomic.Uint64
 	memoryReleases                              atomic.Uint64
 	inflated, deliveredCompressed               atomic.Uint64
-	rateLimited                                 atomic.Uint64
+	rateLimited, agedOut                        atomic.Uint64
 	authRejected, authErrors                    atomic.Uint64
 	refusedAtLimit, refusedOrigin               atomic.Uint64
 	authenticated                               atomic.Int64
@@ -488,6 +491,7 @@ func (h *WebSocketServerHelper) Stats() Stats {
 		ClientCloses:        clientCloses,
 		Dropped:             dropped,
 		IdleTimeouts:        idle,
+		AgedOut:             h.stats.agedOut.Load(),
 		AuthRejected:        h.stats.authRejected.Load(),
 		AuthErrors:          h.stats.authErrors.Load(),
 		RefusedAtLimit:      h.stats.refusedAtLimit.Load(),

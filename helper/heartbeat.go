@@ -188,6 +188,13 @@ func (h *WebSocketServerHelper) sweepIdle(now time.Time, busy busyLooks, spare b
 			c.terminate()
 			continue
 		}
+		if h.opts.MaxConnectionAge > 0 && c.authenticated() && now.UnixNano()-c.connectedAt >= int64(ageLimit(c.id, h.opts.MaxConnectionAge)) {
+			if c.closeWith(ws.StatusGoingAway, protocol.ReasonMaxConnectionAge) {
+				h.stats.agedOut.Add(1)
+				h.log.Debug("max connection age", zapClient(c.id))
+			}
+			continue
+		}
 		seen := max(c.lastSeen.Load(), heard)
 		switch {
 		case seen < cut && !spare && !c.unreadInput():
@@ -259,4 +266,16 @@ func (b busyLooks) heard(c *client, now int64) (heard int64, gone bool) {
 		l.heard, l.received = now, received
 	}
 	return l.heard, false
+}
+
+// ageLimit is the age at which the connection id is closed, MaxConnectionAge
+// less up to a tenth of it, by a hash of the id: the connections of one
+// burst (a fleet back after a restart) leave spread over that tenth, not
+// in one sweep.
+func ageLimit(id string, maxAge time.Duration) time.Duration {
+	h := uint32(2166136261) // FNV-1a
+	for i := 0; i < len(id); i++ {
+		h = (h ^ uint32(id[i])) * 16777619
+	}
+	return maxAge - time.Duration(float64(maxAge/10)*float64(h%1024)/1023)
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/google/uuid"
 )
 
 func TestRateLimiterBurstThenRate(t *testing.T) {
@@ -299,6 +300,31 @@ func TestHeartbeatIntervalDefault(t *testing.T) {
 		got := Options{HeartbeatInterval: tc.interval, HeartbeatTimeout: tc.timeout}.withDefaults().HeartbeatInterval
 		if got != tc.want {
 			t.Errorf("interval %v, timeout %v: sweep every %v, want %v", tc.interval, tc.timeout, got, tc.want)
+		}
+	}
+}
+
+// The age limits of many ids spread over the tenth below the maximum, and
+// never leave it (no overflow for a maximum of a century).
+func TestAgeLimitSpread(t *testing.T) {
+	for _, maxAge := range []time.Duration{time.Hour, 100 * 365 * 24 * time.Hour} {
+		var lo, hi time.Duration = maxAge, 0
+		buckets := map[int]int{}
+		for range 10000 {
+			l := ageLimit(uuid.NewString(), maxAge)
+			if l > maxAge || l < maxAge-maxAge/10 {
+				t.Fatalf("limit %v for a maximum of %v, want within its last tenth", l, maxAge)
+			}
+			lo, hi = min(lo, l), max(hi, l)
+			buckets[int((maxAge-l)*10/(maxAge/10))]++
+		}
+		if hi-lo < maxAge/12 {
+			t.Fatalf("limits span %v of a maximum of %v, want about a tenth", hi-lo, maxAge)
+		}
+		for b := range 10 {
+			if buckets[b] < 600 {
+				t.Fatalf("a maximum of %v: %d of 10000 ids in tenth %d of the spread, want about 1000 (%v)", maxAge, buckets[b], b, buckets)
+			}
 		}
 	}
 }

@@ -73,6 +73,16 @@ type Options struct {
 	// DisablePings turns off the protocol-level pings sent to idle
 	// connections (the original's sendPings, which defaults to true).
 	DisablePings bool
+	// MaxConnectionAge closes an authenticated connection once it is this
+	// old, with 1001 "Max connection age" (the code of a server going
+	// away: clients reconnect), each up to a tenth earlier than the last
+	// (by its id), so that connections made together do not all come back
+	// together. Through a load balancer the reconnections spread over
+	// every instance: a fleet evens out after a rolling restart left the
+	// last instance empty, and clients authenticate afresh (a revoked
+	// token is refused). Checked by the idle sweep, every quarter of
+	// IdleTimeout, so up to that much later. Default 0: no limit.
+	MaxConnectionAge time.Duration
 	// BackpressureLimit is how many bytes may wait in one client's
 	// outbound buffer. Default 1 MiB.
 	BackpressureLimit int
@@ -213,6 +223,7 @@ func (o Options) Validate() error {
 	neg("WriteTimeout", o.WriteTimeout)
 	neg("SubscribeTimeout", o.SubscribeTimeout)
 	neg("ShutdownSpread", o.ShutdownSpread)
+	neg("MaxConnectionAge", o.MaxConnectionAge)
 	if o.MaxPayloadLength < 0 {
 		errs = append(errs, fmt.Errorf("MaxPayloadLength must not be negative, got %d", o.MaxPayloadLength))
 	}

@@ -266,6 +266,10 @@ const (
 	// ReasonIdleTimeout goes with CloseGoingAway: the client sent nothing,
 	// not even a pong, for the idle timeout.
 	ReasonIdleTimeout = "Idle timeout"
+	// ReasonMaxConnectionAge goes with CloseGoingAway (ours: the original
+	// has no age limit): the connection reached the server's maximum age,
+	// and the client should connect again.
+	ReasonMaxConnectionAge = "Max connection age"
 	// ReasonRateLimited goes with ClosePolicyViolation (ours: the original
 	// has no rate limit): the client went over its message rate or its
 	// inflate budget. It follows the error event ErrTextRateLimited.
