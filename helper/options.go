@@ -424,7 +424,10 @@ const (
 )
 
 // ClientConnectedFunc runs after a client has authenticated and received
-// `connected`. Its error is logged; it never disconnects anyone.
+// `connected`. Its error is logged; it never disconnects anyone. Its
+// context is the client's: it ends when the client leaves, which may be
+// before the callback starts. The client's disconnect callback runs after
+// this one has returned, so what it adds (presence) the other removes.
 type ClientConnectedFunc func(ctx context.Context, info ClientInfo) error
 
 // RoomsChangedRequest is what the rooms-changed callback gets.
@@ -455,8 +458,8 @@ type RoomsChangedRequest struct {
 // LeaveRoom do not call it (the app made them). Its error is logged.
 type RoomsChangedFunc func(ctx context.Context, req RoomsChangedRequest) error
 
-// ClientDisconnectedFunc runs after a client is gone, authenticated or not.
-// Its error is logged. Its context is not the client's (that one has ended)
+// ClientDisconnectedFunc runs after a client is gone, authenticated or not,
+// and after its connected callback has returned. Its error is logged. Its context is not the client's (that one has ended)
 // and has no deadline: Shutdown waits for these callbacks within its own
 // context, so one that may block should bound itself.
 //
