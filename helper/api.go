@@ -337,6 +337,13 @@ type Stats struct {
 	// or a burst of one key faster than a fan-out's writes. They were
 	// counted in Delivered when queued.
 	Superseded uint64
+	// DroppedLatest is the part of DroppedBackpressure sent as
+	// protocol.Latest: values dropped past twice BackpressureLimit, whose
+	// key a client may then hold a stale value of until the next send of
+	// it. Size BackpressureLimit to hold the newest value of every key a
+	// client may have waiting, or set CloseOnBackpressureLimit so that
+	// such a client reconnects and starts afresh.
+	DroppedLatest uint64
 	// Received counts the complete messages read from clients, whatever
 	// became of them: every event (authenticate, heartbeat, join, leave
 	// and the app's), those answered with an error, over the rate limit,
@@ -407,7 +414,7 @@ type Stats struct {
 
 type counters struct {
 	connections, delivered, droppedBackpressure atomic.Uint64
-	superseded                                  atomic.Uint64
+	superseded, droppedLatest                   atomic.Uint64
 	received, unopened                          atomic.Uint64
 	directUpgrades                              atomic.Uint64
 	publishErrors, badEnvelopes, handlerErrors  atomic.Uint64
@@ -478,6 +485,7 @@ func (h *WebSocketServerHelper) Stats() Stats {
 		Delivered:           h.stats.delivered.Load(),
 		DroppedBackpressure: h.stats.droppedBackpressure.Load(),
 		Superseded:          h.stats.superseded.Load(),
+		DroppedLatest:       h.stats.droppedLatest.Load(),
 		Received:            h.stats.received.Load(),
 		Unopened:            h.stats.unopened.Load(),
 		PublishErrors:       h.stats.publishErrors.Load(),

@@ -84,7 +84,11 @@ type Options struct {
 	// IdleTimeout, so up to that much later. Default 0: no limit.
 	MaxConnectionAge time.Duration
 	// BackpressureLimit is how many bytes may wait in one client's
-	// outbound buffer. Default 1 MiB.
+	// outbound buffer. Default 1 MiB. Latest values (protocol.Latest),
+	// one per key, may take what waits to twice it. A message larger than
+	// the limit still goes to a client with nothing waiting (it would
+	// never fit otherwise); what follows it is then held to the limit
+	// until it has drained.
 	BackpressureLimit int
 	// CloseOnBackpressureLimit closes a client whose buffer is full with
 	// 4008 "Backpressure limit exceeded"; otherwise the message that does

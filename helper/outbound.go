@@ -136,9 +136,29 @@ func (c *client) push(frame []byte, control, fanout bool, latest string) sendRes
 		o.mu.Unlock()
 		return droppedBackpressure
 	}
-	if !control && queued > 0 && queued+len(frame) > limit {
+	over := queued+len(frame) > limit
+	if over && latest != "" && !control {
+		// A latest value may take what waits up to twice the limit, not
+		// counting the batch the writer has in hand: the queue holds at
+		// most one per key, and one dropped here would leave the client on
+		// a stale value for good once its key has nothing waiting (found
+		// in a ticker trial: the final prices of 666 pairs never came,
+		// behind a queue full of other keys, of plain messages, or of a
+		// write stuck on a client that stopped reading).
+		waiting := len(frame)
+		for i, f := range o.queue {
+			if i != stale {
+				waiting += len(f)
+			}
+		}
+		over = waiting > 2*limit
+	}
+	if !control && queued > 0 && over {
 		o.mu.Unlock()
 		c.h.stats.droppedBackpressure.Add(1)
+		if latest != "" {
+			c.h.stats.droppedLatest.Add(1)
+		}
 		if c.h.opts.CloseOnBackpressureLimit {
 			c.h.log.Warn("backpressure limit exceeded, closing client", zapClient(c.id))
 			c.closeWith(closeBackpressure, reasonBackpressure)

@@ -378,7 +378,12 @@ type Envelope struct {
 // as they come gets every message sent at a tick's pace, and of a burst
 // of one key faster than that, the newest. So a client that falls behind
 // catches up on the newest state instead of a backlog of stale ones, and
-// its queue holds one message per key, not one per send.
+// its queue holds one message per key, not one per send. Latest values may
+// take that queue to twice the server's backpressure limit (the helper's
+// Options.BackpressureLimit), which should hold the newest value of every
+// key a client may have waiting; past it one is dropped like any other
+// message (Stats.DroppedLatest), and its key stays on the older value
+// until it is sent again.
 //
 // Key names the stream within a client's queue ("cursor:"+userID), so one
 // key must not carry two streams a client should have both of. Messages
