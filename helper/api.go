@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/fxws/websocket/broker"
 	"github.com/fxws/websocket/protocol"
@@ -84,16 +85,25 @@ func (h *WebSocketServerHelper) Disconnect(clientID string, code int, reason str
 
 // DisconnectUser closes every local connection of userID as Disconnect
 // does, but those whose client ids are in except, and returns how many it
-// closed.
+// closed. A connection whose authentication as userID was under way (its
+// authenticate callback running) is closed too once it completes, before
+// `connected`: a token checked just before a logout does not outlive it.
+// One that begins authenticating after the call is the user logging in
+// again, and is left alone.
 func (h *WebSocketServerHelper) DisconnectUser(userID string, code int, reason string, except ...string) (int, error) {
 	if err := checkCloseCode(code); err != nil {
 		return 0, err
+	}
+	reason = strings.ToValidUTF8(reason, "")
+	if userID != "" {
+		// Before the pass below: a connection bound to the user after it
+		// finds the fence (see fences).
+		h.fences.raise(userID, fence{at: h.mono(time.Now()), code: ws.StatusCode(code), reason: fitCloseReason(reason), except: slices.Clone(except)})
 	}
 	rs := getRecipients()
 	defer putRecipients(rs)
 	*rs = h.reg.appendUser(*rs, userID)
 	n := 0
-	reason = strings.ToValidUTF8(reason, "")
 	for _, c := range *rs {
 		if c.closing() || contains(except, c.id) {
 			continue
@@ -164,7 +174,12 @@ func (h *WebSocketServerHelper) AddUserToRooms(ctx context.Context, userID strin
 // RemoveUserFromRooms takes every connection of userID, on every
 // instance, out of rooms (an extension: a kick or a ban from a channel,
 // access revoked): as AddUserToRooms, with a TypeLeaveUser envelope. A
-// connection's own-id room is never left this way.
+// connection's own-id room is never left this way. A join of the user's
+// that was under way (its room check running), or rooms its
+// authentication was giving it, do not undo it: such a room is left again
+// as soon as it is joined, and the rooms-changed callback is not told of
+// it. A join that begins after the call is let in (keep a ban in the
+// room check).
 func (h *WebSocketServerHelper) RemoveUserFromRooms(ctx context.Context, userID string, rooms ...string) error {
 	return h.userRoomsEverywhere(ctx, protocol.TypeLeaveUser, userID, rooms)
 }
@@ -196,6 +211,10 @@ func (h *WebSocketServerHelper) userRoomsEverywhere(ctx context.Context, typ pro
 // userRoomsLocal applies a join or leave of a user's to its connections
 // here, skipping names that are not rooms.
 func (h *WebSocketServerHelper) userRoomsLocal(typ protocol.MessageType, userID string, rooms []string) {
+	if typ == protocol.TypeLeaveUser {
+		// Before the pass below: a join under way finds the fence.
+		h.fences.raise(userID, fence{at: h.mono(time.Now()), rooms: slices.Clone(rooms)})
+	}
 	rs := getRecipients()
 	defer putRecipients(rs)
 	*rs = h.reg.appendUser(*rs, userID)

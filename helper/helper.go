@@ -69,6 +69,9 @@ type WebSocketServerHelper struct {
 
 	// epoch is the origin of the rate limits' clock (see mono).
 	epoch time.Time
+	// fences keep a user's recent closes and room removals from being
+	// undone by what was under way for the user (see fences).
+	fences fences
 
 	// Warnings that a Redis outage or junk on a channel repeat thousands
 	// of times a second go out at most once a second each.
@@ -127,6 +130,7 @@ func New(cfg Config) (*WebSocketServerHelper, error) {
 		log:      log,
 		serverID: serverID,
 		epoch:    time.Now(),
+		fences:   fences{keep: fenceFor(opts.AuthTimeout)},
 	}
 	h.checkOrigin = originChecker(opts.AllowedOrigins)
 	h.trusted, _ = parseTrustedProxies(opts.TrustedProxies) // validated above

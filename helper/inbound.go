@@ -276,6 +276,7 @@ func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
 		return
 	}
 	info := c.identity()
+	began := h.mono(time.Now())
 	var allowed []string
 	err := safeCall(func() error {
 		var err error
@@ -289,7 +290,16 @@ func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
 	}
 	pc := newPacer()
 	var joined []string
-	defer func() { h.roomsChanged(c, joined, nil) }()
+	defer func() {
+		// A removal of the user from a room ordered while the room check
+		// ran, which found the client not in it yet, applies now (fences).
+		for _, r := range h.fences.removedSince(info.userID, began) {
+			if h.reg.leave(c, r, false) {
+				joined = slices.DeleteFunc(joined, func(j string) bool { return j == r })
+			}
+		}
+		h.roomsChanged(c, joined, nil)
+	}()
 	for _, r := range allowed {
 		if !protocol.ValidRoomName(r) {
 			continue
@@ -392,7 +402,8 @@ func (h *WebSocketServerHelper) handleAuthenticate(c *client, data json.RawMessa
 	if len(data) == 0 || string(data) == "null" {
 		data = json.RawMessage("{}")
 	}
-	h.goTask(func() { h.authenticate(c, data, req) })
+	began := h.mono(time.Now())
+	h.goTask(func() { h.authenticate(c, data, req, began) })
 }
 
 func (h *WebSocketServerHelper) authTimedOut(c *client, expected int32) {
@@ -402,7 +413,7 @@ func (h *WebSocketServerHelper) authTimedOut(c *client, expected int32) {
 	}
 }
 
-func (h *WebSocketServerHelper) authenticate(c *client, data json.RawMessage, req *http.Request) {
+func (h *WebSocketServerHelper) authenticate(c *client, data json.RawMessage, req *http.Request, began int64) {
 	ctx := c.context()
 	var res *AuthResult
 	err := safeCall(func() error {
@@ -450,7 +461,7 @@ func (h *WebSocketServerHelper) authenticate(c *client, data json.RawMessage, re
 		}
 		info.keys = &handshakeKeys{serverPublicKey: hr.ServerPublicKey, salt: hr.Salt}
 	}
-	h.finishAuthentication(c, info, res.Rooms)
+	h.finishAuthentication(c, info, res.Rooms, began)
 }
 
 func (h *WebSocketServerHelper) rejectAuth(c *client, text string) {
@@ -461,7 +472,10 @@ func (h *WebSocketServerHelper) rejectAuth(c *client, text string) {
 // finishAuthentication indexes the client, puts it in its rooms (its own,
 // the default ones and those of its AuthResult), waits until the broker
 // listens for it, sends `connected` and runs the connected callback.
-func (h *WebSocketServerHelper) finishAuthentication(c *client, info identity, rooms []string) {
+// began is when authentication began, on the mono clock: a close or a
+// room removal ordered for the user since then, which missed this
+// connection as it was not bound to the user yet, applies now (fences).
+func (h *WebSocketServerHelper) finishAuthentication(c *client, info identity, rooms []string, began int64) {
 	c.mu.Lock()
 	c.info = info
 	c.req = nil
@@ -479,6 +493,13 @@ func (h *WebSocketServerHelper) finishAuthentication(c *client, info identity, r
 	}
 	for _, r := range rooms {
 		h.reg.join(c, r) // as JoinRoom: internal names are refused there
+	}
+	if code, reason, ok := h.fences.closedSince(info.userID, began, c.id); ok {
+		h.log.Info("user disconnected while this connection authenticated; closing it too", zapClient(c.id), zap.String("userId", info.userID), zap.Int("code", int(code)))
+		c.closeWith(code, reason) // the check before `connected` below sees it
+	}
+	for _, r := range h.fences.removedSince(info.userID, began) {
+		h.reg.leave(c, r, false)
 	}
 	// Not derived from the client's context: that would make its done
 	// channel, which most connections never need, for every one of them.

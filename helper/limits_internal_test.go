@@ -1,6 +1,7 @@
 package helper
 
 import (
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -326,5 +327,35 @@ func TestAgeLimitSpread(t *testing.T) {
 				t.Fatalf("a maximum of %v: %d of 10000 ids in tenth %d of the spread, want about 1000 (%v)", maxAge, buckets[b], b, buckets)
 			}
 		}
+	}
+}
+
+// Fences stand for their time and are let go after it: a user's list and
+// the map of users do not grow with every DisconnectUser of a long life.
+func TestFencesAreLetGo(t *testing.T) {
+	fs := fences{keep: int64(10 * time.Second)}
+	sec := int64(time.Second)
+	for i := range 1000 {
+		fs.raise(fmt.Sprintf("u%d", i), fence{at: int64(i) * sec, code: 4000})
+		fs.raise("often", fence{at: int64(i) * sec, rooms: []string{"r"}})
+	}
+	if n := len(fs.byUser); n > 30 {
+		t.Fatalf("%d users with fences after 1000 s of one close a second, want those of the last 10 s or so", n)
+	}
+	if n := len(fs.byUser["often"]); n > 11 {
+		t.Fatalf("a user with a fence a second holds %d, want the last 10 s's", n)
+	}
+	if _, _, ok := fs.closedSince("u999", 999*sec, "c"); !ok {
+		t.Fatal("the latest close is not seen by what began at its time")
+	}
+	if _, _, ok := fs.closedSince("u999", 999*sec+1, "c"); ok {
+		t.Fatal("a close is seen by what began after it")
+	}
+	fs.raise("spared", fence{at: 1000 * sec, code: 4000, except: []string{"keep-me"}})
+	if _, _, ok := fs.closedSince("spared", 0, "keep-me"); ok {
+		t.Fatal("a close applied to a client id it spares")
+	}
+	if got := fs.removedSince("often", 998*sec); len(got) != 2 {
+		t.Fatalf("removals since 998 s: %v, want two", got)
 	}
 }
