@@ -165,3 +165,25 @@ func newRedisApp(t *testing.T, rdb redis.UniversalClient) *fx.App {
 	}
 	return app
 }
+
+// A Redis restart shows in the helper's Stats as a count, which a scrape
+// sees however short the reconnection (a chat trial polled
+// BrokerConnected once a second and never saw it false, so its presence,
+// lost with a Redis without persistence, was never written again).
+func TestRedisRestartCountedInStats(t *testing.T) {
+	r := redistest.Start(t)
+	servers := fxtest.StartCluster(t, 1, r.URL(), websocket.WithAuthenticate(auth))
+	h := servers[0].Helper()
+	if n := h.Stats().BrokerReconnects; n != 0 {
+		t.Fatalf("BrokerReconnects %d after the start, want 0", n)
+	}
+	r.Kill()
+	r.Restart()
+	deadline := time.Now().Add(10 * time.Second)
+	for st := h.Stats(); st.BrokerReconnects != 1 || !st.BrokerConnected; st = h.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after a Redis restart: BrokerReconnects %d, BrokerConnected %v; want 1, true", st.BrokerReconnects, st.BrokerConnected)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -429,6 +429,15 @@ type Stats struct {
 	// Zero for brokers that do not say (a broker with a Dropped() uint64
 	// method does).
 	BrokerDropped uint64
+	// BrokerReconnects counts the broker's subscriptions lost and made
+	// again (the Redis broker's Stats().Reconnects; zero for brokers that
+	// do not say, with a Reconnects() uint64 method). What the other
+	// instances sent meanwhile is lost, and a Redis restarted without
+	// persistence lost what the app kept there: an app that keeps state
+	// in Redis (presence) writes its entries again when this changes.
+	// BrokerConnected is false only for the moment of the reconnection,
+	// often under a second: a scrape seldom sees it.
+	BrokerReconnects uint64
 }
 
 type counters struct {
@@ -525,11 +534,21 @@ func (h *WebSocketServerHelper) Stats() Stats {
 		RefusedOrigin:       h.stats.refusedOrigin.Load(),
 		BrokerConnected:     h.brokerConnected(),
 		BrokerDropped:       h.brokerDropped(),
+		BrokerReconnects:    h.brokerReconnects(),
 	}
 }
 
 // brokerDropped is the broker's count of messages it dropped, if it keeps
 // one (see Stats.BrokerDropped).
+// brokerReconnects is the broker's count of lost subscriptions it made
+// again, if it keeps one.
+func (h *WebSocketServerHelper) brokerReconnects() uint64 {
+	if r, ok := h.broker.(interface{ Reconnects() uint64 }); ok {
+		return r.Reconnects()
+	}
+	return 0
+}
+
 func (h *WebSocketServerHelper) brokerDropped() uint64 {
 	if d, ok := h.broker.(interface{ Dropped() uint64 }); ok {
 		return d.Dropped()
