@@ -725,3 +725,29 @@ func TestPublishCountsTheInstancesThatTookIt(t *testing.T) {
 		}
 	}
 }
+
+// A worker closes one device's connection, wherever it is, and no other
+// of the user's.
+func TestDisconnectClientFromAWorker(t *testing.T) {
+	srv, a, b := audiencePair(t)
+	ctx := context.Background()
+	phone, idPhone := b.Connect(t, "alice")
+	laptop, _ := a.Connect(t, "alice")
+	e, err := emitter.New(srv.Client(), emitter.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.DisconnectClient(ctx, idPhone, 4000, "Signed in on this device again"); err != nil {
+		t.Fatal(err)
+	}
+	if code, reason, err := phone.ExpectClose(ctx); err != nil || code != 4000 || reason != "Signed in on this device again" {
+		t.Fatalf("the phone: %d %q %v", code, reason, err)
+	}
+	if err := e.ToUser(ctx, "alice", "still-here", 1); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, laptop, "laptop", "still-here", `1`)
+	if err := e.DisconnectClient(ctx, idPhone, 1005, ""); !errors.Is(err, protocol.ErrInvalidCloseCode) {
+		t.Fatalf("close code 1005: %v", err)
+	}
+}

@@ -243,18 +243,45 @@ func (h *WebSocketServerHelper) userRoomsFromBroker(typ protocol.MessageType, us
 	return true
 }
 
+// DisconnectEverywhere closes the client clientID on whichever instance
+// holds it (an extension: one session per device, where the app keeps the
+// device's client id and closes the old one from the new one's connected
+// callback): here as Disconnect does, elsewhere through the broker (a
+// TypeDisconnectClient envelope on the client's channel, which the
+// original ignores). An invalid code (ErrInvalidCloseCode) or an empty
+// clientID is an error that closes nothing; on a publish failure, the
+// error, a local client has been closed.
+func (h *WebSocketServerHelper) DisconnectEverywhere(ctx context.Context, clientID string, code int, reason string) error {
+	if clientID == "" {
+		return errors.New("websocket: DisconnectEverywhere: empty client id")
+	}
+	if here, err := h.Disconnect(clientID, code, reason); err != nil || here {
+		return err // held here: no other instance has it
+	}
+	data, err := json.Marshal(protocol.DisconnectData{Code: code, Reason: closeReason(reason)})
+	if err != nil {
+		return err
+	}
+	return h.publish(ctx, protocol.TypeDisconnectClient, clientID, protocol.EventDisconnect, data, nil, "")
+}
+
 // closeReason is reason as a close frame carries it: valid UTF-8, 123
 // bytes at most.
 func closeReason(reason string) string { return fitCloseReason(strings.ToValidUTF8(reason, "")) }
 
 // disconnectFromBroker carries out another instance's or an emitter's
 // DisconnectUserEverywhere; false: the data is not a valid request.
-func (h *WebSocketServerHelper) disconnectFromBroker(userID string, data json.RawMessage, except []string) bool {
+func (h *WebSocketServerHelper) disconnectFromBroker(typ protocol.MessageType, target string, data json.RawMessage, except []string) bool {
 	var d protocol.DisconnectData
-	if userID == "" || json.Unmarshal(data, &d) != nil || checkCloseCode(d.Code) != nil {
+	if target == "" || json.Unmarshal(data, &d) != nil || checkCloseCode(d.Code) != nil {
 		return false
 	}
-	_, _ = h.DisconnectUser(userID, d.Code, d.Reason, except...) // which makes the reason one a close frame carries
+	// Both make the reason one a close frame carries.
+	if typ == protocol.TypeDisconnectClient {
+		_, _ = h.Disconnect(target, d.Code, d.Reason)
+	} else {
+		_, _ = h.DisconnectUser(target, d.Code, d.Reason, except...)
+	}
 	return true
 }
 

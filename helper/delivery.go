@@ -452,11 +452,11 @@ func (h *WebSocketServerHelper) onBrokerMessage(channel string, payload []byte) 
 		if env.Target != "" {
 			h.localUser(env.Target, m)
 		}
-	case protocol.TypeDisconnectUser:
-		if !h.disconnectFromBroker(env.Target, env.Data, env.Exclude) {
+	case protocol.TypeDisconnectUser, protocol.TypeDisconnectClient:
+		if !h.disconnectFromBroker(env.Type, env.Target, env.Data, env.Exclude) {
 			h.stats.badEnvelopes.Add(1)
 			if ok, n := h.envelopeLog.Allow(); ok {
-				h.log.Warn("dropping disconnect envelope without a user or a valid close code", zap.String("channel", channel), zap.Uint64("suppressed", n))
+				h.log.Warn("dropping disconnect envelope without a target or a valid close code", zap.String("channel", channel), zap.Uint64("suppressed", n))
 			}
 		}
 	case protocol.TypeJoinUser, protocol.TypeLeaveUser:

@@ -241,10 +241,11 @@ func FuzzJoinLeave(f *testing.F) {
 func FuzzBrokerEnvelope(f *testing.F) {
 	fs := newFuzzServer(f)
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		if env, err := protocol.DecodeEnvelope(payload); err == nil && env.Type == protocol.TypeDisconnectUser && env.Target == "fuzzer" {
+		if env, err := protocol.DecodeEnvelope(payload); err == nil &&
+			(env.Type == protocol.TypeDisconnectUser && env.Target == "fuzzer" || env.Type == protocol.TypeDisconnectClient && env.Target == fs.id) {
 			var d protocol.DisconnectData
 			if json.Unmarshal(env.Data, &d) == nil && protocol.ValidCloseCode(d.Code) {
-				return // would close the probed client, as asked (TestDisconnectUserEverywhere)
+				return // would close the probed client, as asked (TestDisconnectUserEverywhere, TestDisconnectEverywhere)
 			}
 		}
 		deliver := *fs.broker.handler.Load()

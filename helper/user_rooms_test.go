@@ -102,3 +102,39 @@ func TestAddAndRemoveUserEverywhere(t *testing.T) {
 	}
 	roundTrip(t, other)
 }
+
+// One session per device (a chat trial's ask): the app keeps the device's
+// client id and closes it on whichever instance holds it.
+func TestDisconnectEverywhere(t *testing.T) {
+	hub := broker.NewMemoryHub()
+	a := newKit(t, rawSocket, func(c *helper.Config) { c.Broker = hub.NewBroker() })
+	b := newKit(t, rawSocket, func(c *helper.Config) { c.Broker = hub.NewBroker() })
+	ctx := context.Background()
+	old, cdOld := b.login("u1")
+	other, cdOther := b.login("u1")
+	here, cdHere := a.login("u1")
+	if err := a.h.DisconnectEverywhere(ctx, cdOld.ID, 4000, "Signed in on this device again"); err != nil {
+		t.Fatal(err)
+	}
+	expectClose(t, old, 4000, "Signed in on this device again")
+	if err := a.h.DisconnectEverywhere(ctx, cdHere.ID, 4000, ""); err != nil {
+		t.Fatal(err)
+	}
+	expectClose(t, here, 4000, "")
+	roundTrip(t, other)
+	for name, err := range map[string]error{
+		"empty id":   a.h.DisconnectEverywhere(ctx, "", 4000, ""),
+		"close 1005": a.h.DisconnectEverywhere(ctx, "x", 1005, ""),
+	} {
+		if err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	pub := hub.NewBroker()
+	env := `{"serverId":"elsewhere","type":"disconnect-client","target":"` + cdOther.ID + `","event":"disconnect","data":{"code":1005}}`
+	if err := pub.Publish(ctx, protocol.ClientChannel(cdOther.ID), []byte(env)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the bad envelope counted", func() bool { return b.h.Stats().BadEnvelopes == 1 })
+	roundTrip(t, other)
+}

@@ -86,6 +86,11 @@ const (
 	// know).
 	TypeDisconnectUser MessageType = "disconnect-user"
 
+	// TypeDisconnectClient (an extension) asks the instance that holds
+	// the client named by the target to close it, as TypeDisconnectUser
+	// does a user's connections; it travels on the client's channel.
+	TypeDisconnectClient MessageType = "disconnect-client"
+
 	// TypeJoinUser (an extension) asks every instance to put the
 	// connections of the user named by the target in the rooms of the
 	// data (RoomsData, as a client's join), with the event EventJoin;
@@ -114,7 +119,8 @@ func ValidCloseCode(code int) bool {
 // DisconnectUser) for a code that ValidCloseCode refuses.
 var ErrInvalidCloseCode = errors.New("websocket: invalid close code")
 
-// DisconnectData is the data of a TypeDisconnectUser envelope.
+// DisconnectData is the data of a TypeDisconnectUser or
+// TypeDisconnectClient envelope.
 type DisconnectData struct {
 	// Code is the `code` member: the close code the connections get.
 	Code int `json:"code"`
@@ -124,7 +130,8 @@ type DisconnectData struct {
 
 // Valid reports whether t is one of the original's four envelope types,
 // the ones an app may publish as it likes. This library's extensions
-// (TypeDisconnectUser, TypeJoinUser, TypeLeaveUser) are not among them:
+// (TypeDisconnectUser, TypeDisconnectClient, TypeJoinUser, TypeLeaveUser)
+// are not among them:
 // they are sent by the helper's and the emitter's methods for them, which
 // check their data.
 func (t MessageType) Valid() bool {
@@ -143,7 +150,7 @@ func (t MessageType) Channel(target string) string {
 		return ChannelBroadcast
 	case TypeRoom:
 		return RoomChannel(target)
-	case TypeClient:
+	case TypeClient, TypeDisconnectClient:
 		return ClientChannel(target)
 	case TypeUser, TypeDisconnectUser, TypeJoinUser, TypeLeaveUser:
 		return UserChannel(target)
