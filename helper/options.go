@@ -139,7 +139,10 @@ type Options struct {
 	// and costs one collection (milliseconds for a heap of tens of MiB).
 	// Under steady traffic the heap still grows toward its GOGC goal
 	// between collections. Default 5 s; negative turns it off (for
-	// applications that manage memory themselves).
+	// applications that manage memory themselves). Idle workers are also
+	// ended, whatever this says, by the idle sweep (every quarter of
+	// IdleTimeout) when none of the bursts since the last sweep needed
+	// them.
 	ReleaseMemoryAfter time.Duration
 	// ShutdownSpread spreads Shutdown's 1001 closes over this long, in
 	// order of connection, so that a rolling deploy's clients reconnect to
