@@ -412,7 +412,7 @@ func (s *server) start(ctx context.Context) error {
 func (s *server) pingRedis(ctx context.Context) error {
 	start := time.Now()
 	err := bounded.New(2).Retry(ctx, s.opts.RedisPingTimeout, 0,
-		func(ctx context.Context) error { return s.redis.Ping(ctx).Err() },
+		func(ctx context.Context) error { return redisready.Ping(ctx, s.redis) },
 		// Redis answered with an error (a password, an ACL): waiting will
 		// not change it; nor will it bring a closed client back.
 		redisready.Permanent)

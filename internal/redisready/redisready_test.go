@@ -70,3 +70,43 @@ func TestDialError(t *testing.T) {
 		})
 	}
 }
+
+// A Redis that refuses every connection says why at once and closes it;
+// go-redis reports a broken pipe or an EOF. Ping says what Redis said: a
+// protected-mode DENIED fails a start at once (a chaos trial's emitter
+// waited out its 30 s for it), a full house is worth waiting for (found
+// in a chaos trial: both showed as "write: broken pipe").
+func TestPingSaysWhyRedisRefused(t *testing.T) {
+	for _, tc := range []struct {
+		greeting  string
+		permanent bool
+	}{
+		{"-DENIED Redis is running in protected mode because protected mode is enabled\r\n", true},
+		{"-ERR max number of clients reached\r\n", false},
+	} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				_, _ = c.Write([]byte(tc.greeting))
+				c.Close()
+			}
+		}()
+		client := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), MaxRetries: -1})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = Ping(ctx, client)
+		cancel()
+		_ = client.Close()
+		ln.Close()
+		want := strings.TrimPrefix(strings.TrimSpace(tc.greeting), "-")
+		if err == nil || !strings.Contains(err.Error(), want) || Permanent(err) != tc.permanent {
+			t.Errorf("Ping against a Redis greeting %q: %v (permanent %v), want its words, permanent %v", want, err, Permanent(err), tc.permanent)
+		}
+	}
+}
