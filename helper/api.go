@@ -299,7 +299,11 @@ func checkCloseCode(code int) error {
 // this is what makes a send from another instance sure to arrive. It
 // returns at once with a broker that receives every channel anyway. A
 // change that failed (Redis down) counts as done: it is retried in the
-// background, and the broker subscribes again when Redis is back.
+// background, and the broker subscribes again when Redis is back. So does
+// a channel Redis refuses (the Redis user's ACL does not allow it), which
+// is not subscribed: the Redis broker logs and counts it
+// (redisbroker.ErrRefused, its Stats().Refused) and tries it again every
+// minute.
 func (h *WebSocketServerHelper) SyncSubscriptions(ctx context.Context) error {
 	if err := h.subs.sync(ctx); err != nil {
 		return fmt.Errorf("websocket: sync subscriptions: %w", err)
@@ -362,7 +366,8 @@ type Stats struct {
 	Clients, Authenticated, Rooms, Users int
 	// Subscriptions is the number of broker channels the local audience
 	// needs (ws:broadcast not included); SyncSubscriptions waits until the
-	// broker holds them.
+	// broker has taken them (subscribed, or kept for later: Redis away, or
+	// a channel its ACL refuses).
 	Subscriptions int
 	// ConnectionsTotal counts every upgrade since start; DirectUpgrades,
 	// those answered as they were accepted (Serve).

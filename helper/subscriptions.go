@@ -184,7 +184,7 @@ func (s *subscriptions) apply(ctx context.Context) bool {
 					if warn, held := s.failLog.Allow(); warn {
 						msg := "broker subscription change failed; will retry"
 						if kept {
-							msg = "broker unavailable; it keeps the subscription changes for its next connection"
+							msg = "broker could not apply the subscription changes now (unavailable, or channels refused by redis); it keeps them and applies them itself"
 						}
 						s.log.Warn(msg, zap.Bool("subscribe", wanted), zap.Int("channels", n), zap.Error(err), zap.Uint64("suppressed", held))
 					}

@@ -40,3 +40,7 @@ func HoldOp(b *Broker) (release func()) {
 // SetAfterSnapshot makes every connect of b call f just after it has taken
 // the set of channels for its new session. Call it before Start.
 func SetAfterSnapshot(b *Broker, f func()) { b.afterSnapshot = f }
+
+// SetRefusedRetry sets how often b subscribes again the channels Redis
+// refused (a minute otherwise). Call it before Start.
+func SetRefusedRetry(b *Broker, d time.Duration) { b.refusedRetry = d }

@@ -65,6 +65,18 @@
 // Publishes fail within PublishTimeout while Redis is unreachable, and
 // return the error.
 //
+// An error reply on a subscription connection does not end it: Redis
+// read the command and answered. A probe's PING answered with one (BUSY
+// while a script runs past busy-reply-threshold, LOADING) counts as
+// answered (a chaos trial lost the messages published right after SCRIPT
+// KILL to a session dropped for BUSY). A channel the Redis user's ACL
+// does not allow (NOPERM) costs that channel only (see ErrRefused; it
+// used to end the session, and each new one subscribed it again: all
+// delivery lost for good). Any other answer fails the subscribe it
+// answers, whose caller retries it, and is logged once a second at most.
+// A session ends on a broken connection, a reply that cannot be parsed,
+// READONLY or a redirection it cannot follow, or silence past the probe.
+//
 // # Memory after a crowd
 //
 // go-redis keeps each subscription connection's channels in a map that
@@ -345,6 +357,20 @@ func helloField(ctx context.Context, c interface {
 // broker.ErrChangeKept.
 var ErrUnavailable = fmt.Errorf("redisbroker: subscription connection unavailable: %w", broker.ErrChangeKept)
 
+// ErrRefused is wrapped, with Redis's answer, by the error of a Subscribe
+// naming channels that Redis refused to subscribe (NOPERM: the Redis
+// user's ACL does not allow them). It costs those channels only: the
+// others are subscribed, and the session goes on. The refused channels
+// stay in the set held (Channels) but are not subscribed; the broker
+// logs them (once a second at most), counts them (Stats.Refused,
+// Stats.Refusals) and subscribes them again every minute and with each
+// new session, so an ACL put right is taken up within a minute. It wraps
+// broker.ErrChangeKept: the caller need not repeat the change.
+var ErrRefused = fmt.Errorf("redisbroker: channel refused by redis: %w", broker.ErrChangeKept)
+
+// refusedRetry is how often channels Redis refused are tried again.
+const refusedRetry = time.Minute
+
 // ErrUnreachable is returned, wrapped with the failure that showed it, by
 // Publish while Redis is known to be unreachable: the subscription
 // connection was lost and Redis then refused (or did not answer) a new
@@ -395,6 +421,12 @@ type Broker struct {
 	// fraction of that it is rebuilt.
 	wantPeak int
 	sess     *session
+	// refused are the channels of want that Redis refused to subscribe
+	// (see ErrRefused); nil while there are none.
+	refused map[string]struct{}
+	// refusedRetry is how often they are tried again (refusedRetry;
+	// tests shorten it).
+	refusedRetry time.Duration
 	// unreachable, while shut, fails publishes at once (ErrUnreachable):
 	// the session is gone and a new connection failed (see
 	// noteUnreachable). Shut and opened under mu, with sess; read without.
@@ -427,10 +459,14 @@ type Broker struct {
 	stats struct {
 		received, dropped, published, publishErrors atomic.Uint64
 		reconnects, probeFailures, sessions         atomic.Uint64
-		renewals                                    atomic.Uint64
+		renewals, refusals                          atomic.Uint64
 	}
-	dropLog     logthrottle.Throttle
-	queuedBytes atomic.Int64 // payload bytes in the workers' queues
+	dropLog logthrottle.Throttle
+	// refuseLog and answerLog keep the warnings of channels refused and
+	// of other error replies on the subscription connections to a line a
+	// second.
+	refuseLog, answerLog logthrottle.Throttle
+	queuedBytes          atomic.Int64 // payload bytes in the workers' queues
 
 	// Publishing: one goroutine pipelines the publishes of concurrent
 	// callers (see publisher), started with the first one.
@@ -475,16 +511,17 @@ var _ broker.Broker = (*Broker)(nil)
 func New(client redis.UniversalClient, opts Options) *Broker {
 	o := opts.withDefaults()
 	b := &Broker{
-		client:      client,
-		opts:        o,
-		log:         o.Logger.With(zap.String("broker", "redis"), zap.Stringer("mode", o.Mode)),
-		want:        make(map[string]struct{}),
-		op:          make(chan struct{}, 1),
-		renewMin:    minRenew,
-		renewCh:     make(chan struct{}, 1),
-		publishes:   bounded.New(maxPipeline),
-		checks:      bounded.New(checkSlots),
-		unreachable: failfast.New(),
+		client:       client,
+		opts:         o,
+		log:          o.Logger.With(zap.String("broker", "redis"), zap.Stringer("mode", o.Mode)),
+		want:         make(map[string]struct{}),
+		op:           make(chan struct{}, 1),
+		renewMin:     minRenew,
+		refusedRetry: refusedRetry,
+		renewCh:      make(chan struct{}, 1),
+		publishes:    bounded.New(maxPipeline),
+		checks:       bounded.New(checkSlots),
+		unreachable:  failfast.New(),
 	}
 	cc, isCluster := client.(*redis.ClusterClient)
 	if isCluster {
@@ -753,6 +790,8 @@ func (b *Broker) noteUnreachable(err error, silence bool) {
 // supervise rebuilds the session whenever it dies, until ctx ends.
 func (b *Broker) supervise(ctx context.Context) {
 	defer b.loops.Done()
+	retry := time.NewTicker(b.refusedRetry)
+	defer retry.Stop()
 	for {
 		b.mu.Lock()
 		s := b.sess
@@ -769,6 +808,9 @@ func (b *Broker) supervise(ctx context.Context) {
 			continue
 		case <-s.repairs: // ModeSharded on a cluster: one shard's fault
 			b.mend(ctx, s)
+			continue
+		case <-retry.C:
+			b.retryRefused(ctx, s)
 			continue
 		case <-s.dead:
 		}
@@ -812,6 +854,80 @@ func (b *Broker) supervise(ctx context.Context) {
 			}
 			backoff = min(2*backoff, b.opts.ReconnectBackoffMax)
 		}
+	}
+}
+
+// noteSubscribed records the outcome of a subscribe Redis has answered:
+// of chans, it refused those in refused (an ACL's NOPERM, rerr its
+// answer) and subscribed the others. Refused channels still held are
+// noted, counted and logged (see ErrRefused).
+func (b *Broker) noteSubscribed(chans, refused []string, rerr error) {
+	b.mu.Lock()
+	if len(b.refused) > 0 {
+		for _, ch := range chans {
+			delete(b.refused, ch)
+		}
+		if len(b.refused) == 0 {
+			b.refused = nil
+		}
+	}
+	var noted []string
+	for _, ch := range refused {
+		if _, held := b.want[ch]; held { // not a probe or marker channel
+			if b.refused == nil {
+				b.refused = make(map[string]struct{})
+			}
+			b.refused[ch] = struct{}{}
+			noted = append(noted, ch)
+		}
+	}
+	now := len(b.refused)
+	b.mu.Unlock()
+	if len(noted) == 0 {
+		return
+	}
+	b.stats.refusals.Add(uint64(len(noted)))
+	if ok, held := b.refuseLog.Allow(); ok {
+		b.log.Warn("redis refused to subscribe channels: the Redis user's ACL does not allow them (grant them with ACL SETUSER <user> &<pattern>, e.g. &ws:user:*); they are not subscribed, the others are, and they are tried again every minute",
+			zap.String("channels", describe(noted)), zap.Int("count", len(noted)), zap.Int("refusedNow", now),
+			zap.Error(rerr), zap.Uint64("suppressed", held))
+	}
+}
+
+// retryRefused subscribes again, on s, the channels held that Redis
+// refused (see ErrRefused), so that an ACL put right is taken up.
+func (b *Broker) retryRefused(ctx context.Context, s *session) {
+	b.mu.Lock()
+	none := len(b.refused) == 0
+	b.mu.Unlock()
+	if none {
+		return
+	}
+	if err := b.lockOp(ctx); err != nil {
+		return
+	}
+	defer b.unlockOp()
+	b.mu.Lock()
+	if b.closed || b.sess != s {
+		b.mu.Unlock()
+		return
+	}
+	var chans []string
+	for ch := range b.refused {
+		chans = append(chans, ch)
+	}
+	b.mu.Unlock()
+	if len(chans) == 0 {
+		return
+	}
+	actx, cancel := context.WithTimeout(ctx, b.opts.PingTimeout+time.Duration(len(chans)/1000+1)*time.Second)
+	err := s.apply(actx, true, chans)
+	cancel()
+	switch {
+	case err == nil:
+		b.log.Info("channels redis refused before are subscribed now", zap.String("channels", describe(chans)), zap.Int("count", len(chans)))
+	case !errors.Is(err, ErrRefused):
+		b.log.Debug("retry of channels redis refused failed", zap.Error(err))
 	}
 }
 
@@ -936,7 +1052,9 @@ func (b *Broker) Publish(ctx context.Context, channel string, payload []byte) er
 // Subscribe adds channels; it returns once Redis has confirmed them. While
 // the connection is being rebuilt, or in ModeSharded on a cluster while
 // the master of one of them cannot be reached, it returns ErrUnavailable,
-// and they are subscribed once it can.
+// and they are subscribed once it can. Channels Redis refuses (NOPERM:
+// the Redis user's ACL) are not subscribed: the error wraps ErrRefused
+// and names them, and the others are subscribed.
 func (b *Broker) Subscribe(ctx context.Context, channels ...string) error {
 	return b.change(ctx, true, channels)
 }
@@ -981,6 +1099,7 @@ func (b *Broker) change(ctx context.Context, add bool, channels []string) error 
 			if !b.closed {
 				for _, ch := range channels {
 					delete(b.want, ch)
+					delete(b.refused, ch)
 				}
 				b.compactWant()
 				b.noteHeld()
@@ -1008,6 +1127,7 @@ func (b *Broker) change(ctx context.Context, add bool, channels []string) error 
 			b.want[ch] = struct{}{}
 		} else {
 			delete(b.want, ch)
+			delete(b.refused, ch)
 		}
 		// A channel already held is sent again: harmless for Redis, and it
 		// makes a retry after an uncertain failure effective.
@@ -1034,6 +1154,11 @@ func (b *Broker) change(ctx context.Context, add bool, channels []string) error 
 		verb = "unsubscribe"
 	}
 	if err := s.apply(ctx, add, send); err != nil {
+		if errors.Is(err, ErrRefused) {
+			// The others are subscribed; the refused are noted, and
+			// tried again later (see ErrRefused).
+			return fmt.Errorf("redisbroker: %s %d channels: %w", verb, len(send), err)
+		}
 		if s.perNode() {
 			// One shard's fault: the set keeps the change, and the repair
 			// it asks for brings Redis in line once the shard is back.
@@ -1242,6 +1367,9 @@ func (b *Broker) heardBy(channel string, receivers int64, err error) {
 	}
 	b.mu.Lock()
 	_, held := b.want[channel]
+	if _, refused := b.refused[channel]; refused {
+		held = false // not subscribed: none is right
+	}
 	s := b.sess
 	b.mu.Unlock()
 	// Without a probe channel (ModeSharded on a cluster) the probe is a
@@ -1336,8 +1464,14 @@ type Stats struct {
 	// they live. The other masters' channels are delivered meanwhile.
 	Degraded bool
 	// Channels is the number of channels held (pattern-covered ones
-	// included).
+	// included, and refused ones).
 	Channels int
+	// Refused is the number of channels held that Redis refused to
+	// subscribe (NOPERM: the Redis user's ACL does not allow them), which
+	// are not subscribed (see ErrRefused); Refusals counts every such
+	// refusal since Start.
+	Refused  int
+	Refusals uint64
 	// Received counts messages read from Redis; Dropped, those lost to a
 	// full worker queue.
 	Received, Dropped uint64
@@ -1386,7 +1520,7 @@ func (b *Broker) Dropped() uint64 { return b.stats.dropped.Load() }
 // Stats returns the current counters.
 func (b *Broker) Stats() Stats {
 	b.mu.Lock()
-	st := Stats{Connected: b.sessionLiveLocked(), Unreachable: b.unreachable.IsShut(), Channels: len(b.want)}
+	st := Stats{Connected: b.sessionLiveLocked(), Unreachable: b.unreachable.IsShut(), Channels: len(b.want), Refused: len(b.refused)}
 	if b.sess != nil {
 		st.Degraded = b.sess.degraded.Load()
 	}
@@ -1399,6 +1533,7 @@ func (b *Broker) Stats() Stats {
 	st.Reconnects = b.stats.reconnects.Load()
 	st.Renewals = b.stats.renewals.Load()
 	st.ProbeFailures = b.stats.probeFailures.Load()
+	st.Refusals = b.stats.refusals.Load()
 	return st
 }
 

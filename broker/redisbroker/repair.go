@@ -90,7 +90,9 @@ func (b *Broker) repair(ctx context.Context, s *session) (int, error) {
 	}
 	want := make(map[string]struct{}, len(b.want))
 	for ch := range b.want {
-		want[ch] = struct{}{}
+		if _, refused := b.refused[ch]; !refused { // retried apart (retryRefused)
+			want[ch] = struct{}{}
+		}
 	}
 	b.mu.Unlock()
 	faults := s.faults.Load()
@@ -239,6 +241,13 @@ func (b *Broker) place(ctx context.Context, s *session, chans []string) (int, er
 			err := s.apply(ctx, true, group)
 			mu.Lock()
 			defer mu.Unlock()
+			var refused *refusedError
+			if errors.As(err, &refused) {
+				// The others are placed; the refused, noted, are
+				// retried apart (retryRefused).
+				restored += len(group) - len(refused.chans)
+				return
+			}
 			if err != nil {
 				errs = append(errs, fmt.Errorf("subscribe %d channels on %s: %w", len(group), node, err))
 				return

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -117,6 +118,24 @@ type conn struct {
 	lost     chan struct{}
 	lostOnce sync.Once
 	err      error
+
+	// Error replies read, which leave the connection as it was (see
+	// answered); guarded by mu. refusals counts an ACL's refusals of
+	// channels (NOPERM), others every other one (BUSY, LOADING, ...).
+	answers answerCount
+	// woken are closed by the next error reply: a probe's PING answered
+	// with one proves the connection alive, and a barrier gives up on a
+	// Redis that answers with errors; guarded by mu.
+	woken map[chan struct{}]struct{}
+	// track holds the channels of an apply whose subscription Redis has
+	// not confirmed yet (see apply); guarded by mu.
+	track map[string]struct{}
+}
+
+// answerCount counts a connection's error replies; see conn.answers.
+type answerCount struct {
+	refusals, others       uint64
+	lastRefusal, lastOther error
 }
 
 func (b *Broker) newSession() *session {
@@ -184,8 +203,16 @@ func (s *session) init(ctx context.Context, chans []string) error {
 		if err != nil {
 			return err
 		}
+		mark := c.mark()
 		if err := c.ps.PSubscribe(ctx, patterns...); err != nil {
 			return fmt.Errorf("psubscribe: %w", err)
+		}
+		// The patterns are the session: refused (an ACL), it fails.
+		if err := c.barrier(ctx); err != nil {
+			return fmt.Errorf("psubscribe: %w", err)
+		}
+		if d := c.since(mark); d.refusals > 0 {
+			return fmt.Errorf("psubscribe: %w", d.lastRefusal)
 		}
 		var plain []string
 		for _, ch := range chans {
@@ -204,7 +231,17 @@ func (s *session) init(ctx context.Context, chans []string) error {
 	if s.probeCh != "" && !b.covered(s.probeCh) { // the client pattern brings it in ModePattern
 		chans = append(chans[:len(chans):len(chans)], s.probeCh)
 	}
-	return s.apply(ctx, true, chans)
+	err := s.apply(ctx, true, chans)
+	var refused *refusedError
+	if errors.As(err, &refused) {
+		// Channels refused by the ACL cost themselves only (the broker
+		// has noted them), but the probe channel is the session's own.
+		if s.probeCh != "" && slices.Contains(refused.chans, s.probeCh) {
+			return fmt.Errorf("subscribe the probe channel %s (the ACL must allow ws:client:*): %w", s.probeCh, refused.err)
+		}
+		return nil
+	}
+	return err
 }
 
 // apply sends (un)subscribe commands for chans, batched, and waits for
@@ -216,6 +253,17 @@ func (s *session) init(ctx context.Context, chans []string) error {
 // leaves the connection unusable, which would cost every channel a
 // resubscription (and the messages published meanwhile) because one
 // caller gave up. Writes are bounded by the client's WriteTimeout instead.
+//
+// An error reply leaves the connection as it was (see answered). A
+// channel the user's ACL does not allow is refused (NOPERM) with the
+// whole command that names it, and the reply does not always say which
+// (Redis before 7.2 does not): the channels of a subscribe that Redis did
+// not confirm are then sent again one a command, and those refused again
+// are the refused ones. They cost themselves only: apply returns a
+// *refusedError naming them, once the others are subscribed, and the
+// broker notes them (see Broker.noteRefused). Any other error reply
+// (BUSY while a script runs, LOADING) fails apply with Redis's answer,
+// and the connection goes on.
 func (s *session) apply(ctx context.Context, add bool, chans []string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -227,9 +275,31 @@ func (s *session) apply(ctx context.Context, add bool, chans []string) error {
 	if err != nil {
 		return err
 	}
+	type part struct {
+		chans []string
+		mark  answerCount // the connection's error replies before it was sent
+	}
 	wctx := context.WithoutCancel(ctx)
-	touched := make(map[*conn]struct{}, len(groups))
+	touched := make(map[*conn]*part, len(groups))
+	var order []*conn
+	defer func() {
+		if add {
+			for c, p := range touched {
+				c.untrack(p.chans)
+			}
+		}
+	}()
 	for _, g := range groups {
+		p := touched[g.conn]
+		if p == nil {
+			p = &part{mark: g.conn.mark()}
+			touched[g.conn] = p
+			order = append(order, g.conn)
+		}
+		p.chans = append(p.chans, g.chans...)
+		if add {
+			g.conn.trackAll(g.chans) // before it is sent: see read
+		}
 		for start := 0; start < len(g.chans); start += s.b.opts.SubscribeBatch {
 			batch := g.chans[start:min(start+s.b.opts.SubscribeBatch, len(g.chans))]
 			// Noted before it is sent: a refusal (MOVED) read before
@@ -240,25 +310,242 @@ func (s *session) apply(ctx context.Context, add bool, chans []string) error {
 				return err
 			}
 		}
-		touched[g.conn] = struct{}{}
 	}
-	for c := range touched {
+	for _, c := range order {
 		if err := c.barrier(ctx); err != nil {
 			return err
+		}
+	}
+	var refused []string
+	var refusal error
+	for _, c := range order {
+		p := touched[c]
+		d := c.since(p.mark)
+		if d.others > 0 {
+			return fmt.Errorf("redis answered %s: %w", nodeName(c.key), d.lastOther)
+		}
+		if !add || d.refusals == 0 {
+			continue
+		}
+		left := c.untrack(p.chans)
+		delete(touched, c)
+		r, err := c.sortOut(ctx, left)
+		if err != nil {
+			return err
+		}
+		if len(r) > 0 {
+			refused = append(refused, r...)
+			refusal = d.lastRefusal
 		}
 	}
 	if add && s.perNode() {
 		// Redis answered in order: a channel refused (MOVED) before the
 		// barrier's reply is no longer noted.
+		gone := make(map[string]struct{}, len(refused))
+		for _, ch := range refused {
+			gone[ch] = struct{}{}
+		}
 		for _, g := range groups {
 			for _, ch := range g.chans {
-				if !g.conn.holds(ch) {
+				if _, ok := gone[ch]; !ok && !g.conn.holds(ch) {
 					return fmt.Errorf("%s refused %s (its slot has moved)", nodeName(g.conn.key), ch)
 				}
 			}
 		}
 	}
+	if add {
+		s.b.noteSubscribed(chans, refused, refusal)
+	}
+	if len(refused) > 0 {
+		return &refusedError{chans: refused, err: refusal}
+	}
 	return nil
+}
+
+// sortOut finds which of chans, whose subscribe Redis did not confirm
+// after a refusal by the ACL, are refused: each is sent again in a
+// command of its own, and those Redis does not confirm then are. They are
+// no longer noted as held here.
+func (c *conn) sortOut(ctx context.Context, chans []string) ([]string, error) {
+	if len(chans) == 0 {
+		return nil, nil
+	}
+	mark := c.mark()
+	c.trackAll(chans)
+	defer c.untrack(chans)
+	wctx := context.WithoutCancel(ctx) // see apply
+	for _, ch := range chans {
+		if err := c.send(wctx, true, []string{ch}); err != nil {
+			c.fail(err)
+			return nil, err
+		}
+	}
+	if err := c.barrier(ctx); err != nil {
+		return nil, err
+	}
+	d := c.since(mark)
+	if d.others > 0 {
+		return nil, fmt.Errorf("redis answered %s: %w", nodeName(c.key), d.lastOther)
+	}
+	left := c.untrack(chans)
+	c.note(false, left)
+	return left, nil
+}
+
+// refusedError is apply's error when Redis refused some of the channels
+// to subscribe (an ACL's NOPERM) and subscribed the others.
+type refusedError struct {
+	chans []string
+	err   error // Redis's answer
+}
+
+func (e *refusedError) Error() string {
+	return fmt.Sprintf("redis refused %d channels (%s): %v", len(e.chans), describe(e.chans), e.err)
+}
+
+func (e *refusedError) Unwrap() []error { return []error{ErrRefused, e.err} }
+
+// describe names the first few of chans.
+func describe(chans []string) string {
+	const most = 3
+	if len(chans) <= most {
+		return strings.Join(chans, ", ")
+	}
+	return strings.Join(chans[:most], ", ") + ", …"
+}
+
+// trackAll starts waiting for Redis to confirm the subscription of chans
+// on c (see read).
+func (c *conn) trackAll(chans []string) {
+	c.mu.Lock()
+	if c.track == nil {
+		c.track = make(map[string]struct{}, len(chans))
+	}
+	for _, ch := range chans {
+		c.track[ch] = struct{}{}
+	}
+	c.mu.Unlock()
+}
+
+// untrack stops waiting for chans and returns those Redis has not
+// confirmed.
+func (c *conn) untrack(chans []string) []string {
+	var left []string
+	c.mu.Lock()
+	for _, ch := range chans {
+		if _, ok := c.track[ch]; ok {
+			left = append(left, ch)
+			delete(c.track, ch)
+		}
+	}
+	if len(c.track) == 0 {
+		c.track = nil // no table kept from a crowd
+	}
+	c.mu.Unlock()
+	return left
+}
+
+// confirmed notes Redis's confirmation of ch's subscription.
+func (c *conn) confirmed(ch string) {
+	c.mu.Lock()
+	if c.track != nil {
+		delete(c.track, ch)
+	}
+	c.mu.Unlock()
+}
+
+// answered takes an error reply read on c that leaves the connection as
+// it was: Redis read a command and refused it (an ACL's NOPERM, BUSY
+// while a script runs, LOADING, an unknown command). A subscription that
+// Redis is answering is alive, and dropping it would lose what is
+// published until the next session is subscribed (found in a chaos
+// trial: a busy script, then messages lost after SCRIPT KILL). It counts
+// the reply, wakes whoever waits for one and reports true. Anything else
+// reports false, and ends the connection: a failure that is not an error
+// reply (a broken connection, a reply that cannot be parsed), READONLY,
+// on which go-redis replaces the connection under the PubSub, and a
+// cluster's redirection (perNode connections take MOVED in refused; on
+// another a client for one server reached a cluster node).
+func (c *conn) answered(err error) bool {
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return false
+	}
+	if redis.IsReadOnlyError(err) || redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK") {
+		return false
+	}
+	refusal := channelRefusal(err)
+	c.mu.Lock()
+	if refusal {
+		c.answers.refusals++
+		c.answers.lastRefusal = rerr
+	} else {
+		c.answers.others++
+		c.answers.lastOther = rerr
+	}
+	woken := c.woken
+	c.woken = nil
+	c.mu.Unlock()
+	for w := range woken {
+		close(w)
+	}
+	if !refusal { // a refusal is logged with its channels (noteSubscribed)
+		b := c.s.b
+		if ok, n := b.answerLog.Allow(); ok {
+			b.log.Warn("redis answered an error on the subscription connection; the subscription goes on",
+				zap.String("connection", nodeName(c.key)), zap.Error(err), zap.Uint64("suppressed", n))
+		}
+	}
+	return true
+}
+
+// channelRefusal reports an ACL's refusal of the channels a command
+// names: "NOPERM this user has no permissions to access one of the
+// channels used as arguments" (Redis 6 and 7.0), "NOPERM User u has no
+// permissions to access the 'ch' channel" (7.2 on). A refusal of the
+// command itself ("… to run the 'subscribe' command") is not one.
+func channelRefusal(err error) bool {
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return false
+	}
+	msg := rerr.Error()
+	return strings.HasPrefix(msg, "NOPERM") && strings.Contains(msg, "permissions to access") && strings.Contains(msg, "channel")
+}
+
+// mark is where c's error replies stand now.
+func (c *conn) mark() answerCount {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.answers
+}
+
+// since counts the error replies read on c since m, and gives the last
+// of each kind.
+func (c *conn) since(m answerCount) answerCount {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := c.answers
+	d.refusals -= m.refusals
+	d.others -= m.others
+	return d
+}
+
+// nextAnswer returns a channel closed by the next error reply read on c,
+// and a func that forgets it.
+func (c *conn) nextAnswer() (<-chan struct{}, func()) {
+	w := make(chan struct{})
+	c.mu.Lock()
+	if c.woken == nil {
+		c.woken = make(map[chan struct{}]struct{})
+	}
+	c.woken[w] = struct{}{}
+	c.mu.Unlock()
+	return w, func() {
+		c.mu.Lock()
+		delete(c.woken, w)
+		c.mu.Unlock()
+	}
 }
 
 // note records chans as subscribed on c, or no longer (perNode only).
@@ -556,19 +843,38 @@ func (c *conn) barrier(ctx context.Context) error {
 	token := "fxws-barrier-" + strconv.FormatUint(c.seq.Add(1), 10)
 	ch, done := c.await(token)
 	defer done()
+	mark := c.mark()
 	// Written without the caller's deadline, for the reason apply gives.
 	if err := c.ps.Ping(context.WithoutCancel(ctx), token); err != nil {
 		return fmt.Errorf("ping: %w", err)
 	}
-	select {
-	case <-ch:
-		return nil
-	case <-c.s.dead:
-		return fmt.Errorf("subscription connection lost: %w", c.s.cause())
-	case <-c.lost:
-		return fmt.Errorf("subscription connection %s lost: %w", nodeName(c.key), c.cause())
-	case <-ctx.Done():
-		return fmt.Errorf("waiting for redis to confirm: %w", ctx.Err())
+	for {
+		// An error reply other than a refusal of channels (BUSY while a
+		// script runs, LOADING) may be this PING's, whose PONG then never
+		// comes: the wait ends with it. One to an earlier command (the
+		// subscribe this waits for, refused) ends it too, a little early.
+		answer, forget := c.nextAnswer()
+		if d := c.since(mark); d.others > 0 {
+			forget()
+			return fmt.Errorf("redis answered %s: %w", nodeName(c.key), d.lastOther)
+		}
+		select {
+		case <-ch:
+			forget()
+			return nil
+		case <-answer:
+			forget()
+			continue
+		case <-c.s.dead:
+			forget()
+			return fmt.Errorf("subscription connection lost: %w", c.s.cause())
+		case <-c.lost:
+			forget()
+			return fmt.Errorf("subscription connection %s lost: %w", nodeName(c.key), c.cause())
+		case <-ctx.Done():
+			forget()
+			return fmt.Errorf("waiting for redis to confirm: %w", ctx.Err())
+		}
 	}
 }
 
@@ -612,6 +918,10 @@ func (c *conn) read() {
 			if c.s.perNode() && c.refused(err) {
 				continue
 			}
+			if c.answered(err) {
+				c.heard.Store(int64(time.Since(c.born)))
+				continue
+			}
 			c.fail(fmt.Errorf("read %s: %w", nodeName(c.key), b.clusterHint(err)))
 			return
 		}
@@ -634,6 +944,10 @@ func (c *conn) read() {
 		case *redis.Pong:
 			c.release(m.Payload)
 		case *redis.Subscription:
+			if m.Kind == "subscribe" || m.Kind == "ssubscribe" {
+				c.confirmed(m.Channel)
+				continue
+			}
 			// Redis unsubscribes sharded channels by itself when their
 			// slot moves to another node; a channel still held must then
 			// be subscribed where it lives now.
@@ -808,6 +1122,7 @@ func (c *conn) probe() error {
 		// session began: no need to wait for what cannot come.
 		return fmt.Errorf("subscription connection %s unresponsive: a loopback publish reached no subscriber (the server taking this instance's publishes is not the one it subscribes on)", nodeName(c.key))
 	}
+	var answer <-chan struct{} // nil: a loopback waits for its own message
 	if err != nil {
 		// The publish says nothing about the subscription connection:
 		// ask it directly, with a wait of its own.
@@ -815,6 +1130,11 @@ func (c *conn) probe() error {
 		cancel()
 		ctx, cancel = context.WithTimeout(c.s.ctx, b.opts.PingTimeout)
 		defer cancel()
+		// An error reply to it (BUSY while a script runs, LOADING) says
+		// Redis reads and answers the connection as well as a PONG does.
+		var forget func()
+		answer, forget = c.nextAnswer()
+		defer forget()
 		// Written without the deadline, for the reason apply gives.
 		if err := c.ps.Ping(context.WithoutCancel(ctx), token); err != nil {
 			return fmt.Errorf("probe %s: %w", nodeName(c.key), err)
@@ -822,6 +1142,8 @@ func (c *conn) probe() error {
 	}
 	select {
 	case <-back:
+		return nil
+	case <-answer:
 		return nil
 	case <-c.s.dead:
 		return c.s.cause()
