@@ -77,6 +77,18 @@
 // A session ends on a broken connection, a reply that cannot be parsed,
 // READONLY or a redirection it cannot follow, or silence past the probe.
 //
+// A Redis that keeps cutting the subscription moments after each
+// reconnect (an instance that falls behind what it subscribes to, cut at
+// client-output-buffer-limit pubsub; a chaos trial saw 29 cuts in 8 s)
+// is not answered with a reconnect every ReconnectBackoffMin: the backoff
+// grows on from one loss to the next, up to ReconnectBackoffMax, until a
+// session has lived 10 s. The "subscription lost" and "restored" lines
+// come at most once a second each, with the count held back, and a loss
+// to Redis closing the connection says it may be that limit. What is
+// published during each gap reaches nobody here and is counted nowhere
+// (Redis pub/sub keeps nothing, and does not say what a subscriber
+// missed): Stats.Reconnects counts the gaps.
+//
 // # Memory after a crowd
 //
 // go-redis keeps each subscription connection's channels in a map that
@@ -95,6 +107,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"sort"
@@ -102,6 +115,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/fxws/websocket/broker"
@@ -187,7 +201,11 @@ type Options struct {
 	// lost, as Redis pub/sub keeps nothing). An attempt against a Redis
 	// that refuses connections costs one refused dial; each wait is
 	// drawn between half the step and the step, so that a fleet of
-	// instances does not come back in lockstep.
+	// instances does not come back in lockstep. The first step after a
+	// loss is ReconnectBackoffMin after a session that lived 10 s or
+	// more, and twice the last one (up to ReconnectBackoffMax) after a
+	// shorter one, so that a Redis that keeps cutting the subscription
+	// is not reconnected to every ReconnectBackoffMin.
 	ReconnectBackoffMin, ReconnectBackoffMax time.Duration
 	// SubscribeBatch is the most channels sent in one (un)subscribe
 	// command. Default 512.
@@ -466,6 +484,9 @@ type Broker struct {
 	// of other error replies on the subscription connections to a line a
 	// second.
 	refuseLog, answerLog logthrottle.Throttle
+	// lostLog and restoredLog keep the lines of a subscription that Redis
+	// keeps cutting to one a second each.
+	lostLog, restoredLog logthrottle.Throttle
 	queuedBytes          atomic.Int64 // payload bytes in the workers' queues
 
 	// Publishing: one goroutine pipelines the publishes of concurrent
@@ -792,6 +813,7 @@ func (b *Broker) supervise(ctx context.Context) {
 	defer b.loops.Done()
 	retry := time.NewTicker(b.refusedRetry)
 	defer retry.Stop()
+	var backoff time.Duration // the last wait before a reconnect
 	for {
 		b.mu.Lock()
 		s := b.sess
@@ -814,14 +836,23 @@ func (b *Broker) supervise(ctx context.Context) {
 			continue
 		case <-s.dead:
 		}
-		b.log.Warn("redis subscription lost; reconnecting", zap.Error(s.cause()))
+		cause := s.cause()
+		lived := time.Since(s.born)
+		backoff = b.firstBackoff(backoff, lived)
+		if ok, held := b.lostLog.Allow(); ok {
+			fields := []zap.Field{zap.Error(cause), zap.Duration("lived", lived.Round(time.Millisecond)),
+				zap.Duration("backoff", backoff), zap.Uint64("suppressed", held)}
+			if closedByRedis(cause) {
+				fields = append(fields, zap.String("hint", closedHint))
+			}
+			b.log.Warn("redis subscription lost; reconnecting", fields...)
+		}
 		b.mu.Lock()
 		if b.sess == s {
 			b.sess = nil
 		}
 		b.mu.Unlock()
 		s.close()
-		backoff := b.opts.ReconnectBackoffMin
 		lost := time.Now()
 		var failed int       // attempts so far
 		var logged time.Time // of the last warning
@@ -836,8 +867,11 @@ func (b *Broker) supervise(ctx context.Context) {
 			cancel()
 			if err == nil {
 				b.stats.reconnects.Add(1)
-				b.log.Info("redis subscription restored", zap.Int("channels", b.Stats().Channels),
-					zap.Duration("after", time.Since(lost).Round(time.Millisecond)), zap.Int("failedAttempts", failed))
+				if ok, held := b.restoredLog.Allow(); ok {
+					b.log.Info("redis subscription restored", zap.Int("channels", b.Stats().Channels),
+						zap.Duration("after", time.Since(lost).Round(time.Millisecond)), zap.Int("failedAttempts", failed),
+						zap.Uint64("suppressed", held))
+				}
 				break
 			}
 			if ctx.Err() != nil {
@@ -930,6 +964,37 @@ func (b *Broker) retryRefused(ctx context.Context, s *session) {
 		b.log.Debug("retry of channels redis refused failed", zap.Error(err))
 	}
 }
+
+// stableSession is how long a session must have lived for the reconnect
+// after its loss to start again from ReconnectBackoffMin.
+const stableSession = 10 * time.Second
+
+// firstBackoff is the step of the first wait before rebuilding a session
+// that lived for lived, when the wait before the last reconnect had the
+// step last (0 before any). A Redis that keeps cutting the subscription
+// (an instance that falls behind it and passes client-output-buffer-limit
+// pubsub: a chaos trial saw 29 cuts in 8 s) would otherwise be answered
+// with a reconnect every ReconnectBackoffMin; the backoff grows on from
+// where it was, up to ReconnectBackoffMax, until a session lasts
+// stableSession.
+func (b *Broker) firstBackoff(last, lived time.Duration) time.Duration {
+	if last <= 0 || lived >= stableSession {
+		return b.opts.ReconnectBackoffMin
+	}
+	return min(2*last, b.opts.ReconnectBackoffMax)
+}
+
+// closedByRedis reports a subscription lost because Redis closed the
+// connection (end of file, or a reset), not to a probe nor to us.
+func closedByRedis(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// closedHint goes with the warning of a subscription Redis closed.
+const closedHint = "redis closed the connection: a restart, a CLIENT KILL, or, if it keeps happening while redis is up, " +
+	"this instance falls behind what it subscribes to and redis cuts it at client-output-buffer-limit pubsub " +
+	"(redis logs \"scheduled to be closed ASAP for overcoming of output buffer limits\"): raise the limit or the instance's capacity; " +
+	"what is published until the subscription is back is lost"
 
 // reconnectLogEvery spaces the warnings of a reconnect that keeps failing.
 const reconnectLogEvery = 10 * time.Second

@@ -27,8 +27,9 @@ import (
 // resubscribes the lost channels where the slot map, fetched again, says
 // they live now (see Broker.repair).
 type session struct {
-	b   *Broker
-	ctx context.Context // cancelled by close
+	b    *Broker
+	ctx  context.Context // cancelled by close
+	born time.Time
 
 	stop context.CancelFunc
 
@@ -140,7 +141,7 @@ type answerCount struct {
 
 func (b *Broker) newSession() *session {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &session{b: b, ctx: ctx, stop: cancel, conns: make(map[string]*conn), dead: make(chan struct{}),
+	s := &session{b: b, ctx: ctx, born: time.Now(), stop: cancel, conns: make(map[string]*conn), dead: make(chan struct{}),
 		soon: make(chan struct{}, 1), repairs: make(chan struct{}, 1)}
 	if b.cluster == nil {
 		s.probeCh = probeChannel()
