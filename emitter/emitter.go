@@ -13,6 +13,14 @@
 //	err = e.ToRoom(ctx, "jobs", "progress", map[string]int{"pct": 40})
 //
 // With fx, see Module.
+//
+// A send returns nil once Redis has taken its message, once. One whose
+// reply is lost (the connection cut after Redis executed it) returns the
+// error, and the message was delivered once or not at all: go-redis's
+// own retry (MaxRetries), which sent such a publish again, delivered it
+// twice and returned nil (found in a chaos trial), is not used for
+// publishes, and the client's options are left as they are. A dial that
+// failed, which sent nothing, is still retried as MaxRetries says.
 package emitter
 
 import (
@@ -29,6 +37,7 @@ import (
 	"github.com/fxws/websocket/internal/failfast"
 	"github.com/fxws/websocket/internal/logthrottle"
 	"github.com/fxws/websocket/internal/nilref"
+	"github.com/fxws/websocket/internal/publishonce"
 	"github.com/fxws/websocket/internal/redisready"
 	"github.com/fxws/websocket/protocol"
 	"github.com/redis/go-redis/v9"
@@ -379,8 +388,11 @@ func (e *WebSocketEmitter) send(ctx context.Context, typ protocol.MessageType, t
 	defer cancel()
 	receivers := int64(-1) // not known
 	err = e.commands.Run(ctx, func(ctx context.Context) error {
+		// Not through go-redis's retries, which sent again a publish
+		// whose reply a broken connection lost: delivered twice, and
+		// nil returned (see package publishonce).
 		if e.opts.Sharded {
-			n, err := e.client.SPublish(ctx, ch, payload).Result()
+			n, err := publishonce.Publish(ctx, e.client, true, ch, payload)
 			receivers = n
 			return err
 		}
@@ -394,9 +406,10 @@ func (e *WebSocketEmitter) send(ctx context.Context, typ protocol.MessageType, t
 			if err != nil {
 				return err
 			}
-			return node.Publish(ctx, ch, payload).Err()
+			_, err = publishonce.Publish(ctx, node, false, ch, payload)
+			return err
 		}
-		n, err := e.client.Publish(ctx, ch, payload).Result()
+		n, err := publishonce.Publish(ctx, e.client, false, ch, payload)
 		receivers = n
 		return err
 	})

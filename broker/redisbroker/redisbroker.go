@@ -63,7 +63,13 @@
 // the PING then has a wait of its own (a publish may be slow for reasons
 // of the client's pool that say nothing of the subscription connection).
 // Publishes fail within PublishTimeout while Redis is unreachable, and
-// return the error.
+// return the error. They are never sent twice: go-redis sends a command
+// again (MaxRetries) when its connection fails after it was written, and a
+// PUBLISH whose reply a broken connection lost was delivered twice while
+// Publish returned nil (found in a chaos trial). The broker's publishes
+// tell go-redis not to, without touching the client's options; such a
+// publish returns the error, delivered once or not at all. A dial that
+// failed, which sent nothing, is still retried as MaxRetries says.
 //
 // An error reply on a subscription connection does not end it: Redis
 // read the command and answered. A probe's PING answered with one (BUSY
@@ -122,6 +128,7 @@ import (
 	"github.com/fxws/websocket/internal/bounded"
 	"github.com/fxws/websocket/internal/failfast"
 	"github.com/fxws/websocket/internal/logthrottle"
+	"github.com/fxws/websocket/internal/publishonce"
 	"github.com/fxws/websocket/internal/redisready"
 	"github.com/fxws/websocket/protocol"
 	"github.com/redis/go-redis/v9"
@@ -1069,7 +1076,11 @@ func (b *Broker) dropped(channel string) {
 // publishes wait behind one stuck on a Redis that stopped answering; a
 // publish whose caller has given up while it waited is not sent at all. One
 // already on its way may still reach Redis after the error, and after
-// publishes made since, so payload must not be changed once passed.
+// publishes made since, so payload must not be changed once passed. A
+// publish is never sent twice: one whose reply a broken connection lost
+// returns the error (it may have been delivered, once), where go-redis's
+// own retry would have sent it again and returned nil (see the package
+// doc); a nil return means Redis took it, once.
 func (b *Broker) Publish(ctx context.Context, channel string, payload []byte) error {
 	b.mu.Lock()
 	closed := b.closed
@@ -1092,7 +1103,7 @@ func (b *Broker) Publish(ctx context.Context, channel string, payload []byte) er
 	var err error
 	if b.opts.Mode == ModeSharded {
 		err = b.publishes.Run(ctx, func(ctx context.Context) error {
-			n, err := b.client.SPublish(ctx, channel, payload).Result()
+			n, err := publishonce.Publish(ctx, b.client, true, channel, payload)
 			b.heardBy(channel, n, err)
 			return err
 		})
@@ -1359,18 +1370,30 @@ func (b *Broker) publisher() {
 
 // sendVia publishes batch through c, in one command or one pipeline, and
 // sets each request's error; cmds is scratch space, returned for reuse.
+// Neither is sent twice: go-redis would send a publish again whose reply
+// a broken connection lost (see package publishonce); only a pipeline
+// that never reached Redis (a failed dial) is tried again.
 func (b *Broker) sendVia(ctx context.Context, c redis.UniversalClient, batch []*pubReq, cmds []*redis.IntCmd) []*redis.IntCmd {
 	if len(batch) == 1 {
-		n, err := c.Publish(ctx, batch[0].channel, batch[0].payload).Result()
+		n, err := publishonce.Publish(ctx, c, false, batch[0].channel, batch[0].payload)
 		b.heardBy(batch[0].channel, n, err)
 		batch[0].err = err
 		return cmds
 	}
-	pipe := c.Pipeline()
-	for _, r := range batch {
-		cmds = append(cmds, pipe.Publish(ctx, r.channel, r.payload))
+	for attempt := 0; ; attempt++ {
+		pipe := c.Pipeline()
+		for _, r := range batch {
+			wrapped, cmd := publishonce.New(ctx, false, r.channel, r.payload)
+			_ = pipe.Process(ctx, wrapped)
+			cmds = append(cmds, cmd)
+		}
+		_, err := pipe.Exec(ctx)
+		if err == nil || !publishonce.Again(ctx, c, err, attempt) {
+			break
+		}
+		clear(cmds)
+		cmds = cmds[:0]
 	}
-	_, _ = pipe.Exec(ctx)
 	for i, r := range batch {
 		n, err := cmds[i].Result()
 		b.heardBy(r.channel, n, err)
