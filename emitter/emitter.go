@@ -60,7 +60,10 @@ type Options struct {
 	// original waits for its connection to be ready. Default 30 s.
 	ReadyTimeout time.Duration
 	// Logger receives start and stop events, and warnings (Redis
-	// unreachable, a broadcast no server heard). Default: none.
+	// unreachable, sends that failed for another reason, such as an
+	// answer from Redis: a password, an ACL, BUSY; a broadcast no server
+	// heard), each at most once a second with the count held back.
+	// Default: none.
 	Logger *zap.Logger
 }
 
@@ -106,9 +109,17 @@ type WebSocketEmitter struct {
 	unreachable *failfast.Gate
 
 	// unheardBroadcast keeps the warning of broadcasts no server heard to
-	// a line a second.
-	unheardBroadcast logthrottle.Throttle
+	// a line a second, failLog that of failed sends.
+	unheardBroadcast, failLog logthrottle.Throttle
+	// troubleAt is when a send last failed, or succeeded again after
+	// Redis was unreachable (unix nanoseconds).
+	troubleAt atomic.Int64
 }
+
+// quietAfterTrouble is how long after a failed send, or Redis found
+// reachable again, a broadcast that reached no server is not warned of:
+// the servers may still be subscribing again after the fault.
+const quietAfterTrouble = 5 * time.Second
 
 // Stats are the emitter's counters since it was made.
 type Stats struct {
@@ -415,30 +426,44 @@ func (e *WebSocketEmitter) send(ctx context.Context, typ protocol.MessageType, t
 	})
 	if err != nil {
 		e.publishErrors.Add(1)
+		e.troubleAt.Store(time.Now().UnixNano())
+		logged := false
 		if cc, ok := e.client.(*redis.ClusterClient); ok {
 			// go-redis refreshes its view of the slots on redirections
 			// only, not when a master dies and its replica takes over.
 			cc.ReloadState(ctx)
 		} else if unreachable(err) && callerCtx.Err() == nil {
+			logged = true // with the first, and then sends fail at once
 			if e.unreachable.Shut(err) {
 				e.log.Warn("redis unreachable; sends fail at once until it answers again", zap.Error(err))
+			}
+		}
+		// What Redis answered (a password, an ACL, BUSY), a reply cut off
+		// (the send may have been delivered), any failure on a cluster:
+		// returned to the caller, and said here too, once a second.
+		if !logged && callerCtx.Err() == nil {
+			if ok, held := e.failLog.Allow(); ok {
+				e.log.Warn("send failed", zap.String("channel", ch), zap.Error(err), zap.Uint64("suppressed", held))
 			}
 		}
 		return 0, fmt.Errorf("emitter: publish to %s: %w", ch, err)
 	}
 	if e.unreachable.IsShut() && e.unreachable.Open() {
+		e.troubleAt.Store(time.Now().UnixNano())
 		e.log.Info("redis reachable again")
 	}
 	e.published.Add(1)
 	if receivers == 0 {
 		e.noReceivers.Add(1)
-		if typ == protocol.TypeBroadcast {
-			// Every server listens on the broadcast channel, in any mode:
-			// none heard it. A cluster trial lost every message to a
-			// mismatch (sharded servers, a classic emitter, or the other
-			// way round) while the counters looked healthy.
+		// Every server listens on the broadcast channel, in any mode:
+		// none heard it. A cluster trial lost every message to a mismatch
+		// (sharded servers, a classic emitter, or the other way round)
+		// while the counters looked healthy. Not said in the moments
+		// after a failure or a recovery, while the servers may still be
+		// subscribing again after a Redis fault (it was, falsely).
+		if typ == protocol.TypeBroadcast && time.Since(time.Unix(0, e.troubleAt.Load())) >= quietAfterTrouble {
 			if ok, n := e.unheardBroadcast.Allow(); ok {
-				e.log.Warn("a broadcast reached no server: none is running, or they subscribe in another mode (Options.Sharded must match the servers' redisbroker mode: sharded or not)",
+				e.log.Warn("a broadcast reached no server: none is running, none is subscribed yet (after a Redis fault), or they subscribe in another mode (Options.Sharded must match the servers' redisbroker mode: sharded or not)",
 					zap.Bool("sharded", e.opts.Sharded), zap.Uint64("suppressed", n))
 			}
 		}
