@@ -20,8 +20,8 @@ import (
 
 // session is one generation of subscription connections: one connection,
 // or one per cluster master in ModeSharded. With one connection, any
-// failure kills the whole session and the supervisor builds the next one
-// from the channels held. In ModeSharded on a cluster the connections are
+// failure (an error reply is none: see answered) kills the whole session
+// and the supervisor builds the next one from the channels held. In ModeSharded on a cluster the connections are
 // to independent shards, so a failure kills only its own connection (see
 // perNode): the other masters keep delivering while the supervisor
 // resubscribes the lost channels where the slot map, fetched again, says
@@ -980,7 +980,8 @@ func (c *conn) read() {
 // slot is answered MOVED, and the connection stays usable. The channels
 // of that slot are not held here: forgotten, and subscribed by a repair
 // on a fresh map. It reports whether err was such a reply; any other
-// error fails the connection.
+// error is left to answered, which keeps the connection for an answer
+// (an ACL's NOPERM, BUSY) and fails it otherwise.
 func (c *conn) refused(err error) bool {
 	var rerr redis.Error
 	if !errors.As(err, &rerr) {
@@ -988,7 +989,7 @@ func (c *conn) refused(err error) bool {
 	}
 	f := strings.Fields(rerr.Error())
 	if len(f) < 2 || f[0] != "MOVED" {
-		return false // another refusal (an ACL's NOPERM): fails as before
+		return false // another answer (an ACL's NOPERM, BUSY): see answered
 	}
 	sl, perr := strconv.Atoi(f[1])
 	if perr != nil {
