@@ -208,14 +208,14 @@ func New(client redis.UniversalClient, opts Options) (*WebSocketEmitter, error) 
 
 // Start waits until Redis answers PING, retrying until ReadyTimeout or ctx
 // ends, and returns the last failure if it never does. An answer no wait
-// will change (a wrong password, an ACL) and a closed client fail it at
-// once. With a deadline on
+// will change (a wrong password, an ACL, a Redis in protected mode) and a
+// closed client fail it at once. With a deadline on
 // ctx (fx's start timeout) it gives up a little before it, so that the
 // error says why Redis was not ready rather than only that time ran out.
 func (e *WebSocketEmitter) Start(ctx context.Context) error {
 	err := e.commands.Retry(ctx, e.opts.ReadyTimeout, 2*time.Second,
-		func(ctx context.Context) error { return e.client.Ping(ctx).Err() },
-		redisready.Permanent) // a password, an ACL, a closed client: no wait helps
+		func(ctx context.Context) error { return redisready.Ping(ctx, e.client) },
+		redisready.Permanent) // a password, an ACL, protected mode, a closed client: no wait helps
 	var gaveUp *bounded.GaveUp
 	if errors.As(err, &gaveUp) {
 		return fmt.Errorf("emitter: redis did not answer PING within %v: %w", gaveUp.Wait, gaveUp.Last)

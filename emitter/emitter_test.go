@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -749,5 +750,37 @@ func TestDisconnectClientFromAWorker(t *testing.T) {
 	expect(t, laptop, "laptop", "still-here", `1`)
 	if err := e.DisconnectClient(ctx, idPhone, 1005, ""); !errors.Is(err, protocol.ErrInvalidCloseCode) {
 		t.Fatalf("close code 1005: %v", err)
+	}
+}
+
+// A Redis in protected mode answers every connection with DENIED and
+// closes it, which go-redis reports as a broken pipe: Start fails at once,
+// saying so (found in a chaos trial: it waited out its 30 s).
+func TestStartFailsAtOnceOnProtectedMode(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte("-DENIED Redis is running in protected mode because protected mode is enabled\r\n"))
+			c.Close()
+		}
+	}()
+	rdb := redis.NewClient(&redis.Options{Addr: ln.Addr().String()})
+	defer rdb.Close()
+	e, err := emitter.New(rdb, emitter.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	err = e.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "DENIED") || time.Since(began) > 5*time.Second {
+		t.Fatalf("Start against a Redis in protected mode: %v after %v, want DENIED at once", err, time.Since(began))
 	}
 }
