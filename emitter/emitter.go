@@ -277,6 +277,8 @@ func methodOf(typ protocol.MessageType) string {
 		return "ToRoom"
 	case protocol.TypeDisconnectUser:
 		return "DisconnectUser"
+	case protocol.TypeDisconnectClient:
+		return "DisconnectClient"
 	case protocol.TypeJoinUser:
 		return "AddUserToRooms"
 	case protocol.TypeLeaveUser:
@@ -288,8 +290,10 @@ func methodOf(typ protocol.MessageType) string {
 // DisconnectUser closes every connection of a user on every instance of
 // this library (an extension: a ban from a worker, a "log out
 // everywhere"), with code and reason in the close frame, but for the
-// connections whose client ids are in except. Instances of the original
-// ignore it.
+// connections whose client ids are in except; also those whose
+// authentication as the user is under way, once it completes. It travels
+// on the broadcast channel, which every instance hears. Instances of the
+// original ignore it.
 func (e *WebSocketEmitter) DisconnectUser(ctx context.Context, userID string, code int, reason string, except ...string) error {
 	if userID == "" {
 		return errors.New("emitter: DisconnectUser: empty user id")
@@ -310,7 +314,9 @@ func (e *WebSocketEmitter) DisconnectUser(ctx context.Context, userID string, co
 // later get the rooms their authentication gives them. What is then sent
 // to the user with ToUser (the room's state) reaches each instance after
 // the join, on the same channel. Every name must be a room a client could
-// join (protocol.ValidRoomName). Instances of the original ignore it.
+// join (protocol.ValidRoomName); servers skip one named like a client id
+// unless their Options.AllowClientIDRooms. Instances of the original
+// ignore it.
 func (e *WebSocketEmitter) AddUserToRooms(ctx context.Context, userID string, rooms ...string) error {
 	return e.userRooms(ctx, protocol.TypeJoinUser, protocol.EventJoin, userID, rooms)
 }

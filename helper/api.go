@@ -85,19 +85,25 @@ func (h *WebSocketServerHelper) Disconnect(clientID string, code int, reason str
 
 // DisconnectUser closes every local connection of userID as Disconnect
 // does, but those whose client ids are in except, and returns how many it
-// closed. A connection whose authentication as userID was under way (its
-// authenticate callback running) is closed too once it completes, before
-// `connected`: a token checked just before a logout does not outlive it.
-// One that begins authenticating after the call is the user logging in
-// again, and is left alone.
+// closed. It acts on the connections bound to the user now:
+// DisconnectUserEverywhere also reaches those whose authentication as the
+// user is under way.
 func (h *WebSocketServerHelper) DisconnectUser(userID string, code int, reason string, except ...string) (int, error) {
+	return h.disconnectUser(userID, code, reason, except, false)
+}
+
+// disconnectUser is DisconnectUser; fenced, it also raises a fence (see
+// fences) that closes the connections whose authentication as userID is
+// under way, but those in except, once it completes.
+func (h *WebSocketServerHelper) disconnectUser(userID string, code int, reason string, except []string, fenced bool) (int, error) {
 	if err := checkCloseCode(code); err != nil {
 		return 0, err
 	}
 	reason = strings.ToValidUTF8(reason, "")
-	if userID != "" {
+	if fenced && userID != "" && h.pending.Load() > 0 {
 		// Before the pass below: a connection bound to the user after it
-		// finds the fence (see fences).
+		// finds the fence. With no connection pending, none can be
+		// authenticating: what begins after now is not fenced anyway.
 		h.fences.raise(userID, fence{at: h.mono(time.Now()), code: ws.StatusCode(code), reason: fitCloseReason(reason), except: slices.Clone(except)})
 	}
 	rs := getRecipients()
@@ -120,10 +126,16 @@ func (h *WebSocketServerHelper) DisconnectUser(userID string, code int, reason s
 // DisconnectUserEverywhere closes every connection of userID on every
 // instance (an extension: a ban, a "log out everywhere"): this instance's
 // as DisconnectUser does, the others' through the broker (a
-// TypeDisconnectUser envelope on the user's channel, which the original
-// ignores). The connections whose client ids are in except stay open, on
-// every instance: one session per user or device, by closing the others
-// from the new one's connected callback:
+// TypeDisconnectUser envelope on the broadcast channel, which every
+// instance hears and the original ignores). A connection whose
+// authentication as userID is under way, on any instance, is closed too
+// once it completes, before `connected`: a token checked just before a
+// logout does not outlive it. One that begins authenticating after the
+// call is the user logging in again, and is left alone; so is the
+// connection whose authenticate callback makes the call with its context
+// (one session per user, enforced at login). The connections whose client
+// ids are in except stay open, on every instance: one session per user or
+// device, by closing the others from the new one's connected callback:
 //
 //	h.DisconnectUserEverywhere(ctx, info.UserID, 4000, "Signed in elsewhere", info.ClientID)
 //
@@ -138,7 +150,10 @@ func (h *WebSocketServerHelper) DisconnectUserEverywhere(ctx context.Context, us
 	if userID == "" {
 		return errors.New("websocket: DisconnectUserEverywhere: empty user id")
 	}
-	if _, err := h.DisconnectUser(userID, code, reason, except...); err != nil {
+	if c, ok := ctx.Value(clientKey{}).(*client); ok && c.state.Load() == stAuthenticating && !contains(except, c.id) {
+		except = append(slices.Clip(except), c.id) // called from its own authenticate callback
+	}
+	if _, err := h.disconnectUser(userID, code, reason, except, true); err != nil {
 		return err
 	}
 	data, err := json.Marshal(protocol.DisconnectData{Code: code, Reason: closeReason(reason)})
@@ -164,8 +179,11 @@ func (h *WebSocketServerHelper) DisconnectUserEverywhere(ctx context.Context, us
 // state) travels on the same channel, so every instance applies it after
 // the join.
 //
-// Every name must be a room a client could join (protocol.ValidRoomName);
-// otherwise nothing is done. On a publish failure, the error, the local
+// Every name must be a room a client could join (protocol.ValidRoomName),
+// and not one named like a client id unless Options.AllowClientIDRooms
+// (it would hear what is sent to that client from other instances);
+// otherwise nothing is done. A connection whose authentication as userID
+// is under way joins the rooms once it completes. On a publish failure, the error, the local
 // connections have been put in the rooms.
 func (h *WebSocketServerHelper) AddUserToRooms(ctx context.Context, userID string, rooms ...string) error {
 	return h.userRoomsEverywhere(ctx, protocol.TypeJoinUser, userID, rooms)
@@ -173,8 +191,7 @@ func (h *WebSocketServerHelper) AddUserToRooms(ctx context.Context, userID strin
 
 // RemoveUserFromRooms takes every connection of userID, on every
 // instance, out of rooms (an extension: a kick or a ban from a channel,
-// access revoked): as AddUserToRooms, with a TypeLeaveUser envelope. A
-// connection's own-id room is never left this way. A join of the user's
+// access revoked): as AddUserToRooms, with a TypeLeaveUser envelope. A join of the user's
 // that was under way (its room check running), or rooms its
 // authentication was giving it, do not undo it: such a room is left again
 // as soon as it is joined, and the rooms-changed callback is not told of
@@ -196,8 +213,8 @@ func (h *WebSocketServerHelper) userRoomsEverywhere(ctx context.Context, typ pro
 		return fmt.Errorf("websocket: %s: no rooms", method)
 	}
 	for _, r := range rooms {
-		if !protocol.ValidRoomName(r) {
-			return fmt.Errorf("websocket: %s: %q is not a room a client may be in", method, r)
+		if !h.userRoom(r) {
+			return fmt.Errorf("websocket: %s: %q is not a room a client may be in (or is named like a client id: see Options.AllowClientIDRooms)", method, r)
 		}
 	}
 	h.userRoomsLocal(typ, userID, rooms)
@@ -211,25 +228,34 @@ func (h *WebSocketServerHelper) userRoomsEverywhere(ctx context.Context, typ pro
 // userRoomsLocal applies a join or leave of a user's to its connections
 // here, skipping names that are not rooms.
 func (h *WebSocketServerHelper) userRoomsLocal(typ protocol.MessageType, userID string, rooms []string) {
-	if typ == protocol.TypeLeaveUser {
-		// Before the pass below: a join under way finds the fence.
-		h.fences.raise(userID, fence{at: h.mono(time.Now()), rooms: slices.Clone(rooms)})
-	}
+	rooms = slices.DeleteFunc(slices.Clone(rooms), func(r string) bool { return !h.userRoom(r) })
 	rs := getRecipients()
 	defer putRecipients(rs)
 	*rs = h.reg.appendUser(*rs, userID)
+	add := typ == protocol.TypeJoinUser
+	// Before the pass below: an authentication (or, for a removal, a join
+	// of one of these connections) under way finds the fence (see fences).
+	// With no connection of the user here and none pending, nothing is.
+	if len(rooms) > 0 && (h.pending.Load() > 0 || !add && len(*rs) > 0) {
+		h.fences.raise(userID, fence{at: h.mono(time.Now()), rooms: rooms, add: add})
+	}
 	for _, c := range *rs {
 		for _, r := range rooms {
-			if !protocol.ValidRoomName(r) {
-				continue
-			}
-			if typ == protocol.TypeJoinUser {
-				h.reg.join(c, r)
-			} else {
+			if !add {
 				h.reg.leave(c, r, false)
+			} else if !h.roomsFull(c) {
+				h.reg.join(c, r)
 			}
 		}
 	}
+}
+
+// userRoom reports whether AddUserToRooms and RemoveUserFromRooms may name
+// r: a room a client could join, not named like a client id unless
+// Options.AllowClientIDRooms (it would hear what is sent to that client
+// from other instances).
+func (h *WebSocketServerHelper) userRoom(r string) bool {
+	return protocol.ValidRoomName(r) && (h.opts.AllowClientIDRooms || !protocol.IsClientID(r))
 }
 
 // userRoomsFromBroker applies a TypeJoinUser or TypeLeaveUser envelope;
@@ -280,7 +306,7 @@ func (h *WebSocketServerHelper) disconnectFromBroker(typ protocol.MessageType, t
 	if typ == protocol.TypeDisconnectClient {
 		_, _ = h.Disconnect(target, d.Code, d.Reason)
 	} else {
-		_, _ = h.DisconnectUser(target, d.Code, d.Reason, except...)
+		_, _ = h.disconnectUser(target, d.Code, d.Reason, except, true)
 	}
 	return true
 }
@@ -462,8 +488,8 @@ type Stats struct {
 	// method does).
 	BrokerDropped uint64
 	// BrokerReconnects counts the broker's subscriptions lost and made
-	// again (the Redis broker's Stats().Reconnects; zero for brokers that
-	// do not say, with a Reconnects() uint64 method). What the other
+	// again: the Redis broker's Stats().Reconnects, or what any broker
+	// with a Reconnects() uint64 method says; zero for others. What the other
 	// instances sent meanwhile is lost, and a Redis restarted without
 	// persistence lost what the app kept there: an app that keeps state
 	// in Redis (presence) writes its entries again when this changes.
@@ -570,10 +596,8 @@ func (h *WebSocketServerHelper) Stats() Stats {
 	}
 }
 
-// brokerDropped is the broker's count of messages it dropped, if it keeps
-// one (see Stats.BrokerDropped).
 // brokerReconnects is the broker's count of lost subscriptions it made
-// again, if it keeps one.
+// again, if it keeps one (see Stats.BrokerReconnects).
 func (h *WebSocketServerHelper) brokerReconnects() uint64 {
 	if r, ok := h.broker.(interface{ Reconnects() uint64 }); ok {
 		return r.Reconnects()
@@ -581,6 +605,8 @@ func (h *WebSocketServerHelper) brokerReconnects() uint64 {
 	return 0
 }
 
+// brokerDropped is the broker's count of messages it dropped, if it keeps
+// one (see Stats.BrokerDropped).
 func (h *WebSocketServerHelper) brokerDropped() uint64 {
 	if d, ok := h.broker.(interface{ Dropped() uint64 }); ok {
 		return d.Dropped()

@@ -183,7 +183,17 @@ func (x clientContext) Err() error {
 	}
 	return nil
 }
-func (clientContext) Value(any) any { return nil }
+func (x clientContext) Value(key any) any {
+	if key == (clientKey{}) {
+		return x.c
+	}
+	return nil
+}
+
+// clientKey finds the client whose context (or one derived from it) a
+// call was made with: DisconnectUserEverywhere spares the connection whose
+// authenticate callback calls it.
+type clientKey struct{}
 
 // ClientView is a snapshot of one client, safe to keep and share.
 type ClientView struct {

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fxws/websocket/protocol"
 	"github.com/gobwas/ws"
 )
 
@@ -26,20 +27,22 @@ type fences struct {
 	pruned int64        // when byUser was last pruned
 }
 
-// fence is one close (code set) or removal from rooms.
+// fence is one close (code set), or a removal from rooms or an addition
+// to them (add).
 type fence struct {
 	at     int64 // on the mono clock
 	code   ws.StatusCode
 	reason string
 	except []string
 	rooms  []string
+	add    bool
 }
 
 // fenceFor is how long fences stand: past the longest authentication
 // (AuthInProgressFactor × AuthTimeout), and 10 s at least for a slow room
 // check. What began earlier than that before a fence escapes it.
 func fenceFor(authTimeout time.Duration) int64 {
-	return int64(max(3*authTimeout, 10*time.Second) + time.Second)
+	return int64(max(protocol.AuthInProgressFactor*authTimeout, 10*time.Second) + time.Second)
 }
 
 // raise records f for user.
@@ -65,6 +68,7 @@ func (fs *fences) pruneLocked(now int64) {
 		}
 	}
 	fs.pruned = now
+	fs.n.Store(int32(min(len(fs.byUser), 1<<30)))
 }
 
 // since calls f with each of user's fences raised at or after began.
@@ -93,9 +97,29 @@ func (fs *fences) closedSince(user string, began int64, clientID string) (code w
 	return code, reason, ok
 }
 
-// removedSince returns the rooms user was taken out of since began.
-func (fs *fences) removedSince(user string, began int64) []string {
-	var rooms []string
-	fs.since(user, began, func(fe fence) { rooms = append(rooms, fe.rooms...) })
-	return rooms
+// roomsSince returns the rooms user was added to and those it was taken
+// out of since began, each room by the last order about it: a room
+// removed, then added again, is added.
+func (fs *fences) roomsSince(user string, began int64) (added, removed []string) {
+	var last map[string]bool
+	fs.since(user, began, func(fe fence) {
+		for _, r := range fe.rooms {
+			if last == nil {
+				last = make(map[string]bool, len(fe.rooms))
+			}
+			last[r] = fe.add
+		}
+	})
+	for r, add := range last {
+		if add {
+			added = append(added, r)
+		} else {
+			removed = append(removed, r)
+		}
+	}
+	return added, removed
 }
+
+// active reports whether any fence may stand: the checks skip their work
+// when none does.
+func (fs *fences) active() bool { return fs.n.Load() > 0 }

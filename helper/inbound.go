@@ -290,13 +290,21 @@ func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
 	}
 	pc := newPacer()
 	var joined []string
+	// What this join added is kept for the fences too: only that can undo
+	// an order given meanwhile.
 	defer func() {
 		// A removal of the user from a room ordered while the room check
 		// ran, which found the client not in it yet, applies now (fences).
-		for _, r := range h.fences.removedSince(info.userID, began) {
-			if h.reg.leave(c, r, false) {
-				joined = slices.DeleteFunc(joined, func(j string) bool { return j == r })
+		if len(joined) > 0 && h.fences.active() {
+			_, removed := h.fences.roomsSince(info.userID, began)
+			for _, r := range removed {
+				if slices.Contains(joined, r) && h.reg.leave(c, r, false) {
+					joined = slices.DeleteFunc(joined, func(j string) bool { return j == r })
+				}
 			}
+		}
+		if h.handlers.RoomsChanged == nil {
+			joined = nil
 		}
 		h.roomsChanged(c, joined, nil)
 	}()
@@ -318,7 +326,7 @@ func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
 			h.log.Debug("join stopped at MaxRoomsPerClient", zapClient(c.id), zap.String("room", r))
 			return
 		}
-		if _, added := h.reg.join(c, r); added && h.handlers.RoomsChanged != nil {
+		if _, added := h.reg.join(c, r); added {
 			joined = append(joined, r)
 		}
 		if pc.due() {
@@ -488,18 +496,31 @@ func (h *WebSocketServerHelper) finishAuthentication(c *client, info identity, r
 		return
 	}
 	h.reg.join(c, c.id)
-	for _, r := range h.opts.DefaultRooms {
-		h.reg.join(c, r)
+	var added []string // kept for the fences: only these can be undone
+	for _, r := range slices.Concat(h.opts.DefaultRooms, rooms) {
+		// As JoinRoom: internal names are refused there.
+		if _, in := h.reg.join(c, r); in {
+			added = append(added, r)
+		}
 	}
-	for _, r := range rooms {
-		h.reg.join(c, r) // as JoinRoom: internal names are refused there
-	}
-	if code, reason, ok := h.fences.closedSince(info.userID, began, c.id); ok {
-		h.log.Info("user disconnected while this connection authenticated; closing it too", zapClient(c.id), zap.String("userId", info.userID), zap.Int("code", int(code)))
-		c.closeWith(code, reason) // the check before `connected` below sees it
-	}
-	for _, r := range h.fences.removedSince(info.userID, began) {
-		h.reg.leave(c, r, false)
+	if h.fences.active() {
+		// What was ordered for the user while this connection authenticated
+		// missed it, as it was not bound to the user yet (see fences).
+		if code, reason, ok := h.fences.closedSince(info.userID, began, c.id); ok {
+			h.log.Info("user disconnected while this connection authenticated; closing it too", zapClient(c.id), zap.String("userId", info.userID), zap.Int("code", int(code)))
+			c.closeWith(code, reason) // the check before `connected` below sees it
+		}
+		toAdd, removed := h.fences.roomsSince(info.userID, began)
+		for _, r := range removed {
+			if slices.Contains(added, r) {
+				h.reg.leave(c, r, false)
+			}
+		}
+		for _, r := range toAdd {
+			if !h.roomsFull(c) {
+				h.reg.join(c, r)
+			}
+		}
 	}
 	// Not derived from the client's context: that would make its done
 	// channel, which most connections never need, for every one of them.

@@ -75,9 +75,10 @@ type Options struct {
 	DisablePings bool
 	// MaxConnectionAge closes an authenticated connection once it is this
 	// old, with 1001 "Max connection age" (the code of a server going
-	// away: clients reconnect), each up to a tenth earlier than the last
+	// away: clients reconnect), each up to a tenth earlier than this age
 	// (by its id), so that connections made together do not all come back
-	// together. Through a load balancer the reconnections spread over
+	// together (a spread only if that tenth is longer than a quarter of
+	// IdleTimeout, the sweep's period). Through a load balancer the reconnections spread over
 	// every instance: a fleet evens out after a rolling restart left the
 	// last instance empty, and clients authenticate afresh (a revoked
 	// token is refused). Checked by the idle sweep, every quarter of
@@ -466,9 +467,10 @@ type RoomsChangedRequest struct {
 type RoomsChangedFunc func(ctx context.Context, req RoomsChangedRequest) error
 
 // ClientDisconnectedFunc runs after a client is gone, authenticated or not,
-// and after its connected callback has returned. Its error is logged. Its context is not the client's (that one has ended)
-// and has no deadline: Shutdown waits for these callbacks within its own
-// context, so one that may block should bound itself.
+// and after its connected callback has returned. Its error is logged.
+// Its context is not the client's (that one has ended) and has no
+// deadline: Shutdown waits for these callbacks within its own context, so
+// one that may block should bound itself.
 //
 // It runs on the goroutine that ends the client, so as many run at once as
 // clients leave at once: when an instance stops, or a network drop takes a

@@ -132,7 +132,10 @@ func (c *client) push(frame []byte, control, fanout bool, latest string) sendRes
 		queued -= len(o.queue[stale])
 	}
 	limit := c.h.opts.BackpressureLimit
-	if control && o.queued > limit {
+	// Control frames get what latest values get (below): a queue that
+	// holds them may sit over the limit for as long as their stream runs,
+	// and a pong refused all that while would end a client that reads.
+	if control && (o.queued > 2*limit || o.queued > limit && !o.keyed) {
 		o.mu.Unlock()
 		return droppedBackpressure
 	}

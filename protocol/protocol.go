@@ -80,8 +80,10 @@ const (
 
 	// TypeDisconnectUser (an extension) asks every instance to close the
 	// connections of the user named by the target, with the close code
-	// and reason in the data (DisconnectData). It travels on the user's
-	// channel with the event EventDisconnect (the original drops an
+	// and reason in the data (DisconnectData). It travels on the broadcast
+	// channel, which every instance hears, also one where the user's only
+	// connection is still authenticating (not yet subscribed to the user's
+	// channel), with the event EventDisconnect (the original drops an
 	// envelope without a string event, and ignores a type it does not
 	// know).
 	TypeDisconnectUser MessageType = "disconnect-user"
@@ -131,9 +133,8 @@ type DisconnectData struct {
 // Valid reports whether t is one of the original's four envelope types,
 // the ones an app may publish as it likes. This library's extensions
 // (TypeDisconnectUser, TypeDisconnectClient, TypeJoinUser, TypeLeaveUser)
-// are not among them:
-// they are sent by the helper's and the emitter's methods for them, which
-// check their data.
+// are not among them: they are sent by the helper's and the emitter's
+// methods for them, which check their data.
 func (t MessageType) Valid() bool {
 	switch t {
 	case TypeClient, TypeUser, TypeRoom, TypeBroadcast:
@@ -146,13 +147,13 @@ func (t MessageType) Valid() bool {
 // published on, or "" for an unknown type.
 func (t MessageType) Channel(target string) string {
 	switch t {
-	case TypeBroadcast:
+	case TypeBroadcast, TypeDisconnectUser:
 		return ChannelBroadcast
 	case TypeRoom:
 		return RoomChannel(target)
 	case TypeClient, TypeDisconnectClient:
 		return ClientChannel(target)
-	case TypeUser, TypeDisconnectUser, TypeJoinUser, TypeLeaveUser:
+	case TypeUser, TypeJoinUser, TypeLeaveUser:
 		return UserChannel(target)
 	}
 	return ""
