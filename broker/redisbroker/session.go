@@ -642,7 +642,9 @@ func (s *session) group(ctx context.Context, add bool, chans []string) ([]group,
 	}
 	idx := make(map[key]int)
 	var out []group
+	reloaded := false
 	for _, ch := range chans {
+	retry:
 		node := ""
 		var nc *redis.Client
 		if b.cluster != nil {
@@ -660,6 +662,16 @@ func (s *session) group(ctx context.Context, add bool, chans []string) ([]group,
 		i, ok := idx[k]
 		if !ok {
 			c, err := s.connFor(ctx, node, nc)
+			if errors.Is(err, errNotMaster) && !reloaded {
+				// go-redis's slot map still names a master that failed
+				// over (it reloads on redirections only): fetch it again,
+				// once, and place the channel on its new owner (found
+				// under load, seconds after a failover).
+				reloaded = true
+				if _, rerr := b.masters(ctx); rerr == nil {
+					goto retry
+				}
+			}
 			if err != nil {
 				return nil, err
 			}
