@@ -2,9 +2,6 @@ package emitter_test
 
 import (
 	"context"
-	"net"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,93 +9,6 @@ import (
 	"github.com/fxws/websocket/internal/redistest"
 	"github.com/redis/go-redis/v9"
 )
-
-// replyCutter is a TCP proxy in front of Redis that, once armed, swallows
-// the next integer reply Redis sends (a PUBLISH's) and closes that
-// connection:
-// the command was executed, its answer never arrives (a connection reset
-// by a NAT or a load balancer between the app and Redis).
-type replyCutter struct {
-	ln    net.Listener
-	armed atomic.Bool
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func newReplyCutter(t *testing.T, target string) *replyCutter {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &replyCutter{ln: ln}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			a, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b, err := net.Dial("tcp", target)
-			if err != nil {
-				a.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, a, b)
-			p.mu.Unlock()
-			p.wg.Add(2)
-			go func() { // client -> redis
-				defer p.wg.Done()
-				buf := make([]byte, 32<<10)
-				for {
-					n, err := a.Read(buf)
-					if n > 0 {
-						if _, werr := b.Write(buf[:n]); werr != nil {
-							break
-						}
-					}
-					if err != nil {
-						break
-					}
-				}
-				a.Close()
-				b.Close()
-			}()
-			go func() { // redis -> client
-				defer p.wg.Done()
-				buf := make([]byte, 32<<10)
-				for {
-					n, err := b.Read(buf)
-					if n > 0 {
-						if buf[0] == ':' && p.armed.CompareAndSwap(true, false) {
-							break // the reply is lost, the connection cut
-						}
-						if _, werr := a.Write(buf[:n]); werr != nil {
-							break
-						}
-					}
-					if err != nil {
-						break
-					}
-				}
-				a.Close()
-				b.Close()
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		p.mu.Lock()
-		for _, c := range p.conns {
-			c.Close()
-		}
-		p.mu.Unlock()
-		p.wg.Wait()
-	})
-	return p
-}
 
 // A PUBLISH whose reply is lost on the way back (the connection cut after
 // Redis executed it) was sent again by go-redis's own retry (MaxRetries, 3
@@ -110,7 +20,7 @@ func newReplyCutter(t *testing.T, target string) *replyCutter {
 // is unknown to the emitter. PUBLISH is not idempotent.
 func TestPublishWhoseReplyIsLostIsNotDeliveredTwice(t *testing.T) {
 	srv := redistest.Start(t)
-	p := newReplyCutter(t, srv.Addr())
+	p := redistest.NewReplyCutter(t, srv.Addr())
 	ctx := context.Background()
 	admin := srv.Client()
 	defer admin.Close()
@@ -120,7 +30,7 @@ func TestPublishWhoseReplyIsLostIsNotDeliveredTwice(t *testing.T) {
 	if _, err := sub.Receive(ctx); err != nil {
 		t.Fatal(err)
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: p.ln.Addr().String()}) // go-redis defaults: MaxRetries 3
+	rdb := redis.NewClient(&redis.Options{Addr: p.Addr()}) // go-redis defaults: MaxRetries 3
 	defer rdb.Close()
 	e, err := emitter.New(rdb, emitter.Options{})
 	if err != nil {
@@ -131,9 +41,9 @@ func TestPublishWhoseReplyIsLostIsNotDeliveredTwice(t *testing.T) {
 	}
 	count := func(send func() error) (int, error) {
 		t.Helper()
-		p.armed.Store(true)
+		p.Arm()
 		err := send()
-		p.armed.Store(false)
+		p.Disarm()
 		admin.Publish(ctx, "ws:room:r", "marker") // after it: one channel's messages arrive in order
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()

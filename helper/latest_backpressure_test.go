@@ -6,8 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"syscall"
 	"testing"
 	"time"
 
@@ -42,28 +40,8 @@ func latestAfterStandstill(t *testing.T, limit int, sized bool) {
 	b := newKit(t, rawSocket, func(c *helper.Config) { c.Broker = hub.NewBroker() })
 	ctx := context.Background()
 
-	dialer := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var err error
-		_ = rc.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-		return err
-	}}
-	conn, _, _, err := ws.Dialer{NetDial: dialer.DialContext}.Dial(ctx, a.url)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, id := dialSlowReader(t, a.url)
 	defer conn.Close()
-	if err := wsutil.WriteClientText(conn, []byte(`{"event":"authenticate","data":{"token":"valid-slow"}}`)); err != nil {
-		t.Fatal(err)
-	}
-	var id string
-	for id == "" {
-		m := readMessage(t, conn)
-		if m.Event == protocol.EventConnected {
-			var cd protocol.ConnectedData
-			_ = json.Unmarshal(m.Data, &cd)
-			id = cd.ID
-		}
-	}
 
 	type price struct {
 		Sym string
@@ -137,29 +115,8 @@ func latestAfterStandstill(t *testing.T, limit int, sized bool) {
 // and nothing ever sent it again (found in a ticker trial).
 func TestLatestFinalValueNotLostBehindABurst(t *testing.T) {
 	a := newKit(t, rawSocket, func(c *helper.Config) { c.Options.SendBufferSize = 4096 })
-	ctx := context.Background()
-	dialer := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var err error
-		_ = rc.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-		return err
-	}}
-	conn, _, _, err := ws.Dialer{NetDial: dialer.DialContext}.Dial(ctx, a.url)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, id := dialSlowReader(t, a.url)
 	defer conn.Close()
-	if err := wsutil.WriteClientText(conn, []byte(`{"event":"authenticate","data":{"token":"valid-slow"}}`)); err != nil {
-		t.Fatal(err)
-	}
-	var id string
-	for id == "" {
-		m := readMessage(t, conn)
-		if m.Event == protocol.EventConnected {
-			var cd protocol.ConnectedData
-			_ = json.Unmarshal(m.Data, &cd)
-			id = cd.ID
-		}
-	}
 	// A quote as a trading UI gets it; a little larger than a headline.
 	type quote struct {
 		Sym          string

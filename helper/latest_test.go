@@ -32,30 +32,8 @@ func TestLatestCatchesASlowReaderUpOnTheNewestValue(t *testing.T) {
 	b := newKit(t, rawSocket, func(c *helper.Config) { c.Broker = hub.NewBroker() })
 	ctx := context.Background()
 
-	// The slow client: a small receive buffer, so that what it does not
-	// read waits in the server's queue, not in the kernels'.
-	dialer := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var err error
-		_ = rc.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-		return err
-	}}
-	conn, _, _, err := ws.Dialer{NetDial: dialer.DialContext}.Dial(ctx, a.url)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, id := dialSlowReader(t, a.url)
 	defer conn.Close()
-	if err := wsutil.WriteClientText(conn, []byte(`{"event":"authenticate","data":{"token":"valid-slow"}}`)); err != nil {
-		t.Fatal(err)
-	}
-	var id string
-	for id == "" {
-		m := readMessage(t, conn)
-		if m.Event == protocol.EventConnected {
-			var cd protocol.ConnectedData
-			_ = json.Unmarshal(m.Data, &cd)
-			id = cd.ID
-		}
-	}
 
 	const n = 2000
 	pad := strings.Repeat("x", 1000)
@@ -122,5 +100,33 @@ func readMessage(t *testing.T, conn net.Conn) protocol.Message {
 			t.Fatal(err)
 		}
 		return m
+	}
+}
+
+// dialSlowReader connects and authenticates a client with a small receive
+// buffer (4 KiB), so that what it does not read waits in the server's
+// queue, not in the kernels', and returns its connection and client id.
+func dialSlowReader(t *testing.T, url string) (net.Conn, string) {
+	t.Helper()
+	dialer := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var err error
+		_ = rc.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return err
+	}}
+	conn, _, _, err := ws.Dialer{NetDial: dialer.DialContext}.Dial(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wsutil.WriteClientText(conn, []byte(`{"event":"authenticate","data":{"token":"valid-slow"}}`)); err != nil {
+		conn.Close()
+		t.Fatal(err)
+	}
+	for {
+		m := readMessage(t, conn)
+		if m.Event == protocol.EventConnected {
+			var cd protocol.ConnectedData
+			_ = json.Unmarshal(m.Data, &cd)
+			return conn, cd.ID
+		}
 	}
 }

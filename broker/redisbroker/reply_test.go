@@ -2,10 +2,8 @@ package redisbroker_test
 
 import (
 	"context"
-	"net"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,78 +11,6 @@ import (
 	"github.com/fxws/websocket/internal/redistest"
 	"github.com/redis/go-redis/v9"
 )
-
-// replyCutter is a TCP proxy in front of Redis that, once armed, swallows
-// the next integer reply Redis sends (a PUBLISH's: pub/sub messages are
-// arrays or pushes) and closes that connection: the command was executed,
-// its answer never arrives (a connection reset by a NAT or a load
-// balancer between the app and Redis).
-type replyCutter struct {
-	ln    net.Listener
-	armed atomic.Bool
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func newReplyCutter(t *testing.T, target string) *replyCutter {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &replyCutter{ln: ln}
-	pipe := func(dst, src net.Conn, cut bool) {
-		defer p.wg.Done()
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := src.Read(buf)
-			if n > 0 {
-				if cut && buf[0] == ':' && p.armed.CompareAndSwap(true, false) {
-					break
-				}
-				if _, werr := dst.Write(buf[:n]); werr != nil {
-					break
-				}
-			}
-			if err != nil {
-				break
-			}
-		}
-		dst.Close()
-		src.Close()
-	}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			a, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b, err := net.Dial("tcp", target)
-			if err != nil {
-				a.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, a, b)
-			p.mu.Unlock()
-			p.wg.Add(2)
-			go pipe(b, a, false)
-			go pipe(a, b, true)
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		p.mu.Lock()
-		for _, c := range p.conns {
-			c.Close()
-		}
-		p.mu.Unlock()
-		p.wg.Wait()
-	})
-	return p
-}
 
 // countUntil counts the messages on ch other than "marker" until marker
 // arrives, which the caller publishes after what it counts: one channel's
@@ -124,15 +50,15 @@ func TestBrokerPublishWhoseReplyIsLostIsNotDeliveredTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	p := newReplyCutter(t, srv.Addr())
-	rdb := redis.NewClient(&redis.Options{Addr: p.ln.Addr().String()}) // go-redis defaults: MaxRetries 3
+	p := redistest.NewReplyCutter(t, srv.Addr())
+	rdb := redis.NewClient(&redis.Options{Addr: p.Addr()}) // go-redis defaults: MaxRetries 3
 	t.Cleanup(func() { _ = rdb.Close() })
 	pub, _ := startBroker(t, rdb, redisbroker.Options{ProbeInterval: time.Minute})
 	var err error
 	got := countUntil(t, sub, func() {
-		p.armed.Store(true)
+		p.Arm()
 		err = pub.Publish(ctx, "ws:room:r", []byte(`{"serverId":"x","type":"room","target":"r","event":"m","data":1}`))
-		if p.armed.Load() {
+		if p.Armed() {
 			t.Fatal("the cutter never saw the publish's reply")
 		}
 		admin.Publish(ctx, "ws:room:r", "marker")
@@ -148,7 +74,7 @@ func TestBrokerPublishWhoseReplyIsLostIsNotDeliveredTwice(t *testing.T) {
 	errs := make([]error, many)
 	seen := make(map[string]int)
 	publish := func() {
-		p.armed.Store(true)
+		p.Arm()
 		var wg sync.WaitGroup
 		for i := range many {
 			wg.Go(func() {
@@ -156,7 +82,7 @@ func TestBrokerPublishWhoseReplyIsLostIsNotDeliveredTwice(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		p.armed.Store(false)
+		p.Disarm()
 		admin.Publish(ctx, "ws:room:r", "marker")
 	}
 	publish()
