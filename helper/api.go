@@ -233,10 +233,12 @@ func (h *WebSocketServerHelper) userRoomsLocal(typ protocol.MessageType, userID 
 	defer putRecipients(rs)
 	*rs = h.reg.appendUser(*rs, userID)
 	add := typ == protocol.TypeJoinUser
-	// Before the pass below: an authentication (or, for a removal, a join
-	// of one of these connections) under way finds the fence (see fences).
-	// With no connection of the user here and none pending, nothing is.
-	if len(rooms) > 0 && (h.pending.Load() > 0 || !add && len(*rs) > 0) {
+	// Before the pass below: an authentication or a join of one of these
+	// connections under way finds the fence (see fences); an addition
+	// stands too, as the last order about its rooms, over a removal that
+	// such a join would otherwise apply after it. With no connection of
+	// the user here and none pending, nothing is under way.
+	if len(rooms) > 0 && (h.pending.Load() > 0 || len(*rs) > 0) {
 		h.fences.raise(userID, fence{at: h.mono(time.Now()), rooms: rooms, add: add})
 	}
 	for _, c := range *rs {
