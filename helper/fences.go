@@ -73,7 +73,7 @@ func (fs *fences) pruneLocked(now int64) {
 
 // since calls f with each of user's fences raised at or after began.
 func (fs *fences) since(user string, began int64, f func(fence)) {
-	if user == "" || fs.n.Load() == 0 {
+	if user == "" || !fs.active() {
 		return
 	}
 	fs.mu.Lock()

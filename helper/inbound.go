@@ -290,21 +290,18 @@ func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
 	}
 	pc := newPacer()
 	var joined []string
-	// What this join added is kept for the fences too: only that can undo
-	// an order given meanwhile.
 	defer func() {
-		// A removal of the user from a room ordered while the room check
-		// ran, which found the client not in it yet, applies now (fences).
-		if len(joined) > 0 && h.fences.active() {
+		// A removal of the user from one of these rooms, ordered while the
+		// room check ran and found the client not in it yet, applies now
+		// (fences): by the last order about the room, so a re-invite
+		// stands, and a room this join did not ask for is not touched.
+		if h.fences.active() {
 			_, removed := h.fences.roomsSince(info.userID, began)
 			for _, r := range removed {
-				if slices.Contains(joined, r) && h.reg.leave(c, r, false) {
+				if slices.Contains(allowed, r) && h.reg.leave(c, r, false) {
 					joined = slices.DeleteFunc(joined, func(j string) bool { return j == r })
 				}
 			}
-		}
-		if h.handlers.RoomsChanged == nil {
-			joined = nil
 		}
 		h.roomsChanged(c, joined, nil)
 	}()
@@ -326,7 +323,7 @@ func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
 			h.log.Debug("join stopped at MaxRoomsPerClient", zapClient(c.id), zap.String("room", r))
 			return
 		}
-		if _, added := h.reg.join(c, r); added {
+		if _, added := h.reg.join(c, r); added && h.handlers.RoomsChanged != nil {
 			joined = append(joined, r)
 		}
 		if pc.due() {
@@ -496,12 +493,11 @@ func (h *WebSocketServerHelper) finishAuthentication(c *client, info identity, r
 		return
 	}
 	h.reg.join(c, c.id)
-	var added []string // kept for the fences: only these can be undone
-	for _, r := range slices.Concat(h.opts.DefaultRooms, rooms) {
-		// As JoinRoom: internal names are refused there.
-		if _, in := h.reg.join(c, r); in {
-			added = append(added, r)
-		}
+	for _, r := range h.opts.DefaultRooms {
+		h.reg.join(c, r)
+	}
+	for _, r := range rooms {
+		h.reg.join(c, r) // as JoinRoom: internal names are refused there
 	}
 	if h.fences.active() {
 		// What was ordered for the user while this connection authenticated
@@ -510,11 +506,12 @@ func (h *WebSocketServerHelper) finishAuthentication(c *client, info identity, r
 			h.log.Info("user disconnected while this connection authenticated; closing it too", zapClient(c.id), zap.String("userId", info.userID), zap.Int("code", int(code)))
 			c.closeWith(code, reason) // the check before `connected` below sees it
 		}
+		// A new connection was in no room but its own before: whatever it
+		// is in now that the last order removed, this authentication (or
+		// an order since) put it there.
 		toAdd, removed := h.fences.roomsSince(info.userID, began)
 		for _, r := range removed {
-			if slices.Contains(added, r) {
-				h.reg.leave(c, r, false)
-			}
+			h.reg.leave(c, r, false)
 		}
 		for _, r := range toAdd {
 			if !h.roomsFull(c) {
