@@ -74,6 +74,15 @@ const (
 	// when ServerOptions.RequireEncryption is set (fx.New fails otherwise).
 	HandshakeHandlerKey = `name:"@app/websocket/handshake-handler"`
 
+	// BrokerRestoredHandlerKey: a helper.BrokerRestoredFunc, called after
+	// the Redis broker has subscribed again following the loss of its
+	// subscription (a Redis restart, a failover, a cut connection), when
+	// what was published meanwhile never reached this instance's clients:
+	// where an app sends its state again and rewrites its presence
+	// entries (an extension: no Ignis key). Optional; absent means nothing
+	// is called.
+	BrokerRestoredHandlerKey = `name:"@app/websocket/broker-restored-handler"`
+
 	// HTTPMuxKey: an *http.ServeMux on which the module mounts its handler
 	// at ServerOptions.Path, for an app with HTTP routes of its own on the
 	// same port. Optional; absent means the module listens on

@@ -10,6 +10,7 @@ import (
 	websocket "github.com/fxws/websocket"
 	"github.com/fxws/websocket/fxtest"
 	"github.com/fxws/websocket/helper"
+	"github.com/fxws/websocket/protocol"
 	"go.uber.org/fx"
 )
 
@@ -102,4 +103,35 @@ func ExampleModule() {
 	// Output:
 	// connected as mallory
 	// closed 4100 Banned
+}
+
+// A price feed whose clients hold the latest price of each symbol: when the
+// Redis broker has subscribed again after losing its subscription (a Redis
+// restart), the prices published meanwhile never reached this instance's
+// clients, so it sends the current ones again. As protocol.Latest values,
+// a price still queued for a client is replaced, not sent twice.
+func ExampleWithBrokerRestored() {
+	prices := map[string]float64{"ACME": 12.5, "INITECH": 3.25} // the feed's current state
+	var ref *websocket.HelperRef
+	resend := func(ctx context.Context, info helper.BrokerRestoredInfo) error {
+		h := ref.Helper()
+		for symbol, price := range prices {
+			// Local to this instance: every instance's handler does its own.
+			if _, err := h.SendToRoom("price:"+symbol, "price", protocol.Latest{Key: symbol, Data: price}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	app := fx.New(
+		websocket.Module,
+		fx.Populate(&ref),
+		websocket.WithAuthenticate(func(context.Context, helper.AuthenticateRequest) (*helper.AuthResult, error) {
+			return &helper.AuthResult{UserID: "viewer"}, nil
+		}),
+		websocket.WithBrokerRestored(resend),
+		fx.NopLogger,
+	)
+	fmt.Println(app.Err())
+	// Output: <nil>
 }

@@ -114,6 +114,12 @@ func WithInboundTransformer(fn helper.InboundTransformerFunc) fx.Option {
 // WithHandshake binds the encryption handshake handler (HandshakeHandlerKey).
 func WithHandshake(fn helper.HandshakeFunc) fx.Option { return bind(fn, HandshakeHandlerKey) }
 
+// WithBrokerRestored binds the broker-restored handler
+// (BrokerRestoredHandlerKey).
+func WithBrokerRestored(fn helper.BrokerRestoredFunc) fx.Option {
+	return bind(fn, BrokerRestoredHandlerKey)
+}
+
 // WithHTTPMux binds the app's mux (HTTPMuxKey): the module mounts its handler
 // on it and does not listen itself.
 func WithHTTPMux(mux *http.ServeMux) fx.Option { return bind(mux, HTTPMuxKey) }

@@ -3,12 +3,15 @@ package websocket_test
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	websocket "github.com/fxws/websocket"
 	"github.com/fxws/websocket/broker/redisbroker"
+	"github.com/fxws/websocket/emitter"
 	"github.com/fxws/websocket/fxtest"
+	"github.com/fxws/websocket/helper"
 	"github.com/fxws/websocket/internal/redistest"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/fx"
@@ -185,5 +188,81 @@ func TestRedisRestartCountedInStats(t *testing.T) {
 			t.Fatalf("after a Redis restart: BrokerReconnects %d, BrokerConnected %v; want 1, true", st.BrokerReconnects, st.BrokerConnected)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestBrokerRestoredHandlerAfterRedisRestart: the broker-restored handler
+// runs once the subscription is back after each Redis restart, so that
+// what it sends through Redis (state a feed sends again) reaches this
+// instance's clients; bound as a func literal, it is taken too.
+func TestBrokerRestoredHandlerAfterRedisRestart(t *testing.T) {
+	r := redistest.Start(t)
+	rdb := r.Client()
+	defer rdb.Close()
+	e, err := emitter.New(rdb, emitter.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Stop(context.Background())
+
+	for _, tc := range []struct {
+		name     string
+		restarts int
+		bind     func(func(context.Context, helper.BrokerRestoredInfo) error) fx.Option
+	}{
+		{"named type", 2, func(f func(context.Context, helper.BrokerRestoredInfo) error) fx.Option {
+			return websocket.WithBrokerRestored(f)
+		}},
+		{"func literal", 1, func(f func(context.Context, helper.BrokerRestoredInfo) error) fx.Option {
+			return fx.Supply(fx.Annotated{Name: "@app/websocket/broker-restored-handler", Target: f})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := make(chan helper.BrokerRestoredInfo, 4)
+			var sendErrs atomic.Int64
+			servers := fxtest.StartCluster(t, 1, r.URL(), websocket.WithAuthenticate(auth),
+				tc.bind(func(ctx context.Context, info helper.BrokerRestoredInfo) error {
+					// Through Redis: only a live subscription brings it back.
+					if err := e.ToUser(ctx, "a", "state", info.Restorations); err != nil {
+						sendErrs.Add(1)
+						return err
+					}
+					calls <- info
+					return nil
+				}))
+			h := servers[0].Helper()
+			c, _ := servers[0].Connect(t, token("a"))
+			ctx := ctxT(t)
+			for restart := 1; restart <= tc.restarts; restart++ {
+				r.Kill()
+				r.Restart()
+				var info helper.BrokerRestoredInfo
+				select {
+				case info = <-calls:
+				case <-ctx.Done():
+					t.Fatalf("restart %d: the broker-restored handler was not called (%d sends from it failed)", restart, sendErrs.Load())
+				}
+				if info.Restorations != 1 || info.Down <= 0 {
+					t.Fatalf("restart %d: %+v, want one restoration with a positive Down", restart, info)
+				}
+				if n := h.Stats().BrokerReconnects; n != uint64(restart) {
+					t.Fatalf("restart %d: BrokerReconnects %d in the handler's wake", restart, n)
+				}
+				if _, err := c.Expect(ctx, "state"); err != nil {
+					t.Fatalf("restart %d: what the handler sent through Redis did not arrive: %v", restart, err)
+				}
+			}
+			select {
+			case info := <-calls:
+				t.Fatalf("a call with no restoration: %+v", info)
+			case <-time.After(200 * time.Millisecond):
+			}
+			if n := h.Stats().HandlerErrors; n != 0 {
+				t.Fatalf("HandlerErrors %d", n)
+			}
+		})
 	}
 }

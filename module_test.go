@@ -64,6 +64,7 @@ func TestBindingKeysMatchComponentTags(t *testing.T) {
 		"OutboundTransformer": websocket.OutboundTransformerKey,
 		"Handshake":           websocket.HandshakeHandlerKey,
 		"InboundTransformer":  websocket.InboundTransformerKey,
+		"BrokerRestored":      websocket.BrokerRestoredHandlerKey,
 		"Mux":                 websocket.HTTPMuxKey,
 		"Listener":            websocket.ListenerKey,
 		"Broker":              websocket.BrokerKey,

@@ -8,6 +8,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Handler receives every message published on a channel the broker is
@@ -64,4 +65,16 @@ type Firehose interface {
 	// ReceivesAll reports whether every channel reaches this instance
 	// whatever it subscribed to.
 	ReceivesAll() bool
+}
+
+// RestoreNotifier is implemented by brokers whose subscription can be lost
+// and made again (the Redis broker): what was published meanwhile never
+// reached this instance, and the helper tells the application so (see
+// helper.BrokerRestoredFunc).
+type RestoreNotifier interface {
+	// NotifyRestored makes the broker call f each time it has subscribed
+	// again, after a loss, to the channels it holds; down is how long it
+	// was without them. f is called from the broker's own goroutine and
+	// must not block. A later call replaces f.
+	NotifyRestored(f func(down time.Duration))
 }

@@ -78,6 +78,9 @@ type Params struct {
 	// Handshake negotiates a client's encryption; required with
 	// Options.RequireEncryption.
 	Handshake helper.HandshakeFunc `name:"@app/websocket/handshake-handler" optional:"true"`
+	// BrokerRestored is told that the broker subscribed again after losing
+	// its subscription.
+	BrokerRestored helper.BrokerRestoredFunc `name:"@app/websocket/broker-restored-handler" optional:"true"`
 
 	// Mux, when bound, gets the server's handler at Options.Path and the app
 	// serves it, unless Listener is bound too: then the module serves the
@@ -136,6 +139,7 @@ type LooseBindings struct {
 	OutboundTransformer func(context.Context, helper.OutboundRequest) (*protocol.Message, error)        `name:"@app/websocket/outbound-transformer" optional:"true"`
 	InboundTransformer  func(context.Context, helper.InboundRequest) (protocol.Message, error)          `name:"@app/websocket/inbound-transformer" optional:"true"`
 	Handshake           func(context.Context, helper.HandshakeRequest) (*helper.HandshakeResult, error) `name:"@app/websocket/handshake-handler" optional:"true"`
+	BrokerRestored      func(context.Context, helper.BrokerRestoredInfo) error                          `name:"@app/websocket/broker-restored-handler" optional:"true"`
 }
 
 // tighten moves what came in loose types to p's own fields.
@@ -182,6 +186,7 @@ func (p *Params) tighten() error {
 	take(&p.OutboundTransformer, l.OutboundTransformer, "@app/websocket/outbound-transformer")
 	take(&p.InboundTransformer, l.InboundTransformer, "@app/websocket/inbound-transformer")
 	take(&p.Handshake, l.Handshake, keyHandshake)
+	take(&p.BrokerRestored, l.BrokerRestored, "@app/websocket/broker-restored-handler")
 	p.Loose = LooseBindings{}
 	return errors.Join(errs...)
 }
@@ -247,6 +252,7 @@ func New(p Params) (*helper.WebSocketServerHelper, error) {
 			Handshake:           p.Handshake,
 			OutboundTransformer: p.OutboundTransformer,
 			InboundTransformer:  p.InboundTransformer,
+			BrokerRestored:      p.BrokerRestored,
 		},
 		Broker: b,
 		Logger: log,

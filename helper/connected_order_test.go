@@ -9,6 +9,8 @@ import (
 	websocket "github.com/fxws/websocket"
 	"github.com/fxws/websocket/fxtest"
 	"github.com/fxws/websocket/helper"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // The README's presence recipe ("ClientInfo.Rooms gives a client's rooms in the connected callback
@@ -50,5 +52,49 @@ func TestDisconnectCallbackAfterConnectedCallback(t *testing.T) {
 	if disconnectedEarly.Load() {
 		t.Fatal("the disconnect callback ran while the connected callback of the same client had not returned: " +
 			"a presence add made in the connected callback lands after the remove made in the disconnect callback")
+	}
+}
+
+// A connected callback that ignores its context holds the disconnect
+// callback; after a while a warning says so, naming the client, and the
+// disconnect callback still runs once the connected one returns.
+func TestConnectedCallbackHoldingTheDisconnectCallbackIsWarnedOf(t *testing.T) {
+	defer helper.SetConnectedCallbackWarnAfter(50 * time.Millisecond)()
+	core, logs := observer.New(zap.WarnLevel)
+	release := make(chan struct{})
+	disconnected := make(chan struct{})
+	srv := fxtest.StartServer(t,
+		websocket.WithLogger(zap.New(core)),
+		websocket.WithAuthenticate(func(context.Context, helper.AuthenticateRequest) (*helper.AuthResult, error) {
+			return &helper.AuthResult{UserID: "alice"}, nil
+		}),
+		websocket.WithClientConnected(func(ctx context.Context, info helper.ClientInfo) error {
+			<-release // ignores ctx
+			return nil
+		}),
+		websocket.WithClientDisconnected(func(ctx context.Context, info helper.ClientInfo) error {
+			close(disconnected)
+			return nil
+		}),
+	)
+	c, id := srv.Connect(t, map[string]string{})
+	_ = c.Abort()
+	deadline := time.Now().Add(5 * time.Second)
+	for logs.FilterMessageSnippet("connected handler is still running").FilterField(zap.String("clientId", id)).Len() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning of the connected handler holding the disconnect handler; logs: %v", logs.All())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case <-disconnected:
+		t.Fatal("the disconnect callback ran before the connected callback returned")
+	default:
+	}
+	close(release)
+	select {
+	case <-disconnected:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the disconnect callback did not run after the connected callback returned")
 	}
 }

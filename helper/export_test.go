@@ -1,6 +1,9 @@
 package helper
 
-import "net"
+import (
+	"net"
+	"time"
+)
 
 // DirectUpgrades says whether Serve answers upgrades directly here.
 const DirectUpgrades = directUpgrades
@@ -17,4 +20,13 @@ func (h *WebSocketServerHelper) PendingSubscriptionChanges() int {
 	h.subs.mu.Lock()
 	defer h.subs.mu.Unlock()
 	return len(h.subs.dirty)
+}
+
+// SetConnectedCallbackWarnAfter shortens the wait before the warning of a
+// connected callback that holds a disconnect callback; the returned
+// function restores it.
+func SetConnectedCallbackWarnAfter(d time.Duration) (restore func()) {
+	old := connectedCallbackWarnAfter
+	connectedCallbackWarnAfter = d
+	return func() { connectedCallbackWarnAfter = old }
 }

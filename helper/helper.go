@@ -75,7 +75,7 @@ type WebSocketServerHelper struct {
 
 	// Warnings that a Redis outage or junk on a channel repeat thousands
 	// of times a second go out at most once a second each.
-	publishLog, envelopeLog, transformLog, clientIDRoomLog, encQueueLog, limitLog, subscribeLog logthrottle.Throttle
+	publishLog, envelopeLog, transformLog, clientIDRoomLog, encQueueLog, limitLog, subscribeLog, hookLog logthrottle.Throttle
 	// enc transforms the broker's messages for encrypted clients off the
 	// broker's worker.
 	enc *encQueue
@@ -221,6 +221,11 @@ func (h *WebSocketServerHelper) Start(ctx context.Context) error {
 	if h.opts.ReleaseMemoryAfter > 0 {
 		h.loops.Add(1)
 		go func() { defer h.loops.Done(); h.releaseMemory(loopCtx) }()
+	}
+	if watch := h.watchRestorations(); watch != nil {
+		// A task, not a loop: Shutdown waits for the app's callback only
+		// as long as its context allows.
+		h.goTask(func() { watch(loopCtx) })
 	}
 	// Only now: a connection accepted while the broker was starting would
 	// be left open, and out of Shutdown's reach, if Start then failed.
@@ -402,7 +407,7 @@ func (h *WebSocketServerHelper) disconnect(c *client) {
 		hook := c.hookPending
 		c.mu.Unlock()
 		if hook != nil {
-			<-hook
+			h.awaitConnectedCallback(c, hook)
 		}
 		h.inDisconnect.Add(1)
 		err := safeCall(func() error {
@@ -414,6 +419,36 @@ func (h *WebSocketServerHelper) disconnect(c *client) {
 			h.log.Error("client-disconnected handler failed", zapClient(c.id), zap.Error(err))
 		}
 	}
+}
+
+// connectedCallbackWarnAfter is how long a disconnect callback waits for
+// the client's connected callback before a warning says why it has not
+// run (a variable for tests).
+var connectedCallbackWarnAfter = 10 * time.Second
+
+// awaitConnectedCallback waits for c's connected callback to return,
+// warning when it keeps the disconnect callback waiting long: one that
+// ignores its context would otherwise hold it, and what the app does
+// there (presence, counts), for good without a word.
+func (h *WebSocketServerHelper) awaitConnectedCallback(c *client, hook <-chan struct{}) {
+	select {
+	case <-hook:
+		return
+	default:
+	}
+	t := time.NewTimer(connectedCallbackWarnAfter)
+	defer t.Stop()
+	select {
+	case <-hook:
+		return
+	case <-t.C:
+	}
+	if ok, held := h.hookLog.Allow(); ok {
+		h.log.Warn("client-disconnected handler waiting: the client's connected handler is still running, "+
+			"though its context ended when the client left; it must return for the disconnect handler to run",
+			zapClient(c.id), zap.Duration("waited", connectedCallbackWarnAfter), zap.Uint64("suppressed", held))
+	}
+	<-hook
 }
 
 // Shutdown closes every connection with 1001 "Server shutting down", waits

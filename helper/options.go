@@ -467,7 +467,9 @@ type RoomsChangedRequest struct {
 type RoomsChangedFunc func(ctx context.Context, req RoomsChangedRequest) error
 
 // ClientDisconnectedFunc runs after a client is gone, authenticated or not,
-// and after its connected callback has returned. Its error is logged.
+// and after its connected callback has returned (whose context ends when
+// the client leaves: one that ignores it holds this callback, and a
+// warning says so after 10 s). Its error is logged.
 // Its context is not the client's (that one has ended) and has no
 // deadline: Shutdown waits for these callbacks within its own context, so
 // one that may block should bound itself.
@@ -479,6 +481,35 @@ type RoomsChangedFunc func(ctx context.Context, req RoomsChangedRequest) error
 // callback that does I/O should take a slot of a semaphore of its own;
 // ShutdownSpread spreads a stop's.
 type ClientDisconnectedFunc func(ctx context.Context, info ClientInfo) error
+
+// BrokerRestoredFunc runs after the broker has subscribed again, following
+// the loss of its subscription (a Redis restart, a failover, a cut
+// connection): what other instances and emitters published meanwhile never
+// reached this instance's clients, and what the app kept in a Redis without
+// persistence may be gone. It is where an app sends its state again (a
+// feed's latest values, as protocol.Latest, so that a client that had them
+// is not sent them twice) and rewrites what it keeps in Redis (presence).
+//
+// Calls come one at a time, from a goroutine of the helper's own;
+// restorations while a call runs are taken together by the next call. Its
+// context ends when the helper shuts down. Its error or panic is logged and
+// counted in Stats().HandlerErrors. Only a broker that implements
+// broker.RestoreNotifier (the Redis broker) reports restorations; with
+// another one it is never called.
+type BrokerRestoredFunc func(ctx context.Context, info BrokerRestoredInfo) error
+
+// BrokerRestoredInfo says what a BrokerRestoredFunc call covers.
+type BrokerRestoredInfo struct {
+	// Restorations is how many times the subscription was made again since
+	// the previous call: more than one when Redis kept failing while that
+	// call ran.
+	Restorations int
+	// Down is how long the broker was without its subscription, the
+	// longest of those restorations: from the moment it found the
+	// subscription lost (a cut connection at once, a silent one up to
+	// ProbeInterval + 2 × PingTimeout later) to the moment it had it back.
+	Down time.Duration
+}
 
 // MessageRequest is an application message from an authenticated client.
 type MessageRequest struct {
@@ -618,6 +649,9 @@ type Handlers struct {
 	// InboundTransformer opens the `encrypted` events of encrypted clients;
 	// nil means they reach Message as they are, as in the original.
 	InboundTransformer InboundTransformerFunc
+	// BrokerRestored is told that the broker subscribed again after losing
+	// its subscription; nil means nothing is called.
+	BrokerRestored BrokerRestoredFunc
 }
 
 // Config is everything New needs.

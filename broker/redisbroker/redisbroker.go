@@ -494,7 +494,9 @@ type Broker struct {
 	// lostLog and restoredLog keep the lines of a subscription that Redis
 	// keeps cutting to one a second each.
 	lostLog, restoredLog logthrottle.Throttle
-	queuedBytes          atomic.Int64 // payload bytes in the workers' queues
+	// onRestored is NotifyRestored's f.
+	onRestored  atomic.Pointer[func(time.Duration)]
+	queuedBytes atomic.Int64 // payload bytes in the workers' queues
 
 	// Publishing: one goroutine pipelines the publishes of concurrent
 	// callers (see publisher), started with the first one.
@@ -532,7 +534,10 @@ type delivery struct {
 	payload string
 }
 
-var _ broker.Broker = (*Broker)(nil)
+var (
+	_ broker.Broker          = (*Broker)(nil)
+	_ broker.RestoreNotifier = (*Broker)(nil)
+)
 
 // New returns a broker on client. It does no I/O; Start connects. The
 // broker never closes client, which its owner may share.
@@ -873,7 +878,7 @@ func (b *Broker) supervise(ctx context.Context) {
 			err := b.connect(cctx)
 			cancel()
 			if err == nil {
-				b.stats.reconnects.Add(1)
+				b.restored(time.Since(lost))
 				if ok, held := b.restoredLog.Allow(); ok {
 					b.log.Info("redis subscription restored", zap.Int("channels", b.Stats().Channels),
 						zap.Duration("after", time.Since(lost).Round(time.Millisecond)), zap.Int("failedAttempts", failed),

@@ -57,7 +57,7 @@ func (b *Broker) mend(ctx context.Context, s *session) {
 		restored, err := b.repair(ctx, s)
 		if err == nil {
 			if restored > 0 {
-				b.stats.reconnects.Add(1)
+				b.restored(time.Since(began))
 				b.log.Info("sharded subscriptions restored", zap.Int("channels", restored),
 					zap.Duration("after", time.Since(began).Round(time.Millisecond)), zap.Int("failedAttempts", failed))
 			}
