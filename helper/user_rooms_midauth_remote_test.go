@@ -1,0 +1,103 @@
+package helper_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fxws/websocket/broker"
+	"github.com/fxws/websocket/helper"
+	"github.com/fxws/websocket/protocol"
+)
+
+// midAuthPair is two instances on one hub; b's authenticator gives the user
+// the room "general" (as an app reading the user's subscriptions from its
+// store) and, for {"slow":true}, waits for release after that read.
+func midAuthPair(t *testing.T) (a, b *kit, inAuth chan struct{}, release chan struct{}) {
+	hub := broker.NewMemoryHub()
+	inAuth = make(chan struct{}, 1)
+	release = make(chan struct{})
+	a = newKit(t, rawSocket, func(c *helper.Config) { c.Broker = hub.NewBroker() })
+	b = newKit(t, rawSocket, func(c *helper.Config) {
+		c.Broker = hub.NewBroker()
+		auth := c.Handlers.Authenticate
+		c.Handlers.Authenticate = func(ctx context.Context, req helper.AuthenticateRequest) (*helper.AuthResult, error) {
+			res, err := auth(ctx, req)
+			if res != nil && strings.Contains(string(req.Data), `"withGeneral":true`) {
+				res.Rooms = []string{"general"}
+			}
+			if strings.Contains(string(req.Data), `"slow":true`) {
+				inAuth <- struct{}{}
+				<-release
+			}
+			return res, err
+		}
+	})
+	return a, b, inAuth, release
+}
+
+// RemoveUserFromRooms is documented to win over "rooms its authentication
+// was giving it ... such a room is left again as soon as it is joined". Made
+// on another instance (or by a worker's emitter) while the user's only
+// connection on this instance is in its authenticate callback, it travels on
+// the user's channel, which this instance does not listen on yet (audience
+// mode subscribes it once the connection is bound): the kick never arrives
+// and the connection keeps the room it was just refused. DisconnectUser had
+// the same gap and was moved to the broadcast channel
+// (TestDisconnectUserEverywhereReachesAConnectionMidAuthenticationElsewhere).
+func TestRemoveUserFromRoomsElsewhereReachesAConnectionMidAuthentication(t *testing.T) {
+	a, b, inAuth, release := midAuthPair(t)
+	c := b.dial()
+	if err := c.Emit(protocol.EventAuthenticate, map[string]any{"token": "valid-dave", "slow": true, "withGeneral": true}); err != nil {
+		t.Fatal(err)
+	}
+	<-inAuth
+	if err := a.h.RemoveUserFromRooms(context.Background(), "dave", "general"); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	m := expectEvent(t, c, protocol.EventConnected)
+	var cd protocol.ConnectedData
+	if err := json.Unmarshal(m.Data, &cd); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if b.h.InRoom(cd.ID, "general") {
+		t.Fatal("the connection whose authentication was under way kept the room RemoveUserFromRooms (on another instance) took the user out of")
+	}
+}
+
+// AddUserToRooms: "A connection whose authentication as userID is under way
+// joins the rooms once it completes." Not when the call is made on another
+// instance (or by the emitter) and this instance has no other connection of
+// the user: the join-user envelope goes to the user's channel before this
+// instance subscribes it.
+func TestAddUserToRoomsElsewhereReachesAConnectionMidAuthentication(t *testing.T) {
+	a, b, inAuth, release := midAuthPair(t)
+	c := b.dial()
+	if err := c.Emit(protocol.EventAuthenticate, map[string]any{"token": "valid-dave", "slow": true}); err != nil {
+		t.Fatal(err)
+	}
+	<-inAuth
+	if err := a.h.AddUserToRooms(context.Background(), "dave", "general"); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	m := expectEvent(t, c, protocol.EventConnected)
+	var cd protocol.ConnectedData
+	if err := json.Unmarshal(m.Data, &cd); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for !b.h.InRoom(cd.ID, "general") {
+		if time.Now().After(deadline) {
+			t.Fatal("the connection whose authentication was under way never joined the room AddUserToRooms (on another instance) put the user in")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
