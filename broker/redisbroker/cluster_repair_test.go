@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,6 +71,8 @@ func TestShardedUnsubscribeKeptDuringARepairIsApplied(t *testing.T) {
 	// Stall master a briefly (below cluster-node-timeout): its connection
 	// is found dead by the probe, and the repair that follows waits on it
 	// (HELLO), holding the turn, after it has taken its copy of the set.
+	var restored atomic.Int64 // NotifyRestored hears of the repair too
+	b.NotifyRestored(func(time.Duration) { restored.Add(1) })
 	resume := pause(ctx, t, cl.Nodes[a])
 	waitFor(t, "the stalled master's connection to be lost", func() bool { return b.Stats().Degraded })
 	time.Sleep(300 * time.Millisecond)
@@ -85,6 +88,9 @@ func TestShardedUnsubscribeKeptDuringARepairIsApplied(t *testing.T) {
 		st := b.Stats()
 		return st.Reconnects >= 1 && !st.Degraded
 	})
+	if n, want := restored.Load(), int64(b.Stats().Reconnects); n != want {
+		t.Errorf("NotifyRestored's f called %d times for %d repairs", n, want)
+	}
 	time.Sleep(time.Second)
 	if n := shardNumSub(t, cl.Nodes[1], c2); n != 0 {
 		t.Errorf("Unsubscribe(%s) was reported kept (%v) but, after the repair, master 1 still holds %d subscription(s) of it (broker channels %v, stats %+v)",
