@@ -138,7 +138,7 @@ func New(cfg Config) (*WebSocketServerHelper, error) {
 	h.errorMessages = make(map[string]*outgoing)
 	for _, text := range []string{protocol.ErrTextInvalidFormat, protocol.ErrTextNotAuthenticated,
 		protocol.ErrTextAlreadyAuthenticated, protocol.ErrTextAuthFailed, protocol.ErrTextAuthError,
-		protocol.ErrTextHandshakeFailed, errTextRateLimited} {
+		protocol.ErrTextHandshakeFailed, errTextRateLimited, protocol.ErrTextJoinTooLarge, protocol.ErrTextRoomLimit} {
 		h.errorMessages[text] = newErrorMessage(text)
 	}
 	h.flush = newFlusher()

@@ -240,7 +240,11 @@ func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
 	var seen map[string]struct{}
 	eachRoom(data, func(r string) bool {
 		if perJoin > 0 && len(rooms) == perJoin {
+			// Said to the client, which would otherwise take the rooms
+			// past the cap for refused by the app (a market-data trial
+			// asked for 500 symbols in one join and got 256 silently).
 			h.log.Debug("join truncated to MaxRoomsPerJoin", zapClient(c.id), zap.Int("limit", perJoin))
+			h.sendError(c, protocol.ErrTextJoinTooLarge)
 			return false
 		}
 		if !protocol.ValidRoomName(r) {
@@ -268,6 +272,7 @@ func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
 	}
 	if h.roomsFull(c) {
 		h.log.Debug("join rejected: client at MaxRoomsPerClient", zapClient(c.id))
+		h.sendError(c, protocol.ErrTextRoomLimit)
 		return
 	}
 	cb := h.handlers.ValidateRoom
@@ -321,6 +326,7 @@ func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
 		}
 		if h.roomsFull(c) {
 			h.log.Debug("join stopped at MaxRoomsPerClient", zapClient(c.id), zap.String("room", r))
+			h.sendError(c, protocol.ErrTextRoomLimit)
 			return
 		}
 		if _, added := h.reg.join(c, r); added && h.handlers.RoomsChanged != nil {

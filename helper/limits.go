@@ -26,10 +26,12 @@ type Limits struct {
 	// Default 64.
 	MaxJSONDepth int
 	// MaxRoomsPerJoin caps the room names one `join` may ask for; the
-	// excess names are ignored. Default 256.
+	// excess names are ignored, and the client gets the error event
+	// protocol.ErrTextJoinTooLarge. Default 256.
 	MaxRoomsPerJoin int
 	// MaxRoomsPerClient caps the rooms one client may be in, its own-id
-	// and default rooms included; joins past it are ignored. Server-side
+	// and default rooms included; joins past it are ignored, and the
+	// client gets the error event protocol.ErrTextRoomLimit. Server-side
 	// JoinRoom is not capped. A `leave` is read up to as many names, the
 	// rest ignored, so that a leave of tens of thousands does not cost a
 	// registry lock for each. Default 1024.

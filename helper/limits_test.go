@@ -197,6 +197,7 @@ func TestMaxRoomsPerJoin(t *testing.T) {
 		k := newKit(t, tr, withLimits(helper.Limits{MaxRoomsPerJoin: 3}))
 		c, cd := k.login("u1")
 		_ = c.Emit(protocol.EventJoin, map[string]any{"rooms": []any{"", "r0", "r0", 5, "ws:x", "r1", "r2", "r3", "r4"}})
+		expectError(t, c, protocol.ErrTextJoinTooLarge) // the client is told of the cut
 		k.rec.waitFor(t, "validate-room call", func() bool { return len(k.rec.joins) == 1 })
 		if got := joinRequests(k)[0].Rooms; !slices.Equal(got, []string{"r0", "r1", "r2"}) {
 			t.Fatalf("validate-room got %q, want the first three valid names", got)
@@ -206,6 +207,10 @@ func TestMaxRoomsPerJoin(t *testing.T) {
 		if slices.Contains(v.Rooms, "r3") || !slices.Contains(v.Rooms, "r2") {
 			t.Fatalf("rooms after a capped join: %v", v.Rooms)
 		}
+		// Exactly the cap: nothing to say.
+		_ = c.Join("s0", "s1", "s2")
+		k.rec.waitFor(t, "second validate-room call", func() bool { return len(k.rec.joins) == 2 })
+		expectNoError(t, c, true)
 	})
 }
 
@@ -232,13 +237,14 @@ func TestMaxRoomsPerClient(t *testing.T) {
 		c, cd := k.login("u1") // own id + ws-default + ws-notification = 3
 		_ = c.Join("a", "b", "c")
 		k.rec.waitFor(t, "validate-room call", func() bool { return len(k.rec.joins) == 1 })
+		expectError(t, c, protocol.ErrTextRoomLimit) // c did not fit
 		roundTrip(t, c)
 		v, _ := k.h.GetClient(cd.ID)
 		if len(v.Rooms) != 5 || !slices.Contains(v.Rooms, "a") || !slices.Contains(v.Rooms, "b") || slices.Contains(v.Rooms, "c") {
 			t.Fatalf("rooms = %v, want own, defaults, a and b", v.Rooms)
 		}
 		_ = c.Join("d")
-		roundTrip(t, c)
+		expectError(t, c, protocol.ErrTextRoomLimit)
 		if n := len(joinRequests(k)); n != 1 {
 			t.Fatalf("validate-room asked %d times; a full client's join must not reach it", n)
 		}

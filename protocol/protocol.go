@@ -295,6 +295,14 @@ const (
 	// ErrTextRateLimited is ours, sent before the close with
 	// ReasonRateLimited.
 	ErrTextRateLimited = "Rate limit exceeded"
+	// ErrTextJoinTooLarge is ours: a join named more rooms than the
+	// server takes in one (Limits.MaxRoomsPerJoin); the first ones were
+	// taken, the rest ignored.
+	ErrTextJoinTooLarge = "Too many rooms in one join"
+	// ErrTextRoomLimit is ours: a join found the client in as many rooms
+	// as it may be (Limits.MaxRoomsPerClient); the rooms past it were not
+	// joined.
+	ErrTextRoomLimit = "Room limit reached"
 )
 
 // Message is one frame of the wire protocol: a JSON object with an event
