@@ -40,6 +40,7 @@ import (
 	"github.com/fxws/websocket/internal/publishonce"
 	"github.com/fxws/websocket/internal/redisready"
 	"github.com/fxws/websocket/protocol"
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 )
@@ -311,9 +312,14 @@ func (e *WebSocketEmitter) DisconnectUser(ctx context.Context, userID string, co
 // AddUserToRooms puts every connection of a user, on every instance of
 // this library, in rooms (an extension: a user added to a channel by a
 // worker). No room check runs on the servers; connections the user opens
-// later get the rooms their authentication gives them. What is then sent
-// to the user with ToUser (the room's state) reaches each instance after
-// the join, on the same channel. Every name must be a room a client could
+// later get the rooms their authentication gives them, and one whose
+// authentication is under way joins them once it completes (so change the
+// store the authenticate handler reads first). What is then sent to the
+// user with ToUser (the room's state) reaches each instance after the
+// join. It is published twice, with one order id: on the broadcast
+// channel, which a server where the user is still authenticating hears,
+// then on the user's channel; each server applies the copy that comes
+// first. Every name must be a room a client could
 // join (protocol.ValidRoomName); servers skip one named like a client id
 // unless their Options.AllowClientIDRooms. Instances of the original
 // ignore it.
@@ -340,7 +346,16 @@ func (e *WebSocketEmitter) userRooms(ctx context.Context, typ protocol.MessageTy
 			return fmt.Errorf("emitter: %s: %q is not a room a client may be in", methodOf(typ), r)
 		}
 	}
-	return e.publish(ctx, typ, userID, event, protocol.RoomsData{Rooms: rooms}, nil)
+	// Twice, with one order id (see protocol.TypeJoinUser): on the
+	// broadcast channel for a server where the user's connection is still
+	// authenticating, then on the user's channel, ahead of what is sent
+	// to the user after it.
+	data := protocol.RoomsData{Rooms: rooms, Order: uuid.NewString()}
+	if _, err := e.send(ctx, protocol.ChannelBroadcast, typ, userID, event, data, nil); err != nil {
+		return err
+	}
+	_, err := e.send(ctx, typ.Channel(userID), typ, userID, event, data, nil)
+	return err
 }
 
 // Publish sends event to the audience of typ (one of the original's four
@@ -373,17 +388,19 @@ func (e *WebSocketEmitter) Publish(ctx context.Context, typ protocol.MessageType
 	if len(exclude) == 0 {
 		exclude = nil
 	}
-	return e.send(ctx, typ, target, event, data, exclude)
+	return e.send(ctx, typ.Channel(target), typ, target, event, data, exclude)
 }
 
 func (e *WebSocketEmitter) publish(ctx context.Context, typ protocol.MessageType, target, event string, data any, exclude []string) error {
-	_, err := e.send(ctx, typ, target, event, data, exclude)
+	_, err := e.send(ctx, typ.Channel(target), typ, target, event, data, exclude)
 	return err
 }
 
 // send publishes one envelope and returns how many subscribers took it,
 // -1 where Redis does not say.
-func (e *WebSocketEmitter) send(ctx context.Context, typ protocol.MessageType, target, event string, data any, exclude []string) (int, error) {
+// send publishes an envelope on ch: typ's channel for target, but for the
+// broadcast copy of a join-user or leave-user order.
+func (e *WebSocketEmitter) send(ctx context.Context, ch string, typ protocol.MessageType, target, event string, data any, exclude []string) (int, error) {
 	if event == "" {
 		return 0, fmt.Errorf("emitter: %s: empty event", methodOf(typ))
 	}
@@ -391,7 +408,6 @@ func (e *WebSocketEmitter) send(ctx context.Context, typ protocol.MessageType, t
 	if err != nil {
 		return 0, err
 	}
-	ch := typ.Channel(target)
 	probe, cause := e.unreachable.Admit()
 	if cause != nil {
 		e.publishErrors.Add(1)

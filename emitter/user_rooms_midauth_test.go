@@ -77,3 +77,58 @@ func TestAddUserToRoomsFromEmitterReachesADeviceMidAuthentication(t *testing.T) 
 		t.Fatalf("the device that was authenticating during AddUserToRooms never joined the room: %v", err)
 	}
 }
+
+// Each join-user and leave-user order travels twice (broadcast channel,
+// then the user's channel), and a server applies the copy that comes
+// first: orders sent in a row about one room end on the last one, on a
+// real Redis. (Applying both copies would let a late broadcast copy of an
+// invite undo the kick after it for a while; helper's
+// TestLateBroadcastCopyOfAnOrderDoesNotUndoALaterOne holds the broadcast
+// copies back to show it.)
+func TestUserRoomOrdersInARowEndOnTheLast(t *testing.T) {
+	srv := redistest.Start(t)
+	s := fxtest.StartServer(t, fxtest.WithRedis(srv.Addr()), websocket.WithAuthenticate(
+		func(_ context.Context, req helper.AuthenticateRequest) (*helper.AuthResult, error) {
+			return &helper.AuthResult{UserID: "dave"}, nil
+		}))
+	e, err := emitter.New(srv.Client(), emitter.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, id := s.Connect(t, map[string]string{})
+	for round := range 50 {
+		for i := range 5 { // add, remove, add, remove, add
+			var err error
+			if i%2 == 0 {
+				err = e.AddUserToRooms(ctx, "dave", "topic")
+			} else {
+				err = e.RemoveUserFromRooms(ctx, "dave", "topic")
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		last := round%2 == 0 // this round ends with one more order
+		if !last {
+			if err := e.RemoveUserFromRooms(ctx, "dave", "topic"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for s.Helper().InRoom(id, "topic") != last {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: in the room %v after the last order said %v", round, !last, last)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(20 * time.Millisecond) // a late copy would land now
+		if in := s.Helper().InRoom(id, "topic"); in != last {
+			t.Fatalf("round %d: a late copy of an earlier order changed the room to %v after the last order", round, in)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/fxws/websocket/broker"
 	"github.com/fxws/websocket/protocol"
 	"github.com/gobwas/ws"
+	"github.com/google/uuid"
 	"go.uber.org/zap"
 )
 
@@ -169,9 +170,13 @@ func (h *WebSocketServerHelper) DisconnectUserEverywhere(ctx context.Context, us
 // AddUserToRooms puts every connection of userID, on every instance, in
 // rooms (an extension: a user added to a channel, a game's players moved
 // to a match): this instance's at once, as JoinRoom does, the others'
-// through the broker (a TypeJoinUser envelope on the user's channel, which
-// the original ignores). Connections the user opens later are not covered:
-// their rooms are what the authenticate handler gives them.
+// through the broker (a TypeJoinUser envelope, which the original ignores,
+// published on the broadcast channel and then on the user's channel: an
+// instance applies the copy that comes first, and one where the user's
+// connection is still authenticating, not yet listening on the user's
+// channel, hears the first). Connections the user opens later are not
+// covered: their rooms are what the authenticate handler gives them, so
+// change what it reads before the call.
 //
 // Like JoinRoom, no room check runs and no rooms-changed callback is
 // called, and each instance subscribes a room new to it in the background.
@@ -218,11 +223,17 @@ func (h *WebSocketServerHelper) userRoomsEverywhere(ctx context.Context, typ pro
 		}
 	}
 	h.userRoomsLocal(typ, userID, rooms)
-	data, err := json.Marshal(protocol.RoomsData{Rooms: rooms})
+	data, err := json.Marshal(protocol.RoomsData{Rooms: rooms, Order: uuid.NewString()})
 	if err != nil {
 		return err
 	}
-	return h.publish(ctx, typ, userID, event, data, nil, "")
+	// Broadcast copy first: an instance that hears neither before its
+	// connection's authentication ends finds the user's channel copy.
+	env := protocol.Envelope{ServerID: h.serverID, Type: typ, Target: userID, Event: event, Data: data}
+	if err := h.publishOn(ctx, protocol.ChannelBroadcast, &env); err != nil {
+		return err
+	}
+	return h.publishOn(ctx, env.Channel(), &env)
 }
 
 // userRoomsLocal applies a join or leave of a user's to its connections
@@ -267,7 +278,11 @@ func (h *WebSocketServerHelper) userRoomsFromBroker(typ protocol.MessageType, us
 	if userID == "" || json.Unmarshal(data, &d) != nil || len(d.Rooms) == 0 {
 		return false
 	}
-	h.userRoomsLocal(typ, userID, d.Rooms)
+	if d.Order == "" { // an order from a version that sends it once
+		h.userRoomsLocal(typ, userID, d.Rooms)
+		return true
+	}
+	h.orders.once(d.Order, h.mono(time.Now()), func() { h.userRoomsLocal(typ, userID, d.Rooms) })
 	return true
 }
 

@@ -379,13 +379,19 @@ func (h *WebSocketServerHelper) publish(ctx context.Context, typ protocol.Messag
 		return fmt.Errorf("websocket: publish: %s envelope needs a target", typ)
 	}
 	env := protocol.Envelope{ServerID: h.serverID, Type: typ, Target: target, Event: event, Data: data, Exclude: exclude, Latest: latest}
-	payload := protocol.AppendEnvelope(make([]byte, 0, len(h.selfPrefix)+len(event)+len(target)+len(data)+len(latest)+60), &env)
-	if err := h.broker.Publish(ctx, env.Channel(), payload); err != nil {
+	return h.publishOn(ctx, env.Channel(), &env)
+}
+
+// publishOn publishes env on channel, which is env's own but for the
+// broadcast copy of a join-user or leave-user order (see userOrders).
+func (h *WebSocketServerHelper) publishOn(ctx context.Context, channel string, env *protocol.Envelope) error {
+	payload := protocol.AppendEnvelope(make([]byte, 0, len(h.selfPrefix)+len(env.Event)+len(env.Target)+len(env.Data)+len(env.Latest)+60), env)
+	if err := h.broker.Publish(ctx, channel, payload); err != nil {
 		h.stats.publishErrors.Add(1)
 		if ok, n := h.publishLog.Allow(); ok {
-			h.log.Warn("publish failed", zap.String("channel", env.Channel()), zap.Error(err), zap.Uint64("suppressed", n))
+			h.log.Warn("publish failed", zap.String("channel", channel), zap.Error(err), zap.Uint64("suppressed", n))
 		}
-		return fmt.Errorf("websocket: publish to %s: %w", env.Channel(), err)
+		return fmt.Errorf("websocket: publish to %s: %w", channel, err)
 	}
 	return nil
 }

@@ -72,6 +72,9 @@ type WebSocketServerHelper struct {
 	// fences keep a user's recent closes and room removals from being
 	// undone by what was under way for the user (see fences).
 	fences fences
+	// orders applies the two copies of each join-user and leave-user
+	// order once.
+	orders userOrders
 
 	// Warnings that a Redis outage or junk on a channel repeat thousands
 	// of times a second go out at most once a second each.
@@ -131,6 +134,7 @@ func New(cfg Config) (*WebSocketServerHelper, error) {
 		serverID: serverID,
 		epoch:    time.Now(),
 		fences:   fences{keep: fenceFor(opts.AuthTimeout)},
+		orders:   userOrders{keep: fenceFor(opts.AuthTimeout)},
 	}
 	h.checkOrigin = originChecker(opts.AllowedOrigins)
 	h.trusted, _ = parseTrustedProxies(opts.TrustedProxies) // validated above

@@ -1,6 +1,7 @@
 package helper_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"strings"
@@ -99,5 +100,80 @@ func TestAddUserToRoomsElsewhereReachesAConnectionMidAuthentication(t *testing.T
 			t.Fatal("the connection whose authentication was under way never joined the room AddUserToRooms (on another instance) put the user in")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// lateBroadcasts delivers what comes on the broadcast channel late, in
+// order, and the rest at once: an instance whose broadcast channel's
+// worker lags behind its user channels'.
+type lateBroadcasts struct {
+	broker.Broker
+	delay time.Duration
+	q     chan lateMessage
+	done  chan struct{}
+}
+
+type lateMessage struct {
+	channel string
+	payload []byte
+	due     time.Time
+}
+
+func (b *lateBroadcasts) Start(ctx context.Context, h broker.Handler) error {
+	b.q, b.done = make(chan lateMessage, 1024), make(chan struct{})
+	go func() {
+		defer close(b.done)
+		for m := range b.q {
+			time.Sleep(time.Until(m.due))
+			h(m.channel, m.payload)
+		}
+	}()
+	return b.Broker.Start(ctx, func(channel string, payload []byte) {
+		if channel == protocol.ChannelBroadcast {
+			b.q <- lateMessage{channel, bytes.Clone(payload), time.Now().Add(b.delay)}
+			return
+		}
+		h(channel, payload)
+	})
+}
+
+func (b *lateBroadcasts) Close() error {
+	err := b.Broker.Close()
+	if b.q != nil {
+		close(b.q)
+		<-b.done
+		b.q = nil
+	}
+	return err
+}
+
+// An invite and then a kick, from another instance: each order comes twice
+// (broadcast channel, user's channel), and the broadcast copies here come
+// late. Applied both, the late copy of the invite put the user back in the
+// room after the kick, until the kick's own late copy: what was sent to
+// the room meanwhile reached a user whose access was revoked. Applied
+// once, whichever came first, the kick stands throughout.
+func TestLateBroadcastCopyOfAnOrderDoesNotUndoALaterOne(t *testing.T) {
+	hub := broker.NewMemoryHub()
+	a := newKit(t, rawSocket, func(c *helper.Config) { c.Broker = hub.NewBroker() })
+	b := newKit(t, rawSocket, func(c *helper.Config) {
+		c.Broker = &lateBroadcasts{Broker: hub.NewBroker(), delay: 300 * time.Millisecond}
+	})
+	_, cd := b.login("dave")
+	ctx := context.Background()
+	if err := a.h.AddUserToRooms(ctx, "dave", "general"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the invite applied", func() bool { return b.h.InRoom(cd.ID, "general") })
+	time.Sleep(150 * time.Millisecond) // the kick comes a while after
+	if err := a.h.RemoveUserFromRooms(ctx, "dave", "general"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the kick applied", func() bool { return !b.h.InRoom(cd.ID, "general") })
+	// Both late copies come within this.
+	for end := time.Now().Add(500 * time.Millisecond); time.Now().Before(end); time.Sleep(2 * time.Millisecond) {
+		if b.h.InRoom(cd.ID, "general") {
+			t.Fatal("the late broadcast copy of the invite put the user back in the room after the kick")
+		}
 	}
 }

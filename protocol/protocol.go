@@ -96,10 +96,13 @@ const (
 	// TypeJoinUser (an extension) asks every instance to put the
 	// connections of the user named by the target in the rooms of the
 	// data (RoomsData, as a client's join), with the event EventJoin;
-	// TypeLeaveUser takes them out, with the event EventLeave. Both
-	// travel on the user's channel, so that what is sent to the user
-	// after one of them (a room's state) is applied after it on every
-	// instance.
+	// TypeLeaveUser takes them out, with the event EventLeave. Each is
+	// published twice with one RoomsData.Order: on the broadcast channel,
+	// for the instances where the user's connection is still
+	// authenticating (not subscribed to the user's channel yet), then on
+	// the user's channel, so that what is sent to the user after it (a
+	// room's state) is applied after it on every instance. An instance
+	// applies the copy that comes first.
 	TypeJoinUser  MessageType = "join-user"
 	TypeLeaveUser MessageType = "leave-user"
 )
@@ -354,6 +357,10 @@ type RoomsData struct {
 	// Rooms is the `rooms` member: the room names a client asks to join or to
 	// leave. Members that are not strings are skipped.
 	Rooms []string `json:"rooms"`
+	// Order is the `order` member of a TypeJoinUser or TypeLeaveUser
+	// envelope's data (an extension): the id its two copies share, so that
+	// an instance applies one of them. Empty in a client's join or leave.
+	Order string `json:"order,omitempty"`
 }
 
 // Envelope is what server instances and emitters publish on Redis.
