@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fxws/websocket/broker"
+	"github.com/fxws/websocket/fxtest"
 	"github.com/fxws/websocket/helper"
 	"github.com/fxws/websocket/protocol"
 )
@@ -39,6 +40,30 @@ func midAuthPair(t *testing.T) (a, b *kit, inAuth chan struct{}, release chan st
 	return a, b, inAuth, release
 }
 
+// callMidAuthentication makes call for dave and the room general on
+// instance a while dave's only connection on instance b is in its
+// authenticate callback (withGeneral: which gives it the room), and returns
+// b, the connection and its id once it is connected.
+func callMidAuthentication(t *testing.T, withGeneral bool, call func(*helper.WebSocketServerHelper, context.Context, string, ...string) error) (*kit, *fxtest.Client, string) {
+	t.Helper()
+	a, b, inAuth, release := midAuthPair(t)
+	c := b.dial()
+	if err := c.Emit(protocol.EventAuthenticate, map[string]any{"token": "valid-dave", "slow": true, "withGeneral": withGeneral}); err != nil {
+		t.Fatal(err)
+	}
+	<-inAuth
+	if err := call(a.h, context.Background(), "dave", "general"); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	m := expectEvent(t, c, protocol.EventConnected)
+	var cd protocol.ConnectedData
+	if err := json.Unmarshal(m.Data, &cd); err != nil {
+		t.Fatal(err)
+	}
+	return b, c, cd.ID
+}
+
 // RemoveUserFromRooms is documented to win over "rooms its authentication
 // was giving it ... such a room is left again as soon as it is joined". Made
 // on another instance (or by a worker's emitter) while the user's only
@@ -49,26 +74,12 @@ func midAuthPair(t *testing.T) (a, b *kit, inAuth chan struct{}, release chan st
 // the same gap and was moved to the broadcast channel
 // (TestDisconnectUserEverywhereReachesAConnectionMidAuthenticationElsewhere).
 func TestRemoveUserFromRoomsElsewhereReachesAConnectionMidAuthentication(t *testing.T) {
-	a, b, inAuth, release := midAuthPair(t)
-	c := b.dial()
-	if err := c.Emit(protocol.EventAuthenticate, map[string]any{"token": "valid-dave", "slow": true, "withGeneral": true}); err != nil {
-		t.Fatal(err)
-	}
-	<-inAuth
-	if err := a.h.RemoveUserFromRooms(context.Background(), "dave", "general"); err != nil {
-		t.Fatal(err)
-	}
-	close(release)
-	m := expectEvent(t, c, protocol.EventConnected)
-	var cd protocol.ConnectedData
-	if err := json.Unmarshal(m.Data, &cd); err != nil {
-		t.Fatal(err)
-	}
+	b, c, id := callMidAuthentication(t, true, (*helper.WebSocketServerHelper).RemoveUserFromRooms)
 	if err := c.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(200 * time.Millisecond)
-	if b.h.InRoom(cd.ID, "general") {
+	if b.h.InRoom(id, "general") {
 		t.Fatal("the connection whose authentication was under way kept the room RemoveUserFromRooms (on another instance) took the user out of")
 	}
 }
@@ -79,23 +90,9 @@ func TestRemoveUserFromRoomsElsewhereReachesAConnectionMidAuthentication(t *test
 // the user: the join-user envelope goes to the user's channel before this
 // instance subscribes it.
 func TestAddUserToRoomsElsewhereReachesAConnectionMidAuthentication(t *testing.T) {
-	a, b, inAuth, release := midAuthPair(t)
-	c := b.dial()
-	if err := c.Emit(protocol.EventAuthenticate, map[string]any{"token": "valid-dave", "slow": true}); err != nil {
-		t.Fatal(err)
-	}
-	<-inAuth
-	if err := a.h.AddUserToRooms(context.Background(), "dave", "general"); err != nil {
-		t.Fatal(err)
-	}
-	close(release)
-	m := expectEvent(t, c, protocol.EventConnected)
-	var cd protocol.ConnectedData
-	if err := json.Unmarshal(m.Data, &cd); err != nil {
-		t.Fatal(err)
-	}
+	b, _, id := callMidAuthentication(t, false, (*helper.WebSocketServerHelper).AddUserToRooms)
 	deadline := time.Now().Add(2 * time.Second)
-	for !b.h.InRoom(cd.ID, "general") {
+	for !b.h.InRoom(id, "general") {
 		if time.Now().After(deadline) {
 			t.Fatal("the connection whose authentication was under way never joined the room AddUserToRooms (on another instance) put the user in")
 		}
