@@ -128,6 +128,19 @@ func reachesBothInstances(t *testing.T, newClient func() redis.UniversalClient, 
 	if err := e.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// Audience: alice is on both instances; unknown where Redis cannot say.
+	want := 2
+	if _, onCluster := newClient().(*redis.ClusterClient); mode == redisbroker.ModePattern || onCluster && !sharded {
+		want = -1
+	}
+	for _, in := range []*redisinstance.Instance{a, b} {
+		if err := in.Helper.SyncSubscriptions(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := e.Audience(ctx, protocol.TypeUser, "alice"); err != nil || n != want {
+		t.Fatalf("Audience of user alice: %d %v, want %d", n, err, want)
+	}
 	if err := e.ToClient(ctx, idA, "to-a", 1); err != nil {
 		t.Fatal(err)
 	}
