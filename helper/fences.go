@@ -71,6 +71,21 @@ func (fs *fences) pruneLocked(now int64) {
 	fs.n.Store(int32(min(len(fs.byUser), 1<<30)))
 }
 
+// expire lets go of the fences that have stood their time, at most once
+// per keep, as raise does: on an instance that sees no further raise (the
+// load that raised them gone), they would otherwise stay, and keep the
+// checks off their lock-free path, for good. The heartbeat calls it.
+func (fs *fences) expire(now int64) {
+	if !fs.active() {
+		return
+	}
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if now-fs.pruned > fs.keep {
+		fs.pruneLocked(now)
+	}
+}
+
 // since calls f with each of user's fences raised at or after began.
 func (fs *fences) since(user string, began int64, f func(fence)) {
 	if user == "" || !fs.active() {

@@ -33,7 +33,9 @@ func (h *WebSocketServerHelper) heartbeat(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-standstills.C:
-			h.sweepStandstills(time.Now())
+			now := time.Now()
+			h.sweepStandstills(now)
+			h.fences.expire(h.mono(now))
 		case <-sweep.C:
 			now := time.Now()
 			h.sweepHeartbeats(now, busy, beats.spare(now))
