@@ -36,6 +36,7 @@ func (h *WebSocketServerHelper) heartbeat(ctx context.Context) {
 			now := time.Now()
 			h.sweepStandstills(now)
 			h.fences.expire(h.mono(now))
+			h.orders.expire(h.mono(now))
 		case <-sweep.C:
 			now := time.Now()
 			h.sweepHeartbeats(now, busy, beats.spare(now))

@@ -32,14 +32,7 @@ type seenOrder struct {
 func (o *userOrders) once(id string, now int64, apply func()) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	i := 0
-	for i < len(o.fifo) && now-o.fifo[i].at > o.keep {
-		delete(o.seen, o.fifo[i].id)
-		i++
-	}
-	if i > 0 {
-		o.fifo = append(o.fifo[:0], o.fifo[i:]...)
-	}
+	o.pruneLocked(now)
 	if _, dup := o.seen[id]; dup {
 		return
 	}
@@ -49,6 +42,31 @@ func (o *userOrders) once(id string, now int64, apply func()) {
 	o.seen[id] = struct{}{}
 	o.fifo = append(o.fifo, seenOrder{id, now})
 	apply()
+}
+
+// expire forgets the ids older than keep; the heartbeat calls it, so that
+// a burst of orders is not remembered for good on an instance that gets no
+// more (as fences are let go).
+func (o *userOrders) expire(now int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.pruneLocked(now)
+}
+
+func (o *userOrders) pruneLocked(now int64) {
+	i := 0
+	for i < len(o.fifo) && now-o.fifo[i].at > o.keep {
+		delete(o.seen, o.fifo[i].id)
+		i++
+	}
+	if i == 0 {
+		return
+	}
+	if i == len(o.fifo) {
+		o.fifo, o.seen = nil, nil // a burst's storage goes too
+		return
+	}
+	o.fifo = append(o.fifo[:0], o.fifo[i:]...)
 }
 
 // remembered is how many order ids are held (tests).

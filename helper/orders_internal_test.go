@@ -30,4 +30,13 @@ func TestUserOrdersApplyOnce(t *testing.T) {
 	if n := o.remembered(); n != 1 {
 		t.Fatalf("%d ids remembered after a quiet spell, want 1", n)
 	}
+	// With no further order, the heartbeat's expire lets them go.
+	o.expire(10_050)
+	if n := o.remembered(); n != 1 {
+		t.Fatalf("%d ids remembered within keep, want 1", n)
+	}
+	o.expire(10_101)
+	if n := o.remembered(); n != 0 || o.fifo != nil {
+		t.Fatalf("%d ids remembered after keep with no further order, want 0", n)
+	}
 }
