@@ -240,16 +240,25 @@ func (h *WebSocketServerHelper) userRoomsEverywhere(ctx context.Context, typ pro
 // here, skipping names that are not rooms.
 func (h *WebSocketServerHelper) userRoomsLocal(typ protocol.MessageType, userID string, rooms []string) {
 	rooms = slices.DeleteFunc(slices.Clone(rooms), func(r string) bool { return !h.userRoom(r) })
-	rs := getRecipients()
-	defer putRecipients(rs)
-	*rs = h.reg.appendUser(*rs, userID)
 	add := typ == protocol.TypeJoinUser
 	// Before the pass below: an authentication or a join of one of these
 	// connections under way finds the fence (see fences); an addition
 	// stands too, as the last order about its rooms, over a removal that
 	// such a join would otherwise apply after it. With no connection of
-	// the user here and none pending, nothing is under way.
-	if len(rooms) > 0 && (h.pending.Load() > 0 || len(*rs) > 0) {
+	// the user here and none pending, nothing is under way. With one
+	// pending, before the user's connections are read, as disconnectUser
+	// does: a connection bound between the read and the fence would
+	// otherwise have checked the fences before this one, and be missed by
+	// both.
+	raised := false
+	if len(rooms) > 0 && h.pending.Load() > 0 {
+		h.fences.raise(userID, fence{at: h.mono(time.Now()), rooms: rooms, add: add})
+		raised = true
+	}
+	rs := getRecipients()
+	defer putRecipients(rs)
+	*rs = h.reg.appendUser(*rs, userID)
+	if len(rooms) > 0 && !raised && len(*rs) > 0 {
 		h.fences.raise(userID, fence{at: h.mono(time.Now()), rooms: rooms, add: add})
 	}
 	for _, c := range *rs {
