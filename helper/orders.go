@@ -19,8 +19,9 @@ import "sync"
 type userOrders struct {
 	mu   sync.Mutex
 	seen map[string]struct{}
-	fifo []seenOrder // oldest first, for pruning
-	keep int64       // how long an id is remembered, on the mono clock
+	fifo []seenOrder // oldest first, for pruning; those before head are forgotten
+	head int
+	keep int64 // how long an id is remembered, on the mono clock
 }
 
 type seenOrder struct {
@@ -54,19 +55,24 @@ func (o *userOrders) expire(now int64) {
 }
 
 func (o *userOrders) pruneLocked(now int64) {
-	i := 0
+	i := o.head
 	for i < len(o.fifo) && now-o.fifo[i].at > o.keep {
 		delete(o.seen, o.fifo[i].id)
+		o.fifo[i] = seenOrder{} // the id's memory goes now
 		i++
 	}
-	if i == 0 {
-		return
+	o.head = i
+	switch {
+	case o.head == len(o.fifo):
+		o.fifo, o.seen, o.head = nil, nil, 0 // a burst's storage goes too
+	case o.head > 0 && o.head >= len(o.fifo)-o.head:
+		// The ids still held move to the front only once the forgotten
+		// ones are as many: a move at every forgotten id made each order
+		// of a steady stream copy all the ids held (found in review).
+		n := copy(o.fifo, o.fifo[o.head:])
+		clear(o.fifo[n:])
+		o.fifo, o.head = o.fifo[:n], 0
 	}
-	if i == len(o.fifo) {
-		o.fifo, o.seen = nil, nil // a burst's storage goes too
-		return
-	}
-	o.fifo = append(o.fifo[:0], o.fifo[i:]...)
 }
 
 // remembered is how many order ids are held (tests).
