@@ -3,6 +3,7 @@ package helper_test
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -162,5 +163,45 @@ func TestBrokerRestoredHandlerEndsWithShutdown(t *testing.T) {
 	defer cancel()
 	if err := h.Shutdown(ctx); err == nil {
 		t.Fatal("Shutdown with a handler still running returned nil")
+	}
+}
+
+// TestBrokerRestoredHandlerNotCalledOnceShutDown: a restoration reported
+// while the handler runs, and Shutdown then ending the handler's context,
+// leaves the helper's goroutine with both a wake-up and its context done;
+// the handler must not be called again, with a context already ended, as
+// the server stops (where it could only fail, and be logged as failed).
+func TestBrokerRestoredHandlerNotCalledOnceShutDown(t *testing.T) {
+	var late atomic.Int64
+	for i := 0; i < 20 && late.Load() == 0; i++ {
+		running := make(chan struct{}, 1)
+		var mu sync.Mutex
+		calls := 0
+		h, b := newRestoredHelper(t, func(ctx context.Context, info helper.BrokerRestoredInfo) error {
+			mu.Lock()
+			calls++
+			if ctx.Err() != nil {
+				late.Add(1)
+			}
+			mu.Unlock()
+			running <- struct{}{}
+			<-ctx.Done()
+			return ctx.Err()
+		})
+		b.restore(time.Millisecond)
+		<-running
+		b.restore(time.Millisecond) // Redis flapping while the handler runs
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = h.Shutdown(ctx)
+		cancel()
+		mu.Lock()
+		n := calls
+		mu.Unlock()
+		if n > 2 {
+			t.Fatalf("%d calls", n)
+		}
+	}
+	if late.Load() > 0 {
+		t.Fatal("the broker-restored handler was called again after Shutdown had ended its context")
 	}
 }
