@@ -69,6 +69,9 @@ func (h *WebSocketServerHelper) watchRestorations() func(ctx context.Context) {
 				return
 			case <-r.wake:
 			}
+			if ctx.Err() != nil {
+				return // select picks at random when both are ready
+			}
 			info := r.take()
 			if info.Restorations == 0 {
 				continue
