@@ -214,6 +214,37 @@ func TestMaxRoomsPerJoin(t *testing.T) {
 	})
 }
 
+// A join of exactly MaxRoomsPerJoin rooms whose list goes on with a
+// duplicate or a name that is no room cuts nothing: the client, told "Too
+// many rooms in one join", takes rooms it is in for refused (the error is
+// documented as "the names after the first N valid ones are ignored").
+func TestMaxRoomsPerJoinNoErrorWhenNothingIsCut(t *testing.T) {
+	k := newKit(t, rawSocket, withLimits(helper.Limits{MaxRoomsPerJoin: 3}))
+	c, _ := k.login("u1")
+	_ = c.Emit(protocol.EventJoin, map[string]any{"rooms": []any{"s0", "s1", "s2", "s0", "", 5}})
+	k.rec.waitFor(t, "validate-room call", func() bool { return len(k.rec.joins) == 1 })
+	if got := joinRequests(k)[0].Rooms; !slices.Equal(got, []string{"s0", "s1", "s2"}) {
+		t.Fatalf("validate-room got %q", got)
+	}
+	expectNoError(t, c, true)
+}
+
+// A client at MaxRoomsPerClient that joins a room it is already in (a
+// client re-sending its joins after a hiccup) is not refused anything, yet
+// is told "Room limit reached".
+func TestMaxRoomsPerClientNoErrorForARoomAlreadyJoined(t *testing.T) {
+	k := newKit(t, rawSocket, withLimits(helper.Limits{MaxRoomsPerClient: 5}))
+	c, cd := k.login("u1") // own id + ws-default + ws-notification = 3
+	_ = c.Join("a", "b")
+	k.rec.waitFor(t, "validate-room call", func() bool { return len(k.rec.joins) == 1 })
+	roundTrip(t, c)
+	if v, _ := k.h.GetClient(cd.ID); len(v.Rooms) != 5 {
+		t.Fatalf("rooms = %v, want 5", v.Rooms)
+	}
+	_ = c.Join("a")
+	expectNoError(t, c, true)
+}
+
 func TestMaxRoomsPerJoinOff(t *testing.T) {
 	k := newKit(t, rawSocket, withLimits(helper.Limits{MaxRoomsPerJoin: -1, MaxRoomsPerClient: -1}))
 	c, cd := k.login("u1")
