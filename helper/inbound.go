@@ -239,15 +239,10 @@ func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
 	var rooms []string
 	var seen map[string]struct{}
 	eachRoom(data, func(r string) bool {
-		if perJoin > 0 && len(rooms) == perJoin {
-			// Said to the client, which would otherwise take the rooms
-			// past the cap for refused by the app (a market-data trial
-			// asked for 500 symbols in one join and got 256 silently).
-			h.log.Debug("join truncated to MaxRoomsPerJoin", zapClient(c.id), zap.Int("limit", perJoin))
-			h.sendError(c, protocol.ErrTextJoinTooLarge)
-			return false
-		}
 		if !protocol.ValidRoomName(r) {
+			return true
+		}
+		if _, dup := seen[r]; dup {
 			return true
 		}
 		if r != c.id && !h.opts.AllowClientIDRooms && protocol.IsClientID(r) {
@@ -257,13 +252,20 @@ func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
 			}
 			return true
 		}
+		if perJoin > 0 && len(rooms) == perJoin {
+			// A name that would have been taken: said to the client, which
+			// would otherwise take the rooms past the cap for refused by
+			// the app (a market-data trial asked for 500 symbols in one
+			// join and got 256 silently).
+			h.log.Debug("join truncated to MaxRoomsPerJoin", zapClient(c.id), zap.Int("limit", perJoin))
+			h.sendError(c, protocol.ErrTextJoinTooLarge)
+			return false
+		}
 		if seen == nil {
 			seen = make(map[string]struct{}, 4)
 		}
-		if _, dup := seen[r]; !dup {
-			seen[r] = struct{}{}
-			rooms = append(rooms, r)
-		}
+		seen[r] = struct{}{}
+		rooms = append(rooms, r)
 		return true
 	})
 	if len(rooms) == 0 {
@@ -271,8 +273,12 @@ func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
 		return
 	}
 	if h.roomsFull(c) {
-		h.log.Debug("join rejected: client at MaxRoomsPerClient", zapClient(c.id))
-		h.sendError(c, protocol.ErrTextRoomLimit)
+		// Rooms it is already in are no refusal (a client sending its
+		// joins again after a hiccup).
+		if slices.ContainsFunc(rooms, func(r string) bool { return !h.reg.in(c, r) }) {
+			h.log.Debug("join rejected: client at MaxRoomsPerClient", zapClient(c.id))
+			h.sendError(c, protocol.ErrTextRoomLimit)
+		}
 		return
 	}
 	cb := h.handlers.ValidateRoom
@@ -324,7 +330,7 @@ func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
 			}
 			continue
 		}
-		if h.roomsFull(c) {
+		if h.roomsFull(c) && !h.reg.in(c, r) {
 			h.log.Debug("join stopped at MaxRoomsPerClient", zapClient(c.id), zap.String("room", r))
 			h.sendError(c, protocol.ErrTextRoomLimit)
 			return
