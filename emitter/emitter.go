@@ -396,10 +396,9 @@ func (e *WebSocketEmitter) publish(ctx context.Context, typ protocol.MessageType
 	return err
 }
 
-// send publishes one envelope and returns how many subscribers took it,
-// -1 where Redis does not say.
-// send publishes an envelope on ch: typ's channel for target, but for the
-// broadcast copy of a join-user or leave-user order.
+// send publishes one envelope on ch (typ's channel for target, but for the
+// broadcast copy of a join-user or leave-user order) and returns how many
+// subscribers took it, -1 where Redis does not say.
 func (e *WebSocketEmitter) send(ctx context.Context, ch string, typ protocol.MessageType, target, event string, data any, exclude []string) (int, error) {
 	if event == "" {
 		return 0, fmt.Errorf("emitter: %s: empty event", methodOf(typ))
