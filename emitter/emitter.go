@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -103,6 +104,10 @@ type WebSocketEmitter struct {
 	// ReadyTimeout hold with any client (see package bounded); it caps
 	// the commands left behind by callers that gave up.
 	commands *bounded.Runner
+	// behind, when not nil, is closed once every send that returned its
+	// timeout while its command went on has ended (see waitBehind).
+	behindMu sync.Mutex
+	behind   chan struct{}
 
 	published, publishErrors, noReceivers atomic.Uint64
 
@@ -396,6 +401,49 @@ func (e *WebSocketEmitter) publish(ctx context.Context, typ protocol.MessageType
 	return err
 }
 
+// waitBehind waits, within ctx, for the sends that returned their timeout
+// while their command went on: such a command may still reach Redis, and a
+// later send must not overtake it (a soak saw an emitter's sends 254 and 503
+// arrive after 256 and 504, at every client). A caller's next send after a
+// timeout therefore fails too while the earlier one is still under way
+// (Redis silent), which the unreachable gate does anyway.
+func (e *WebSocketEmitter) waitBehind(ctx context.Context) error {
+	e.behindMu.Lock()
+	b := e.behind
+	e.behindMu.Unlock()
+	if b == nil {
+		return nil
+	}
+	select {
+	case <-b:
+		e.behindMu.Lock()
+		if e.behind == b {
+			e.behind = nil
+		}
+		e.behindMu.Unlock()
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// leaveBehind records a send whose command goes on after its caller was
+// told it timed out: later sends wait for it, and for those before it.
+func (e *WebSocketEmitter) leaveBehind(left <-chan struct{}) {
+	e.behindMu.Lock()
+	defer e.behindMu.Unlock()
+	prev := e.behind
+	all := make(chan struct{})
+	go func() {
+		<-left
+		if prev != nil {
+			<-prev
+		}
+		close(all)
+	}()
+	e.behind = all
+}
+
 // send publishes one envelope on ch (typ's channel for target, but for the
 // broadcast copy of a join-user or leave-user order) and returns how many
 // subscribers took it, -1 where Redis does not say.
@@ -418,8 +466,12 @@ func (e *WebSocketEmitter) send(ctx context.Context, ch string, typ protocol.Mes
 	callerCtx := ctx
 	ctx, cancel := context.WithTimeout(ctx, e.opts.PublishTimeout)
 	defer cancel()
+	if err := e.waitBehind(ctx); err != nil {
+		e.publishErrors.Add(1)
+		return 0, fmt.Errorf("emitter: publish to %s: an earlier send that timed out is still under way: %w", ch, err)
+	}
 	receivers := int64(-1) // not known
-	err = e.commands.Run(ctx, func(ctx context.Context) error {
+	left, err := e.commands.RunLeaving(ctx, func(ctx context.Context) error {
 		// Not through go-redis's retries, which sent again a publish
 		// whose reply a broken connection lost: delivered twice, and
 		// nil returned (see package publishonce).
@@ -445,6 +497,9 @@ func (e *WebSocketEmitter) send(ctx context.Context, ch string, typ protocol.Mes
 		receivers = n
 		return err
 	})
+	if left != nil {
+		e.leaveBehind(left)
+	}
 	if err != nil {
 		e.publishErrors.Add(1)
 		e.troubleAt.Store(time.Now().UnixNano())

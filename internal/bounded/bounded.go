@@ -30,22 +30,38 @@ func New(max int) *Runner {
 // Run runs f and returns its result, or ctx's error as soon as ctx ends,
 // whichever comes first. Past the cap, it waits for a slot within ctx.
 func (r *Runner) Run(ctx context.Context, f func(context.Context) error) error {
+	_, err := r.RunLeaving(ctx, f)
+	return err
+}
+
+// RunLeaving is Run that also says when it returned before f did (ctx
+// ended): left is then closed once f has returned, and nil otherwise. A
+// caller whose next command must not overtake the one it gave up on (a
+// publish that may still reach Redis) waits for it.
+func (r *Runner) RunLeaving(ctx context.Context, f func(context.Context) error) (left <-chan struct{}, err error) {
 	select {
 	case r.slots <- struct{}{}:
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 	res := make(chan error, 1)
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		err := f(ctx)
 		<-r.slots // before the result: Running no longer counts it then
 		res <- err
 	}()
 	select {
 	case err := <-res:
-		return err
+		return nil, err
 	case <-ctx.Done():
-		return ctx.Err()
+		select {
+		case err := <-res: // f was done too
+			return nil, err
+		default:
+		}
+		return done, ctx.Err()
 	}
 }
 

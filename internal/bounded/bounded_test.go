@@ -114,3 +114,31 @@ func TestAhead(t *testing.T) {
 		t.Error("a deadline appeared from none")
 	}
 }
+
+// RunLeaving says when it gave up on a command still running, and when
+// that command ends; nil when the command ended in time.
+func TestRunLeavingSaysWhatItLeft(t *testing.T) {
+	r := New(4)
+	left, err := r.RunLeaving(context.Background(), func(context.Context) error { return nil })
+	if left != nil || err != nil {
+		t.Fatalf("a command that ended: %v %v", left, err)
+	}
+	release := make(chan struct{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	left, err = r.RunLeaving(ctx, func(context.Context) error { <-release; return nil })
+	if left == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a command given up on: %v %v", left, err)
+	}
+	select {
+	case <-left:
+		t.Fatal("left closed while the command still runs")
+	default:
+	}
+	close(release)
+	select {
+	case <-left:
+	case <-time.After(5 * time.Second):
+		t.Fatal("left not closed once the command ended")
+	}
+}
