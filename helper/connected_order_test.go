@@ -2,6 +2,7 @@ package helper_test
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -96,5 +97,51 @@ func TestConnectedCallbackHoldingTheDisconnectCallbackIsWarnedOf(t *testing.T) {
 	case <-disconnected:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the disconnect callback did not run after the connected callback returned")
+	}
+}
+
+// The disconnect callback of a client that left while it authenticated
+// carries the user its authenticate handler gave, and Connected false:
+// a presence app must not remove what its connected callback never added.
+func TestDisconnectCallbackSaysWhetherTheClientGotConnected(t *testing.T) {
+	inAuth := make(chan struct{}, 1)
+	release := make(chan struct{})
+	infos := make(chan helper.ClientInfo, 2)
+	srv := fxtest.StartServer(t,
+		websocket.WithAuthenticate(func(_ context.Context, req helper.AuthenticateRequest) (*helper.AuthResult, error) {
+			if strings.Contains(string(req.Data), "slow") {
+				inAuth <- struct{}{}
+				<-release
+			}
+			return &helper.AuthResult{UserID: "alice"}, nil
+		}),
+		websocket.WithClientDisconnected(func(ctx context.Context, info helper.ClientInfo) error {
+			infos <- info
+			return nil
+		}),
+	)
+	c, _ := srv.Connect(t, map[string]string{})
+	_ = c.Close()
+	if info := <-infos; !info.Connected || info.UserID != "alice" {
+		t.Fatalf("a client that got connected: %+v", info)
+	}
+	slow, err := fxtest.Dial(context.Background(), srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := slow.Emit("authenticate", map[string]string{"token": "slow"}); err != nil {
+		t.Fatal(err)
+	}
+	<-inAuth
+	_ = slow.Abort()
+	time.Sleep(50 * time.Millisecond) // the server sees the drop
+	close(release)
+	select {
+	case info := <-infos:
+		if info.Connected {
+			t.Fatalf("a client that left during its authentication: %+v, want Connected false", info)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no disconnect callback for the client that left during its authentication")
 	}
 }

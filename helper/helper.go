@@ -374,7 +374,8 @@ func (h *WebSocketServerHelper) releaseSlots() {
 func (h *WebSocketServerHelper) disconnect(c *client) {
 	// The state swap races finishAuthentication's compare-and-swap to
 	// authenticated; exactly one of them gives back the pending slot.
-	if c.state.Swap(stDisconnected) == stAuthenticated {
+	wasConnected := c.state.Swap(stDisconnected) == stAuthenticated
+	if wasConnected {
 		h.stats.authenticated.Add(-1)
 	} else {
 		h.pending.Add(-1)
@@ -390,7 +391,8 @@ func (h *WebSocketServerHelper) disconnect(c *client) {
 	c.mu.Unlock()
 	rooms := h.reg.remove(c)
 	c.endContext()
-	end := ClientInfo{ClientID: c.id, UserID: info.userID, Metadata: info.metadata, CloseCode: int(ws.StatusAbnormalClosure)}
+	end := ClientInfo{ClientID: c.id, UserID: info.userID, Metadata: info.metadata, CloseCode: int(ws.StatusAbnormalClosure),
+		Connected: wasConnected}
 	if h.handlers.ClientDisconnected != nil {
 		slices.Sort(rooms)
 		end.Rooms = rooms

@@ -418,6 +418,13 @@ type ClientInfo struct {
 	CloseCode   int
 	CloseReason string
 	ClosedBy    string
+	// Connected, for the disconnect callback (an extension), says whether
+	// the client got `connected`, and so had its connected callback run:
+	// false for one that left, or was closed, while it authenticated,
+	// whose UserID may be set all the same (its authenticate handler had
+	// answered). A presence app removes only what its connected callback
+	// added (a soak counted about 1 000 such callbacks an instance).
+	Connected bool
 }
 
 // ReasonWriteTimeout is ClientInfo.CloseReason for a client cut because it

@@ -184,7 +184,7 @@ func (s *subscriptions) apply(ctx context.Context) bool {
 					if warn, held := s.failLog.Allow(); warn {
 						msg := "broker subscription change failed; will retry"
 						if kept {
-							msg = "broker could not apply the subscription changes now (unavailable, or channels refused by redis); it keeps them and applies them itself"
+							msg = "broker kept subscription changes it could not apply now (Redis unreachable, or channels refused: the broker's own warning names them); it applies them itself"
 						}
 						s.log.Warn(msg, zap.Bool("subscribe", wanted), zap.Int("channels", n), zap.Error(err), zap.Uint64("suppressed", held))
 					}
