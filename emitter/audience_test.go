@@ -39,20 +39,7 @@ func TestAudienceCountsWithoutSending(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, c := range []struct {
-				typ    protocol.MessageType
-				target string
-				want   int
-			}{
-				{protocol.TypeUser, "device-7", 2},
-				{protocol.TypeUser, "device-9", 1},
-				{protocol.TypeUser, "device-404", 0},
-				{protocol.TypeClient, idA, 1},
-				{protocol.TypeClient, "no-such-client", 0},
-				{protocol.TypeRoom, "floor-2", 1},
-				{protocol.TypeRoom, "floor-9", 0},
-				{protocol.TypeBroadcast, "", 2},
-			} {
+			for _, c := range audienceCases(idA) {
 				if n, err := e.Audience(ctx, c.typ, c.target); err != nil || n != c.want {
 					t.Errorf("Audience of %s %q: %d %v, want %d", c.typ, c.target, n, err, c.want)
 				}
@@ -99,4 +86,27 @@ func TestAudienceCountsWithoutSending(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	})
+}
+
+// audienceCase is a target and the instances holding it, in the setup of
+// TestAudienceCountsWithoutSending and TestPublishCountsTheInstancesThatTookIt:
+// device-7 on two instances (client idA on the first), device-9 on the
+// second, in room floor-2.
+type audienceCase struct {
+	typ    protocol.MessageType
+	target string
+	want   int
+}
+
+func audienceCases(idA string) []audienceCase {
+	return []audienceCase{
+		{protocol.TypeUser, "device-7", 2},
+		{protocol.TypeUser, "device-9", 1},
+		{protocol.TypeUser, "device-404", 0},
+		{protocol.TypeClient, idA, 1},
+		{protocol.TypeClient, "no-such-client", 0},
+		{protocol.TypeRoom, "floor-2", 1},
+		{protocol.TypeRoom, "floor-9", 0},
+		{protocol.TypeBroadcast, "ignored", 2},
+	}
 }

@@ -702,20 +702,7 @@ func TestPublishCountsTheInstancesThatTookIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []struct {
-		typ    protocol.MessageType
-		target string
-		want   int
-	}{
-		{protocol.TypeUser, "device-7", 2},
-		{protocol.TypeUser, "device-9", 1},
-		{protocol.TypeUser, "device-404", 0},
-		{protocol.TypeClient, idA, 1},
-		{protocol.TypeClient, "no-such-client", 0},
-		{protocol.TypeRoom, "floor-2", 1},
-		{protocol.TypeRoom, "floor-9", 0},
-		{protocol.TypeBroadcast, "ignored", 2},
-	} {
+	for _, c := range audienceCases(idA) {
 		n, err := e.Publish(ctx, c.typ, c.target, "cmd", 1)
 		if err != nil || n != c.want {
 			t.Errorf("Publish to %s %q: %d %v, want %d", c.typ, c.target, n, err, c.want)

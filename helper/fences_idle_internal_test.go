@@ -2,12 +2,9 @@ package helper
 
 import (
 	"context"
-	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 )
 
@@ -27,17 +24,7 @@ func TestFencesLetGoOnAQuietInstance(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.fences.keep = int64(100 * time.Millisecond) // fenceFor's 11 s at least, shortened for the test
-	if err := h.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	defer h.Shutdown(context.Background())
-	conn, _, _, err := ws.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := startAndDial(t, h)
 	if err := wsutil.WriteClientText(conn, []byte(`{"event":"authenticate","data":{}}`)); err != nil {
 		t.Fatal(err)
 	}

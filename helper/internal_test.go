@@ -181,17 +181,7 @@ func TestEncryptionRequiredWithoutHandshake(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.handlers.Handshake = nil
-	if err := h.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	defer h.Shutdown(context.Background())
-	conn, _, _, err := ws.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := startAndDial(t, h)
 	if err := wsutil.WriteClientText(conn, []byte(`{"event":"authenticate"}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -368,4 +358,22 @@ func TestLargeFrameTakesPendingInputFirst(t *testing.T) {
 	if !bytes.Equal(p, large) {
 		t.Fatal("large frame assembled out of order")
 	}
+}
+
+// startAndDial starts h, serves it and dials it; everything ends with the
+// test.
+func startAndDial(t *testing.T, h *WebSocketServerHelper) net.Conn {
+	t.Helper()
+	if err := h.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close) // after the shutdown, as cleanups run last first
+	t.Cleanup(func() { _ = h.Shutdown(context.Background()) })
+	conn, _, _, err := ws.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
 }

@@ -2,14 +2,11 @@ package helper
 
 import (
 	"context"
-	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/fxws/websocket/protocol"
-	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 )
 
@@ -36,17 +33,7 @@ func TestUserOrderMeetingAnAuthenticationsEndIsNotLost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	defer h.Shutdown(context.Background())
-	conn, _, _, err := ws.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := startAndDial(t, h)
 	if err := wsutil.WriteClientText(conn, []byte(`{"event":"authenticate","data":{"token":"t"}}`)); err != nil {
 		t.Fatal(err)
 	}
