@@ -227,8 +227,10 @@ func (h *WebSocketServerHelper) userRoomsEverywhere(ctx context.Context, typ pro
 	if err != nil {
 		return err
 	}
-	// Broadcast copy first: an instance that hears neither before its
-	// connection's authentication ends finds the user's channel copy.
+	// Twice, with one order id (see userOrders): every instance hears the
+	// broadcast copy, one whose only connection of the user is still
+	// authenticating too; the user's channel copy comes in order with what
+	// is sent to the user after it.
 	env := protocol.Envelope{ServerID: h.serverID, Type: typ, Target: userID, Event: event, Data: data}
 	if err := h.publishOn(ctx, protocol.ChannelBroadcast, &env); err != nil {
 		return err
