@@ -25,11 +25,8 @@ import (
 // pub/sub, whose counts cover one node. A count is a moment's: a
 // connection may open or close right after.
 func (e *WebSocketEmitter) Audience(ctx context.Context, typ protocol.MessageType, target string) (int, error) {
-	if !typ.Valid() {
-		return 0, fmt.Errorf("emitter: Audience: unknown type %q (client, user, room or broadcast)", typ)
-	}
-	if typ != protocol.TypeBroadcast && target == "" {
-		return 0, fmt.Errorf("emitter: Audience: empty %s target", typ)
+	if err := checkAudience("Audience", typ, target); err != nil {
+		return 0, err
 	}
 	ch := typ.Channel(target)
 	ctx, cancel := context.WithTimeout(ctx, e.opts.PublishTimeout)
@@ -81,4 +78,16 @@ func (e *WebSocketEmitter) subscribers(ctx context.Context, ch string) (int, err
 		return 0, errors.New("redis answered PUBSUB NUMSUB without the channel")
 	}
 	return int(n), nil
+}
+
+// checkAudience refuses what Publish and Audience cannot address: a type
+// other than the original's four, or no target for one that needs it.
+func checkAudience(method string, typ protocol.MessageType, target string) error {
+	if !typ.Valid() {
+		return fmt.Errorf("emitter: %s: unknown type %q (client, user, room or broadcast)", method, typ)
+	}
+	if typ != protocol.TypeBroadcast && target == "" {
+		return fmt.Errorf("emitter: %s: empty %s target", method, typ)
+	}
+	return nil
 }

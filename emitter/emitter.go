@@ -378,11 +378,8 @@ func (e *WebSocketEmitter) userRooms(ctx context.Context, typ protocol.MessageTy
 // A count is a moment's: a server that took the message may have lost
 // the client since, and one that gets it a moment later is not counted.
 func (e *WebSocketEmitter) Publish(ctx context.Context, typ protocol.MessageType, target, event string, data any, exclude ...string) (int, error) {
-	if !typ.Valid() {
-		return 0, fmt.Errorf("emitter: Publish: unknown type %q (client, user, room or broadcast)", typ)
-	}
-	if typ != protocol.TypeBroadcast && target == "" {
-		return 0, fmt.Errorf("emitter: Publish: empty %s target", typ)
+	if err := checkAudience("Publish", typ, target); err != nil {
+		return 0, err
 	}
 	if event == "" {
 		return 0, errors.New("emitter: Publish: empty event")

@@ -245,15 +245,7 @@ func TestCloseGraceTimerStoppedOnceClosed(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var c *client
-		waitFor(t, "the connection in the registry", func() bool {
-			h.reg.mu.Lock()
-			defer h.reg.mu.Unlock()
-			for _, cl := range h.reg.clients {
-				c = cl
-			}
-			return c != nil
-		})
+		c := onlyClient(t, h)
 		if serverFirst {
 			c.closeWith(ws.StatusGoingAway, "bye")
 		} else if err := wsutil.WriteClientMessage(conn, ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, "")); err != nil {
@@ -376,4 +368,19 @@ func startAndDial(t *testing.T, h *WebSocketServerHelper) net.Conn {
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	return conn
+}
+
+// onlyClient waits for h's one connection to be registered, and returns it.
+func onlyClient(t *testing.T, h *WebSocketServerHelper) *client {
+	t.Helper()
+	var c *client
+	waitFor(t, "the connection in the registry", func() bool {
+		h.reg.mu.RLock()
+		defer h.reg.mu.RUnlock()
+		for _, cl := range h.reg.clients {
+			c = cl
+		}
+		return c != nil
+	})
+	return c
 }

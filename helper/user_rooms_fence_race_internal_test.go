@@ -38,15 +38,7 @@ func TestUserOrderMeetingAnAuthenticationsEndIsNotLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-inAuth
-	var c *client
-	waitFor(t, "the connection in the registry", func() bool {
-		h.reg.mu.RLock()
-		defer h.reg.mu.RUnlock()
-		for _, cl := range h.reg.clients {
-			c = cl
-		}
-		return c != nil
-	})
+	c := onlyClient(t, h)
 
 	// The order's broker worker has read the user's connections (none) and
 	// is about to raise its fence.
