@@ -61,6 +61,12 @@ type Options struct {
 	// ReadyTimeout bounds how long Start waits for Redis to answer, as the
 	// original waits for its connection to be ready. Default 30 s.
 	ReadyTimeout time.Duration
+	// MaxEnvelopeLength is the largest envelope, in bytes, a send may
+	// publish: a larger one fails with ErrEnvelopeTooLarge, as the servers
+	// would drop it (helper.Options.MaxEnvelopeLength: give both the same
+	// value). Default 16 MiB (protocol.DefaultMaxEnvelopeLength);
+	// negative: no limit.
+	MaxEnvelopeLength int
 	// Logger receives start and stop events, and warnings (Redis
 	// unreachable, sends that failed for another reason, such as an
 	// answer from Redis: a password, an ACL, BUSY; a broadcast no server
@@ -87,6 +93,10 @@ var ErrRing = errors.New("emitter: a redis.Ring spreads channels over servers th
 // the first that Redis takes ends it. Not on a cluster, whose channels
 // live on different masters.
 var ErrUnreachable = errors.New("emitter: redis unreachable")
+
+// ErrEnvelopeTooLarge is returned by a send whose envelope is over
+// Options.MaxEnvelopeLength: nothing was published.
+var ErrEnvelopeTooLarge = errors.New("emitter: envelope over MaxEnvelopeLength")
 
 // unreachableFresh is how long after a failed send Stats().Unreachable
 // still says so.
@@ -199,6 +209,9 @@ func New(client redis.UniversalClient, opts Options) (*WebSocketEmitter, error) 
 	}
 	if opts.ReadyTimeout <= 0 {
 		opts.ReadyTimeout = 30 * time.Second
+	}
+	if opts.MaxEnvelopeLength == 0 {
+		opts.MaxEnvelopeLength = protocol.DefaultMaxEnvelopeLength
 	}
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
@@ -451,6 +464,9 @@ func (e *WebSocketEmitter) send(ctx context.Context, ch string, typ protocol.Mes
 	payload, err := encode(typ, target, event, data, exclude)
 	if err != nil {
 		return 0, err
+	}
+	if max := e.opts.MaxEnvelopeLength; max > 0 && len(payload) > max {
+		return 0, fmt.Errorf("emitter: %s: %w: %d bytes, the limit is %d (the servers would drop it)", methodOf(typ), ErrEnvelopeTooLarge, len(payload), max)
 	}
 	probe, cause := e.unreachable.Admit()
 	if cause != nil {

@@ -222,7 +222,6 @@ func (h *WebSocketServerHelper) userRoomsEverywhere(ctx context.Context, typ pro
 			return fmt.Errorf("websocket: %s: %q is not a room a client may be in (or is named like a client id: see Options.AllowClientIDRooms)", method, r)
 		}
 	}
-	h.userRoomsLocal(typ, userID, rooms)
 	data, err := json.Marshal(protocol.RoomsData{Rooms: rooms, Order: uuid.NewString()})
 	if err != nil {
 		return err
@@ -232,10 +231,15 @@ func (h *WebSocketServerHelper) userRoomsEverywhere(ctx context.Context, typ pro
 	// authenticating too; the user's channel copy comes in order with what
 	// is sent to the user after it.
 	env := protocol.Envelope{ServerID: h.serverID, Type: typ, Target: userID, Event: event, Data: data}
-	if err := h.publishOn(ctx, protocol.ChannelBroadcast, &env); err != nil {
+	payload, err := h.encodeEnvelope(&env)
+	if err != nil {
+		return fmt.Errorf("websocket: %s: %w", method, err)
+	}
+	h.userRoomsLocal(typ, userID, rooms)
+	if err := h.publishPayload(ctx, protocol.ChannelBroadcast, payload); err != nil {
 		return err
 	}
-	return h.publishOn(ctx, env.Channel(), &env)
+	return h.publishPayload(ctx, env.Channel(), payload)
 }
 
 // userRoomsLocal applies a join or leave of a user's to its connections
@@ -455,7 +459,7 @@ type Stats struct {
 	// or read after the server's close. Control frames are not counted.
 	Received uint64
 	// PublishErrors counts failed broker publishes; BadEnvelopes, envelopes
-	// dropped as unreadable; HandlerErrors, the app's callbacks that
+	// dropped as unreadable or over Options.MaxEnvelopeLength; HandlerErrors, the app's callbacks that
 	// failed (an error or a panic): message, validate-room, connected,
 	// disconnected and rooms-changed (authenticate's are AuthErrors).
 	PublishErrors, BadEnvelopes, HandlerErrors uint64

@@ -305,8 +305,12 @@ func (h *WebSocketServerHelper) SendToUser(ctx context.Context, userID, event st
 	if err != nil {
 		return err
 	}
+	env, err := h.envelope(protocol.TypeUser, userID, event, d, nil, latest)
+	if err != nil {
+		return err
+	}
 	h.localUser(userID, newLatestOutgoing(event, d, latest))
-	return h.publish(ctx, protocol.TypeUser, userID, event, d, nil, latest)
+	return h.publishPayload(ctx, env.channel, env.payload)
 }
 
 // Send is the cluster-wide send of the original's public API. With no
@@ -340,25 +344,31 @@ func (h *WebSocketServerHelper) Send(ctx context.Context, destination, topic str
 	if d == nil {
 		return nil
 	}
-	m := newLatestOutgoing(topic, d, latest)
 	if len(exclude) == 0 {
 		exclude = nil // an empty list, not an empty exclude member in envelopes
 	}
+	typ := protocol.TypeRoom
 	switch {
 	case destination == "":
-		h.localBroadcast(m, exclude)
-		return h.publish(ctx, protocol.TypeBroadcast, "", topic, d, exclude, latest)
+		typ = protocol.TypeBroadcast
 	case h.reg.get(destination) != nil:
-		if !contains(exclude, destination) {
-			h.localClient(destination, m)
-		}
-		return h.publish(ctx, protocol.TypeClient, destination, topic, d, exclude, latest)
-	case h.reg.hasRoom(destination):
-		h.localRoom(destination, m, exclude)
-		return h.publish(ctx, protocol.TypeRoom, destination, topic, d, exclude, latest)
-	default:
-		return h.publish(ctx, protocol.TypeRoom, destination, topic, d, exclude, latest)
+		typ = protocol.TypeClient
 	}
+	env, err := h.envelope(typ, destination, topic, d, exclude, latest)
+	if err != nil {
+		return err
+	}
+	switch {
+	case typ == protocol.TypeBroadcast:
+		h.localBroadcast(newLatestOutgoing(topic, d, latest), exclude)
+	case typ == protocol.TypeClient:
+		if !contains(exclude, destination) {
+			h.localClient(destination, newLatestOutgoing(topic, d, latest))
+		}
+	case h.reg.hasRoom(destination):
+		h.localRoom(destination, newLatestOutgoing(topic, d, latest), exclude)
+	}
+	return h.publishPayload(ctx, env.channel, env.payload)
 }
 
 // Publish sends an envelope to the other instances only, as the emitter
@@ -375,17 +385,49 @@ func (h *WebSocketServerHelper) Publish(ctx context.Context, typ protocol.Messag
 }
 
 func (h *WebSocketServerHelper) publish(ctx context.Context, typ protocol.MessageType, target, event string, data json.RawMessage, exclude []string, latest string) error {
-	if typ != protocol.TypeBroadcast && target == "" {
-		return fmt.Errorf("websocket: publish: %s envelope needs a target", typ)
+	env, err := h.envelope(typ, target, event, data, exclude, latest)
+	if err != nil {
+		return err
 	}
-	env := protocol.Envelope{ServerID: h.serverID, Type: typ, Target: target, Event: event, Data: data, Exclude: exclude, Latest: latest}
-	return h.publishOn(ctx, env.Channel(), &env)
+	return h.publishPayload(ctx, env.channel, env.payload)
 }
 
-// publishOn publishes env on channel, which is env's own but for the
-// broadcast copy of a join-user or leave-user order (see userOrders).
-func (h *WebSocketServerHelper) publishOn(ctx context.Context, channel string, env *protocol.Envelope) error {
+// encodedEnvelope is an envelope of this instance's, ready to publish.
+type encodedEnvelope struct {
+	channel string
+	payload []byte
+}
+
+// envelope encodes a send's envelope before anything of the send is
+// delivered, so that one the other instances would drop as too large
+// fails whole.
+func (h *WebSocketServerHelper) envelope(typ protocol.MessageType, target, event string, data json.RawMessage, exclude []string, latest string) (encodedEnvelope, error) {
+	if typ != protocol.TypeBroadcast && target == "" {
+		return encodedEnvelope{}, fmt.Errorf("websocket: publish: %s envelope needs a target", typ)
+	}
+	env := protocol.Envelope{ServerID: h.serverID, Type: typ, Target: target, Event: event, Data: data, Exclude: exclude, Latest: latest}
+	payload, err := h.encodeEnvelope(&env)
+	return encodedEnvelope{env.Channel(), payload}, err
+}
+
+// ErrEnvelopeTooLarge is returned by a send whose envelope would be over
+// Options.MaxEnvelopeLength, which the other instances would drop.
+// Nothing of the send was delivered.
+var ErrEnvelopeTooLarge = errors.New("websocket: envelope over MaxEnvelopeLength")
+
+// encodeEnvelope encodes env, or refuses it past MaxEnvelopeLength.
+func (h *WebSocketServerHelper) encodeEnvelope(env *protocol.Envelope) ([]byte, error) {
 	payload := protocol.AppendEnvelope(make([]byte, 0, len(h.selfPrefix)+len(env.Event)+len(env.Target)+len(env.Data)+len(env.Latest)+60), env)
+	if max := h.opts.MaxEnvelopeLength; max > 0 && len(payload) > max {
+		return nil, fmt.Errorf("%w: %d bytes, the limit is %d (the other instances would drop it)", ErrEnvelopeTooLarge, len(payload), max)
+	}
+	return payload, nil
+}
+
+// publishPayload publishes an encoded envelope on channel: its own, or
+// for a join-user or leave-user order the broadcast channel too (see
+// userOrders).
+func (h *WebSocketServerHelper) publishPayload(ctx context.Context, channel string, payload []byte) error {
 	if err := h.broker.Publish(ctx, channel, payload); err != nil {
 		h.stats.publishErrors.Add(1)
 		if ok, n := h.publishLog.Allow(); ok {
@@ -429,6 +471,14 @@ func (h *WebSocketServerHelper) localBroadcast(m *outgoing, exclude []string) in
 func (h *WebSocketServerHelper) onBrokerMessage(channel string, payload []byte) {
 	if bytes.HasPrefix(payload, h.selfPrefix) {
 		return // our own envelope, back from a channel we listen on
+	}
+	if max := h.opts.MaxEnvelopeLength; max > 0 && len(payload) > max {
+		h.stats.badEnvelopes.Add(1)
+		if ok, n := h.envelopeLog.Allow(); ok {
+			h.log.Warn("dropping envelope over MaxEnvelopeLength", zap.String("channel", channel),
+				zap.Int("bytes", len(payload)), zap.Int("limit", max), zap.ByteString("start", payload[:min(len(payload), 120)]), zap.Uint64("suppressed", n))
+		}
+		return
 	}
 	env, err := protocol.DecodeEnvelope(payload)
 	if err != nil {

@@ -95,6 +95,21 @@ type Options struct {
 	// 4008 "Backpressure limit exceeded"; otherwise the message that does
 	// not fit is dropped for that client and counted.
 	CloseOnBackpressureLimit bool
+	// MaxEnvelopeLength is the largest envelope, in bytes, taken from the
+	// broker: one from another instance or an emitter that is larger is
+	// dropped, counted in Stats.BadEnvelopes and logged (at most a line a
+	// second), and a send of this instance's (Send, SendToUser, Publish, the
+	// user and disconnect orders) that would publish a larger one fails with
+	// ErrEnvelopeTooLarge before anything is delivered. A broadcast of
+	// tens of megabytes is sent whole to each client with nothing waiting
+	// (see BackpressureLimit), and transformed once per client for
+	// encrypted ones, so that anyone who can publish on the Redis (or a
+	// bug there) could otherwise take the server's memory many times over
+	// with one message. Give every instance the same value. Default
+	// 16 MiB; negative: no limit (the original has none). Messages sent to
+	// this instance's clients only (SendToClient, SendToRoom, Broadcast)
+	// are not bounded by it.
+	MaxEnvelopeLength int
 	// WriteTimeout bounds one write to a client's socket; a client that
 	// accepts nothing for this long is disconnected. Default 10 s.
 	WriteTimeout time.Duration
@@ -315,6 +330,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.EncryptedBatchLimit == 0 {
 		o.EncryptedBatchLimit = protocol.DefaultEncryptedBatchLimit
+	}
+	if o.MaxEnvelopeLength == 0 {
+		o.MaxEnvelopeLength = protocol.DefaultMaxEnvelopeLength
 	}
 	if o.CompressLevel == 0 {
 		o.CompressLevel = flate.BestSpeed

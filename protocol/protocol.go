@@ -363,6 +363,11 @@ type RoomsData struct {
 	Order string `json:"order,omitempty"`
 }
 
+// DefaultMaxEnvelopeLength is the default largest envelope, in bytes, that
+// servers take from Redis and servers and emitters publish (an extension:
+// the original has no limit). See helper.Options.MaxEnvelopeLength.
+const DefaultMaxEnvelopeLength = 16 << 20
+
 // Envelope is what server instances and emitters publish on Redis.
 type Envelope struct {
 	// ServerID is the `serverId` member: the random id of the instance that
