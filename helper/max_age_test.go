@@ -36,6 +36,25 @@ func TestMaxConnectionAge(t *testing.T) {
 	})
 }
 
+// The age is checked every twentieth of it when the idle sweep (a quarter
+// of IdleTimeout) comes less often: a trial's 45 s age closed at 59 s.
+// Here the idle sweep runs every 15 minutes.
+func TestMaxConnectionAgeIsCheckedMoreOftenThanTheIdleSweep(t *testing.T) {
+	k := newKit(t, rawSocket, func(c *helper.Config) {
+		c.Options.MaxConnectionAge = 400 * time.Millisecond
+	})
+	began := time.Now()
+	c, _ := k.login("alice")
+	code, reason, err := c.ExpectClose(context.Background())
+	if err != nil || code != protocol.CloseGoingAway || reason != protocol.ReasonMaxConnectionAge {
+		t.Fatalf("close %d %q %v, want 1001 %q", code, reason, err, protocol.ReasonMaxConnectionAge)
+	}
+	if age := time.Since(began); age < 360*time.Millisecond {
+		t.Fatalf("closed after %v, before its age of 400 ms less a tenth", age)
+	}
+	eventually(t, "the close counted", func() bool { return k.h.Stats().AgedOut == 1 })
+}
+
 func TestMaxConnectionAgeMustNotBeNegative(t *testing.T) {
 	if err := (helper.Options{MaxConnectionAge: -time.Second}).Validate(); err == nil {
 		t.Fatal("a negative MaxConnectionAge was accepted")

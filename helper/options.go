@@ -77,12 +77,12 @@ type Options struct {
 	// old, with 1001 "Max connection age" (the code of a server going
 	// away: clients reconnect), each up to a tenth earlier than this age
 	// (by its id), so that connections made together do not all come back
-	// together (a spread only if that tenth is longer than a quarter of
-	// IdleTimeout, the sweep's period). Through a load balancer the reconnections spread over
+	// together. Through a load balancer the reconnections spread over
 	// every instance: a fleet evens out after a rolling restart left the
 	// last instance empty, and clients authenticate afresh (a revoked
-	// token is refused). Checked by the idle sweep, every quarter of
-	// IdleTimeout, so up to that much later. Default 0: no limit.
+	// token is refused). Checked every twentieth of the age, or by the
+	// idle sweep (every quarter of IdleTimeout) when that is sooner, so up
+	// to that much later. Default 0: no limit.
 	MaxConnectionAge time.Duration
 	// BackpressureLimit is how many bytes may wait in one client's
 	// outbound buffer. Default 1 MiB. Latest values (protocol.Latest),
