@@ -278,6 +278,16 @@ func (c *Cluster) form(ctx context.Context) error {
 		clients[i] = redis.NewClient(&redis.Options{Addr: s.Addr()})
 		defer clients[i].Close()
 	}
+	// A distinct config epoch for each node before they meet, as redis-cli
+	// --cluster create gives: otherwise every node starts at 0, and the
+	// collisions are resolved by gossip for a while after the cluster is
+	// ok, every node having its own view of the others' epochs meanwhile
+	// (by which a slot's owner is decided when two nodes claim it).
+	for i, cl := range clients {
+		if err := cl.Do(ctx, "CLUSTER", "SET-CONFIG-EPOCH", i+1).Err(); err != nil {
+			return fmt.Errorf("node %s: cluster set-config-epoch %d: %w", all[i].Addr(), i+1, err)
+		}
+	}
 	const slots = 16384
 	per := slots / len(c.Nodes)
 	for i, cl := range clients[:len(c.Nodes)] {
