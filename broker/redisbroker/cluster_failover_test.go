@@ -98,7 +98,7 @@ func TestShardedChannelFollowsItsSlot(t *testing.T) {
 
 	from := ownerOf(t, cl, ch)
 	to := 1 - from
-	moveSlot(ctx, t, cl, ch, from, to)
+	cl.MoveSlot(redisbroker.Slot(ch), from, to)
 	waitFor(t, "the broker to resubscribe", func() bool { return b.Stats().Reconnects >= 1 })
 	// SPUBLISH on the new owner must now reach the broker.
 	newOwner := cl.Nodes[to].Client()
@@ -113,24 +113,5 @@ func TestShardedChannelFollowsItsSlot(t *testing.T) {
 			t.Fatalf("the channel never had its subscriber on its new owner (last: %d, %v; broker %+v)", n, err, b.Stats())
 		}
 		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// moveSlot hands the slot of key from master from to master to, directly:
-// the slot holds no keys.
-func moveSlot(ctx context.Context, t *testing.T, cl *redistest.Cluster, key string, from, to int) {
-	t.Helper()
-	slot, err := cl.Nodes[0].Client().ClusterKeySlot(ctx, key).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	toID, err := cl.Nodes[to].Client().Do(ctx, "CLUSTER", "MYID").Text()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, i := range []int{to, from} {
-		if err := cl.Nodes[i].Client().Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", toID).Err(); err != nil {
-			t.Fatal(err)
-		}
 	}
 }

@@ -139,17 +139,8 @@ func TestShardedSubscribeRefusedByStaleSlotMapIsNotReportedDone(t *testing.T) {
 	if err := b.Subscribe(ctx, c0); err != nil { // the connection to "from"
 		t.Fatal(err)
 	}
-	slot := redisbroker.Slot(x)
-	toID, err := cl.Nodes[to].Client().Do(ctx, "CLUSTER", "MYID").Text()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, i := range []int{to, from} {
-		if err := cl.Nodes[i].Client().Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", toID).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	err = b.Subscribe(ctx, x)
+	cl.MoveSlot(redisbroker.Slot(x), from, to)
+	err := b.Subscribe(ctx, x)
 	subs := shardNumSub(t, cl.Nodes[to], x)
 	if err == nil && subs == 0 {
 		t.Errorf("Subscribe(%s) returned nil, but the slot's owner (master %d) has %d subscribers of it (the SSUBSCRIBE went to master %d by a stale map and was refused with MOVED)",

@@ -79,7 +79,7 @@ func TestShardedSlotMoveKeepsChannelsOfOtherMasters(t *testing.T) {
 	lostCh := publishWhile(ctx, pub, c2, stop)
 	time.Sleep(100 * time.Millisecond)
 
-	moveSlot(ctx, t, cl, c1, from, to)
+	cl.MoveSlot(redisbroker.Slot(c1), from, to)
 	waitFor(t, "the broker to resubscribe the moved channel", func() bool { return b.Stats().Reconnects >= 1 })
 	time.Sleep(500 * time.Millisecond)
 	close(stop)
