@@ -101,16 +101,24 @@ func TestShardedChannelFollowsItsSlot(t *testing.T) {
 	cl.MoveSlot(redisbroker.Slot(ch), from, to)
 	waitFor(t, "the broker to resubscribe", func() bool { return b.Stats().Reconnects >= 1 })
 	// SPUBLISH on the new owner must now reach the broker.
-	newOwner := cl.Nodes[to].Client()
+	reachesVia(t, cl.Nodes[to], b, in, ch)
+}
+
+// reachesVia waits until an SPUBLISH of ch on node (a master serving ch's
+// slot) has a subscriber there, b's, and b's inbox in gets that message.
+func reachesVia(t *testing.T, node *redistest.Server, b *redisbroker.Broker, in *inbox, ch string) {
+	t.Helper()
+	ctx := context.Background()
+	c := node.Client()
 	deadline := time.Now().Add(10 * time.Second)
 	for i := 0; ; i++ {
-		n, err := newOwner.SPublish(ctx, ch, fmt.Sprint("after-", i)).Result()
+		n, err := c.SPublish(ctx, ch, fmt.Sprint("after-", i)).Result()
 		if err == nil && n == 1 {
 			in.wait(t, fmt.Sprint(ch, "|after-", i))
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the channel never had its subscriber on its new owner (last: %d, %v; broker %+v)", n, err, b.Stats())
+			t.Fatalf("%s never had its subscriber on %s (last SPUBLISH: %d, %v; broker %+v)", ch, node.Addr(), n, err, b.Stats())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

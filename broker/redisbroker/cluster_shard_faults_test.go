@@ -81,6 +81,7 @@ func TestShardedSlotMoveKeepsChannelsOfOtherMasters(t *testing.T) {
 
 	cl.MoveSlot(redisbroker.Slot(c1), from, to)
 	waitFor(t, "the broker to resubscribe the moved channel", func() bool { return b.Stats().Reconnects >= 1 })
+	reachesVia(t, cl.Nodes[to], b, in, c1)
 	time.Sleep(500 * time.Millisecond)
 	close(stop)
 	lost := <-lostCh
@@ -88,7 +89,6 @@ func TestShardedSlotMoveKeepsChannelsOfOtherMasters(t *testing.T) {
 		t.Errorf("%d messages on %s (master %d, untouched by the move of %s's slot from master %d to %d) were published with no subscriber: %v (broker %+v)",
 			len(lost), c2, steady, c1, from, to, lost[:min(len(lost), 5)], b.Stats())
 	}
-	_ = in
 }
 
 // A master dies: until its replica takes over (cluster-node-timeout plus an
