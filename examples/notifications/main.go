@@ -10,17 +10,23 @@
 //	curl -d '{"text":"hi"}' http://127.0.0.1:3000/notify/alice
 //
 // With REDIS_URL set, the store and the broker are that Redis, so several
-// servers (each with its own ADDR) share the users.
+// servers (each with its own ADDR) share the users, and a worker process
+// can notify without a socket (emitter):
+//
+//	REDIS_URL=redis://127.0.0.1:6379 go run ./examples/notifications -notify alice '{"text":"hi"}'
 //
 // Environment: ADDR (127.0.0.1:3000), REDIS_URL (none: an in-memory store
 // and the in-process broker, one instance), BACKLOG (100: notifications
 // kept per user; a device further behind is told to reset).
 //
 // The parts: store.go (Store, in memory and on Redis), server.go (the
-// server's handlers and the HTTP route), device.go (the device's rules).
+// server's handlers and the HTTP route), device.go (the device's rules),
+// worker.go (the emitter side).
 package main
 
 import (
+	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -60,9 +66,16 @@ func loadConfig(getenv func(string) string) (config, error) {
 }
 
 func main() {
+	notify := flag.String("notify", "", "store and send a notification for this user from a worker (needs REDIS_URL); the JSON data is the argument")
+	flag.Parse()
 	cfg, err := loadConfig(os.Getenv)
 	if err == nil {
-		err = runServer(cfg)
+		switch {
+		case *notify != "":
+			err = runWorker(context.Background(), cfg, *notify, flag.Arg(0), os.Stdout)
+		default:
+			err = runServer(cfg)
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "notifications:", err)
@@ -157,6 +170,11 @@ notifications on ws://%[1]s/ws, with %[2]s.
 Store and send a notification for alice:
   curl -d '{"text":"hello"}' http://%[1]s/notify/alice
 `, addr, mode)
+	if cfg.RedisURL != "" {
+		fmt.Fprintf(w, `From a worker process without a socket (emitter; no live send while alice is online nowhere):
+  REDIS_URL=%s go run ./examples/notifications -notify alice '{"text":"from a worker"}'
+`, cfg.RedisURL)
+	}
 	fmt.Fprintf(w, `A client of your own sends {"event":"authenticate","data":{"token":"alice","last":0}}, then gets
 "backlog" {"last","from","reset"?,"notifications":[{"seq","data"}…]} and "notification" {"seq","data"}.
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -430,6 +431,37 @@ func TestBrokerRestoredAsksDevices(t *testing.T) {
 	}
 	notify(t, srv, "alice", "live again")
 	expectApplied(t, run(t, d, 1), []uint64{2})
+}
+
+// TestWorker: the -notify program stores and sends through the emitter,
+// and skips the live send while the user is online nowhere.
+func TestWorker(t *testing.T) {
+	cfg := config{RedisURL: fxtest.StartRedis(t).URL()}
+	srv := start(t, cfg)
+	ctx := context.Background()
+	var out strings.Builder
+	if err := runWorker(ctx, cfg, "bob", `{"text":"while away"}`, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "stored #1; bob is online nowhere") {
+		t.Fatalf("worker said %q", out.String())
+	}
+	d := &Device{Token: "bob"}
+	connect(t, d, srv)
+	expectApplied(t, run(t, d, 1), []uint64{1})
+
+	out.Reset()
+	if err := runWorker(ctx, cfg, "bob", `{"text":"live"}`, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "stored #2 and sent live") {
+		t.Fatalf("worker said %q", out.String())
+	}
+	expectApplied(t, run(t, d, 1), []uint64{2})
+
+	if err := runWorker(ctx, config{}, "bob", `{}`, io.Discard); err == nil {
+		t.Error("a worker without REDIS_URL ran")
+	}
 }
 
 // TestProgram builds the program, runs it as `go run` would on a machine
