@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"time"
 
 	"github.com/fxws/websocket/fxtest"
 )
@@ -183,4 +185,53 @@ func (d *Device) drain() []Notification {
 func (d *Device) ask() error {
 	d.asked = true
 	return d.c.Emit(EventCatchUp, CatchUp{Last: d.Last})
+}
+
+// runDevice is the -device program: a device that prints what it applies
+// and reconnects, with its Last, whenever the connection ends.
+func runDevice(ctx context.Context, cfg config, user string, last uint64, out io.Writer) error {
+	d := &Device{Token: user, Last: last}
+	defer d.Close()
+	url := "ws://" + cfg.Addr + "/ws"
+	for ctx.Err() == nil {
+		if err := d.Connect(ctx, url); err != nil {
+			fmt.Fprintf(out, "connect: %v\n", err)
+		} else {
+			fmt.Fprintf(out, "connected as %s, last #%d\n", user, d.Last)
+			err := d.listen(ctx, out)
+			fmt.Fprintf(out, "disconnected (%v), last #%d\n", err, d.Last)
+		}
+		select { // a pause, so that a server in trouble is not hammered
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	return nil
+}
+
+// listen prints updates until the connection or ctx ends.
+func (d *Device) listen(ctx context.Context, out io.Writer) error {
+	for {
+		// Wake up to heartbeat well within the server's 90 s.
+		wait, cancel := context.WithTimeout(ctx, 30*time.Second)
+		u, err := d.Next(wait)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, context.DeadlineExceeded):
+			if err := d.Heartbeat(); err != nil {
+				return err
+			}
+			continue
+		case err != nil:
+			return err
+		}
+		if u.Reset {
+			fmt.Fprintf(out, "reset: the store no longer has all that follows; going on after #%d (a real app reloads from its API)\n", u.From)
+		}
+		for _, n := range u.Apply {
+			fmt.Fprintf(out, "#%d %s\n", n.Seq, n.Data)
+		}
+	}
 }

@@ -7,6 +7,7 @@
 // a number skipped.
 //
 //	go run ./examples/notifications                    # the server, on 127.0.0.1:3000
+//	go run ./examples/notifications -device alice      # a device of alice, in another terminal
 //	curl -d '{"text":"hi"}' http://127.0.0.1:3000/notify/alice
 //
 // With REDIS_URL set, the store and the broker are that Redis, so several
@@ -32,7 +33,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strconv"
+	"syscall"
 
 	websocket "github.com/fxws/websocket"
 	"github.com/fxws/websocket/helper"
@@ -66,11 +69,17 @@ func loadConfig(getenv func(string) string) (config, error) {
 }
 
 func main() {
+	device := flag.String("device", "", "run a device of this user: print what it applies, reconnect and catch up")
+	last := flag.Uint64("last", 0, "with -device: the number of the last notification the device applied")
 	notify := flag.String("notify", "", "store and send a notification for this user from a worker (needs REDIS_URL); the JSON data is the argument")
 	flag.Parse()
 	cfg, err := loadConfig(os.Getenv)
 	if err == nil {
 		switch {
+		case *device != "":
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			err = runDevice(ctx, cfg, *device, *last, os.Stdout)
+			stop()
 		case *notify != "":
 			err = runWorker(context.Background(), cfg, *notify, flag.Arg(0), os.Stdout)
 		default:
@@ -161,15 +170,21 @@ func appOptions(cfg config, log *zap.Logger) fx.Option {
 // usage says what to do with a running server.
 func usage(w io.Writer, cfg config, addr string) {
 	mode := "an in-memory store and the in-process broker: one instance (set REDIS_URL for Redis)"
+	env := ""
+	if cfg.Addr != "127.0.0.1:3000" {
+		env = "ADDR=" + cfg.Addr + " "
+	}
 	if cfg.RedisURL != "" {
 		mode = "Redis for the store and the broker: start more with other ADDRs"
 	}
 	fmt.Fprintf(w, `
 notifications on ws://%[1]s/ws, with %[2]s.
 
+A device of alice (prints what it applies; stop it, notify, start it with -last to see the catch-up):
+  %[3]sgo run ./examples/notifications -device alice
 Store and send a notification for alice:
   curl -d '{"text":"hello"}' http://%[1]s/notify/alice
-`, addr, mode)
+`, addr, mode, env)
 	if cfg.RedisURL != "" {
 		fmt.Fprintf(w, `From a worker process without a socket (emitter; no live send while alice is online nowhere):
   REDIS_URL=%s go run ./examples/notifications -notify alice '{"text":"from a worker"}'

@@ -464,6 +464,44 @@ func TestWorker(t *testing.T) {
 	}
 }
 
+// TestDeviceProgram: the -device program prints what it applies, and
+// reconnects when the server closes it.
+func TestDeviceProgram(t *testing.T) {
+	srv := start(t, config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- runDevice(ctx, config{Addr: srv.Addr()}, "carol", 0, pw)
+		pw.Close()
+	}()
+	lines := bufio.NewScanner(pr)
+	expectLine := func(prefix string) {
+		t.Helper()
+		for lines.Scan() {
+			if strings.HasPrefix(lines.Text(), prefix) {
+				return
+			}
+		}
+		t.Fatalf("no line %q", prefix)
+	}
+	expectLine("connected as carol, last #0")
+	notify(t, srv, "carol", "one")
+	expectLine(`#1 {"text":"one"}`)
+	if n, err := srv.Helper().DisconnectUser("carol", CloseRetry, "Catch-up failed"); n != 1 || err != nil {
+		t.Fatalf("disconnect: %d %v", n, err)
+	}
+	expectLine("disconnected")
+	notify(t, srv, "carol", "two")
+	expectLine("connected as carol, last #1")
+	expectLine(`#2 {"text":"two"}`)
+	cancel()
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestProgram builds the program, runs it as `go run` would on a machine
 // without Redis, does what it prints, and stops it with SIGTERM.
 func TestProgram(t *testing.T) {
