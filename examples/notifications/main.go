@@ -106,7 +106,7 @@ func runServer(cfg config) error {
 	if err != nil {
 		return err
 	}
-	fx.New(
+	app := fx.New(
 		// fx's own events at debug (hidden), its errors still shown.
 		fx.WithLogger(func() fxevent.Logger {
 			z := &fxevent.ZapLogger{Logger: log}
@@ -118,11 +118,21 @@ func runServer(cfg config) error {
 		// notify route) on this listener, as fxtest does in the tests.
 		websocket.WithListener(ln),
 		appOptions(cfg, log),
-		fx.Invoke(func(lc fx.Lifecycle) {
-			lc.Append(fx.StartHook(func() { usage(os.Stdout, cfg, ln.Addr().String()) }))
-		}),
-	).Run()
-	return nil
+	)
+	// What fx's Run does, but for the usage, which is printed once the
+	// signals are caught (Wait): a SIGTERM right after it stops cleanly.
+	start, cancel := context.WithTimeout(context.Background(), app.StartTimeout())
+	defer cancel()
+	if err := app.Start(start); err != nil {
+		_ = ln.Close()
+		return err
+	}
+	sig := app.Wait()
+	usage(os.Stdout, cfg, ln.Addr().String())
+	<-sig
+	stop, cancel := context.WithTimeout(context.Background(), app.StopTimeout())
+	defer cancel()
+	return app.Stop(stop)
 }
 
 // appOptions is the application but for websocket.Module and the listener,
