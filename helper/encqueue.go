@@ -100,16 +100,7 @@ func (q *encQueue) add(c *client, m *outgoing, fanout bool) {
 // connection is registered, so that no worker is added to the tasks
 // Shutdown has started waiting for (every client is being closed then, and
 // what is queued for them is dropped with them).
-func (q *encQueue) spawn() bool {
-	h := q.h
-	h.acceptMu.Lock()
-	defer h.acceptMu.Unlock()
-	if h.closing.Load() {
-		return false
-	}
-	h.goTask(q.work)
-	return true
-}
+func (q *encQueue) spawn() bool { return q.h.goTaskUnlessClosing(q.work) }
 
 // work transforms and sends one waiting message at a time, of the client
 // whose turn it is, until none is waiting.

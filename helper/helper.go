@@ -437,24 +437,30 @@ var connectedCallbackWarnAfter = 10 * time.Second
 // ignores its context would otherwise hold it, and what the app does
 // there (presence, counts), for good without a word.
 func (h *WebSocketServerHelper) awaitConnectedCallback(c *client, hook <-chan struct{}) {
+	h.awaitCallback(c, hook, "client-disconnected handler waiting: the client's connected handler is still running, "+
+		"though its context ended when the client left; it must return for the disconnect handler to run")
+}
+
+// awaitCallback waits for done, the end of a callback of c's that the
+// disconnect callback must follow, with warning in the log if that takes
+// longer than connectedCallbackWarnAfter.
+func (h *WebSocketServerHelper) awaitCallback(c *client, done <-chan struct{}, warning string) {
 	select {
-	case <-hook:
+	case <-done:
 		return
 	default:
 	}
 	t := time.NewTimer(connectedCallbackWarnAfter)
 	defer t.Stop()
 	select {
-	case <-hook:
+	case <-done:
 		return
 	case <-t.C:
 	}
 	if ok, held := h.hookLog.Allow(); ok {
-		h.log.Warn("client-disconnected handler waiting: the client's connected handler is still running, "+
-			"though its context ended when the client left; it must return for the disconnect handler to run",
-			zapClient(c.id), zap.Duration("waited", connectedCallbackWarnAfter), zap.Uint64("suppressed", held))
+		h.log.Warn(warning, zapClient(c.id), zap.Duration("waited", connectedCallbackWarnAfter), zap.Uint64("suppressed", held))
 	}
-	<-hook
+	<-done
 }
 
 // Shutdown closes every connection with 1001 "Server shutting down", waits
@@ -607,6 +613,19 @@ func (h *WebSocketServerHelper) goTask(f func()) {
 		defer h.tasks.Done()
 		f()
 	}()
+}
+
+// goTaskUnlessClosing is goTask unless Shutdown has begun (false): under
+// acceptMu, as a connection is registered, so that no task is added to
+// those Shutdown has started waiting for.
+func (h *WebSocketServerHelper) goTaskUnlessClosing(f func()) bool {
+	h.acceptMu.Lock()
+	defer h.acceptMu.Unlock()
+	if h.closing.Load() {
+		return false
+	}
+	h.goTask(f)
+	return true
 }
 
 // safeCall runs a user callback, turning a panic into an error that
