@@ -27,6 +27,11 @@ import (
 // to this instance, the broker subscription that brings other instances'
 // sends to it is made in the background (in the Redis broker's audience and
 // sharded modes); call SyncSubscriptions to wait for it.
+//
+// The rooms-changed callback is not called, unless
+// Options.RoomsChangedByServer: then it is told of the join (ByServer),
+// if the client was not in the room already, from a goroutine of its own
+// once the room is subscribed; JoinRoom does not wait for it.
 func (h *WebSocketServerHelper) JoinRoom(clientID, room string) bool {
 	c := h.reg.get(clientID)
 	if c == nil {
@@ -46,7 +51,10 @@ func (h *WebSocketServerHelper) InRoom(clientID, room string) bool {
 
 // LeaveRoom takes a local client out of room, without validation, its
 // own-id room included (as in the original; a client itself can never leave
-// that one). It reports whether the client was a member.
+// that one). It reports whether the client was a member. As with
+// JoinRoom, the rooms-changed callback is told of it only with
+// Options.RoomsChangedByServer (not of a leave of the own-id room, which
+// ClientInfo.Rooms never holds).
 func (h *WebSocketServerHelper) LeaveRoom(clientID, room string) bool {
 	c := h.reg.get(clientID)
 	if c == nil {
@@ -178,8 +186,11 @@ func (h *WebSocketServerHelper) DisconnectUserEverywhere(ctx context.Context, us
 // covered: their rooms are what the authenticate handler gives them, so
 // change what it reads before the call.
 //
-// Like JoinRoom, no room check runs and no rooms-changed callback is
-// called, and each instance subscribes a room new to it in the background.
+// Like JoinRoom, no room check runs, and each instance subscribes a room
+// new to it in the background. The rooms-changed callback is not called,
+// unless Options.RoomsChangedByServer on the instance holding a
+// connection: it is told there, once however many copies of the order
+// reach it, of the rooms the connection was not in yet (ByServer).
 // What is then sent to the user (SendToUser, emitter.ToUser: the room's
 // state) travels on the same channel, so every instance applies it after
 // the join.
@@ -200,8 +211,10 @@ func (h *WebSocketServerHelper) AddUserToRooms(ctx context.Context, userID strin
 // that was under way (its room check running), or rooms its
 // authentication was giving it, do not undo it: such a room is left again
 // as soon as it is joined, and the rooms-changed callback is not told of
-// it. A join that begins after the call is let in (keep a ban in the
-// room check).
+// that join nor of that leave. A join that begins after the call is let
+// in (keep a ban in the room check). With Options.RoomsChangedByServer,
+// the instance holding a connection tells its rooms-changed callback of
+// the rooms the connection really left (ByServer), as for AddUserToRooms.
 func (h *WebSocketServerHelper) RemoveUserFromRooms(ctx context.Context, userID string, rooms ...string) error {
 	return h.userRoomsEverywhere(ctx, protocol.TypeLeaveUser, userID, rooms)
 }

@@ -25,7 +25,12 @@ type client struct {
 	state       atomic.Int32 // a stateIndex
 	shard       uint8        // the flusher shard that writes its fan-out frames
 	compressOut bool         // takes compressed frames (Options.CompressMinSize)
-	out         outbound
+	// logRooms: the changes of its rooms go to the rooms-changed log
+	// (Options.RoomsChangedByServer), from the snapshot of its rooms for
+	// the connected callback on. Guarded by the registry lock; here, in
+	// what would be padding, to keep the struct in its size class.
+	logRooms bool
+	out      outbound
 
 	id   string
 	conn net.Conn

@@ -150,6 +150,14 @@ func New(cfg Config) (*WebSocketServerHelper, error) {
 	h.subs = newSubscriptions(b, log)
 	h.reg = newRegistry(h.subs)
 	h.reg.pause = h.pause
+	if opts.RoomsChangedByServer {
+		if cfg.Handlers.RoomsChanged != nil {
+			h.reg.log = newRoomLogs()
+			h.reg.startTeller = h.startRoomsTeller
+		} else {
+			log.Warn("RoomsChangedByServer is set without a rooms-changed handler: nothing is told")
+		}
+	}
 	return h, nil
 }
 
@@ -415,6 +423,17 @@ func (h *WebSocketServerHelper) disconnect(c *client) {
 		if hook != nil {
 			h.awaitConnectedCallback(c, hook)
 		}
+		if h.reg.log != nil {
+			// So for a rooms-changed call under way (the server's changes,
+			// told off the read side); and the rooms are those the app
+			// was told of: a change logged but not told (the client left
+			// first) is undone from them.
+			end.Rooms = h.reg.log.close(c, end.Rooms, func(idle <-chan struct{}) {
+				h.awaitCallback(c, idle, "client-disconnected handler waiting: a rooms-changed handler of the client's is still running, "+
+					"though its context ended when the client left; it must return for the disconnect handler to run")
+			})
+			slices.Sort(end.Rooms)
+		}
 		h.inDisconnect.Add(1)
 		err := safeCall(func() error {
 			return cb(context.Background(), end)
@@ -424,6 +443,8 @@ func (h *WebSocketServerHelper) disconnect(c *client) {
 			h.stats.handlerErrors.Add(1)
 			h.log.Error("client-disconnected handler failed", zapClient(c.id), zap.Error(err))
 		}
+	} else if h.reg.log != nil {
+		h.reg.log.close(c, nil, nil) // nothing to wait for: no disconnect callback
 	}
 }
 

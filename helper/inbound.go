@@ -309,7 +309,7 @@ func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
 		if h.fences.active() {
 			_, removed := h.fences.roomsSince(info.userID, began)
 			for _, r := range removed {
-				if slices.Contains(allowed, r) && h.reg.leave(c, r, false) {
+				if slices.Contains(allowed, r) && h.reg.unjoin(c, r) {
 					joined = slices.DeleteFunc(joined, func(j string) bool { return j == r })
 				}
 			}
@@ -335,7 +335,7 @@ func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
 			h.sendError(c, protocol.ErrTextRoomLimit)
 			return
 		}
-		if _, added := h.reg.join(c, r); added && h.handlers.RoomsChanged != nil {
+		if _, added := h.reg.joinBy(c, r, false); added && h.handlers.RoomsChanged != nil {
 			joined = append(joined, r)
 		}
 		if pc.due() {
@@ -344,17 +344,79 @@ func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
 	}
 }
 
-// roomsChanged tells the app what a client's own join or leave changed.
+// roomsChanged tells the app what a client's own join or leave changed,
+// on the client's read side. With Options.RoomsChangedByServer the
+// changes were logged as they were made (joined and left are not used):
+// what is logged up to the client's last own change is told, the
+// server's changes before it included (see roomLogs).
 func (h *WebSocketServerHelper) roomsChanged(c *client, joined, left []string) {
-	cb := h.handlers.RoomsChanged
-	if cb == nil || len(joined)+len(left) == 0 {
+	if h.reg.log != nil {
+		if h.reg.log.tellOwn(c, func(run roomRun) { h.tellRooms(c, run, false) }, func(idle <-chan struct{}) { <-idle }) {
+			h.startRoomsTeller(c)
+		}
 		return
 	}
-	if len(joined) > 0 && !h.subs.upToDate() {
-		// The rooms new to this instance are subscribed in the background:
-		// a room's state read by the handler and a message sent to the
-		// room from another instance meanwhile would miss each other
-		// (found in an encrypted-chat trial: 17 of 20 lost).
+	if h.handlers.RoomsChanged == nil {
+		return
+	}
+	if len(joined) > 0 {
+		h.tellRooms(c, roomRun{rooms: joined}, false)
+	}
+	if len(left) > 0 {
+		h.tellRooms(c, roomRun{rooms: left, leave: true}, false)
+	}
+}
+
+// startRoomsTeller starts a goroutine that tells the server's changes
+// logged for c (see roomLogs), unless Shutdown has begun: the clients are
+// all being closed then, and what was not told is left out of their
+// disconnect callbacks' rooms.
+func (h *WebSocketServerHelper) startRoomsTeller(c *client) {
+	if !h.goTaskUnlessClosing(func() { h.tellServerRooms(c) }) {
+		h.reg.log.release(c)
+	}
+}
+
+// tellServerRooms tells the server's changes logged for c, one run at a
+// time, until the log is told or reaches a change of the client's own
+// (its read side tells those), once the connected callback has returned;
+// it stops when the client's context ends.
+func (h *WebSocketServerHelper) tellServerRooms(c *client) {
+	for {
+		c.mu.Lock()
+		hook := c.hookPending
+		c.mu.Unlock()
+		if hook != nil {
+			select {
+			case <-hook:
+			case <-c.doneChan():
+			}
+		}
+		if c.contextEnded() || !c.authenticated() {
+			h.reg.log.release(c) // leaving: disconnect undoes what is left
+			return
+		}
+		run, ok := h.reg.log.nextServer(c)
+		if !ok {
+			return
+		}
+		if !h.tellRooms(c, run, true) {
+			h.reg.log.putBack(c, run)
+			return
+		}
+	}
+}
+
+// tellRooms calls the rooms-changed callback for one run of changes.
+// For rooms joined, it waits first until the broker listens on their
+// channels (or SubscribeTimeout has passed): the rooms new to this
+// instance are subscribed in the background, and a room's state read by
+// the handler and a message sent to the room from another instance
+// meanwhile would miss each other (found in an encrypted-chat trial: 17
+// of 20 lost). untilEnd: nothing is called once the client's context has
+// ended (false).
+func (h *WebSocketServerHelper) tellRooms(c *client, run roomRun, untilEnd bool) bool {
+	if !run.leave && !h.subs.upToDate() {
 		ctx, cancel := context.WithTimeout(context.Background(), h.opts.SubscribeTimeout)
 		if err := h.subs.sync(ctx); err != nil && c.context().Err() == nil {
 			if ok, n := h.subscribeLog.Allow(); ok {
@@ -364,14 +426,22 @@ func (h *WebSocketServerHelper) roomsChanged(c *client, joined, left []string) {
 		}
 		cancel()
 	}
+	if untilEnd && c.contextEnded() {
+		return false
+	}
 	info := c.identity()
-	err := safeCall(func() error {
-		return cb(c.context(), RoomsChangedRequest{ClientID: c.id, UserID: info.userID, Metadata: info.metadata, Joined: joined, Left: left})
-	})
+	req := RoomsChangedRequest{ClientID: c.id, UserID: info.userID, Metadata: info.metadata, ByServer: run.server}
+	if run.leave {
+		req.Left = run.rooms
+	} else {
+		req.Joined = run.rooms
+	}
+	err := safeCall(func() error { return h.handlers.RoomsChanged(c.context(), req) })
 	if err != nil {
 		h.stats.handlerErrors.Add(1)
-		h.log.Error("rooms-changed handler failed", zapClient(c.id), zap.Error(err))
+		h.log.Error("rooms-changed handler failed", zapClient(c.id), zap.Bool("byServer", run.server), zap.Error(err))
 	}
+	return true
 }
 
 // roomsFull reports whether c is in as many rooms as a client may join
@@ -388,7 +458,7 @@ func (h *WebSocketServerHelper) handleLeave(c *client, data json.RawMessage) {
 	budget := h.opts.Limits.MaxRoomsPerClient
 	var left []string
 	eachRoom(data, func(r string) bool {
-		if h.reg.leave(c, r, false) && h.handlers.RoomsChanged != nil && !slices.Contains(left, r) {
+		if h.reg.leaveBy(c, r, false, false) && h.handlers.RoomsChanged != nil && !slices.Contains(left, r) {
 			left = append(left, r)
 		}
 		if pc.due() {
@@ -566,7 +636,11 @@ func (h *WebSocketServerHelper) finishAuthentication(c *client, info identity, r
 	// authentication is not silence.
 	c.lastActivity.Store(time.Now().UnixNano())
 	cb := h.handlers.ClientConnected
-	if cb != nil {
+	logRooms := h.reg.log != nil
+	if cb != nil || logRooms {
+		// With the rooms-changed log, also without a connected callback:
+		// the teller of the server's changes waits for it (`connected`
+		// first).
 		c.mu.Lock()
 		c.hookPending = make(chan struct{})
 		c.mu.Unlock()
@@ -576,6 +650,15 @@ func (h *WebSocketServerHelper) finishAuthentication(c *client, info identity, r
 			c.hookPending = nil
 			c.mu.Unlock()
 		}()
+	}
+	var snapshot []string
+	if logRooms {
+		// A change of the client's rooms from now on is told to the
+		// rooms-changed callback, once the connected callback has
+		// returned; one before it is in the connected callback's rooms.
+		// Taken before the client becomes authenticated: its own first
+		// join may come right after.
+		snapshot = h.reg.roomsOfLogged(c)
 	}
 	c.out.mu.Lock()
 	if c.out.closing || c.out.readerDone || !c.state.CompareAndSwap(stAuthenticating, stAuthenticated) {
@@ -590,8 +673,11 @@ func (h *WebSocketServerHelper) finishAuthentication(c *client, info identity, r
 		zap.Bool("encrypted", info.encrypted()))
 
 	if cb != nil {
+		if !logRooms {
+			snapshot = h.reg.roomsOf(c)
+		}
 		err := safeCall(func() error {
-			return cb(c.context(), ClientInfo{ClientID: c.id, UserID: info.userID, Metadata: info.metadata, Rooms: h.reg.roomsOf(c)})
+			return cb(c.context(), ClientInfo{ClientID: c.id, UserID: info.userID, Metadata: info.metadata, Rooms: snapshot})
 		})
 		if err != nil {
 			h.stats.handlerErrors.Add(1)

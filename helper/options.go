@@ -37,6 +37,19 @@ type Options struct {
 	// handler refuse names that are not your rooms. Server-side JoinRoom is
 	// not affected.
 	AllowClientIDRooms bool
+	// RoomsChangedByServer tells the rooms-changed callback
+	// (Handlers.RoomsChanged) of the changes the server makes to a
+	// client's rooms too, with RoomsChangedRequest.ByServer set: JoinRoom
+	// and LeaveRoom on this instance, AddUserToRooms and
+	// RemoveUserFromRooms from any instance or an emitter (an extension).
+	// Then every change of a client's rooms after the connected
+	// callback's ClientInfo.Rooms is told, once, on the instance holding
+	// the client, in the order made: a presence list kept from the
+	// connected, rooms-changed and disconnect callbacks stays right
+	// whoever moves the client (see RoomsChangedFunc). Default false: only
+	// the client's own joins and leaves are told, as the app makes the
+	// others.
+	RoomsChangedByServer bool
 	// AuthTimeout is how long a new connection may take to send
 	// authenticate (close 4001 after). Once authentication has begun, the
 	// client gets 3× this for the callbacks to finish. Default 5 s.
@@ -421,9 +434,13 @@ type ClientInfo struct {
 	Metadata map[string]any
 	// Rooms are the client's rooms, sorted, its own-id room left out (an
 	// extension): for the connected callback those joined before
-	// `connected` (DefaultRooms, AuthResult.Rooms), for the disconnect
-	// callback those it was in when it left. With RoomsChanged, enough to
-	// keep a presence list.
+	// `connected` (DefaultRooms, AuthResult.Rooms, and those the server
+	// put it in meanwhile), for the disconnect callback those it was in
+	// when it left. With RoomsChanged, enough to keep a presence list;
+	// with Options.RoomsChangedByServer, the disconnect callback's are
+	// exactly the connected callback's with every rooms-changed call
+	// applied: a server change made as the client left, and not told, is
+	// not in them (a join) or still in them (a leave).
 	Rooms []string
 	// How the session ended, for the disconnect callback (an extension;
 	// empty for the others): the close code and reason of the first close
@@ -471,11 +488,16 @@ type RoomsChangedRequest struct {
 	UserID string
 	// Metadata is the client's, read-only, as ClientInfo's.
 	Metadata map[string]any
-	// Joined or Left (the other is empty) are the rooms one join or leave
-	// of the client's added or removed, in the order it named them: not
-	// those the room check refused, nor those it was already in, or not
-	// in.
+	// Joined or Left (the other is empty) are the rooms a change added or
+	// removed, in the order it named them: not those the room check
+	// refused, nor those the client was already in, or not in. Its own-id
+	// room is never among them (ClientInfo.Rooms leaves it out too).
 	Joined, Left []string
+	// ByServer is true for a change the server made (JoinRoom, LeaveRoom,
+	// AddUserToRooms, RemoveUserFromRooms, here or elsewhere), told with
+	// Options.RoomsChangedByServer; false for the client's own join or
+	// leave.
+	ByServer bool
 }
 
 // RoomsChangedFunc is told of each join or leave of a client's own that
@@ -487,8 +509,36 @@ type RoomsChangedRequest struct {
 // goroutine that reads the client, in order with its messages, as
 // MessageFunc does. It is where a newcomer gets what it needs of a room
 // (SendToClient), or where a presence list is kept, with ClientInfo.Rooms
-// in the connected and disconnect callbacks; server-side JoinRoom and
-// LeaveRoom do not call it (the app made them). Its error is logged.
+// in the connected and disconnect callbacks. Its error or panic is logged
+// and counted in Stats().HandlerErrors.
+//
+// Server-side changes (JoinRoom and LeaveRoom, AddUserToRooms and
+// RemoveUserFromRooms, from this instance, another one or an emitter) do
+// not call it, unless Options.RoomsChangedByServer. With it, each change
+// that altered the client's rooms after the connected callback's
+// ClientInfo.Rooms were taken is told once (ByServer set), on the
+// instance holding the client: one that came before is in those rooms,
+// one that changed nothing (a room it was in already, an order's second
+// copy) is not told. The server's changes are told from a goroutine
+// started for them, not from the caller of JoinRoom nor the broker's
+// worker, which do not wait for the call (ctx is the client's still);
+// their joins, like the client's, once the rooms' channels are
+// subscribed. The calls for one client come one at a time, never before
+// its connected callback has returned, in the order the changes were
+// made, the server's and its own together: its own join or leave waits
+// for a call under way to return, and the server's changes made before it
+// are told before it, on the goroutine that reads the client. Changes of one kind
+// and one maker made one after another (one AddUserToRooms of several
+// rooms, joins made while a call ran) may come in one call; a join or
+// leave of the client's own comes in two (or more) if the server changed
+// its rooms while it applied it. Once the client's context has ended (it is
+// leaving), nothing more is told, and a call under way returns before
+// the disconnect callback begins: that callback's ClientInfo.Rooms are
+// then the rooms the app was told of. The goroutines telling the server's
+// changes run side by side, one per client with changes to tell: an
+// AddUserToRooms for a crowd of users runs as many calls at once as it
+// moves connections, so a handler that does I/O should take a slot of a
+// semaphore of its own, as the disconnect callback's.
 type RoomsChangedFunc func(ctx context.Context, req RoomsChangedRequest) error
 
 // ClientDisconnectedFunc runs after a client is gone, authenticated or not,
@@ -661,7 +711,8 @@ type Handlers struct {
 	// ClientDisconnected is called after any client is gone.
 	ClientDisconnected ClientDisconnectedFunc
 	// RoomsChanged is told of each join or leave of a client's own that
-	// changed its rooms.
+	// changed its rooms, and with Options.RoomsChangedByServer of the
+	// server's changes too.
 	RoomsChanged RoomsChangedFunc
 	// Message handles application events; nil means they are dropped.
 	Message MessageFunc

@@ -39,6 +39,13 @@ type registry struct {
 	// pause, if set, is called without the lock between stretches of a
 	// long removal (see pacer); the helper sets it.
 	pause func()
+
+	// log, with Options.RoomsChangedByServer, gets every change of the
+	// rooms of the clients whose logRooms is set, made under the lock, in
+	// the order made; nil otherwise. startTeller starts telling a
+	// client's log (see roomLogs.add), called without the lock.
+	log         *roomLogs
+	startTeller func(*client)
 }
 
 func newRegistry(subs *subscriptions) *registry {
@@ -104,13 +111,37 @@ func (r *registry) bind(c *client, userID string) bool {
 }
 
 // join adds c to room, reporting whether c is in it now, and whether it
-// was not before. Internal names (ws:…) never get members.
+// was not before. Internal names (ws:…) never get members. A change is
+// the server's for the rooms-changed log (joinBy for the client's own).
 func (r *registry) join(c *client, room string) (in, added bool) {
+	return r.joinBy(c, room, true)
+}
+
+// joinBy is join, by the server or (server false) by the client's own
+// join.
+func (r *registry) joinBy(c *client, room string, server bool) (in, added bool) {
 	if room == "" || strings.HasPrefix(room, protocol.InternalPrefix) {
 		return false, false
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	in, added = r.joinLocked(c, room)
+	tell := added && r.logged(c, room) && r.log.add(c, roomChange{room: room, server: server})
+	r.mu.Unlock()
+	if tell {
+		r.startTeller(c)
+	}
+	return in, added
+}
+
+// logged reports whether a change of c's in room goes to the
+// rooms-changed log: c is past the snapshot of its rooms, and room is not
+// its own-id room (ClientInfo.Rooms leaves that one out too). The caller
+// holds the lock.
+func (r *registry) logged(c *client, room string) bool {
+	return c.logRooms && room != c.id
+}
+
+func (r *registry) joinLocked(c *client, room string) (in, added bool) {
 	if c.gone {
 		return false, false
 	}
@@ -163,6 +194,18 @@ func (r *registry) roomsOf(c *client) []string {
 	return rooms
 }
 
+// roomsOfLogged is roomsOf, and from the same moment on the changes of
+// c's rooms go to the rooms-changed log: each is either in the snapshot,
+// for the connected callback, or told after it, never both nor neither.
+func (r *registry) roomsOfLogged(c *client) []string {
+	r.mu.Lock()
+	rooms := slices.Clone(c.rooms)
+	c.logRooms = r.log != nil
+	r.mu.Unlock()
+	slices.Sort(rooms)
+	return rooms
+}
+
 // roomCount is the number of rooms c is in, its own-id room included.
 func (r *registry) roomCount(c *client) int {
 	r.mu.RLock()
@@ -176,10 +219,43 @@ func (r *registry) roomCount(c *client) int {
 
 // leave removes c from room. Only the server may take a client out of its
 // own-id room (force); a client's own leave never does, since cross-instance
-// sends to the client travel through that room.
+// sends to the client travel through that room. A change is the server's
+// for the rooms-changed log (leaveBy for the client's own).
 func (r *registry) leave(c *client, room string, force bool) bool {
+	return r.leaveBy(c, room, force, true)
+}
+
+// leaveBy is leave, by the server or (server false) by the client's own
+// leave.
+func (r *registry) leaveBy(c *client, room string, force, server bool) bool {
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	left := r.leaveLocked(c, room, force)
+	tell := left && r.logged(c, room) && r.log.add(c, roomChange{room: room, leave: true, server: server})
+	r.mu.Unlock()
+	if tell {
+		r.startTeller(c)
+	}
+	return left
+}
+
+// unjoin takes c out of room right after its own join put it there: a
+// removal of the user's from room was ordered while the join's room
+// check ran (see fences). The join and this leave cancel out in the
+// rooms-changed log while the join is the last change logged about the
+// room (neither is told); otherwise the leave is told, as the server's.
+func (r *registry) unjoin(c *client, room string) bool {
+	r.mu.Lock()
+	left := r.leaveLocked(c, room, false)
+	tell := left && r.logged(c, room) && !r.log.cancelJoin(c, room) &&
+		r.log.add(c, roomChange{room: room, leave: true, server: true})
+	r.mu.Unlock()
+	if tell {
+		r.startTeller(c)
+	}
+	return left
+}
+
+func (r *registry) leaveLocked(c *client, room string, force bool) bool {
 	if c.gone {
 		return false // remove may be between stretches: c.rooms is detached
 	}
