@@ -49,8 +49,9 @@ const (
 	ClientDisconnectedHandlerKey = `name:"@app/websocket/client-disconnected-handler"`
 
 	// RoomsChangedHandlerKey: a helper.RoomsChangedFunc, told of each join
-	// or leave of a client's own that changed its rooms (an extension: no
-	// Ignis key). Optional; absent means nothing is called.
+	// or leave of a client's own that changed its rooms, and with
+	// ServerOptions.RoomsChangedByServer of the server's changes too (an
+	// extension: no Ignis key). Optional; absent means nothing is called.
 	RoomsChangedHandlerKey = `name:"@app/websocket/rooms-changed-handler"`
 
 	// MessageHandlerKey: a helper.MessageFunc for application events.

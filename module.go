@@ -91,6 +91,8 @@ func WithClientDisconnected(fn helper.ClientDisconnectedFunc) fx.Option {
 }
 
 // WithRoomsChanged binds the rooms-changed handler (RoomsChangedHandlerKey).
+// It is told of the server's changes of a client's rooms too (JoinRoom,
+// AddUserToRooms, …) with ServerOptions.RoomsChangedByServer.
 func WithRoomsChanged(fn helper.RoomsChangedFunc) fx.Option {
 	return bind(fn, RoomsChangedHandlerKey)
 }

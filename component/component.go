@@ -67,7 +67,8 @@ type Params struct {
 	// ClientDisconnected is called after any client is gone.
 	ClientDisconnected helper.ClientDisconnectedFunc `name:"@app/websocket/client-disconnected-handler" optional:"true"`
 	// RoomsChanged is told of each join or leave of a client's own that
-	// changed its rooms.
+	// changed its rooms, and with Options.RoomsChangedByServer of the
+	// server's changes too.
 	RoomsChanged helper.RoomsChangedFunc `name:"@app/websocket/rooms-changed-handler" optional:"true"`
 	// Message handles application events; absent, they are dropped.
 	Message helper.MessageFunc `name:"@app/websocket/message-handler" optional:"true"`

@@ -339,8 +339,10 @@ func (e *WebSocketEmitter) DisconnectUser(ctx context.Context, userID string, co
 // then on the user's channel; each server applies the copy that comes
 // first. Every name must be a room a client could
 // join (protocol.ValidRoomName); servers skip one named like a client id
-// unless their Options.AllowClientIDRooms. Instances of the original
-// ignore it.
+// unless their Options.AllowClientIDRooms. A server with
+// Options.RoomsChangedByServer tells its rooms-changed handler of the rooms
+// each connection there joined (once, whichever copy applied them).
+// Instances of the original ignore it.
 func (e *WebSocketEmitter) AddUserToRooms(ctx context.Context, userID string, rooms ...string) error {
 	return e.userRooms(ctx, protocol.TypeJoinUser, protocol.EventJoin, userID, rooms)
 }
