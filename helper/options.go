@@ -490,8 +490,10 @@ type RoomsChangedRequest struct {
 	Metadata map[string]any
 	// Joined or Left (the other is empty) are the rooms a change added or
 	// removed, in the order it named them: not those the room check
-	// refused, nor those the client was already in, or not in. Its own-id
-	// room is never among them (ClientInfo.Rooms leaves it out too).
+	// refused, nor those the client was already in, or not in. With
+	// Options.RoomsChangedByServer its own-id room is never among them
+	// (ClientInfo.Rooms leaves it out too; without the option, a client
+	// the server took out of it that joins it again is told).
 	Joined, Left []string
 	// ByServer is true for a change the server made (JoinRoom, LeaveRoom,
 	// AddUserToRooms, RemoveUserFromRooms, here or elsewhere), told with

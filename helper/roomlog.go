@@ -36,6 +36,21 @@ import (
 type roomLogs struct {
 	mu       sync.Mutex
 	byClient map[*client]*roomLog
+	peak     int // the most entries byClient has held since it was made
+}
+
+// roomLogsRemake is the size past which byClient, once empty again, is
+// made afresh: a Go map keeps the space of its largest size for good,
+// and a crowd moved at once (an AddUserToRooms of thousands of users)
+// would leave it behind.
+const roomLogsRemake = 1024
+
+// forgetLocked deletes c's log.
+func (ls *roomLogs) forgetLocked(c *client) {
+	delete(ls.byClient, c)
+	if len(ls.byClient) == 0 && ls.peak > roomLogsRemake {
+		ls.byClient, ls.peak = make(map[*client]*roomLog), 0
+	}
 }
 
 // roomChange is one room a client joined or left.
@@ -68,6 +83,7 @@ func (ls *roomLogs) add(c *client, ch roomChange) bool {
 	if l == nil {
 		l = &roomLog{}
 		ls.byClient[c] = l
+		ls.peak = max(ls.peak, len(ls.byClient))
 	}
 	l.changes = append(l.changes, ch)
 	if !ch.server {
@@ -231,7 +247,7 @@ func (ls *roomLogs) releaseLocked(c *client, l *roomLog) {
 		l.idle = nil
 	}
 	if len(l.changes) == 0 && !l.closed {
-		delete(ls.byClient, c)
+		ls.forgetLocked(c)
 	}
 }
 
@@ -268,7 +284,7 @@ func (ls *roomLogs) close(c *client, rooms []string, wait func(<-chan struct{}))
 	}
 	untold := l.changes
 	l.changes, l.own = nil, 0
-	delete(ls.byClient, c)
+	ls.forgetLocked(c)
 	ls.mu.Unlock()
 	for i := len(untold) - 1; i >= 0; i-- {
 		ch := untold[i]

@@ -62,3 +62,24 @@ func TestRoomLogRunsAndUndo(t *testing.T) {
 		t.Fatal("a closed log is kept")
 	}
 }
+
+// A crowd told at once leaves no map of its size behind.
+func TestRoomLogsForgetACrowd(t *testing.T) {
+	ls := newRoomLogs()
+	crowd := make([]*client, 2*roomLogsRemake)
+	for i := range crowd {
+		crowd[i] = &client{}
+		ls.add(crowd[i], roomChange{room: "match", server: true})
+	}
+	for _, c := range crowd {
+		if _, ok := ls.nextServer(c); !ok {
+			t.Fatal("nothing to tell")
+		}
+		if _, ok := ls.nextServer(c); ok {
+			t.Fatal("told twice")
+		}
+	}
+	if ls.pending() != 0 || ls.peak != 0 {
+		t.Fatalf("%d logs kept, peak %d: want the map made afresh", ls.pending(), ls.peak)
+	}
+}
