@@ -30,3 +30,13 @@ func SetConnectedCallbackWarnAfter(d time.Duration) (restore func()) {
 	connectedCallbackWarnAfter = d
 	return func() { connectedCallbackWarnAfter = old }
 }
+
+// RoomsChangedLogs is the number of clients the rooms-changed log holds
+// an entry for (Options.RoomsChangedByServer): changes to tell, or a
+// teller running; 0 without the option.
+func (h *WebSocketServerHelper) RoomsChangedLogs() int {
+	if h.reg.log == nil {
+		return 0
+	}
+	return h.reg.log.pending()
+}

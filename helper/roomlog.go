@@ -158,7 +158,14 @@ func (ls *roomLogs) tellOwn(c *client, tell func(roomRun), wait func(<-chan stru
 		return false
 	}
 	if l.own == 0 {
-		if l.busy || len(l.changes) == 0 {
+		if l.busy {
+			return false
+		}
+		if len(l.changes) == 0 {
+			// Its own changes cancelled out (cancelJoin), and no one is
+			// telling: nothing to tell, no entry (it would stay until the
+			// client left; found in review).
+			ls.forgetLocked(c)
 			return false
 		}
 		l.busy = true
