@@ -66,6 +66,9 @@ type WebSocketServerHelper struct {
 	// for Shutdown to say what held it.
 	inDisconnect atomic.Int64
 	tasks        sync.WaitGroup // callbacks running off the read loops
+	// tasksWaited: Shutdown waits for tasks now, once the connections
+	// are closed; guarded by acceptMu (see goTaskUntilTasksWaited).
+	tasksWaited bool
 
 	// epoch is the origin of the rate limits' clock (see mono).
 	epoch time.Time
@@ -576,6 +579,9 @@ func (h *WebSocketServerHelper) shutdown(ctx context.Context) error {
 		}
 		cancel()
 	}
+	h.acceptMu.Lock()
+	h.tasksWaited = true // no task is added from now on (goTaskUntilTasksWaited)
+	h.acceptMu.Unlock()
 	if err := waitGroup(ctx, &h.tasks); err != nil {
 		if n := h.inDisconnect.Load(); n > 0 {
 			errs = append(errs, fmt.Errorf("websocket: shutdown: callbacks still running, %d of them disconnect callbacks: %w", n, err))
@@ -643,6 +649,21 @@ func (h *WebSocketServerHelper) goTaskUnlessClosing(f func()) bool {
 	h.acceptMu.Lock()
 	defer h.acceptMu.Unlock()
 	if h.closing.Load() {
+		return false
+	}
+	h.goTask(f)
+	return true
+}
+
+// goTaskUntilTasksWaited is goTask unless Shutdown has begun waiting for
+// the tasks (false), which it does once the connections are closed: a
+// task that serves a client still open while Shutdown spreads its closes
+// (Options.ShutdownSpread) is started, and none is added to the tasks
+// Shutdown waits for as it waits. Under acceptMu, as goTaskUnlessClosing.
+func (h *WebSocketServerHelper) goTaskUntilTasksWaited(f func()) bool {
+	h.acceptMu.Lock()
+	defer h.acceptMu.Unlock()
+	if h.tasksWaited {
 		return false
 	}
 	h.goTask(f)

@@ -368,11 +368,14 @@ func (h *WebSocketServerHelper) roomsChanged(c *client, joined, left []string) {
 }
 
 // startRoomsTeller starts a goroutine that tells the server's changes
-// logged for c (see roomLogs), unless Shutdown has begun: the clients are
-// all being closed then, and what was not told is left out of their
-// disconnect callbacks' rooms.
+// logged for c (see roomLogs), unless Shutdown is waiting for its tasks:
+// the clients are all closed then, and what was not told is left out of
+// their disconnect callbacks' rooms. Not unless Shutdown has begun: with
+// Options.ShutdownSpread the clients not closed yet are served as before
+// for up to half the stop's time (their server changes were held back,
+// then undone from their disconnect callbacks' rooms; found in review).
 func (h *WebSocketServerHelper) startRoomsTeller(c *client) {
-	if !h.goTaskUnlessClosing(func() { h.tellServerRooms(c) }) {
+	if !h.goTaskUntilTasksWaited(func() { h.tellServerRooms(c) }) {
 		h.reg.log.release(c)
 	}
 }

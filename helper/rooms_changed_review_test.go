@@ -2,10 +2,54 @@ package helper_test
 
 import (
 	"context"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/fxws/websocket/helper"
 )
+
+// During a ShutdownSpread the clients not closed yet are still served
+// (they join, leave and get messages): a server change of their rooms is
+// told as at any other time, not held back until the client is closed
+// and then undone from its disconnect callback's rooms.
+func TestRoomsChangedByServerDuringShutdownSpread(t *testing.T) {
+	p := newPresence()
+	k := newKit(t, rawSocket, func(cfg *helper.Config) {
+		p.install(cfg)
+		cfg.Options.ShutdownSpread = 3 * time.Second
+	})
+	var last string
+	for _, u := range []string{"a", "b", "c"} {
+		c, cd := k.login(u)
+		p.waitFor(t, "the connected callback", func() bool { return p.ready[cd.ID] })
+		go func() { _, _, _ = c.ExpectClose(context.Background()) }()
+		last = cd.ID // the newest: closed last, 2 s into the spread
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- k.h.Shutdown(ctx) }()
+	p.waitFor(t, "the oldest client's disconnect", func() bool { return len(p.gone) > 0 })
+	if !k.h.JoinRoom(last, "late") {
+		t.Fatal("JoinRoom on a client the spread has not closed yet")
+	}
+	p.waitFor(t, "the join told, or the client gone", func() bool {
+		_, gone := p.gone[last]
+		return gone || slices.Contains(p.events, "+late srv")
+	})
+	p.mu.Lock()
+	told := slices.Contains(p.events, "+late srv")
+	_, gone := p.gone[last]
+	p.mu.Unlock()
+	if !told {
+		t.Errorf("a server join of a client still open during the spread was not told (client gone: %v)", gone)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	p.check(t)
+}
 
 // A join of the client's own that a kick made during its room check
 // undoes entirely leaves nothing behind in the rooms-changed log: the
