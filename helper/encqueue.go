@@ -96,11 +96,14 @@ func (q *encQueue) add(c *client, m *outgoing, fanout bool) {
 	}
 }
 
-// spawn starts a worker unless Shutdown has begun: under acceptMu, as a
-// connection is registered, so that no worker is added to the tasks
-// Shutdown has started waiting for (every client is being closed then, and
-// what is queued for them is dropped with them).
-func (q *encQueue) spawn() bool { return q.h.goTaskUnlessClosing(q.work) }
+// spawn starts a worker unless Shutdown is waiting for its tasks: under
+// acceptMu, so that no worker is added to the tasks Shutdown has started
+// waiting for (every client is closed then, and what is queued for them is
+// dropped with them). Not unless Shutdown has begun: with
+// Options.ShutdownSpread the clients not closed yet are still served, and
+// their messages from the broker waited for good behind a worker refused
+// (found in review).
+func (q *encQueue) spawn() bool { return q.h.goTaskUntilTasksWaited(q.work) }
 
 // work transforms and sends one waiting message at a time, of the client
 // whose turn it is, until none is waiting.

@@ -642,24 +642,12 @@ func (h *WebSocketServerHelper) goTask(f func()) {
 	}()
 }
 
-// goTaskUnlessClosing is goTask unless Shutdown has begun (false): under
-// acceptMu, as a connection is registered, so that no task is added to
-// those Shutdown has started waiting for.
-func (h *WebSocketServerHelper) goTaskUnlessClosing(f func()) bool {
-	h.acceptMu.Lock()
-	defer h.acceptMu.Unlock()
-	if h.closing.Load() {
-		return false
-	}
-	h.goTask(f)
-	return true
-}
-
 // goTaskUntilTasksWaited is goTask unless Shutdown has begun waiting for
 // the tasks (false), which it does once the connections are closed: a
 // task that serves a client still open while Shutdown spreads its closes
 // (Options.ShutdownSpread) is started, and none is added to the tasks
-// Shutdown waits for as it waits. Under acceptMu, as goTaskUnlessClosing.
+// Shutdown waits for as it waits: under acceptMu, which Shutdown takes
+// to set tasksWaited.
 func (h *WebSocketServerHelper) goTaskUntilTasksWaited(f func()) bool {
 	h.acceptMu.Lock()
 	defer h.acceptMu.Unlock()
