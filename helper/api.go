@@ -162,17 +162,27 @@ func (h *WebSocketServerHelper) DisconnectUserEverywhere(ctx context.Context, us
 	if c, ok := ctx.Value(clientKey{}).(*client); ok && c.state.Load() == stAuthenticating && !contains(except, c.id) {
 		except = append(slices.Clip(except), c.id) // called from its own authenticate callback
 	}
-	if _, err := h.disconnectUser(userID, code, reason, except, true); err != nil {
+	if err := checkCloseCode(code); err != nil {
 		return err
 	}
 	data, err := json.Marshal(protocol.DisconnectData{Code: code, Reason: closeReason(reason)})
 	if err != nil {
 		return err
 	}
-	if len(except) == 0 {
-		except = nil // no empty exclude member in the envelope
+	envExcept := except
+	if len(envExcept) == 0 {
+		envExcept = nil // no empty exclude member in the envelope
 	}
-	return h.publish(ctx, protocol.TypeDisconnectUser, userID, protocol.EventDisconnect, data, except, "")
+	// Encoded before anything is closed here: one over MaxEnvelopeLength
+	// (a long except list) fails whole, as the other sends do.
+	env, err := h.envelope(protocol.TypeDisconnectUser, userID, protocol.EventDisconnect, data, envExcept, "")
+	if err != nil {
+		return err
+	}
+	if _, err := h.disconnectUser(userID, code, reason, except, true); err != nil {
+		return err
+	}
+	return h.publishPayload(ctx, env.channel, env.payload)
 }
 
 // AddUserToRooms puts every connection of userID, on every instance, in

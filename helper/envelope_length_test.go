@@ -142,3 +142,33 @@ func TestMaxEnvelopeLengthDefaultAndNoLimit(t *testing.T) {
 		t.Fatalf("default limit: error %v, want ErrEnvelopeTooLarge", err)
 	}
 }
+
+// DisconnectUserEverywhere whose envelope would be over MaxEnvelopeLength
+// (a long except list) fails whole, as the other sends do: with
+// ErrEnvelopeTooLarge, before any local connection was closed.
+func TestDisconnectUserEverywhereOverMaxEnvelopeLengthClosesNothing(t *testing.T) {
+	const limit = 4096
+	hub := broker.NewMemoryHub()
+	k := newKit(t, rawSocket, func(c *helper.Config) {
+		c.Broker = hub.NewBroker()
+		c.Options.MaxEnvelopeLength = limit
+	})
+	c, _ := k.login("u1")
+	except := make([]string, 200)
+	for i := range except {
+		except[i] = strings.Repeat("0", 30) + string(rune('a'+i%26)) + string(rune('a'+i/26))
+	}
+	err := k.h.DisconnectUserEverywhere(context.Background(), "u1", 4000, "bye", except...)
+	if !errors.Is(err, helper.ErrEnvelopeTooLarge) {
+		t.Fatalf("error %v, want ErrEnvelopeTooLarge", err)
+	}
+	expectNothing(t, c, protocol.EventDisconnect)
+	roundTrip(t, c)
+	if n := len(k.h.GetClients()); n != 1 {
+		t.Fatalf("%d clients, want the one still connected", n)
+	}
+	// An invalid code is still ErrInvalidCloseCode, whatever the size.
+	if err := k.h.DisconnectUserEverywhere(context.Background(), "u1", 999, "bye", except...); !errors.Is(err, helper.ErrInvalidCloseCode) {
+		t.Fatalf("invalid code: error %v, want ErrInvalidCloseCode", err)
+	}
+}
