@@ -420,7 +420,14 @@ func (h *WebSocketServerHelper) tellServerRooms(c *client) {
 // ended (false).
 func (h *WebSocketServerHelper) tellRooms(c *client, run roomRun, untilEnd bool) bool {
 	if !run.leave && !h.subs.upToDate() {
-		ctx, cancel := context.WithTimeout(context.Background(), h.opts.SubscribeTimeout)
+		parent := context.Background()
+		if untilEnd {
+			// Not past the client's end: its disconnect callback waits
+			// for this call, which will not be made then (found in
+			// review: a stalled broker held it SubscribeTimeout).
+			parent = c.context()
+		}
+		ctx, cancel := context.WithTimeout(parent, h.opts.SubscribeTimeout)
 		if err := h.subs.sync(ctx); err != nil && c.context().Err() == nil {
 			if ok, n := h.subscribeLog.Allow(); ok {
 				h.log.Warn("broker did not confirm a join's subscriptions in time; the rooms-changed handler runs anyway",

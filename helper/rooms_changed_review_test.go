@@ -3,9 +3,11 @@ package helper_test
 import (
 	"context"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/fxws/websocket/broker"
 	"github.com/fxws/websocket/helper"
 )
 
@@ -91,6 +93,65 @@ func TestRoomsChangedByServerCancelledJoinLeavesNoLog(t *testing.T) {
 	}
 	if n := k.h.RoomsChangedLogs(); n != 0 {
 		t.Fatalf("%d rooms-changed logs kept for a client with nothing to tell", n)
+	}
+	p.check(t)
+}
+
+// stalledSubscribes is a broker whose Subscribe, once stalled, waits
+// until it is let go (a Redis that does not answer).
+type stalledSubscribes struct {
+	broker.Broker
+	stalled atomic.Bool
+	release chan struct{}
+}
+
+func (b *stalledSubscribes) Subscribe(ctx context.Context, channels ...string) error {
+	if b.stalled.Load() {
+		select {
+		case <-b.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return b.Broker.Subscribe(ctx, channels...)
+}
+
+// A server join's call waits for the room's subscription (as a join of
+// the client's own does), but not past the client's end: a client that
+// leaves meanwhile has its disconnect callback at once, not once
+// SubscribeTimeout has passed (without the option a server join held up
+// nothing at all).
+func TestRoomsChangedByServerJoinWaitingForTheBrokerDoesNotHoldTheDisconnect(t *testing.T) {
+	p := newPresence()
+	b := &stalledSubscribes{Broker: broker.NewMemory(), release: make(chan struct{})}
+	defer close(b.release)
+	k := newKit(t, rawSocket, func(cfg *helper.Config) {
+		p.install(cfg)
+		cfg.Broker = b
+		cfg.Options.SubscribeTimeout = 4 * time.Second
+	})
+	c, cd := k.login("ann")
+	p.waitFor(t, "the connected callback", func() bool { return p.ready[cd.ID] })
+	b.stalled.Store(true)
+	k.h.JoinRoom(cd.ID, "new-room") // a room new to the instance: its subscription stalls
+	time.Sleep(quiet)
+	began := time.Now()
+	if _, err := k.h.Disconnect(cd.ID, 4000, "bye"); err != nil {
+		t.Fatal(err)
+	}
+	expectClose(t, c, 4000, "bye")
+	p.waitFor(t, "the disconnect callback", func() bool { _, ok := p.gone[cd.ID]; return ok })
+	if d := time.Since(began); d > 2*time.Second {
+		t.Fatalf("the disconnect callback came %v after the close: it waited for the subscription of a room it was never told of", d)
+	}
+	if got := p.takeEvents(); len(got) != 0 {
+		t.Fatalf("told %v", got)
+	}
+	p.mu.Lock()
+	rooms := p.gone[cd.ID].Rooms
+	p.mu.Unlock()
+	if slices.Contains(rooms, "new-room") {
+		t.Fatalf("the disconnect callback's rooms %v hold a join never told", rooms)
 	}
 	p.check(t)
 }
