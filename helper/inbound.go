@@ -351,7 +351,7 @@ func (h *WebSocketServerHelper) handleJoin(c *client, data json.RawMessage) {
 // server's changes before it included (see roomLogs).
 func (h *WebSocketServerHelper) roomsChanged(c *client, joined, left []string) {
 	if h.reg.log != nil {
-		if h.reg.log.tellOwn(c, func(run roomRun) { h.tellRooms(c, run, false) }, func(idle <-chan struct{}) { <-idle }) {
+		if h.reg.log.tellOwn(c, func(run roomRun) bool { return h.tellRooms(c, run, true) }, func(idle <-chan struct{}) { <-idle }) {
 			h.startRoomsTeller(c)
 		}
 		return
@@ -422,9 +422,10 @@ func (h *WebSocketServerHelper) tellRooms(c *client, run roomRun, untilEnd bool)
 	if !run.leave && !h.subs.upToDate() {
 		parent := context.Background()
 		if untilEnd {
-			// Not past the client's end: its disconnect callback waits
-			// for this call, which will not be made then (found in
-			// review: a stalled broker held it SubscribeTimeout).
+			// Not past the client's end: the call will not be made
+			// then, and the disconnect callback waits for this one
+			// (found in review: a stalled broker held it
+			// SubscribeTimeout).
 			parent = c.context()
 		}
 		ctx, cancel := context.WithTimeout(parent, h.opts.SubscribeTimeout)

@@ -146,11 +146,13 @@ func (ls *roomLogs) nextServer(c *client) (run roomRun, ok bool) {
 // tellOwn tells, on c's read side, through tell, what is logged up to
 // c's last change of its own: the server's changes logged before it,
 // then its own, in order, once a call under way for c has returned
-// (through wait). True: server changes are left after it, or were left
-// by a teller that stopped at a change of the client's own since
+// (through wait). tell reports false for a run it did not tell, the
+// client's context having ended: that run and the rest are left to close,
+// which undoes them. True: server changes are left after it, or were
+// left by a teller that stopped at a change of the client's own since
 // cancelled, and the caller must start a teller for them, whose turn it
 // holds.
-func (ls *roomLogs) tellOwn(c *client, tell func(roomRun), wait func(<-chan struct{})) (startTeller bool) {
+func (ls *roomLogs) tellOwn(c *client, tell func(roomRun) bool, wait func(<-chan struct{})) (startTeller bool) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	l := ls.byClient[c]
@@ -176,8 +178,16 @@ func (ls *roomLogs) tellOwn(c *client, tell func(roomRun), wait func(<-chan stru
 	for l.own > 0 && !l.closed {
 		run := l.takeRun()
 		ls.mu.Unlock()
-		tell(run)
+		told := tell(run)
 		ls.mu.Lock()
+		if !told {
+			// The client is leaving: nothing more is told, its own
+			// changes included (found in review: a join whose room check
+			// outlasted a Disconnect was told after the context ended).
+			l.unshift(run)
+			ls.releaseLocked(c, l)
+			return false
+		}
 	}
 	if len(l.changes) > 0 && !l.closed {
 		return true
@@ -226,6 +236,12 @@ func (ls *roomLogs) putBack(c *client, run roomRun) {
 	if l == nil {
 		return // closed without waiting: nothing is undone any more
 	}
+	l.unshift(run)
+	ls.releaseLocked(c, l)
+}
+
+// unshift returns a run taken but not told to the head of the log.
+func (l *roomLog) unshift(run roomRun) {
 	back := make([]roomChange, len(run.rooms), len(run.rooms)+len(l.changes))
 	for i, r := range run.rooms {
 		back[i] = roomChange{room: r, leave: run.leave, server: run.server}
@@ -234,7 +250,6 @@ func (ls *roomLogs) putBack(c *client, run roomRun) {
 	if !run.server {
 		l.own += len(run.rooms)
 	}
-	ls.releaseLocked(c, l)
 }
 
 // release ends the busy turn of the goroutine that held it: a waiter is

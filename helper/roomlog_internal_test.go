@@ -42,7 +42,7 @@ func TestRoomLogRunsAndUndo(t *testing.T) {
 		t.Fatal("a server join is never cancelled")
 	}
 	var told []roomRun
-	start := ls.tellOwn(c, func(r roomRun) { told = append(told, r) }, func(<-chan struct{}) { t.Fatal("waited with no one busy") })
+	start := ls.tellOwn(c, func(r roomRun) bool { told = append(told, r); return true }, func(<-chan struct{}) { t.Fatal("waited with no one busy") })
 	if !start || len(told) != 1 || told[0].server || !slices.Equal(told[0].rooms, []string{"o"}) {
 		t.Fatalf("read side told %+v (teller to start: %v), want the own join of o, then a teller for q", told, start)
 	}

@@ -155,3 +155,48 @@ func TestRoomsChangedByServerJoinWaitingForTheBrokerDoesNotHoldTheDisconnect(t *
 	}
 	p.check(t)
 }
+
+// Nothing is told once the client's context has ended, the client's own
+// changes included: a join of its own that completes after the server
+// closed it (its room check was running) is not told, and is not in the
+// disconnect callback's rooms either.
+func TestRoomsChangedByServerOwnJoinNotToldAfterTheContextEnded(t *testing.T) {
+	p := newPresence()
+	inCheck := make(chan struct{}, 1)
+	release := make(chan struct{})
+	var late atomic.Int32
+	k := newKit(t, rawSocket, func(cfg *helper.Config) {
+		p.install(cfg)
+		check := cfg.Handlers.ValidateRoom
+		cfg.Handlers.ValidateRoom = func(ctx context.Context, req helper.ValidateRoomRequest) ([]string, error) {
+			if req.Rooms[0] == "slow" {
+				inCheck <- struct{}{}
+				<-release // ignores its context
+			}
+			return check(ctx, req)
+		}
+		told := cfg.Handlers.RoomsChanged
+		cfg.Handlers.RoomsChanged = func(ctx context.Context, req helper.RoomsChangedRequest) error {
+			if ctx.Err() != nil {
+				late.Add(1)
+			}
+			return told(ctx, req)
+		}
+	})
+	c, cd := k.login("ann")
+	p.waitFor(t, "the connected callback", func() bool { return p.ready[cd.ID] })
+	if err := c.Join("slow", "other"); err != nil {
+		t.Fatal(err)
+	}
+	<-inCheck
+	if _, err := k.h.Disconnect(cd.ID, 4000, "bye"); err != nil {
+		t.Fatal(err)
+	}
+	expectClose(t, c, 4000, "bye")
+	close(release)
+	p.waitFor(t, "the disconnect callback", func() bool { _, ok := p.gone[cd.ID]; return ok })
+	if n := late.Load(); n > 0 {
+		t.Errorf("%d rooms-changed calls after the client's context ended; told %v", n, p.takeEvents())
+	}
+	p.check(t)
+}
