@@ -338,3 +338,21 @@ func socketOf(conn net.Conn) net.Conn {
 	}
 	return conn
 }
+
+// awaitConnectedCallback waits until the client's connected callback, if
+// one is running, has returned (what the app adds there comes before what
+// follows), or the client has ended: false then.
+func (c *client) awaitConnectedCallback() bool {
+	c.mu.Lock()
+	hook := c.hookPending
+	c.mu.Unlock()
+	if hook == nil {
+		return true
+	}
+	select {
+	case <-hook:
+		return true
+	case <-c.doneChan():
+		return false
+	}
+}

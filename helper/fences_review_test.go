@@ -14,17 +14,10 @@ import (
 // added is undone, and by the last order about the room (found in review:
 // a first version left every room removed since the join began).
 func TestReinviteNotUndoneByUnrelatedJoinUnderWay(t *testing.T) {
-	inCheck := make(chan struct{}, 1)
-	release := make(chan struct{})
+	var inCheck <-chan struct{}
+	var release chan struct{}
 	k := newKit(t, rawSocket, func(c *helper.Config) {
-		check := c.Handlers.ValidateRoom
-		c.Handlers.ValidateRoom = func(ctx context.Context, req helper.ValidateRoomRequest) ([]string, error) {
-			if req.Rooms[0] == "lobby" {
-				inCheck <- struct{}{}
-				<-release
-			}
-			return check(ctx, req)
-		}
+		inCheck, release = holdRoomCheck(c, "lobby")
 	})
 	ctx := context.Background()
 	c, cd := k.login("bob")

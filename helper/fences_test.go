@@ -60,18 +60,11 @@ func TestDisconnectUserReachesAConnectionMidAuthentication(t *testing.T) {
 // that room; a join that begins after the kick is let in (found in a chat
 // trial: a kick lost to a join 1 time in 60).
 func TestRemoveUserFromRoomsWinsOverAJoinUnderWay(t *testing.T) {
-	inCheck := make(chan struct{}, 1)
-	release := make(chan struct{})
 	changed := make(chan helper.RoomsChangedRequest, 4)
+	var inCheck <-chan struct{}
+	var release chan struct{}
 	k := newKit(t, rawSocket, func(c *helper.Config) {
-		check := c.Handlers.ValidateRoom
-		c.Handlers.ValidateRoom = func(ctx context.Context, req helper.ValidateRoomRequest) ([]string, error) {
-			if req.Rooms[0] == "general" {
-				inCheck <- struct{}{}
-				<-release
-			}
-			return check(ctx, req)
-		}
+		inCheck, release = holdRoomCheck(c, "general")
 		c.Handlers.RoomsChanged = func(_ context.Context, req helper.RoomsChangedRequest) error {
 			changed <- req
 			return nil

@@ -118,15 +118,8 @@ func (h *WebSocketServerHelper) handleMessage(c *client, raw []byte) {
 		}
 		c.forgiven = c.forgivenAfterCall(end.Sub(began), &h.opts.Limits)
 	}()
-	c.mu.Lock()
-	hook := c.hookPending
-	c.mu.Unlock()
-	if hook != nil {
-		select {
-		case <-hook:
-		case <-c.doneChan():
-			return
-		}
+	if !c.awaitConnectedCallback() {
+		return
 	}
 	if event != protocol.EventJoin && event != protocol.EventLeave {
 		// raw is the read buffer, reused for the next frame; data goes to
@@ -386,15 +379,7 @@ func (h *WebSocketServerHelper) startRoomsTeller(c *client) {
 // it stops when the client's context ends.
 func (h *WebSocketServerHelper) tellServerRooms(c *client) {
 	for {
-		c.mu.Lock()
-		hook := c.hookPending
-		c.mu.Unlock()
-		if hook != nil {
-			select {
-			case <-hook:
-			case <-c.doneChan():
-			}
-		}
+		c.awaitConnectedCallback()
 		if c.contextEnded() || !c.authenticated() {
 			h.reg.log.release(c) // leaving: disconnect undoes what is left
 			return

@@ -500,3 +500,19 @@ func rawFrame(fin bool, rsv byte, op ws.OpCode, masked bool, payload []byte) []b
 }
 
 func newHTTPTest(h http.Handler) *httptest.Server { return httptest.NewServer(h) }
+
+// holdRoomCheck makes the room check of a join whose first room is room
+// say so on the channel it returns, then wait until release is closed.
+func holdRoomCheck(cfg *helper.Config, room string) (inCheck <-chan struct{}, release chan struct{}) {
+	in := make(chan struct{}, 1)
+	release = make(chan struct{})
+	check := cfg.Handlers.ValidateRoom
+	cfg.Handlers.ValidateRoom = func(ctx context.Context, req helper.ValidateRoomRequest) ([]string, error) {
+		if req.Rooms[0] == room {
+			in <- struct{}{}
+			<-release // ignores its context
+		}
+		return check(ctx, req)
+	}
+	return in, release
+}

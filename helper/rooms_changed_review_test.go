@@ -60,18 +60,11 @@ func TestRoomsChangedByServerDuringShutdownSpread(t *testing.T) {
 // made afresh after a crowd).
 func TestRoomsChangedByServerCancelledJoinLeavesNoLog(t *testing.T) {
 	p := newPresence()
-	inCheck := make(chan struct{}, 1)
-	release := make(chan struct{})
+	var inCheck <-chan struct{}
+	var release chan struct{}
 	k := newKit(t, rawSocket, func(cfg *helper.Config) {
 		p.install(cfg)
-		check := cfg.Handlers.ValidateRoom
-		cfg.Handlers.ValidateRoom = func(ctx context.Context, req helper.ValidateRoomRequest) ([]string, error) {
-			if req.Rooms[0] == "general" {
-				inCheck <- struct{}{}
-				<-release
-			}
-			return check(ctx, req)
-		}
+		inCheck, release = holdRoomCheck(cfg, "general")
 	})
 	ctx := context.Background()
 	c, cd := k.login("mallory")
@@ -162,19 +155,12 @@ func TestRoomsChangedByServerJoinWaitingForTheBrokerDoesNotHoldTheDisconnect(t *
 // disconnect callback's rooms either.
 func TestRoomsChangedByServerOwnJoinNotToldAfterTheContextEnded(t *testing.T) {
 	p := newPresence()
-	inCheck := make(chan struct{}, 1)
-	release := make(chan struct{})
 	var late atomic.Int32
+	var inCheck <-chan struct{}
+	var release chan struct{}
 	k := newKit(t, rawSocket, func(cfg *helper.Config) {
 		p.install(cfg)
-		check := cfg.Handlers.ValidateRoom
-		cfg.Handlers.ValidateRoom = func(ctx context.Context, req helper.ValidateRoomRequest) ([]string, error) {
-			if req.Rooms[0] == "slow" {
-				inCheck <- struct{}{}
-				<-release // ignores its context
-			}
-			return check(ctx, req)
-		}
+		inCheck, release = holdRoomCheck(cfg, "slow")
 		told := cfg.Handlers.RoomsChanged
 		cfg.Handlers.RoomsChanged = func(ctx context.Context, req helper.RoomsChangedRequest) error {
 			if ctx.Err() != nil {

@@ -753,18 +753,11 @@ func TestRoomsChangedByServerPresenceStaysRight(t *testing.T) {
 // of the join is told as the client's own.
 func TestRoomsChangedByServerKickDuringAJoinTellsNeither(t *testing.T) {
 	p := newPresence()
-	inCheck := make(chan struct{}, 1)
-	release := make(chan struct{})
+	var inCheck <-chan struct{}
+	var release chan struct{}
 	k := newKit(t, rawSocket, func(cfg *helper.Config) {
 		p.install(cfg)
-		check := cfg.Handlers.ValidateRoom
-		cfg.Handlers.ValidateRoom = func(ctx context.Context, req helper.ValidateRoomRequest) ([]string, error) {
-			if req.Rooms[0] == "general" {
-				inCheck <- struct{}{}
-				<-release
-			}
-			return check(ctx, req)
-		}
+		inCheck, release = holdRoomCheck(cfg, "general")
 	})
 	ctx := context.Background()
 	c, cd := k.login("mallory")
