@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -114,12 +115,24 @@ type RedisStore struct {
 // a crash between INCR and ZADD would leave a hole in the numbers, which
 // looks like a trimmed backlog and resets the devices that reach it. The
 // member is the notification's JSON, unique since it holds the number.
+//
+// KEYS[3] is the add's own key, named by a token drawn for the call: go-redis
+// sends a command again when its reply was lost (MaxRetries), and the
+// same script with the same token then finds the number it gave and
+// stores nothing twice. The key lives addMemory seconds, far longer than
+// any retry.
 const addScript = `
+local done = redis.call('GET', KEYS[3])
+if done then return tonumber(done) end
 local seq = redis.call('INCR', KEYS[1])
 redis.call('ZADD', KEYS[2], seq, '{"seq":' .. seq .. ',"data":' .. ARGV[1] .. '}')
 redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[2]) - 1)
+redis.call('SET', KEYS[3], seq, 'EX', ARGV[3])
 return seq
 `
+
+// addMemory is how long, in seconds, an add's key remembers its number.
+const addMemory = 60
 
 // sinceScript reads the counter and the kept notifications at one moment,
 // so that "trimmed" and "lost" are told apart from "nothing new".
@@ -131,11 +144,6 @@ return {last, redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf')}
 // NewRedisStore returns a store on rdb keeping backlog notifications per
 // user (DefaultBacklog if not positive). Give every process that adds to
 // it the same backlog.
-//
-// go-redis sends a command again when its reply was lost (MaxRetries), so
-// after a cut connection a notification may be stored twice, under two
-// numbers; a device then shows it twice. Where that matters, give
-// notifications an id of the app's own and have devices drop one they hold.
 func NewRedisStore(rdb redis.UniversalClient, backlog int) *RedisStore {
 	if backlog <= 0 {
 		backlog = DefaultBacklog
@@ -150,10 +158,17 @@ func redisKeys(user string) []string {
 // Add implements Store. data must be JSON: the script pastes it into the
 // member as it is.
 func (s *RedisStore) Add(ctx context.Context, user string, data json.RawMessage) (Notification, error) {
+	return s.addOnce(ctx, user, data, uuid.NewString())
+}
+
+// addOnce is Add with the token that names the add (see addScript): the
+// same token stores once, however many times it is sent.
+func (s *RedisStore) addOnce(ctx context.Context, user string, data json.RawMessage, token string) (Notification, error) {
 	if !json.Valid(data) {
 		return Notification{}, fmt.Errorf("notification for %q: data is not JSON", user)
 	}
-	seq, err := s.add.Run(ctx, s.rdb, redisKeys(user), string(data), s.backlog).Uint64()
+	keys := append(redisKeys(user), "notif:add:{"+user+"}:"+token)
+	seq, err := s.add.Run(ctx, s.rdb, keys, string(data), s.backlog, addMemory).Uint64()
 	if err != nil {
 		return Notification{}, fmt.Errorf("store a notification for %q: %w", user, err)
 	}
