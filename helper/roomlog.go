@@ -76,6 +76,12 @@ func newRoomLogs() *roomLogs { return &roomLogs{byClient: make(map[*client]*room
 // gone. True: a server change that no one is telling yet, for which the
 // caller must start a teller (startRoomsTeller) once it has let go of
 // the registry's lock.
+//
+// A server change that undoes the last change logged about its room, a
+// server change not told yet, cancels it out instead: neither is told, as
+// the app would end where it began. So a log holds one untold server
+// change per room at most, and does not grow while the handler is held
+// up by a server that moves a client in and out of a room.
 func (ls *roomLogs) add(c *client, ch roomChange) bool {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
@@ -84,6 +90,22 @@ func (ls *roomLogs) add(c *client, ch roomChange) bool {
 		l = &roomLog{}
 		ls.byClient[c] = l
 		ls.peak = max(ls.peak, len(ls.byClient))
+	}
+	if ch.server {
+		for i := len(l.changes) - 1; i >= 0; i-- {
+			last := l.changes[i]
+			if last.room != ch.room {
+				continue
+			}
+			if last.server && last.leave != ch.leave {
+				l.changes = slices.Delete(l.changes, i, i+1)
+				if len(l.changes) == 0 && !l.busy {
+					ls.forgetLocked(c)
+				}
+				return false
+			}
+			break
+		}
 	}
 	l.changes = append(l.changes, ch)
 	if !ch.server {
