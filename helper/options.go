@@ -46,9 +46,11 @@ type Options struct {
 	// callback's ClientInfo.Rooms is told, once, on the instance holding
 	// the client, in the order made: a presence list kept from the
 	// connected, rooms-changed and disconnect callbacks stays right
-	// whoever moves the client (see RoomsChangedFunc). Default false: only
-	// the client's own joins and leaves are told, as the app makes the
-	// others.
+	// whoever moves the client (see RoomsChangedFunc). A server change
+	// that undoes one of the server's not told yet (a join, then a leave
+	// of the same room, while the handler is busy) cancels it out: neither
+	// is told, as the app ends where it began. Default false: only the
+	// client's own joins and leaves are told, as the app makes the others.
 	RoomsChangedByServer bool
 	// AuthTimeout is how long a new connection may take to send
 	// authenticate (close 4001 after). Once authentication has begun, the
